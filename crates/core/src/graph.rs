@@ -1,0 +1,440 @@
+//! Builds and checks the graph of a whole object file: duplicate ids, self-parents, missing
+//! parents, layer inversions and cycles, all reported together; then orders it topologically.
+
+use crate::diagnostics::{Problem, Report};
+use crate::objects::{ObjectDef, read_object};
+use orchestrator_protocol::ObjectId;
+use petgraph::algo::{kosaraju_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::value::RawValue;
+use std::collections::{HashMap, VecDeque};
+
+/// What to do with a parent that is not in the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MissingParents {
+    /// An error (the default).
+    #[default]
+    Error,
+    /// Treated as already loaded outside this file.
+    External,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    pub missing_parents: MissingParents,
+    /// Warnings count as errors.
+    pub strict: bool,
+}
+
+/// A valid object graph, in file order, with parent and child lists by index.
+#[derive(Debug)]
+pub struct Graph {
+    pub objects: Vec<ObjectDef>,
+    pub index: HashMap<ObjectId, u32>,
+    parent_offsets: Vec<u32>,
+    parent_list: Vec<u32>,
+    child_offsets: Vec<u32>,
+    child_list: Vec<u32>,
+    /// Parents named but not in the file, taken as loaded outside it (`--missing-parents=external`).
+    pub external_parents: Vec<ObjectId>,
+    /// Every object, parents before children.
+    pub topo_order: Vec<u32>,
+}
+
+impl Graph {
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+    /// In-file parents of object `i`.
+    pub fn parents(&self, i: u32) -> &[u32] {
+        let i = i as usize;
+        &self.parent_list[self.parent_offsets[i] as usize..self.parent_offsets[i + 1] as usize]
+    }
+    /// Children of object `i`.
+    pub fn children(&self, i: u32) -> &[u32] {
+        let i = i as usize;
+        &self.child_list[self.child_offsets[i] as usize..self.child_offsets[i + 1] as usize]
+    }
+    pub fn edge_count(&self) -> usize {
+        self.parent_list.len()
+    }
+}
+
+/// The outcome of loading a file: the graph when it can run, and every problem found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub graph: Option<Graph>,
+    pub report: Report,
+}
+
+/// Parses, reads and validates a whole object file.
+pub fn load_graph(text: &str, options: LoadOptions) -> Loaded {
+    let mut report = Report::default();
+    let elements: Vec<Box<RawValue>> = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let message = if e.is_data() {
+                format!(
+                    "expected a JSON array of objects (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            } else {
+                let text = e.to_string();
+                let reason = text.split(" at line ").next().unwrap_or(&text);
+                format!(
+                    "malformed JSON at line {}, column {}: {reason}",
+                    e.line(),
+                    e.column()
+                )
+            };
+            report.push(Problem::error(None, None, None, message));
+            return Loaded {
+                graph: None,
+                report,
+            };
+        }
+    };
+    let mut objects = Vec::with_capacity(elements.len());
+    for (i, raw) in elements.into_iter().enumerate() {
+        if let Some(o) = read_object(i, raw, &mut report) {
+            objects.push(o);
+        }
+    }
+    let graph = build(objects, options, &mut report);
+    if options.strict {
+        report.make_strict();
+    }
+    let graph = if report.fails(options.strict) {
+        None
+    } else {
+        graph
+    };
+    Loaded { graph, report }
+}
+
+fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report) -> Option<Graph> {
+    // Duplicate ids: the first one wins the id, the others are errors.
+    let mut index: HashMap<ObjectId, u32> = HashMap::with_capacity(objects.len());
+    let mut keep = Vec::with_capacity(objects.len());
+    for o in objects.drain(..) {
+        if let Some(&first) = index.get(&o.id) {
+            let first_index = keep.get(first as usize).map_or(0, |f: &ObjectDef| f.index);
+            report.push(Problem::error(
+                Some(o.index),
+                Some(o.id),
+                Some("IdObjet"),
+                format!("duplicate id: also at index {first_index}"),
+            ));
+            continue;
+        }
+        index.insert(o.id, keep.len() as u32);
+        keep.push(o);
+    }
+    let objects = keep;
+
+    let mut external: Vec<ObjectId> = Vec::new();
+    let mut external_seen: HashMap<ObjectId, ()> = HashMap::new();
+    let mut parent_offsets = Vec::with_capacity(objects.len() + 1);
+    let mut parent_list = Vec::new();
+    parent_offsets.push(0u32);
+    for o in &objects {
+        for &p in &o.parents {
+            if p == o.id {
+                report.push(Problem::error(
+                    Some(o.index),
+                    Some(o.id),
+                    Some("IdObjet_Parent"),
+                    "names itself as a parent",
+                ));
+                continue;
+            }
+            match index.get(&p) {
+                Some(&pi) => {
+                    let parent = &objects[pi as usize];
+                    if parent.zone > o.zone {
+                        report.push(Problem::warning(
+                            Some(o.index),
+                            Some(o.id),
+                            Some("IdObjet_Parent"),
+                            format!("layer inversion: parent {p} is in {}, a higher layer than this object's {}", parent.zone, o.zone),
+                        ));
+                    }
+                    parent_list.push(pi);
+                }
+                None => match options.missing_parents {
+                    MissingParents::Error => report.push(Problem::error(
+                        Some(o.index),
+                        Some(o.id),
+                        Some("IdObjet_Parent"),
+                        format!("parent {p} does not exist in this file (use --missing-parents=external if it is loaded elsewhere)"),
+                    )),
+                    MissingParents::External => {
+                        if external_seen.insert(p, ()).is_none() {
+                            external.push(p);
+                        }
+                    }
+                },
+            }
+        }
+        parent_offsets.push(parent_list.len() as u32);
+    }
+
+    // Children lists (counting sort by parent).
+    let n = objects.len();
+    let mut child_count = vec![0u32; n + 1];
+    for &p in &parent_list {
+        child_count[p as usize + 1] += 1;
+    }
+    for i in 0..n {
+        child_count[i + 1] += child_count[i];
+    }
+    let child_offsets = child_count.clone();
+    let mut fill = child_count;
+    let mut child_list = vec![0u32; parent_list.len()];
+    for c in 0..n {
+        for &p in &parent_list[parent_offsets[c] as usize..parent_offsets[c + 1] as usize] {
+            child_list[fill[p as usize] as usize] = c as u32;
+            fill[p as usize] += 1;
+        }
+    }
+
+    let mut graph = Graph {
+        objects,
+        index,
+        parent_offsets,
+        parent_list,
+        child_offsets,
+        child_list,
+        external_parents: external,
+        topo_order: Vec::new(),
+    };
+
+    let mut pg: DiGraph<(), ()> = DiGraph::with_capacity(n, graph.parent_list.len());
+    for _ in 0..n {
+        pg.add_node(());
+    }
+    for c in 0..n as u32 {
+        for &p in graph.parents(c) {
+            pg.add_edge(NodeIndex::new(p as usize), NodeIndex::new(c as usize), ());
+        }
+    }
+    match toposort(&pg, None) {
+        Ok(order) => {
+            graph.topo_order = order.into_iter().map(|ix| ix.index() as u32).collect();
+            Some(graph)
+        }
+        Err(_) => {
+            report_cycles(&graph, &pg, report);
+            None
+        }
+    }
+}
+
+/// One problem per strongly connected component: a cycle through it, printed as a path in which
+/// each object needs the next (`3001 -> 2001 -> 3001`).
+fn report_cycles(graph: &Graph, pg: &DiGraph<(), ()>, report: &mut Report) {
+    let mut component = vec![usize::MAX; graph.len()];
+    let mut cycles = Vec::new();
+    for (ci, scc) in kosaraju_scc(pg).into_iter().enumerate() {
+        if scc.len() < 2 {
+            continue;
+        }
+        for ix in &scc {
+            component[ix.index()] = ci;
+        }
+        let start = scc.iter().map(|ix| ix.index() as u32).min().unwrap_or(0);
+        cycles.push((start, ci, scc.len()));
+    }
+    cycles.sort();
+    for (start, ci, size) in cycles {
+        let path = cycle_through(graph, start, |v| component[v as usize] == ci);
+        let text: Vec<String> = path
+            .iter()
+            .map(|&i| graph.objects[i as usize].id.to_string())
+            .collect();
+        let o = &graph.objects[start as usize];
+        let more = if size > path.len() - 1 {
+            format!(" ({size} objects are caught in this cycle group)")
+        } else {
+            String::new()
+        };
+        report.push(Problem::error(
+            Some(o.index),
+            Some(o.id),
+            Some("IdObjet_Parent"),
+            format!("cycle: {}{more}", text.join(" -> ")),
+        ));
+    }
+}
+
+/// The shortest cycle through `start` inside one component, in "needs" order, start repeated at
+/// the end.
+fn cycle_through(graph: &Graph, start: u32, inside: impl Fn(u32) -> bool) -> Vec<u32> {
+    // Breadth-first along "needs" edges (child -> parent) from start until start comes back.
+    let mut came_from: HashMap<u32, u32> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(v) = queue.pop_front() {
+        for &p in graph.parents(v) {
+            if !inside(p) {
+                continue;
+            }
+            if p == start {
+                let mut path = vec![v];
+                let mut cur = v;
+                while cur != start {
+                    cur = came_from.get(&cur).copied().unwrap_or(start);
+                    path.push(cur);
+                }
+                path.reverse();
+                path.push(start);
+                return path;
+            }
+            if p != start && !came_from.contains_key(&p) {
+                came_from.insert(p, v);
+                queue.push_back(p);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str, options: LoadOptions) -> Loaded {
+        load_graph(json, options)
+    }
+
+    #[test]
+    fn a_valid_file_orders_parents_first() {
+        let l = load(
+            r#"[{"IdObjet":3000,"IdObjet_Parent":"2001;2002","Zone":"3-Application"},
+                {"IdObjet":2001,"IdObjet_Parent":1001,"Zone":"2-Standardized"},
+                {"IdObjet":2002,"IdObjet_Parent":[1001],"Zone":"2-Standardized"},
+                {"IdObjet":1001,"IdObjet_Parent":null,"Zone":"1-Raw"}]"#,
+            LoadOptions::default(),
+        );
+        let g = l
+            .graph
+            .unwrap_or_else(|| panic!("{}", l.report.render(None)));
+        let pos: HashMap<u32, usize> = g
+            .topo_order
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, i))
+            .collect();
+        for c in 0..g.len() as u32 {
+            for &p in g.parents(c) {
+                assert!(pos[&p] < pos[&c]);
+            }
+        }
+        assert_eq!(g.children(3).len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let l = load(
+            r#"[{"IdObjet":1001,"Zone":"1-Raw"},
+                {"IdObjet":1001,"Zone":"1-Raw"},
+                {"IdObjet":2001,"IdObjet_Parent":"2001","Zone":"2-Standardized"},
+                {"IdObjet":2002,"IdObjet_Parent":"9999","Zone":"2-Standardized"},
+                {"IdObjet":3001,"IdObjet_Parent":"2003","Zone":"3-Application"},
+                {"IdObjet":2003,"IdObjet_Parent":"3001","Zone":"2-Standardized"},
+                {"IdObjet":"abc","Zone":"1-Raw"}]"#,
+            LoadOptions::default(),
+        );
+        assert!(l.graph.is_none());
+        let text = l.report.render(None);
+        assert!(
+            text.contains("object 1001 (index 1), IdObjet: duplicate id: also at index 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("object 2001 (index 2), IdObjet_Parent: names itself as a parent"),
+            "{text}"
+        );
+        assert!(text.contains("parent 9999 does not exist"), "{text}");
+        assert!(text.contains("cycle: 3001 -> 2003 -> 3001"), "{text}");
+        assert!(
+            text.contains("object at index 6, IdObjet: \"abc\" is not a numeric id"),
+            "{text}"
+        );
+        assert!(text.contains("layer inversion"), "{text}");
+    }
+
+    #[test]
+    fn malformed_json_gives_line_and_column() {
+        let l = load("[\n{\"IdObjet\": 1001,,}\n]", LoadOptions::default());
+        let text = l.report.render(None);
+        assert!(
+            text.contains("malformed JSON at line 2, column 18: key must be a string\n"),
+            "{text}"
+        );
+        let l = load("{\"IdObjet\": 1}", LoadOptions::default());
+        assert!(l.report.render(None).contains("expected a JSON array"));
+    }
+
+    #[test]
+    fn external_parents_are_accepted_on_request() {
+        let json =
+            r#"[{"IdObjet":3000,"IdObjet_Parent":"2012,2008, 2008","Zone":"3-Application"}]"#;
+        assert!(load(json, LoadOptions::default()).graph.is_none());
+        let l = load(
+            json,
+            LoadOptions {
+                missing_parents: MissingParents::External,
+                strict: false,
+            },
+        );
+        let g = l
+            .graph
+            .unwrap_or_else(|| panic!("{}", l.report.render(None)));
+        assert_eq!(g.external_parents, vec![ObjectId(2012), ObjectId(2008)]);
+        assert_eq!(l.report.warning_count(), 1);
+        let strict = load(
+            json,
+            LoadOptions {
+                missing_parents: MissingParents::External,
+                strict: true,
+            },
+        );
+        assert!(strict.graph.is_none());
+    }
+
+    #[test]
+    fn a_deep_chain_does_not_blow_the_stack() {
+        let n = 200_000;
+        let mut s = String::from("[");
+        for i in 0..n {
+            if i > 0 {
+                s.push(',');
+            }
+            let parent = if i == 0 {
+                "null".to_string()
+            } else {
+                (1_000_000 + i - 1).to_string()
+            };
+            s.push_str(&format!(
+                "{{\"IdObjet\":{},\"IdObjet_Parent\":{parent},\"Zone\":\"1-Raw\"}}",
+                1_000_000 + i
+            ));
+        }
+        s.push(']');
+        let l = load(&s, LoadOptions::default());
+        assert_eq!(l.graph.map(|g| g.len()), Some(n));
+        // And the same chain closed into a cycle.
+        let closed = s.replacen(
+            "\"IdObjet_Parent\":null",
+            &format!("\"IdObjet_Parent\":{}", 1_000_000 + n - 1),
+            1,
+        );
+        let l = load(&closed, LoadOptions::default());
+        assert!(l.graph.is_none());
+        assert!(l.report.render(None).contains("cycle: 1000000 -> "));
+    }
+}

@@ -1,0 +1,170 @@
+//! Reads `IdObjet_Parent` as the old system's users wrote it: null, a number, `"1001,2002, 3003"`,
+//! `"2001;2002"`, a list of numbers or strings, or noisy text such as `"garbage2003x"`.
+
+use orchestrator_protocol::ObjectId;
+use serde_json::Value;
+
+/// What a parent field says, with the oddities found while reading it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParsedParents {
+    /// Distinct parents, in the order first named.
+    pub ids: Vec<ObjectId>,
+    /// Tokens that had other characters around their digits: (token, id kept).
+    pub noisy: Vec<(String, ObjectId)>,
+    /// Parents named more than once.
+    pub repeated: Vec<ObjectId>,
+    /// Tokens that cannot be an id (no digit, or too large), with the reason.
+    pub invalid: Vec<String>,
+}
+
+/// Reads the value of `IdObjet_Parent`. `Err` means the value's type is wrong (an object, a bool…).
+pub fn parse_parents(value: &Value) -> Result<ParsedParents, String> {
+    let mut out = ParsedParents::default();
+    match value {
+        Value::Null => {}
+        Value::Number(n) => push_number(&mut out, n),
+        Value::String(s) => push_text(&mut out, s),
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::Number(n) => push_number(&mut out, n),
+                    Value::String(s) => push_text(&mut out, s),
+                    Value::Null => {}
+                    other => out.invalid.push(format!(
+                        "list item {other} is a {}, expected a number or a string",
+                        type_name(other)
+                    )),
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "expected null, a number, a string or a list, got a {}",
+                type_name(other)
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The JSON type of a value, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+fn push_number(out: &mut ParsedParents, n: &serde_json::Number) {
+    match number_to_id(n) {
+        Some(id) => push_id(out, id),
+        None => out
+            .invalid
+            .push(format!("{n} is not a non-negative whole number")),
+    }
+}
+
+/// A JSON number as an id: a non-negative integer (`1001` or `1001.0`).
+pub fn number_to_id(n: &serde_json::Number) -> Option<ObjectId> {
+    if let Some(u) = n.as_u64() {
+        return Some(ObjectId(u));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 => Some(ObjectId(f as u64)),
+        _ => None,
+    }
+}
+
+fn push_text(out: &mut ParsedParents, s: &str) {
+    for token in s.split(|c: char| c == ',' || c == ';' || c.is_whitespace()) {
+        if token.is_empty() {
+            continue;
+        }
+        let digits: String = token.chars().filter(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            out.invalid.push(format!("token {token:?} has no digit"));
+            continue;
+        }
+        let Ok(n) = digits.parse::<u64>() else {
+            out.invalid
+                .push(format!("token {token:?} is too large to be an id"));
+            continue;
+        };
+        let id = ObjectId(n);
+        if digits.len() != token.len() {
+            out.noisy.push((token.to_string(), id));
+        }
+        push_id(out, id);
+    }
+}
+
+fn push_id(out: &mut ParsedParents, id: ObjectId) {
+    if out.ids.contains(&id) {
+        if !out.repeated.contains(&id) {
+            out.repeated.push(id);
+        }
+    } else {
+        out.ids.push(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ids(v: Value) -> Vec<u64> {
+        parse_parents(&v)
+            .map(|p| p.ids.iter().map(|i| i.0).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_shape_of_the_old_format() {
+        assert_eq!(ids(json!(null)), Vec::<u64>::new());
+        assert_eq!(ids(json!(1005)), vec![1005]);
+        assert_eq!(ids(json!("1005")), vec![1005]);
+        assert_eq!(ids(json!("1001,2002, 3003")), vec![1001, 2002, 3003]);
+        assert_eq!(ids(json!("2001;2002")), vec![2001, 2002]);
+        assert_eq!(ids(json!("2001 ; 2002\t2003")), vec![2001, 2002, 2003]);
+        assert_eq!(
+            ids(json!([1001, "2002", "2003,2004"])),
+            vec![1001, 2002, 2003, 2004]
+        );
+        assert_eq!(ids(json!("")), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn noisy_tokens_keep_their_digits_with_a_note() {
+        let p = parse_parents(&json!("garbage2003x, 2004")).unwrap_or_default();
+        assert_eq!(p.ids, vec![ObjectId(2003), ObjectId(2004)]);
+        assert_eq!(p.noisy, vec![("garbage2003x".to_string(), ObjectId(2003))]);
+    }
+
+    #[test]
+    fn tokens_without_digits_are_invalid() {
+        let p = parse_parents(&json!("2001,abc")).unwrap_or_default();
+        assert_eq!(p.ids, vec![ObjectId(2001)]);
+        assert_eq!(p.invalid.len(), 1);
+        assert!(p.invalid[0].contains("abc"));
+    }
+
+    #[test]
+    fn repeated_parents_count_once() {
+        let p = parse_parents(&json!("2006,2001,2006, 2006")).unwrap_or_default();
+        assert_eq!(p.ids, vec![ObjectId(2006), ObjectId(2001)]);
+        assert_eq!(p.repeated, vec![ObjectId(2006)]);
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        assert!(parse_parents(&json!({"a": 1})).is_err());
+        assert!(parse_parents(&json!(true)).is_err());
+        let p = parse_parents(&json!([-3, 1.5, true])).unwrap_or_default();
+        assert_eq!(p.invalid.len(), 3);
+    }
+}

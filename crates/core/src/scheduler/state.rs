@@ -1,0 +1,86 @@
+//! The state of one object in a run, as the store persists it.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectState {
+    /// Some parent is not loaded yet.
+    Waiting,
+    /// All parents loaded; waiting for room in its zone.
+    Queued,
+    /// A Ready event was sent; no worker has said it started.
+    Dispatched,
+    /// A worker started it and holds the lease.
+    Running,
+    /// The last attempt failed; the next waits for its backoff.
+    RetryWait,
+    Loaded,
+    /// Out of retries (or failed for good): in the dead-letter list.
+    Failed,
+    /// An ancestor failed; never ran.
+    UpstreamFailed,
+    /// The run was cancelled before it ran.
+    Cancelled,
+}
+
+impl ObjectState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ObjectState::Loaded
+                | ObjectState::Failed
+                | ObjectState::UpstreamFailed
+                | ObjectState::Cancelled
+        )
+    }
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, ObjectState::Dispatched | ObjectState::Running)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectState::Waiting => "waiting",
+            ObjectState::Queued => "queued",
+            ObjectState::Dispatched => "dispatched",
+            ObjectState::Running => "running",
+            ObjectState::RetryWait => "retry_wait",
+            ObjectState::Loaded => "loaded",
+            ObjectState::Failed => "failed",
+            ObjectState::UpstreamFailed => "upstream_failed",
+            ObjectState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What the store keeps per object of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub state: ObjectState,
+    /// The current (latest) attempt; 0 before the first dispatch. Never goes back, so every
+    /// attempt of a run has its own idempotency key, reruns included.
+    pub attempt: u32,
+    /// Failed attempts since the last reset.
+    pub failures: u32,
+    /// Retries scheduled over the run's life.
+    pub retries: u32,
+    /// Deadline of the current wait (retry due, lease end or start deadline); 0 for none.
+    pub due_ms: u64,
+    /// When the current attempt was dispatched.
+    pub dispatched_ms: u64,
+    /// When the object reached a terminal state.
+    pub finished_ms: u64,
+}
+
+impl Default for ObjectRecord {
+    fn default() -> Self {
+        ObjectRecord {
+            state: ObjectState::Waiting,
+            attempt: 0,
+            failures: 0,
+            retries: 0,
+            due_ms: 0,
+            dispatched_ms: 0,
+            finished_ms: 0,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The events on the bus. Field names keep the old system's JSON shapes (`ObjectReady`,
+//! `ObjectLoaded`) and add ours (attempt, graph version, schema version, the object itself).
+
+use crate::{ObjectId, RunId, Zone};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Version of the event schema; every event carries it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Seconds since the Unix epoch, as the old system's `ts`.
+pub fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn object_ready() -> String {
+    "ObjectReady".to_string()
+}
+fn object_loaded() -> String {
+    "ObjectLoaded".to_string()
+}
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+/// "Object `id` may run now": sent once per attempt when all its parents are loaded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadyEvent {
+    #[serde(default = "object_ready")]
+    pub event: String,
+    pub id: ObjectId,
+    pub zone: Zone,
+    pub name: String,
+    pub run_id: RunId,
+    /// Unix seconds when the event was sent.
+    pub ts: u64,
+    /// Kept for the old workers; always false.
+    #[serde(default)]
+    pub preflight_fail: bool,
+    /// 1 for the first attempt. With run id and object id, the idempotency key.
+    pub attempt: u32,
+    pub graph_version: String,
+    /// The whole object definition, every field as the user wrote it.
+    pub object: Arc<RawValue>,
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+}
+
+impl ReadyEvent {
+    /// The idempotency key of this attempt: `run/object/attempt`.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}/{}", self.run_id, self.id, self.attempt)
+    }
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptStatus {
+    Loaded,
+    Failed,
+}
+
+/// A worker's answer for one attempt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResultEvent {
+    #[serde(default = "object_loaded")]
+    pub event: String,
+    pub id: ObjectId,
+    pub status: AttemptStatus,
+    pub zone: Zone,
+    /// A short word from the handler: what was loaded, or why it failed.
+    #[serde(default)]
+    pub info: String,
+    pub run_id: RunId,
+    /// Absent in the old workers' results: taken as the current attempt.
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// Whether a failure may be retried (ignored for `loaded`). Old workers: true.
+    #[serde(default = "default_true")]
+    pub retryable: bool,
+    /// How long the handler ran, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Which worker answered.
+    #[serde(default)]
+    pub worker: String,
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ResultEvent {
+    pub fn loaded(ready: &ReadyEvent, info: String, duration_ms: u64, worker: &str) -> Self {
+        Self::new(
+            ready,
+            AttemptStatus::Loaded,
+            info,
+            true,
+            duration_ms,
+            worker,
+        )
+    }
+
+    pub fn failed(
+        ready: &ReadyEvent,
+        reason: String,
+        retryable: bool,
+        duration_ms: u64,
+        worker: &str,
+    ) -> Self {
+        Self::new(
+            ready,
+            AttemptStatus::Failed,
+            reason,
+            retryable,
+            duration_ms,
+            worker,
+        )
+    }
+
+    fn new(
+        ready: &ReadyEvent,
+        status: AttemptStatus,
+        info: String,
+        retryable: bool,
+        duration_ms: u64,
+        worker: &str,
+    ) -> Self {
+        ResultEvent {
+            event: object_loaded(),
+            id: ready.id,
+            status,
+            zone: ready.zone,
+            info,
+            run_id: ready.run_id.clone(),
+            attempt: Some(ready.attempt),
+            retryable,
+            duration_ms,
+            worker: worker.to_string(),
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+}
+
+/// What a worker reports while it holds an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProgressKind {
+    /// The worker took the attempt: its lease starts.
+    AttemptStarted,
+    /// The attempt still runs: its lease is renewed.
+    Heartbeat,
+}
+
+/// `Started` and heartbeats, on their own topic.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    pub event: ProgressKind,
+    pub id: ObjectId,
+    pub zone: Zone,
+    pub run_id: RunId,
+    pub attempt: u32,
+    pub ts: u64,
+    #[serde(default)]
+    pub worker: String,
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+}
+
+impl ProgressEvent {
+    pub fn new(kind: ProgressKind, ready: &ReadyEvent, worker: &str) -> Self {
+        ProgressEvent {
+            event: kind,
+            id: ready.id,
+            zone: ready.zone,
+            run_id: ready.run_id.clone(),
+            attempt: ready.attempt,
+            ts: unix_seconds(),
+            worker: worker.to_string(),
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_worker_result_without_our_fields_parses() {
+        let json = r#"{"event":"ObjectLoaded","id":2001,"status":"loaded","zone":"2-Standardized","info":"ok","run_id":"r1"}"#;
+        let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ev.id, ObjectId(2001));
+        assert_eq!(ev.status, AttemptStatus::Loaded);
+        assert_eq!(ev.attempt, None);
+        assert!(ev.retryable);
+        assert_eq!(ev.schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn ready_event_keeps_old_shape() {
+        let object: Arc<RawValue> = Arc::from(
+            RawValue::from_string(r#"{"IdObjet":1001}"#.to_string())
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let ev = ReadyEvent {
+            event: object_ready(),
+            id: ObjectId(1001),
+            zone: Zone::Raw,
+            name: "Customers".into(),
+            run_id: RunId::new("r1"),
+            ts: 1,
+            preflight_fail: false,
+            attempt: 2,
+            graph_version: "g".into(),
+            object,
+            schema_version: SCHEMA_VERSION,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&ev).unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(v["event"], "ObjectReady");
+        assert_eq!(v["id"], 1001);
+        assert_eq!(v["zone"], "1-Raw");
+        assert_eq!(v["preflight_fail"], false);
+        assert_eq!(v["object"]["IdObjet"], 1001);
+        assert_eq!(ev.idempotency_key(), "r1/1001/2");
+    }
+}

@@ -1,0 +1,13 @@
+//! What the orchestrator and the workers say to each other: object ids, zones, run ids and the
+//! events that travel on the bus (Ready, Started/Heartbeat, Loaded/Failed), with their schema version.
+
+mod events;
+mod ids;
+mod zone;
+
+pub use events::{
+    AttemptStatus, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, SCHEMA_VERSION,
+    unix_seconds,
+};
+pub use ids::{ObjectId, RunId};
+pub use zone::{ParseZoneError, Zone};
