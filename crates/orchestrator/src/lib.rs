@@ -1,1 +1,12 @@
+//! The orchestrator: loads object files, plans and runs them. The embedded run drives the pure
+//! scheduler with an in-process bus, in-process workers and a state store; the HTTP surface
+//! serves health and metrics.
 
+pub mod cli;
+pub mod clock;
+pub mod engine;
+pub mod http;
+pub mod input;
+pub mod metrics;
+pub mod progress;
+pub mod store;

@@ -127,6 +127,7 @@ pub struct Run {
     in_flight: [u32; 3],
     timers: BinaryHeap<Reverse<(u64, u32, u32, TimerKind)>>,
     terminal: usize,
+    terminal_by_zone: [usize; 3],
     status: RunStatus,
     cancelled: bool,
     dirty: Vec<u32>,
@@ -172,6 +173,7 @@ impl Run {
             in_flight: [0; 3],
             timers: BinaryHeap::new(),
             terminal: 0,
+            terminal_by_zone: [0; 3],
             status: RunStatus::Running,
             cancelled,
             dirty: Vec::new(),
@@ -185,6 +187,7 @@ impl Run {
     pub fn start(&mut self, now: u64, out: &mut Vec<Action>) {
         let n = self.graph.len();
         self.terminal = 0;
+        self.terminal_by_zone = [0; 3];
         self.in_flight = [0; 3];
         for i in 0..n as u32 {
             let pending = self
@@ -198,7 +201,10 @@ impl Run {
         for i in 0..n as u32 {
             let rec = self.records[i as usize];
             match rec.state {
-                s if s.is_terminal() => self.terminal += 1,
+                s if s.is_terminal() => {
+                    self.terminal += 1;
+                    self.terminal_by_zone[self.graph.node(i).zone.index()] += 1;
+                }
                 ObjectState::Waiting | ObjectState::Queued => {
                     if self.cancelled {
                         self.finish(i, ObjectState::Cancelled, now);
@@ -375,6 +381,10 @@ impl Run {
     }
     pub fn terminal_count(&self) -> usize {
         self.terminal
+    }
+    /// Objects of `zone` that reached a terminal state.
+    pub fn terminal_in(&self, zone: Zone) -> usize {
+        self.terminal_by_zone[zone.index()]
     }
     /// When the next timer is due, for the caller's sleep.
     pub fn next_deadline(&self) -> Option<u64> {
@@ -636,6 +646,7 @@ impl Run {
         let rec = &mut self.records[i as usize];
         if !rec.state.is_terminal() {
             self.terminal += 1;
+            self.terminal_by_zone[self.graph.node(i).zone.index()] += 1;
         }
         rec.state = state;
         rec.due_ms = 0;

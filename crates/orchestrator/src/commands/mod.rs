@@ -1,0 +1,52 @@
+//! The subcommands, each in its own file; they print for people and return the exit code.
+
+mod generate;
+mod plan;
+mod run;
+mod status;
+mod validate;
+
+use crate::EXIT_INVALID;
+use orchestrator::cli::{Command, InputArgs};
+use orchestrator::input::load_file;
+use orchestrator_core::diagnostics::Severity;
+use orchestrator_core::graph::{Graph, LoadOptions};
+
+pub fn dispatch(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Validate(a) => Ok(validate::validate(a)),
+        Command::Plan(a) => Ok(plan::plan(a)),
+        Command::Generate(a) => generate::generate(a),
+        Command::Run(a) => run::run(a),
+        Command::Status(a) => status::status(a),
+    }
+}
+
+/// Loads a file for a command; on failure prints every problem and gives the exit code.
+pub fn load_or_report(input: &InputArgs) -> Result<(Graph, String), i32> {
+    let options = LoadOptions {
+        missing_parents: input.missing_parents.into(),
+        strict: input.strict,
+    };
+    let loaded = match load_file(&input.file, input.max_input_bytes, options) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(EXIT_INVALID);
+        }
+    };
+    let warnings = loaded.report.render(Some(Severity::Warning));
+    match loaded.graph {
+        Some(g) => Ok((g, warnings)),
+        None => {
+            eprint!("{}", loaded.report.render(None));
+            eprintln!(
+                "{}: {} errors, {} warnings; nothing was run",
+                input.file.display(),
+                loaded.report.error_count(),
+                loaded.report.warning_count()
+            );
+            Err(EXIT_INVALID)
+        }
+    }
+}

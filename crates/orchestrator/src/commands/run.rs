@@ -1,0 +1,427 @@
+//! `orchestrator run FILE`: the embedded run. Scheduler, in-process bus and in-process workers
+//! for the three zones in one process; state in memory or, with --state-dir, in redb so that a
+//! killed run can be resumed without running a loaded object again.
+
+use super::load_or_report;
+use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STATE};
+use anyhow::Context;
+use orchestrator::cli::RunArgs;
+use orchestrator::clock::now_ms;
+use orchestrator::engine::Engine;
+use orchestrator::http::{HttpState, serve};
+use orchestrator::metrics::Metrics;
+use orchestrator::progress;
+use orchestrator::store::{RunMeta, RunStatus, StateStore, open_store, state_dir_url};
+use orchestrator_bus::{Bus, MemoryBus};
+use orchestrator_core::plan::Selection;
+use orchestrator_core::run_graph::RunGraph;
+use orchestrator_core::scheduler::{
+    ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig, ZonePolicy,
+};
+use orchestrator_protocol::{RunId, Zone};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use worker_base::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
+
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let (graph, warnings) = match load_or_report(&args.input) {
+        Ok(g) => g,
+        Err(code) => return Ok(code),
+    };
+    eprint!("{warnings}");
+    let selection =
+        match Selection::for_targets(&graph, &args.select.target_ids(), args.select.zone) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_INVALID);
+            }
+        };
+    let run_graph = Arc::new(RunGraph::new(&graph, &selection));
+    drop(graph);
+    let handlers = match HandlerSet::new(args.handler.clone(), &args.zone_handlers) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let config = match scheduler_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let store_url = match (&args.store, &args.state_dir) {
+        (Some(url), _) => url.clone(),
+        (None, Some(dir)) => state_dir_url(dir),
+        (None, None) => "memory://".to_string(),
+    };
+    if args.resume && store_url.starts_with("memory") {
+        eprintln!("error: --resume needs a state directory (--state-dir DIR) to resume from");
+        return Ok(EXIT_INVALID);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(execute(args, run_graph, handlers, config, store_url))
+}
+
+fn scheduler_config(args: &RunArgs) -> Result<SchedulerConfig, String> {
+    let max_in_flight = args
+        .max_in_flight
+        .unwrap_or((args.max_workers.max(1) as u32).saturating_mul(4));
+    let policy = ZonePolicy {
+        max_in_flight: Some(max_in_flight.max(1)),
+        backoff_base_ms: args.retry_base_ms,
+        backoff_cap_ms: args.retry_cap_ms,
+    };
+    let mut config = SchedulerConfig {
+        max_retries: args.max_retries,
+        lease_ms: args.lease_seconds.saturating_mul(1000).max(1),
+        schedule_to_start_ms: None,
+        zones: [policy; 3],
+    };
+    for spec in &args.zone_retries {
+        let bad = || {
+            format!(
+                "--zone-retry {spec:?}: expected ZONE=BASE_MS:CAP_MS, for example raw=500:30000"
+            )
+        };
+        let (zone, times) = spec.split_once('=').ok_or_else(bad)?;
+        let zone: Zone = zone.parse().map_err(|e| format!("--zone-retry: {e}"))?;
+        let (base, cap) = times.split_once(':').ok_or_else(bad)?;
+        let z = &mut config.zones[zone.index()];
+        z.backoff_base_ms = base.trim().parse().map_err(|_| bad())?;
+        z.backoff_cap_ms = cap.trim().parse().map_err(|_| bad())?;
+    }
+    Ok(config)
+}
+
+/// `run-20261122-071500-3fa2`: sortable, readable, unique enough for one state directory.
+fn new_run_id(seed: u64) -> RunId {
+    let secs = now_ms() / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    RunId::new(format!(
+        "run-{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{:04x}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        seed & 0xffff
+    ))
+}
+
+async fn execute(
+    args: RunArgs,
+    graph: Arc<RunGraph>,
+    handlers: HandlerSet,
+    config: SchedulerConfig,
+    store_url: String,
+) -> anyhow::Result<i32> {
+    let store = open_store(&store_url)?;
+    let source = args.input.file.display().to_string();
+    let Some((meta, run, rerun)) = prepare_run(&args, &*store, &graph, &config, &source).await?
+    else {
+        return Ok(EXIT_STATE);
+    };
+    if meta.status == RunStatus::Finished && !rerun {
+        let summary = run.summary();
+        eprintln!(
+            "run {} already finished; add --rerun-failed to run its failures again",
+            meta.run_id
+        );
+        print_summary(&meta, &summary, &*store, Duration::ZERO, args.json).await?;
+        return Ok(if summary.all_loaded() {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        });
+    }
+
+    let metrics = Arc::new(Metrics::new()?);
+    let http_state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        ready: false.into(),
+    });
+    let stop_http = CancellationToken::new();
+    if let Some(addr) = &args.http {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: --http {addr}: cannot listen: {e}");
+                return Ok(EXIT_INVALID);
+            }
+        };
+        eprintln!(
+            "serving health and metrics on http://{}",
+            listener.local_addr()?
+        );
+        tokio::spawn(serve(listener, http_state.clone(), stop_http.clone()));
+    }
+
+    let bus = Arc::new(MemoryBus::new());
+    let stop_workers = CancellationToken::new();
+    let mut workers = Vec::new();
+    for zone in Zone::ALL {
+        let handler = handlers.spec(zone).build(meta.seed)?;
+        let mut wc = WorkerConfig::new(zone);
+        wc.max_workers = args.max_workers.max(1);
+        wc.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
+        wc.task_timeout = args.task_timeout_seconds.map(Duration::from_secs);
+        wc.worker_id = format!("embedded-{}", zone.short());
+        let bus: Arc<dyn Bus> = bus.clone();
+        workers.push(tokio::spawn(run_worker(
+            bus,
+            handler,
+            wc,
+            Arc::new(WorkerStats::default()),
+            stop_workers.clone(),
+        )));
+    }
+
+    let started = Instant::now();
+    let run_id = meta.run_id.clone();
+    let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
+    engine
+        .add_run(meta, run, |run, now, out| {
+            if rerun {
+                let n = run.reset_failed(now, out);
+                eprintln!("running {n} failed, upstream-failed or cancelled objects again");
+            }
+        })
+        .await?;
+    let view = engine.progress();
+    let progress_task = tokio::spawn(progress::show(view, args.progress));
+    http_state.ready.store(true, Ordering::Relaxed);
+
+    let interrupt = CancellationToken::new();
+    tokio::spawn(watch_signals(interrupt.clone()));
+    let driven = engine.drive(interrupt.clone()).await;
+    stop_workers.cancel();
+    for w in workers {
+        if let Ok(Err(e)) = w.await {
+            tracing::error!(error = %e, "worker stopped with an error");
+        }
+    }
+    let _ = progress_task.await;
+    stop_http.cancel();
+    bus.close();
+    driven?;
+
+    let run = engine
+        .run(&run_id)
+        .context("the run vanished from the engine")?;
+    let meta = engine
+        .meta(&run_id)
+        .context("the run vanished from the engine")?
+        .clone();
+    let summary = run.summary();
+    print_summary(&meta, &summary, &*store, started.elapsed(), args.json).await?;
+    Ok(if interrupt.is_cancelled() {
+        EXIT_INTERRUPTED
+    } else if summary.all_loaded() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// A new run, or the stored one to resume. `None` after printing why the state directory
+/// cannot be used as asked.
+async fn prepare_run(
+    args: &RunArgs,
+    store: &dyn StateStore,
+    graph: &Arc<RunGraph>,
+    config: &SchedulerConfig,
+    source: &str,
+) -> anyhow::Result<Option<(RunMeta, Run, bool)>> {
+    let runs = store.runs().await?;
+    let latest = runs.last();
+    let where_ = args
+        .state_dir
+        .as_ref()
+        .map_or_else(|| store.kind().to_string(), |d| d.display().to_string());
+    if !args.resume {
+        if let Some(m) = latest.filter(|m| m.status != RunStatus::Finished) {
+            eprintln!(
+                "error: {where_} holds unfinished run {} (from {}); add --resume to finish it, or use another --state-dir",
+                m.run_id, m.source
+            );
+            return Ok(None);
+        }
+        let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+        let now = now_ms();
+        let meta = RunMeta {
+            run_id: new_run_id(seed),
+            graph_version: graph.version().to_string(),
+            source: source.to_string(),
+            created_ms: now,
+            updated_ms: now,
+            status: RunStatus::Running,
+            cancelled: false,
+            seed,
+            objects: graph.len(),
+            summary: None,
+        };
+        return Ok(Some((
+            meta,
+            Run::new(graph.clone(), config.clone(), seed),
+            false,
+        )));
+    }
+    let Some(meta) = latest.cloned() else {
+        eprintln!("error: nothing to resume: {where_} holds no run");
+        return Ok(None);
+    };
+    if meta.graph_version != graph.version() {
+        eprintln!(
+            "error: refusing to resume run {}: it runs graph version {} (from {}), but {} has graph version {}; \
+             the objects, zones or parents differ. Use another --state-dir to start a new run.",
+            meta.run_id,
+            meta.graph_version,
+            meta.source,
+            source,
+            graph.version()
+        );
+        return Ok(None);
+    }
+    let mut records = vec![ObjectRecord::default(); graph.len()];
+    let mut resumed_cancelled = 0;
+    for (id, mut record) in store.objects(&meta.run_id).await? {
+        if let Some(i) = graph.index_of(id) {
+            // An interrupted run's cancelled objects never ran: resuming runs them.
+            if record.state == ObjectState::Cancelled && !args.rerun_failed {
+                record.state = ObjectState::Waiting;
+                resumed_cancelled += 1;
+            }
+            records[i as usize] = record;
+        }
+    }
+    let mut meta = meta;
+    if resumed_cancelled > 0 {
+        meta.status = RunStatus::Running;
+    }
+    meta.cancelled = false;
+    let loaded = records
+        .iter()
+        .filter(|r| r.state == ObjectState::Loaded)
+        .count();
+    eprintln!(
+        "resuming run {}: {loaded} of {} objects already loaded",
+        meta.run_id,
+        graph.len()
+    );
+    let run = Run::restore(graph.clone(), config.clone(), meta.seed, records, false);
+    Ok(Some((meta, run, args.rerun_failed)))
+}
+
+async fn watch_signals(interrupt: CancellationToken) {
+    let mut count = 0;
+    loop {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        count += 1;
+        if count == 1 {
+            eprintln!(
+                "interrupted: finishing the attempts in flight (interrupt again to quit now)"
+            );
+            interrupt.cancel();
+        } else {
+            eprintln!(
+                "interrupted twice: quitting now; resume with --resume if a state directory is set"
+            );
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    }
+}
+
+async fn print_summary(
+    meta: &RunMeta,
+    s: &RunSummary,
+    store: &dyn StateStore,
+    elapsed: Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let dead = store.dead_letters(&meta.run_id).await.unwrap_or_default();
+    if json {
+        let v = serde_json::json!({ "run_id": meta.run_id, "graph_version": meta.graph_version, "summary": s, "dead_letters": dead, "seconds": elapsed.as_secs_f64() });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "run {} (graph {}) in {:.2} s",
+        meta.run_id,
+        meta.graph_version,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8} {:>10}",
+        "zone",
+        "objects",
+        "loaded",
+        "failed",
+        "upstream_failed",
+        "cancelled",
+        "retries",
+        "duration"
+    );
+    for z in Zone::ALL {
+        let zs = &s.zones[z.index()];
+        println!(
+            "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8} {:>9.2}s",
+            z.as_str(),
+            zs.objects,
+            zs.loaded,
+            zs.failed,
+            zs.upstream_failed,
+            zs.cancelled,
+            zs.retries,
+            zs.duration_ms as f64 / 1000.0
+        );
+    }
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8}",
+        "total", s.objects, s.loaded, s.failed, s.upstream_failed, s.cancelled, s.retries
+    );
+    for d in dead.iter().take(20) {
+        println!(
+            "dead letter: object {} (attempt {}): {}",
+            d.id, d.attempt, d.reason
+        );
+    }
+    if dead.len() > 20 {
+        println!(
+            "... and {} more dead letters (orchestrator status --json)",
+            dead.len() - 20
+        );
+    }
+    Ok(())
+}

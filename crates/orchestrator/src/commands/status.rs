@@ -1,0 +1,66 @@
+//! `orchestrator status --state-dir DIR`: the runs a state directory keeps, and one run's objects.
+
+use crate::{EXIT_OK, EXIT_STATE};
+use anyhow::Context;
+use orchestrator::cli::StatusArgs;
+use orchestrator::store::{StateStore, open_store, state_dir_url};
+
+pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    if !args.state_dir.join("state.redb").exists() {
+        eprintln!(
+            "error: {} holds no state (no state.redb)",
+            args.state_dir.display()
+        );
+        return Ok(EXIT_STATE);
+    }
+    let store = open_store(&state_dir_url(&args.state_dir))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move { show(&*store, args).await })
+}
+
+async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
+    let runs = store.runs().await?;
+    let chosen = match &args.run {
+        Some(id) => runs.iter().find(|r| r.run_id.as_str() == id),
+        None => runs.last(),
+    };
+    let Some(meta) = chosen else {
+        eprintln!("error: no such run in {}", args.state_dir.display());
+        return Ok(EXIT_STATE);
+    };
+    let objects = store.objects(&meta.run_id).await?;
+    let dead = store.dead_letters(&meta.run_id).await?;
+    if args.json {
+        let v = serde_json::json!({
+            "runs": runs.iter().map(|r| serde_json::json!({"run_id": r.run_id, "status": r.status, "created_ms": r.created_ms})).collect::<Vec<_>>(),
+            "run": meta,
+            "objects": objects.iter().map(|(id, r)| serde_json::json!({"id": id, "state": r.state, "attempt": r.attempt, "retries": r.retries})).collect::<Vec<_>>(),
+            "dead_letters": dead,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(EXIT_OK);
+    }
+    for r in &runs {
+        let marker = if r.run_id == meta.run_id { "*" } else { " " };
+        println!(
+            "{marker} {}  {:?}  graph {}  {} objects  {}",
+            r.run_id, r.status, r.graph_version, r.objects, r.source
+        );
+    }
+    if let Some(s) = &meta.summary {
+        println!(
+            "run {}: loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
+            meta.run_id, s.loaded, s.failed, s.upstream_failed, s.cancelled, s.pending, s.retries
+        );
+    }
+    for d in dead {
+        println!(
+            "dead letter: object {} (attempt {}): {}",
+            d.id, d.attempt, d.reason
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,436 @@
+//! The engine: the thin async loop around the pure scheduler. It feeds worker reports and clock
+//! ticks to each run, writes the changed records to the store in one atomic batch, then
+//! publishes the Ready events, and keeps metrics and the progress view up to date.
+
+use crate::clock::now_ms;
+use crate::metrics::Metrics;
+use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
+use orchestrator_bus::{Bus, BusError};
+use orchestrator_core::scheduler::{Action, Event, Run};
+use orchestrator_protocol::{
+    AttemptStatus, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION,
+    Zone, unix_seconds,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Events taken from the bus per loop turn (and so per store batch).
+const BATCH: usize = 8192;
+const GROUP: &str = "orchestrator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// What the progress display shows, per zone: (terminal, total).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProgressView {
+    pub zones: [(usize, usize); 3],
+    pub in_flight: [u32; 3],
+    pub finished: bool,
+}
+
+struct Entry {
+    meta: RunMeta,
+    run: Run,
+    /// Objects per zone, for the progress view.
+    totals: [usize; 3],
+}
+
+/// Drives the runs it holds until each is finished.
+pub struct Engine {
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn StateStore>,
+    metrics: Arc<Metrics>,
+    runs: BTreeMap<RunId, Entry>,
+    progress: watch::Sender<ProgressView>,
+    actions: Vec<Action>,
+}
+
+impl Engine {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> Engine {
+        Engine {
+            bus,
+            store,
+            metrics,
+            runs: BTreeMap::new(),
+            progress: watch::channel(ProgressView::default()).0,
+            actions: Vec::new(),
+        }
+    }
+
+    /// A view that follows the progress of every run.
+    pub fn progress(&self) -> watch::Receiver<ProgressView> {
+        self.progress.subscribe()
+    }
+
+    /// Adds a run and starts it: `prepare` may act on the run first (for example reset its
+    /// failures); its actions are carried out with the start's.
+    pub async fn add_run(
+        &mut self,
+        meta: RunMeta,
+        mut run: Run,
+        prepare: impl FnOnce(&mut Run, u64, &mut Vec<Action>),
+    ) -> Result<(), EngineError> {
+        let now = now_ms();
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        run.start(now, &mut actions);
+        prepare(&mut run, now, &mut actions);
+        let id = meta.run_id.clone();
+        let mut totals = [0; 3];
+        for n in &run.graph().nodes {
+            totals[n.zone.index()] += 1;
+        }
+        self.runs.insert(id.clone(), Entry { meta, run, totals });
+        let mut tx = Vec::new();
+        let mut ready = Vec::new();
+        self.carry_out(&id, &mut actions, &mut tx, &mut ready, true);
+        self.actions = actions;
+        self.commit(tx, ready).await
+    }
+
+    pub fn run(&self, id: &RunId) -> Option<&Run> {
+        self.runs.get(id).map(|e| &e.run)
+    }
+
+    pub fn meta(&self, id: &RunId) -> Option<&RunMeta> {
+        self.runs.get(id).map(|e| &e.meta)
+    }
+
+    fn all_finished(&self) -> bool {
+        self.runs.values().all(|e| e.run.is_finished())
+    }
+
+    /// Runs until every run is finished. When `shutdown` fires, every run is cancelled: nothing
+    /// new is dispatched and the loop waits for the attempts in flight.
+    pub async fn drive(&mut self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let mut results = self.bus.result_consumer(GROUP).await?;
+        let mut progress = self.bus.progress_consumer(GROUP).await?;
+        let mut cancelled = false;
+        self.publish_progress();
+        while !self.all_finished() {
+            let deadline = self
+                .runs
+                .values()
+                .filter_map(|e| e.run.next_deadline())
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            d.saturating_sub(now_ms()),
+                        ))
+                        .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let mut tx = Vec::new();
+            let mut ready = Vec::new();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    tracing::warn!("stopping: nothing new is dispatched; waiting for the attempts in flight");
+                    let ids: Vec<RunId> = self.runs.keys().cloned().collect();
+                    for id in ids {
+                        let mut actions = std::mem::take(&mut self.actions);
+                        if let Some(e) = self.runs.get_mut(&id) {
+                            e.run.cancel(now_ms(), &mut actions);
+                            e.meta.cancelled = true;
+                        }
+                        self.carry_out(&id, &mut actions, &mut tx, &mut ready, true);
+                        self.actions = actions;
+                    }
+                }
+                batch = results.next_batch(BATCH) => {
+                    let batch = batch?;
+                    if batch.is_empty() { break; }
+                    self.apply_results(batch, &mut tx, &mut ready);
+                }
+                batch = progress.next_batch(BATCH) => {
+                    let batch = batch?;
+                    if batch.is_empty() { break; }
+                    self.apply_progress(batch, &mut tx, &mut ready);
+                }
+                _ = sleep => {
+                    let now = now_ms();
+                    let ids: Vec<RunId> = self.runs.keys().cloned().collect();
+                    for id in ids {
+                        let mut actions = std::mem::take(&mut self.actions);
+                        if let Some(e) = self.runs.get_mut(&id) {
+                            e.run.tick(now, &mut actions);
+                        }
+                        self.carry_out(&id, &mut actions, &mut tx, &mut ready, false);
+                        self.actions = actions;
+                    }
+                }
+            }
+            self.commit(tx, ready).await?;
+            // At-least-once: what was taken from the bus is acknowledged only once applied.
+            results.commit().await?;
+            progress.commit().await?;
+            self.publish_progress();
+        }
+        self.publish_progress();
+        Ok(())
+    }
+
+    fn apply_results(
+        &mut self,
+        batch: Vec<ResultEvent>,
+        tx: &mut Vec<Transition>,
+        ready: &mut Vec<ReadyEvent>,
+    ) {
+        let now = now_ms();
+        let mut actions = std::mem::take(&mut self.actions);
+        for r in batch {
+            let zone = [r.zone.short()];
+            match r.status {
+                AttemptStatus::Loaded => {
+                    self.metrics.loaded_received.with_label_values(&zone).inc()
+                }
+                AttemptStatus::Failed => {
+                    self.metrics.failed_received.with_label_values(&zone).inc()
+                }
+            }
+            let Some(entry) = self.runs.get_mut(&r.run_id) else {
+                self.metrics
+                    .results_ignored
+                    .with_label_values(&["unknown_run"])
+                    .inc();
+                tracing::debug!(run = %r.run_id, object = %r.id, "result for an unknown run ignored");
+                continue;
+            };
+            let event = match r.status {
+                AttemptStatus::Loaded => Event::Loaded {
+                    id: r.id,
+                    attempt: r.attempt,
+                },
+                AttemptStatus::Failed => Event::Failed {
+                    id: r.id,
+                    attempt: r.attempt,
+                    reason: r.info,
+                    retryable: r.retryable,
+                },
+            };
+            entry.run.handle(event, now, &mut actions);
+            let id = r.run_id;
+            self.carry_out(&id, &mut actions, tx, ready, false);
+        }
+        self.actions = actions;
+    }
+
+    fn apply_progress(
+        &mut self,
+        batch: Vec<ProgressEvent>,
+        tx: &mut Vec<Transition>,
+        ready: &mut Vec<ReadyEvent>,
+    ) {
+        let now = now_ms();
+        let mut actions = std::mem::take(&mut self.actions);
+        for p in batch {
+            let Some(entry) = self.runs.get_mut(&p.run_id) else {
+                continue;
+            };
+            let event = match p.event {
+                ProgressKind::AttemptStarted => Event::Started {
+                    id: p.id,
+                    attempt: p.attempt,
+                },
+                ProgressKind::Heartbeat => Event::Heartbeat {
+                    id: p.id,
+                    attempt: p.attempt,
+                },
+            };
+            entry.run.handle(event, now, &mut actions);
+            let id = p.run_id;
+            self.carry_out(&id, &mut actions, tx, ready, false);
+        }
+        self.actions = actions;
+    }
+
+    /// Turns a run's actions into Ready events, metrics, logs and store transitions.
+    fn carry_out(
+        &mut self,
+        id: &RunId,
+        actions: &mut Vec<Action>,
+        tx: &mut Vec<Transition>,
+        ready: &mut Vec<ReadyEvent>,
+        meta_changed: bool,
+    ) {
+        let Some(entry) = self.runs.get_mut(id) else {
+            return;
+        };
+        let graph = entry.run.graph().clone();
+        let now = now_ms();
+        let mut meta_changed = meta_changed;
+        for action in actions.drain(..) {
+            match action {
+                Action::Dispatch { index, attempt } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .ready_published
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    ready.push(ReadyEvent {
+                        event: "ObjectReady".into(),
+                        id: node.id,
+                        zone: node.zone,
+                        name: node.name.clone(),
+                        run_id: id.clone(),
+                        ts: unix_seconds(),
+                        preflight_fail: false,
+                        attempt,
+                        graph_version: entry.meta.graph_version.clone(),
+                        object: node.raw.clone(),
+                        schema_version: SCHEMA_VERSION,
+                    });
+                }
+                Action::ResultAccepted {
+                    index, elapsed_ms, ..
+                } => {
+                    let zone = graph.node(index).zone.short();
+                    self.metrics
+                        .dispatch_to_result
+                        .with_label_values(&[zone])
+                        .observe(elapsed_ms as f64 / 1000.0);
+                }
+                Action::RetryScheduled {
+                    index,
+                    failed_attempt,
+                    delay_ms,
+                    reason,
+                } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .retries
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    tracing::info!(run = %id, object = %node.id, attempt = failed_attempt, delay_ms, %reason, "attempt failed; retry scheduled");
+                }
+                Action::DeadLettered {
+                    index,
+                    attempt,
+                    reason,
+                    upstream_failed,
+                } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    tracing::error!(run = %id, object = %node.id, attempt, upstream_failed, %reason, "object failed for good");
+                    tx.push(Transition::DeadLetter {
+                        run: id.clone(),
+                        letter: DeadLetter {
+                            id: node.id,
+                            attempt,
+                            reason,
+                            at_ms: now,
+                        },
+                    });
+                }
+                Action::Expired {
+                    index,
+                    attempt,
+                    reason,
+                } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .leases_expired
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    tracing::warn!(run = %id, object = %node.id, attempt, %reason, "attempt expired");
+                }
+                Action::Ignored {
+                    id: object,
+                    reason,
+                    is_result,
+                } => {
+                    if is_result {
+                        self.metrics
+                            .results_ignored
+                            .with_label_values(&[reason.as_str()])
+                            .inc();
+                    }
+                    tracing::debug!(run = %id, %object, reason = reason.as_str(), "report ignored");
+                }
+                Action::Finished => meta_changed = true,
+            }
+        }
+        for i in entry.run.take_changed() {
+            tx.push(Transition::Object {
+                run: id.clone(),
+                id: graph.node(i).id,
+                record: *entry.run.record(i),
+            });
+        }
+        if meta_changed {
+            entry.meta.updated_ms = now;
+            entry.meta.status = if entry.run.is_finished() {
+                RunStatus::Finished
+            } else if entry.run.is_cancelled() {
+                RunStatus::Cancelling
+            } else {
+                RunStatus::Running
+            };
+            entry.meta.summary = Some(entry.run.summary());
+            tx.push(Transition::Run(entry.meta.clone()));
+        }
+    }
+
+    /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
+    async fn commit(&self, tx: Vec<Transition>, ready: Vec<ReadyEvent>) -> Result<(), EngineError> {
+        if !tx.is_empty() {
+            self.store.apply(tx).await?;
+            self.metrics
+                .store_batches
+                .with_label_values(&[self.store.kind()])
+                .inc();
+        }
+        if !ready.is_empty() {
+            self.bus.publish_ready(ready).await?;
+        }
+        for z in Zone::ALL {
+            let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {
+                (
+                    f + i64::from(e.run.in_flight(z)),
+                    w + e.run.waiting(z) as i64,
+                )
+            });
+            self.metrics
+                .in_flight
+                .with_label_values(&[z.short()])
+                .set(in_flight);
+            self.metrics
+                .waiting
+                .with_label_values(&[z.short()])
+                .set(waiting);
+        }
+        Ok(())
+    }
+
+    fn publish_progress(&self) {
+        let mut view = ProgressView {
+            finished: self.all_finished(),
+            ..Default::default()
+        };
+        for e in self.runs.values() {
+            for z in Zone::ALL {
+                let i = z.index();
+                view.zones[i].0 += e.run.terminal_in(z);
+                view.zones[i].1 += e.totals[i];
+                view.in_flight[i] += e.run.in_flight(z);
+            }
+        }
+        self.progress.send_replace(view);
+    }
+}

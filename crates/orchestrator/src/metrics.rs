@@ -1,0 +1,153 @@
+//! Every metric the orchestrator exports, defined in one place with Prometheus names: the old
+//! system's counters plus per-zone in-flight, waiting, retries, dead letters and durations.
+
+use orchestrator_protocol::Zone;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Instant;
+
+/// The orchestrator's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    uptime: Gauge,
+    pub ready_published: IntCounterVec,
+    pub loaded_received: IntCounterVec,
+    pub failed_received: IntCounterVec,
+    pub results_ignored: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub leases_expired: IntCounterVec,
+    pub in_flight: IntGaugeVec,
+    pub waiting: IntGaugeVec,
+    pub dispatch_to_result: HistogramVec,
+    pub store_batches: IntCounterVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGaugeVec, MetricsError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), &["zone"])?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let uptime = Gauge::new(
+            "orchestrator_uptime_seconds",
+            "Seconds since the orchestrator started.",
+        )?;
+        registry.register(Box::new(uptime.clone()))?;
+        let dispatch_to_result = HistogramVec::new(
+            HistogramOpts::new(
+                "orchestrator_dispatch_to_result_seconds",
+                "Time from an attempt's Ready event to its accepted result.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
+            ]),
+            &["zone"],
+        )?;
+        registry.register(Box::new(dispatch_to_result.clone()))?;
+        let m = Metrics {
+            ready_published: counter(
+                &registry,
+                "orchestrator_ready_published_total",
+                "Ready events published.",
+                &["zone"],
+            )?,
+            loaded_received: counter(
+                &registry,
+                "orchestrator_loaded_received_total",
+                "Loaded results received.",
+                &["zone"],
+            )?,
+            failed_received: counter(
+                &registry,
+                "orchestrator_failed_received_total",
+                "Failed results received.",
+                &["zone"],
+            )?,
+            results_ignored: counter(
+                &registry,
+                "orchestrator_results_ignored_total",
+                "Results and progress reports that changed nothing (duplicate, stale or unknown).",
+                &["reason"],
+            )?,
+            retries: counter(
+                &registry,
+                "orchestrator_retries_total",
+                "Retries scheduled.",
+                &["zone"],
+            )?,
+            dead_letters: counter(
+                &registry,
+                "orchestrator_dead_letters_total",
+                "Objects that failed for good.",
+                &["zone"],
+            )?,
+            leases_expired: counter(
+                &registry,
+                "orchestrator_attempts_expired_total",
+                "Attempts failed by an expired lease or start timeout.",
+                &["zone"],
+            )?,
+            store_batches: counter(
+                &registry,
+                "orchestrator_store_batches_total",
+                "Atomic batches written to the state store.",
+                &["store"],
+            )?,
+            in_flight: gauge(
+                &registry,
+                "orchestrator_objects_in_flight",
+                "Objects dispatched and not yet answered.",
+            )?,
+            waiting: gauge(
+                &registry,
+                "orchestrator_objects_waiting",
+                "Objects whose parents are loaded, waiting for room in their zone.",
+            )?,
+            dispatch_to_result,
+            uptime,
+            started: Instant::now(),
+            registry,
+        };
+        for z in Zone::ALL {
+            let l = [z.short()];
+            m.ready_published.with_label_values(&l);
+            m.loaded_received.with_label_values(&l);
+            m.failed_received.with_label_values(&l);
+            m.retries.with_label_values(&l);
+            m.dead_letters.with_label_values(&l);
+            m.in_flight.with_label_values(&l);
+            m.waiting.with_label_values(&l);
+        }
+        Ok(m)
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn render(&self) -> String {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

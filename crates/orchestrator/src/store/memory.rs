@@ -1,0 +1,70 @@
+//! The in-memory store: the default when no state directory is given (nothing survives the
+//! process).
+
+use super::{DeadLetter, RunMeta, StateStore, StoreError, Transition};
+use async_trait::async_trait;
+use orchestrator_core::scheduler::ObjectRecord;
+use orchestrator_protocol::{ObjectId, RunId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Inner {
+    runs: Vec<RunMeta>,
+    objects: HashMap<RunId, BTreeMap<ObjectId, ObjectRecord>>,
+    dead: HashMap<RunId, Vec<DeadLetter>>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for t in batch {
+            match t {
+                Transition::Run(meta) => {
+                    match inner.runs.iter_mut().find(|r| r.run_id == meta.run_id) {
+                        Some(r) => *r = meta,
+                        None => inner.runs.push(meta),
+                    }
+                }
+                Transition::Object { run, id, record } => {
+                    inner.objects.entry(run).or_default().insert(id, record);
+                }
+                Transition::DeadLetter { run, letter } => {
+                    inner.dead.entry(run).or_default().push(letter)
+                }
+            }
+        }
+        Ok(())
+    }
+    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+        Ok(self.lock().runs.clone())
+    }
+    async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
+        Ok(self
+            .lock()
+            .objects
+            .get(run)
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default())
+    }
+    async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.lock().dead.get(run).cloned().unwrap_or_default())
+    }
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

@@ -1,0 +1,120 @@
+//! The state store: runs, each object's record, and dead letters. One trait, backends named by
+//! URL (`memory://`, `redb://PATH`); every write is a batch of transitions applied atomically,
+//! which a Redis backend can carry out in one round trip (MULTI or a Lua script).
+
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+use async_trait::async_trait;
+use orchestrator_core::scheduler::{ObjectRecord, RunSummary};
+use orchestrator_protocol::{ObjectId, RunId};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Cancelling,
+    Finished,
+}
+
+/// What the store keeps about a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub run_id: RunId,
+    /// Hash of the run's graph: a resume with another graph is refused.
+    pub graph_version: String,
+    /// The object file the run came from.
+    pub source: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub status: RunStatus,
+    pub cancelled: bool,
+    pub seed: u64,
+    pub objects: usize,
+    pub summary: Option<RunSummary>,
+}
+
+/// An object that failed for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: ObjectId,
+    pub attempt: u32,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// One change; a batch of them is applied all or nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transition {
+    Run(RunMeta),
+    Object {
+        run: RunId,
+        id: ObjectId,
+        record: ObjectRecord,
+    },
+    DeadLetter {
+        run: RunId,
+        letter: DeadLetter,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {source}")]
+    Redb {
+        path: PathBuf,
+        source: Box<redb::Error>,
+    },
+    #[error("state store {path}: cannot create its directory: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state store: a stored record cannot be read ({0}); the store may come from another version"
+    )]
+    Decode(String),
+    #[error("state store URL {0:?}: expected memory:// or redb://PATH")]
+    Url(String),
+    #[error("state store: background task failed: {0}")]
+    Task(String),
+}
+
+/// Backends implement this; each passes the contract tests in `tests/store_contract.rs`.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Applies every transition, or none (one transaction, one round trip).
+    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError>;
+    /// Every run, oldest first.
+    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError>;
+    async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError>;
+    async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Name for logs and metrics (`memory`, `redb`).
+    fn kind(&self) -> &'static str;
+}
+
+/// Opens the store a URL names: `memory://` or `redb://PATH` (a file; its directory is made).
+pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
+    if url == "memory://" || url == "memory" {
+        return Ok(Arc::new(MemoryStore::default()));
+    }
+    if let Some(path) = url.strip_prefix("redb://") {
+        if path.is_empty() {
+            return Err(StoreError::Url(url.to_string()));
+        }
+        return Ok(Arc::new(RedbStore::open(PathBuf::from(path))?));
+    }
+    Err(StoreError::Url(url.to_string()))
+}
+
+/// The URL `--state-dir DIR` stands for.
+pub fn state_dir_url(dir: &std::path::Path) -> String {
+    format!("redb://{}", dir.join("state.redb").display())
+}

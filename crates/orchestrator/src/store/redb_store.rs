@@ -1,0 +1,160 @@
+//! The embedded transactional store (redb, one file): each batch of transitions is one write
+//! transaction, so a kill -9 leaves either all of a batch or none of it.
+
+use super::{DeadLetter, RunMeta, StateStore, StoreError, Transition};
+use async_trait::async_trait;
+use orchestrator_core::scheduler::ObjectRecord;
+use orchestrator_protocol::{ObjectId, RunId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    pub fn open(path: PathBuf) -> Result<RedbStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = Database::create(&path).map_err(|e| err(&path, e))?;
+        let store = RedbStore {
+            db: Arc::new(db),
+            path,
+        };
+        // Create the tables so that readers never meet a missing one.
+        let tx = store.db.begin_write().map_err(|e| err(&store.path, e))?;
+        {
+            tx.open_table(RUNS).map_err(|e| err(&store.path, e))?;
+            tx.open_table(OBJECTS).map_err(|e| err(&store.path, e))?;
+            tx.open_table(DEAD).map_err(|e| err(&store.path, e))?;
+        }
+        tx.commit().map_err(|e| err(&store.path, e))?;
+        Ok(store)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, &PathBuf) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (db, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || f(&db, &path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Redb {
+        path: path.to_path_buf(),
+        source: Box::new(e.into()),
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+#[async_trait]
+impl StateStore for RedbStore {
+    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |db, path| {
+            let tx = db.begin_write().map_err(|e| err(path, e))?;
+            {
+                let mut runs = tx.open_table(RUNS).map_err(|e| err(path, e))?;
+                let mut objects = tx.open_table(OBJECTS).map_err(|e| err(path, e))?;
+                let mut dead = tx.open_table(DEAD).map_err(|e| err(path, e))?;
+                for t in &batch {
+                    match t {
+                        Transition::Run(meta) => {
+                            runs.insert(meta.run_id.as_str(), encode(meta)?.as_slice())
+                                .map_err(|e| err(path, e))?;
+                        }
+                        Transition::Object { run, id, record } => {
+                            objects
+                                .insert((run.as_str(), id.0), encode(record)?.as_slice())
+                                .map_err(|e| err(path, e))?;
+                        }
+                        Transition::DeadLetter { run, letter } => {
+                            dead.insert((run.as_str(), letter.id.0), encode(letter)?.as_slice())
+                                .map_err(|e| err(path, e))?;
+                        }
+                    }
+                }
+            }
+            tx.commit().map_err(|e| err(path, e))
+        })
+        .await
+    }
+
+    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+        self.blocking(|db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(RUNS).map_err(|e| err(path, e))?;
+            let mut out: Vec<RunMeta> = Vec::new();
+            for entry in table.iter().map_err(|e| err(path, e))? {
+                let (_, v) = entry.map_err(|e| err(path, e))?;
+                out.push(decode(v.value())?);
+            }
+            out.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
+        let run = run.clone();
+        self.blocking(move |db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(OBJECTS).map_err(|e| err(path, e))?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((run.as_str(), 0)..=(run.as_str(), u64::MAX))
+                .map_err(|e| err(path, e))?
+            {
+                let (k, v) = entry.map_err(|e| err(path, e))?;
+                out.push((ObjectId(k.value().1), decode(v.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
+        let run = run.clone();
+        self.blocking(move |db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(DEAD).map_err(|e| err(path, e))?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((run.as_str(), 0)..=(run.as_str(), u64::MAX))
+                .map_err(|e| err(path, e))?
+            {
+                let (_, v) = entry.map_err(|e| err(path, e))?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "redb"
+    }
+}

@@ -1,0 +1,184 @@
+//! The worker runtime: takes Ready tasks for one zone from a bus, runs them with bounded
+//! concurrency, reports `Started` and heartbeats, enforces the task timeout, publishes results
+//! with timings, and on shutdown stops taking work and finishes what it started.
+
+use crate::handler::{Handler, Outcome};
+use orchestrator_bus::{Bus, BusError};
+use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub zone: Zone,
+    /// Tasks run at once (`MAX_WORKERS`).
+    pub max_workers: usize,
+    /// An attempt still running after this long is stopped and reported failed (retryable).
+    pub task_timeout: Option<Duration>,
+    /// How often a running attempt says it is alive.
+    pub heartbeat_interval: Duration,
+    /// Name of this worker in results and logs.
+    pub worker_id: String,
+    /// Consumer group on the bus (`worker-<zone>`).
+    pub group: String,
+}
+
+impl WorkerConfig {
+    pub fn new(zone: Zone) -> Self {
+        WorkerConfig {
+            zone,
+            max_workers: 4,
+            task_timeout: None,
+            heartbeat_interval: Duration::from_secs(5),
+            worker_id: format!("{}-{}", zone.short(), std::process::id()),
+            group: format!("worker-{}", zone.short()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Counters a worker keeps (its metrics read them).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub loaded: AtomicU64,
+    pub failed: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub busy_ms: AtomicU64,
+}
+
+/// Runs until `shutdown` fires (then finishes started tasks) or the bus closes.
+pub async fn run_worker(
+    bus: Arc<dyn Bus>,
+    handler: Arc<dyn Handler>,
+    config: WorkerConfig,
+    stats: Arc<WorkerStats>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let mut consumer = bus.ready_consumer(config.zone, &config.group).await?;
+    let slots = Arc::new(Semaphore::new(config.max_workers.max(1)));
+    let mut tasks = JoinSet::new();
+    tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
+    loop {
+        // Wait for a free slot first, so that no task is taken that cannot start.
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+        };
+        let free = slots.available_permits() + 1;
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            batch = consumer.next_batch(free) => batch?,
+        };
+        if batch.is_empty() {
+            break; // the bus closed
+        }
+        let mut permits = vec![first];
+        while permits.len() < batch.len() {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let started: Vec<ProgressEvent> = batch
+            .iter()
+            .map(|t| ProgressEvent::new(ProgressKind::AttemptStarted, t, &config.worker_id))
+            .collect();
+        bus.publish_progress(started).await?;
+        for (task, permit) in batch.into_iter().zip(permits) {
+            let (bus, handler, config, stats) =
+                (bus.clone(), handler.clone(), config.clone(), stats.clone());
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            tasks.spawn(async move {
+                let result = run_one(&*bus, &*handler, &config, &stats, &task).await;
+                drop(permit);
+                result
+            });
+        }
+        while let Some(done) = tasks.try_join_next() {
+            report_join(done);
+        }
+        if tasks.is_empty() {
+            consumer.commit().await?;
+        }
+    }
+    // Shutting down: finish and report what was started, then commit.
+    while let Some(done) = tasks.join_next().await {
+        report_join(done);
+    }
+    consumer.commit().await?;
+    tracing::debug!(zone = %config.zone, "worker stopped");
+    Ok(())
+}
+
+fn report_join(done: Result<Result<(), BusError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "could not publish a result"),
+        Err(e) => tracing::error!(error = %e, "a task panicked"),
+    }
+}
+
+async fn run_one(
+    bus: &dyn Bus,
+    handler: &dyn Handler,
+    config: &WorkerConfig,
+    stats: &WorkerStats,
+    task: &ReadyEvent,
+) -> Result<(), BusError> {
+    let started = Instant::now();
+    let work = handler.handle(task);
+    tokio::pin!(work);
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.heartbeat_interval,
+        config.heartbeat_interval,
+    );
+    let deadline = config.task_timeout.map(|t| tokio::time::Instant::now() + t);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            outcome = &mut work => break outcome,
+            _ = heartbeat.tick() => {
+                bus.publish_progress(vec![ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)]).await?;
+            }
+            _ = sleep_until_opt(deadline) => {
+                stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                let limit = config.task_timeout.unwrap_or_default();
+                break Outcome::Failed { reason: format!("timed out after {} ms", limit.as_millis()), retryable: true };
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let ms = elapsed.as_millis() as u64;
+    stats.busy_ms.fetch_add(ms, Ordering::Relaxed);
+    stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let result = match outcome {
+        Outcome::Loaded { info } => {
+            stats.loaded.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
+            ResultEvent::loaded(task, info, ms, &config.worker_id)
+        }
+        Outcome::Failed { reason, retryable } => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
+            ResultEvent::failed(task, reason, retryable, ms, &config.worker_id)
+        }
+    };
+    bus.publish_results(vec![result]).await
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

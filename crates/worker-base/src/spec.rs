@@ -1,0 +1,263 @@
+//! Handler SPEC strings (`simulate[:MS[:FAIL_PROB]]`, `command:PROGRAM [ARGS...]`, `http:URL`)
+//! and the set of handlers per zone (`--handler` for all, `--zone-handler ZONE=SPEC` for one).
+
+use crate::command::CommandHandler;
+use crate::handler::Handler;
+use crate::http::HttpHandler;
+use crate::simulate::SimulateHandler;
+use orchestrator_protocol::Zone;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error(
+        "handler spec {spec:?}: {reason} (expected simulate[:MS[:FAIL_PROB]], command:PROGRAM [ARGS...] or http:URL)"
+    )]
+    Invalid { spec: String, reason: String },
+    #[error("zone handler {0:?}: expected ZONE=SPEC, for example raw=simulate:50")]
+    ZoneSyntax(String),
+    #[error("{0}")]
+    Zone(#[from] orchestrator_protocol::ParseZoneError),
+}
+
+/// A parsed SPEC.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HandlerSpec {
+    Simulate { ms: u64, fail_probability: f64 },
+    Command { program: String, args: Vec<String> },
+    Http { url: String },
+}
+
+impl FromStr for HandlerSpec {
+    type Err = SpecError;
+    fn from_str(spec: &str) -> Result<Self, SpecError> {
+        let bad = |reason: &str| SpecError::Invalid {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let (kind, rest) = match spec.split_once(':') {
+            Some((k, r)) => (k.trim(), Some(r)),
+            None => (spec.trim(), None),
+        };
+        match kind {
+            "simulate" => {
+                let mut parts = rest.unwrap_or("").split(':');
+                let ms = match parts.next().map(str::trim) {
+                    None | Some("") => 0,
+                    Some(m) => m
+                        .parse::<u64>()
+                        .map_err(|_| bad("MS must be a whole number of milliseconds"))?,
+                };
+                let fail_probability = match parts.next().map(str::trim) {
+                    None | Some("") => 0.0,
+                    Some(p) => p
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| (0.0..=1.0).contains(p))
+                        .ok_or_else(|| bad("FAIL_PROB must be between 0 and 1"))?,
+                };
+                if parts.next().is_some() {
+                    return Err(bad("too many fields"));
+                }
+                Ok(HandlerSpec::Simulate {
+                    ms,
+                    fail_probability,
+                })
+            }
+            "command" => {
+                let words =
+                    shlex::split(rest.unwrap_or("")).ok_or_else(|| bad("unbalanced quotes"))?;
+                let mut words = words.into_iter();
+                let program = words.next().ok_or_else(|| bad("no program given"))?;
+                Ok(HandlerSpec::Command {
+                    program,
+                    args: words.collect(),
+                })
+            }
+            "http" | "https" => {
+                let rest = rest.unwrap_or("").trim();
+                // Accept both `http:http://host/x` and the shorthand `http://host/x`.
+                let url = if rest.starts_with("//") {
+                    format!("{kind}:{rest}")
+                } else {
+                    rest.to_string()
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("URL must start with http:// or https://"));
+                }
+                Ok(HandlerSpec::Http { url })
+            }
+            _ => Err(bad("unknown handler kind")),
+        }
+    }
+}
+
+impl fmt::Display for HandlerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerSpec::Simulate {
+                ms,
+                fail_probability,
+            } => write!(f, "simulate:{ms}:{fail_probability}"),
+            HandlerSpec::Command { program, args } => {
+                write!(f, "command:{program}")?;
+                for a in args {
+                    write!(f, " {a}")?;
+                }
+                Ok(())
+            }
+            HandlerSpec::Http { url } => write!(f, "http:{url}"),
+        }
+    }
+}
+
+impl HandlerSpec {
+    /// Builds the handler; `seed` feeds `simulate`.
+    pub fn build(&self, seed: u64) -> Result<Arc<dyn Handler>, SpecError> {
+        Ok(match self {
+            HandlerSpec::Simulate {
+                ms,
+                fail_probability,
+            } => Arc::new(SimulateHandler {
+                duration: Duration::from_millis(*ms),
+                fail_probability: *fail_probability,
+                seed,
+            }),
+            HandlerSpec::Command { program, args } => Arc::new(CommandHandler {
+                program: program.clone(),
+                args: args.clone(),
+            }),
+            HandlerSpec::Http { url } => Arc::new(HttpHandler::new(url.clone()).map_err(
+                |reason| SpecError::Invalid {
+                    spec: self.to_string(),
+                    reason,
+                },
+            )?),
+        })
+    }
+}
+
+/// One spec per zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandlerSet {
+    pub zones: [HandlerSpec; 3],
+}
+
+impl HandlerSet {
+    /// `default` for every zone, then each `ZONE=SPEC` override.
+    pub fn new(default: HandlerSpec, overrides: &[String]) -> Result<HandlerSet, SpecError> {
+        let mut zones = [default.clone(), default.clone(), default];
+        for o in overrides {
+            let (zone, spec) = o
+                .split_once('=')
+                .ok_or_else(|| SpecError::ZoneSyntax(o.clone()))?;
+            let zone: Zone = zone.parse()?;
+            zones[zone.index()] = spec.parse()?;
+        }
+        Ok(HandlerSet { zones })
+    }
+
+    pub fn spec(&self, zone: Zone) -> &HandlerSpec {
+        &self.zones[zone.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind() {
+        assert_eq!(
+            "simulate".parse(),
+            Ok(HandlerSpec::Simulate {
+                ms: 0,
+                fail_probability: 0.0
+            })
+        );
+        assert_eq!(
+            "simulate:20".parse(),
+            Ok(HandlerSpec::Simulate {
+                ms: 20,
+                fail_probability: 0.0
+            })
+        );
+        assert_eq!(
+            "simulate:20:0.5".parse(),
+            Ok(HandlerSpec::Simulate {
+                ms: 20,
+                fail_probability: 0.5
+            })
+        );
+        assert_eq!(
+            "command:./load.sh --zone 'a b'".parse(),
+            Ok(HandlerSpec::Command {
+                program: "./load.sh".into(),
+                args: vec!["--zone".into(), "a b".into()]
+            })
+        );
+        assert_eq!(
+            "http:http://svc:8080/load".parse(),
+            Ok(HandlerSpec::Http {
+                url: "http://svc:8080/load".into()
+            })
+        );
+        assert_eq!(
+            "http://svc/load".parse(),
+            Ok(HandlerSpec::Http {
+                url: "http://svc/load".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_specs_with_the_reason() {
+        for (spec, reason) in [
+            ("simulate:abc", "MS must be"),
+            ("simulate:1:2", "FAIL_PROB"),
+            ("command:", "no program"),
+            ("http:ftp://x", "must start with"),
+            ("teleport:now", "unknown handler kind"),
+        ] {
+            let e = spec
+                .parse::<HandlerSpec>()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(reason), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn zone_overrides() {
+        let set = HandlerSet::new(
+            HandlerSpec::Simulate {
+                ms: 1,
+                fail_probability: 0.0,
+            },
+            &["application=command:true".into()],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            set.spec(Zone::Application),
+            HandlerSpec::Command { .. }
+        ));
+        assert!(matches!(
+            set.spec(Zone::Raw),
+            HandlerSpec::Simulate { ms: 1, .. }
+        ));
+        assert!(
+            HandlerSet::new(
+                HandlerSpec::Simulate {
+                    ms: 1,
+                    fail_probability: 0.0
+                },
+                &["gold=simulate".into()]
+            )
+            .is_err()
+        );
+    }
+}
