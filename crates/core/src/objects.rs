@@ -100,7 +100,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
             Some(index),
             None,
             None,
-            format!("expected an object, got a {}", type_name(&v)),
+            format!("expected an object, got {}", type_name(&v)),
         ));
         return None;
     }
@@ -157,7 +157,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
                 None,
                 Some("IdObjet"),
                 format!(
-                    "expected a number or a numeric string, got a {}",
+                    "expected a number or a numeric string, got {}",
                     type_name(&other)
                 ),
             ));
@@ -237,7 +237,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
         other => {
             let (i, o, f, m) = here(
                 "Zone",
-                format!("expected a string, got a {}", type_name(&other)),
+                format!("expected a string, got {}", type_name(&other)),
             );
             report.push(Problem::error(i, o, f, m));
             None
@@ -250,7 +250,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
         other => {
             let (i, o, f, m) = here(
                 "NomObjet",
-                format!("expected a string, got a {}", type_name(&other)),
+                format!("expected a string, got {}", type_name(&other)),
             );
             report.push(Problem::error(i, o, f, m));
             usable = false;
@@ -275,7 +275,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
             let (i, o, f, m) = here(
                 "Criticité",
                 format!(
-                    "expected a string, got a {}; using {}",
+                    "expected a string, got {}; using {}",
                     type_name(&other),
                     Criticality::default().as_str()
                 ),
@@ -291,7 +291,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
         other => {
             let (i, o, f, m) = here(
                 "EtatObjet",
-                format!("expected a string, got a {}", type_name(&other)),
+                format!("expected a string, got {}", type_name(&other)),
             );
             report.push(Problem::error(i, o, f, m));
             usable = false;
@@ -356,7 +356,7 @@ fn optional_text(
         other => {
             let (i, o, f, m) = here(
                 field,
-                format!("expected a string, got a {}", type_name(&other)),
+                format!("expected a string, got {}", type_name(&other)),
             );
             report.push(Problem::error(i, o, f, m));
             *usable = false;

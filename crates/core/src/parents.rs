@@ -31,7 +31,7 @@ pub fn parse_parents(value: &Value) -> Result<ParsedParents, String> {
                     Value::String(s) => push_text(&mut out, s),
                     Value::Null => {}
                     other => out.invalid.push(format!(
-                        "list item {other} is a {}, expected a number or a string",
+                        "list item {other} is {}, expected a number or a string",
                         type_name(other)
                     )),
                 }
@@ -39,7 +39,7 @@ pub fn parse_parents(value: &Value) -> Result<ParsedParents, String> {
         }
         other => {
             return Err(format!(
-                "expected null, a number, a string or a list, got a {}",
+                "expected null, a number, a string or a list, got {}",
                 type_name(other)
             ));
         }
@@ -47,15 +47,15 @@ pub fn parse_parents(value: &Value) -> Result<ParsedParents, String> {
     Ok(out)
 }
 
-/// The JSON type of a value, for messages.
+/// The JSON type of a value with its article, for messages ("a number", "an object").
 pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -35,7 +35,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs every object of FILE in one process: scheduler, in-process bus and workers.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Checks FILE and reports every problem; exits 2 if it cannot run.
     Validate(ValidateArgs),
     /// Shows the levels, critical path and savings of a run of FILE.

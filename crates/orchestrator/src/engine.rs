@@ -383,7 +383,7 @@ impl Engine {
                 RunStatus::Running
             };
             entry.meta.summary = Some(entry.run.summary());
-            tx.push(Transition::Run(entry.meta.clone()));
+            tx.push(Transition::Run(Box::new(entry.meta.clone())));
         }
     }
 

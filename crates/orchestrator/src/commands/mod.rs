@@ -17,7 +17,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Validate(a) => Ok(validate::validate(a)),
         Command::Plan(a) => Ok(plan::plan(a)),
         Command::Generate(a) => generate::generate(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Status(a) => status::status(a),
     }
 }
@@ -41,7 +41,7 @@ pub fn load_or_report(input: &InputArgs) -> Result<(Graph, String), i32> {
         None => {
             eprint!("{}", loaded.report.render(None));
             eprintln!(
-                "{}: {} errors, {} warnings; nothing was run",
+                "{}: {} error(s), {} warning(s); nothing was run",
                 input.file.display(),
                 loaded.report.error_count(),
                 loaded.report.warning_count()

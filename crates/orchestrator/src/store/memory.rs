@@ -36,8 +36,8 @@ impl StateStore for MemoryStore {
             match t {
                 Transition::Run(meta) => {
                     match inner.runs.iter_mut().find(|r| r.run_id == meta.run_id) {
-                        Some(r) => *r = meta,
-                        None => inner.runs.push(meta),
+                        Some(r) => *r = *meta,
+                        None => inner.runs.push(*meta),
                     }
                 }
                 Transition::Object { run, id, record } => {
@@ -51,7 +51,9 @@ impl StateStore for MemoryStore {
         Ok(())
     }
     async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
-        Ok(self.lock().runs.clone())
+        let mut runs = self.lock().runs.clone();
+        runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
+        Ok(runs)
     }
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
         Ok(self

@@ -53,7 +53,7 @@ pub struct DeadLetter {
 /// One change; a batch of them is applied all or nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
-    Run(RunMeta),
+    Run(Box<RunMeta>),
     Object {
         run: RunId,
         id: ObjectId,

@@ -1,0 +1,139 @@
+//! Helpers shared by the end-to-end tests: the real `orchestrator` binary, fixtures, handler
+//! scripts and the log they write.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_orchestrator")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+pub fn tools(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools")
+        .join(name)
+}
+
+/// Runs the binary to completion.
+pub fn orchestrator(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("HANDLER")
+        .env_remove("MAX_WORKERS")
+        .output()
+        .expect("orchestrator runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes an executable shell script.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// A handler that logs "ID ATTEMPT start" and "ID ATTEMPT end" around an optional sleep.
+pub fn logging_handler(dir: &Path, log: &Path, sleep: &str) -> String {
+    let s = script(
+        dir,
+        "log.sh",
+        &format!(
+            "echo \"$ORCH_OBJECT_ID $ORCH_ATTEMPT start\" >> '{log}'\ncat > /dev/null\nsleep {sleep}\necho \"$ORCH_OBJECT_ID $ORCH_ATTEMPT end\" >> '{log}'",
+            log = log.display()
+        ),
+    );
+    format!("command:{}", s.display())
+}
+
+/// (object id, attempt, "start"|"end") lines of a handler log.
+pub fn log_lines(log: &Path) -> Vec<(u64, u32, String)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((
+                p.next()?.parse().ok()?,
+                p.next()?.parse().ok()?,
+                p.next()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Parents of each object of a file, as the orchestrator reads them (plain comma lists here).
+pub fn parents_of(file: &Path) -> HashMap<u64, Vec<u64>> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let id = o["IdObjet"].as_u64().unwrap();
+            let parents = match &o["IdObjet_Parent"] {
+                serde_json::Value::String(s) => s
+                    .split([',', ';', ' '])
+                    .filter_map(|t| t.trim().parse().ok())
+                    .collect(),
+                serde_json::Value::Number(n) => vec![n.as_u64().unwrap()],
+                _ => vec![],
+            };
+            (id, parents)
+        })
+        .collect()
+}
+
+/// Asserts that every object started only after all its parents ended.
+pub fn assert_dependency_order(lines: &[(u64, u32, String)], parents: &HashMap<u64, Vec<u64>>) {
+    let mut ended: HashMap<u64, usize> = HashMap::new();
+    for (pos, (id, _, what)) in lines.iter().enumerate() {
+        if what == "end" {
+            ended.entry(*id).or_insert(pos);
+        }
+    }
+    for (pos, (id, _, what)) in lines.iter().enumerate() {
+        if what != "start" {
+            continue;
+        }
+        for p in parents.get(id).into_iter().flatten() {
+            let end = ended
+                .get(p)
+                .unwrap_or_else(|| panic!("{id} started but its parent {p} never ended"));
+            assert!(
+                *end < pos,
+                "{id} started (line {pos}) before its parent {p} ended (line {end})"
+            );
+        }
+    }
+}
+
+/// `orchestrator status --json` of a state directory.
+pub fn status(state: &Path) -> serde_json::Value {
+    let out = orchestrator(&["status", "--state-dir", state.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "status failed: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Ids of the objects in `state` of the latest run.
+pub fn ids_in_state(status: &serde_json::Value, state: &str) -> Vec<u64> {
+    status["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["state"] == state)
+        .map(|o| o["id"].as_u64().unwrap())
+        .collect()
+}

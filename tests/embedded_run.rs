@@ -1,0 +1,610 @@
+//! `orchestrator run` end to end, as real processes: dependency order, retries with a real
+//! `command` handler, dead letters and upstream failures, kill -9 and resume, interrupts,
+//! reruns, the `http` handler, and the health and metrics endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", "--progress", "none"]);
+    let out = orchestrator(&all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v, text(&out.stderr))
+}
+
+#[test]
+fn default_run_completes_the_sample() {
+    // The README's first command, as a user types it (a shorter simulate keeps the test quick).
+    let out = orchestrator(&[
+        "run",
+        tools("sample-objects.json").to_str().unwrap(),
+        "--handler",
+        "simulate:5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("total                  37       37"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr)
+            .contains("progress: 1-Raw 12/12, 2-Standardized 14/14, 3-Application 11/11")
+    );
+}
+
+#[test]
+fn every_object_runs_once_after_all_its_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let handler = logging_handler(dir.path(), &log, "0.02");
+    let file = fixture("layered.json");
+    let (code, v, err) = run_json(&[file.to_str().unwrap(), "--handler", &handler]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["summary"]["loaded"], 9);
+    let lines = log_lines(&log);
+    assert_eq!(
+        lines.iter().filter(|l| l.2 == "start").count(),
+        9,
+        "{lines:?}"
+    );
+    let ids: HashSet<u64> = lines.iter().map(|l| l.0).collect();
+    assert_eq!(ids.len(), 9);
+    assert_dependency_order(&lines, &parents_of(&file));
+}
+
+#[test]
+fn a_command_that_fails_twice_then_succeeds_is_retried_and_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = script(
+        dir.path(),
+        "flaky.sh",
+        &format!(
+            "f='{}'/$ORCH_OBJECT_ID.count\nn=$(cat \"$f\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$f\"\n\
+             if [ \"$ORCH_OBJECT_ID\" = 2002 ] && [ $n -le 2 ]; then echo \"transient failure $n\" >&2; exit 1; fi\n\
+             [ \"$ORCH_ATTEMPT\" = \"$n\" ] || {{ echo \"attempt $ORCH_ATTEMPT but run $n\" >&2; exit 65; }}",
+            dir.path().display()
+        ),
+    );
+    let handler = format!("command:{}", flaky.display());
+    let (code, v, err) = run_json(&[
+        fixture("layered.json").to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--retry-base-ms",
+        "10",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["summary"]["loaded"], 9);
+    assert_eq!(v["summary"]["retries"], 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("2002.count"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+}
+
+#[test]
+fn a_permanent_failure_fails_only_its_descendants() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = script(
+        dir.path(),
+        "fail.sh",
+        "if [ \"$ORCH_OBJECT_ID\" = 2005 ]; then echo 'source unreachable' >&2; exit 1; fi",
+    );
+    let handler = format!("command:{}", failing.display());
+    let (code, v, err) = run_json(&[
+        fixture("layered.json").to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--max-retries",
+        "1",
+        "--retry-base-ms",
+        "5",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let s = &v["summary"];
+    assert_eq!(
+        (
+            s["loaded"].as_u64(),
+            s["failed"].as_u64(),
+            s["upstream_failed"].as_u64()
+        ),
+        (Some(6), Some(1), Some(2))
+    );
+    assert_eq!(s["retries"], 1);
+    let dead = &v["dead_letters"][0];
+    assert_eq!(dead["id"], 2005);
+    assert!(
+        dead["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit 1: source unreachable"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn exit_65_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = script(
+        dir.path(),
+        "bad.sh",
+        "if [ \"$ORCH_OBJECT_ID\" = 1001 ]; then echo 'bad data' >&2; exit 65; fi",
+    );
+    let handler = format!("command:{}", failing.display());
+    let (code, v, err) = run_json(&[
+        fixture("layered.json").to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--retry-base-ms",
+        "5",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(v["summary"]["retries"], 0);
+    assert_eq!(v["summary"]["upstream_failed"], 2); // 2001 and 3000
+}
+
+#[test]
+fn a_task_past_its_timeout_is_killed_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = script(
+        dir.path(),
+        "slow.sh",
+        &format!(
+            "f='{}'/$ORCH_OBJECT_ID.count\nn=$(cat \"$f\" 2>/dev/null || echo 0); echo $((n+1)) > \"$f\"\n\
+             if [ \"$ORCH_OBJECT_ID\" = 3005 ] && [ $n = 0 ]; then sleep 30; fi",
+            dir.path().display()
+        ),
+    );
+    let handler = format!("command:{}", slow.display());
+    let start = Instant::now();
+    let (code, v, err) = run_json(&[
+        fixture("layered.json").to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--task-timeout-seconds",
+        "1",
+        "--retry-base-ms",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["summary"]["retries"], 1);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the 30 s sleep was not killed"
+    );
+}
+
+#[test]
+fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("objects.json");
+    let out = orchestrator(&[
+        "generate",
+        "--objects",
+        "80",
+        "--seed",
+        "3",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let log = dir.path().join("log");
+    let handler = logging_handler(dir.path(), &log, "0.05");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--max-workers",
+        "3",
+        "--progress",
+        "none",
+    ];
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_lines(&log).iter().filter(|l| l.2 == "end").count() < 25 {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = status(&state);
+    let loaded: HashSet<u64> = ids_in_state(&before, "loaded").into_iter().collect();
+    assert!(
+        !loaded.is_empty() && loaded.len() < 80,
+        "{} loaded before the kill",
+        loaded.len()
+    );
+    let lines_before = log_lines(&log).len();
+
+    // A file with another graph is refused.
+    let other = fixture("layered.json");
+    let out = orchestrator(&[
+        "run",
+        other.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("refusing to resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Without --resume, the unfinished run is not silently replaced.
+    let out = orchestrator(&[
+        "run",
+        file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("add --resume"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let out = Command::new(bin()).args(&resume).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let after = log_lines(&log);
+    for (id, attempt, what) in &after[lines_before..] {
+        assert!(
+            !(what == "start" && loaded.contains(id)),
+            "object {id} (attempt {attempt}) ran again after it had loaded"
+        );
+    }
+    let ended: HashSet<u64> = after.iter().filter(|l| l.2 == "end").map(|l| l.0).collect();
+    assert_eq!(ended.len(), 80, "every object ran to its end");
+    assert_dependency_order(&after, &parents_of(&file));
+    assert_eq!(ids_in_state(&status(&state), "loaded").len(), 80);
+}
+
+#[test]
+fn interrupted_runs_stop_gracefully_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("log");
+    let handler = logging_handler(dir.path(), &log, "0.3");
+    let file = fixture("layered.json");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--progress",
+        "none",
+    ];
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_lines(&log).is_empty() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let code = child.wait().unwrap().code();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("finishing the attempts in flight"), "{err}");
+    // What was started finished: every start has its end.
+    let lines = log_lines(&log);
+    assert_eq!(
+        lines.iter().filter(|l| l.2 == "start").count(),
+        lines.iter().filter(|l| l.2 == "end").count()
+    );
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let out = Command::new(bin()).args(&resume).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let starts: Vec<u64> = log_lines(&log)
+        .iter()
+        .filter(|l| l.2 == "start")
+        .map(|l| l.0)
+        .collect();
+    let unique: HashSet<u64> = starts.iter().copied().collect();
+    assert_eq!(
+        (starts.len(), unique.len()),
+        (9, 9),
+        "each object ran exactly once: {starts:?}"
+    );
+}
+
+#[test]
+fn rerun_failed_runs_only_what_did_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("log");
+    let flag = dir.path().join("broken");
+    std::fs::write(&flag, "").unwrap();
+    let handler = script(
+        dir.path(),
+        "h.sh",
+        &format!(
+            "echo \"$ORCH_OBJECT_ID $ORCH_ATTEMPT start\" >> '{log}'\n\
+             if [ \"$ORCH_OBJECT_ID\" = 2002 ] && [ -e '{flag}' ]; then exit 1; fi\n\
+             echo \"$ORCH_OBJECT_ID $ORCH_ATTEMPT end\" >> '{log}'",
+            log = log.display(),
+            flag = flag.display()
+        ),
+    );
+    let handler = format!("command:{}", handler.display());
+    let file = fixture("layered.json");
+    let base = [
+        file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--max-retries",
+        "0",
+    ];
+    let (code, v, _) = run_json(&base);
+    assert_eq!(code, 1);
+    assert_eq!(
+        (
+            v["summary"]["loaded"].as_u64(),
+            v["summary"]["upstream_failed"].as_u64()
+        ),
+        (Some(5), Some(3))
+    );
+    let first: HashSet<u64> = log_lines(&log)
+        .iter()
+        .filter(|l| l.2 == "end")
+        .map(|l| l.0)
+        .collect();
+    std::fs::remove_file(&flag).unwrap();
+    // A finished run is not run again by --resume alone.
+    let mut resume = base.to_vec();
+    resume.push("--resume");
+    let (code, _, err) = run_json(&resume);
+    assert_eq!(code, 1);
+    assert!(err.contains("already finished"), "{err}");
+    resume.push("--rerun-failed");
+    let (code, v, err) = run_json(&resume);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["summary"]["loaded"], 9);
+    let lines = log_lines(&log);
+    let mut runs: HashMap<u64, usize> = HashMap::new();
+    for l in lines.iter().filter(|l| l.2 == "start") {
+        *runs.entry(l.0).or_default() += 1;
+    }
+    for id in &first {
+        assert_eq!(runs[id], 1, "loaded object {id} ran again");
+    }
+    // 2002 ran twice: its failed attempt 1 and attempt 2 of the rerun.
+    let attempts: Vec<u32> = lines
+        .iter()
+        .filter(|l| l.0 == 2002 && l.2 == "start")
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(attempts, vec![1, 2]);
+}
+
+/// A one-thread HTTP service: answers by object id, counting calls.
+fn http_service() -> (String, std::thread::JoinHandle<HashMap<u64, u32>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut calls: HashMap<u64, u32> = HashMap::new();
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut line = String::new();
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            if first.starts_with("GET /stop") {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                break;
+            }
+            let task: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let id = task["id"].as_u64().unwrap();
+            assert_eq!(task["event"], "ObjectReady");
+            assert_eq!(task["object"]["IdObjet"], id);
+            let n = calls.entry(id).or_default();
+            *n += 1;
+            let status = match (id, *n) {
+                (2002, 1) => "503 Service Unavailable",
+                (3005, _) => "422 Unprocessable Entity",
+                _ => "200 OK",
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .as_bytes(),
+            );
+        }
+        calls
+    });
+    (format!("http://{addr}"), handle)
+}
+
+#[test]
+fn the_http_handler_maps_statuses_to_outcomes() {
+    let (url, service) = http_service();
+    let handler = format!("http:{url}/load");
+    let (code, v, err) = run_json(&[
+        fixture("layered.json").to_str().unwrap(),
+        "--handler",
+        &handler,
+        "--retry-base-ms",
+        "5",
+    ]);
+    let _ = std::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .and_then(|mut s| s.write_all(b"GET /stop HTTP/1.1\r\ncontent-length: 0\r\n\r\n"));
+    let calls = service.join().unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(calls[&2002], 2, "5xx is retried");
+    assert_eq!(calls[&3005], 1, "4xx is not retried");
+    assert_eq!(v["summary"]["loaded"], 8);
+    assert_eq!(v["summary"]["failed"], 1);
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
+#[test]
+fn health_and_metrics_are_served_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let handler = logging_handler(dir.path(), &log, "0.4");
+    let file = fixture("layered.json");
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--handler",
+            &handler,
+            "--progress",
+            "none",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no address printed"
+        );
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("serving health and metrics on http://")
+        {
+            break a.to_string();
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log_lines(&log).iter().filter(|l| l.2 == "end").count() < 3 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http_get(&addr, "/health/liveness").0, 200);
+    assert_eq!(http_get(&addr, "/health/readiness").0, 200);
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "orchestrator_uptime_seconds",
+        "orchestrator_ready_published_total{zone=\"raw\"} 3",
+        "orchestrator_loaded_received_total{zone=\"raw\"}",
+        "orchestrator_failed_received_total{zone=\"raw\"} 0",
+        "orchestrator_objects_in_flight{zone=\"standardized\"}",
+        "orchestrator_objects_waiting{zone=\"application\"}",
+        "orchestrator_retries_total{zone=\"raw\"} 0",
+        "orchestrator_dead_letters_total{zone=\"raw\"} 0",
+        "orchestrator_dispatch_to_result_seconds_bucket{zone=\"raw\",le=\"0.5\"}",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    let file = fixture("layered.json");
+    let f = file.to_str().unwrap();
+    for (args, message) in [
+        (
+            vec!["run", f, "--handler", "teleport"],
+            "unknown handler kind",
+        ),
+        (
+            vec!["run", f, "--zone-handler", "gold=simulate"],
+            "unknown zone",
+        ),
+        (
+            vec!["run", f, "--resume"],
+            "--resume needs a state directory",
+        ),
+        (
+            vec!["run", f, "--zone-retry", "raw=fast"],
+            "expected ZONE=BASE_MS:CAP_MS",
+        ),
+    ] {
+        let out = orchestrator(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
