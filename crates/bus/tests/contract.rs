@@ -3,10 +3,9 @@
 
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_protocol::{
-    ObjectId, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION, Zone,
+    ObjectId, ProgressEvent, ProgressKind, RawJson, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION,
+    Zone,
 };
-use serde_json::value::RawValue;
-use std::sync::Arc;
 
 fn ready(id: u64, zone: Zone) -> ReadyEvent {
     ReadyEvent {
@@ -19,10 +18,7 @@ fn ready(id: u64, zone: Zone) -> ReadyEvent {
         preflight_fail: false,
         attempt: 1,
         graph_version: "g".into(),
-        object: Arc::from(
-            RawValue::from_string(format!("{{\"IdObjet\":{id}}}"))
-                .unwrap_or_else(|e| panic!("{e}")),
-        ),
+        object: RawJson::from_string(format!("{{\"IdObjet\":{id}}}")),
         schema_version: SCHEMA_VERSION,
     }
 }

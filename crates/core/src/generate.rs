@@ -159,7 +159,7 @@ mod tests {
             assert_eq!(a, text(options));
             assert_ne!(a, text(GenerateOptions { seed: 8, ..options }));
             let l = load_graph(
-                &a,
+                a.as_str(),
                 LoadOptions {
                     strict: true,
                     ..Default::default()
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn large_graphs_leave_the_old_numbering() {
         let l = load_graph(
-            &text(GenerateOptions {
+            text(GenerateOptions {
                 objects: 5000,
                 ..Default::default()
             }),

@@ -4,10 +4,12 @@
 use crate::diagnostics::{Problem, Report};
 use crate::objects::{ObjectDef, read_object};
 use orchestrator_protocol::ObjectId;
-use petgraph::algo::{kosaraju_scc, toposort};
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::value::RawValue;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// What to do with a parent that is not in the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub struct LoadOptions {
 #[derive(Debug)]
 pub struct Graph {
     pub objects: Vec<ObjectDef>,
-    pub index: HashMap<ObjectId, u32>,
+    pub index: FxHashMap<ObjectId, u32>,
     parent_offsets: Vec<u32>,
     parent_list: Vec<u32>,
     child_offsets: Vec<u32>,
@@ -70,10 +72,12 @@ pub struct Loaded {
     pub report: Report,
 }
 
-/// Parses, reads and validates a whole object file.
-pub fn load_graph(text: &str, options: LoadOptions) -> Loaded {
+/// Parses, reads and validates a whole object file. The text is kept, shared: each object's
+/// JSON is a slice of it.
+pub fn load_graph(text: impl Into<String>, options: LoadOptions) -> Loaded {
+    let text: Arc<String> = Arc::new(text.into());
     let mut report = Report::default();
-    let elements: Vec<Box<RawValue>> = match serde_json::from_str(text) {
+    let elements: Vec<&RawValue> = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
             let message = if e.is_data() {
@@ -98,12 +102,8 @@ pub fn load_graph(text: &str, options: LoadOptions) -> Loaded {
             };
         }
     };
-    let mut objects = Vec::with_capacity(elements.len());
-    for (i, raw) in elements.into_iter().enumerate() {
-        if let Some(o) = read_object(i, raw, &mut report) {
-            objects.push(o);
-        }
-    }
+    let objects = read_all(&text, &elements, &mut report);
+    drop(elements);
     let graph = build(objects, options, &mut report);
     if options.strict {
         report.make_strict();
@@ -116,28 +116,84 @@ pub fn load_graph(text: &str, options: LoadOptions) -> Loaded {
     Loaded { graph, report }
 }
 
+/// Below this many objects, reading is not worth a second thread.
+const PARALLEL_READ_MIN: usize = 50_000;
+
+/// Reads every element, in chunks on the machine's cores for large files; the objects and the
+/// problems come out in file order whatever the number of threads.
+fn read_all(text: &Arc<String>, elements: &[&RawValue], report: &mut Report) -> Vec<ObjectDef> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || elements.len() < PARALLEL_READ_MIN {
+        let mut objects = Vec::with_capacity(elements.len());
+        for (i, raw) in elements.iter().enumerate() {
+            objects.extend(read_object(i, text, raw, report));
+        }
+        return objects;
+    }
+    let chunk = elements.len().div_ceil(threads);
+    let parts: Vec<(Vec<ObjectDef>, Report)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = elements
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, part)| {
+                scope.spawn(move || {
+                    let mut report = Report::default();
+                    let mut objects = Vec::with_capacity(part.len());
+                    for (j, raw) in part.iter().enumerate() {
+                        objects.extend(read_object(k * chunk + j, text, raw, &mut report));
+                    }
+                    (objects, report)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut objects = Vec::with_capacity(elements.len());
+    for (part, part_report) in parts {
+        objects.extend(part);
+        report.problems.extend(part_report.problems);
+    }
+    objects
+}
+
 fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report) -> Option<Graph> {
-    // Duplicate ids: the first one wins the id, the others are errors.
-    let mut index: HashMap<ObjectId, u32> = HashMap::with_capacity(objects.len());
-    let mut keep = Vec::with_capacity(objects.len());
-    for o in objects.drain(..) {
+    // Duplicate ids: the first one wins the id, the others are errors and are left out.
+    let mut index: FxHashMap<ObjectId, u32> =
+        FxHashMap::with_capacity_and_hasher(objects.len(), Default::default());
+    let mut duplicates = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
         if let Some(&first) = index.get(&o.id) {
-            let first_index = keep.get(first as usize).map_or(0, |f: &ObjectDef| f.index);
+            let first_index = objects[first as usize].index;
             report.push(Problem::error(
                 Some(o.index),
                 Some(o.id),
                 Some("IdObjet"),
                 format!("duplicate id: also at index {first_index}"),
             ));
-            continue;
+            duplicates.push(i);
+        } else {
+            index.insert(o.id, i as u32);
         }
-        index.insert(o.id, keep.len() as u32);
-        keep.push(o);
     }
-    let objects = keep;
+    if !duplicates.is_empty() {
+        let mut position = 0;
+        objects.retain(|_| {
+            position += 1;
+            duplicates.binary_search(&(position - 1)).is_err()
+        });
+        index.clear();
+        for (i, o) in objects.iter().enumerate() {
+            index.insert(o.id, i as u32);
+        }
+    }
 
     let mut external: Vec<ObjectId> = Vec::new();
-    let mut external_seen: HashMap<ObjectId, ()> = HashMap::new();
+    let mut external_seen: FxHashSet<ObjectId> = FxHashSet::default();
     let mut parent_offsets = Vec::with_capacity(objects.len() + 1);
     let mut parent_list = Vec::new();
     parent_offsets.push(0u32);
@@ -173,7 +229,7 @@ fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report)
                         format!("parent {p} does not exist in this file (use --missing-parents=external if it is loaded elsewhere)"),
                     )),
                     MissingParents::External => {
-                        if external_seen.insert(p, ()).is_none() {
+                        if external_seen.insert(p) {
                             external.push(p);
                         }
                     }
@@ -213,6 +269,30 @@ fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report)
         topo_order: Vec::new(),
     };
 
+    // Kahn's algorithm gives the order; only a graph with a cycle goes to petgraph, whose
+    // strongly connected components name each cycle.
+    let mut pending: Vec<u32> = (0..n)
+        .map(|i| graph.parent_offsets[i + 1] - graph.parent_offsets[i])
+        .collect();
+    let mut order: Vec<u32> = (0..n as u32)
+        .filter(|&i| pending[i as usize] == 0)
+        .collect();
+    order.reserve(n - order.len());
+    let mut head = 0;
+    while head < order.len() {
+        let v = order[head];
+        head += 1;
+        for &c in graph.children(v) {
+            pending[c as usize] -= 1;
+            if pending[c as usize] == 0 {
+                order.push(c);
+            }
+        }
+    }
+    if order.len() == n {
+        graph.topo_order = order;
+        return Some(graph);
+    }
     let mut pg: DiGraph<(), ()> = DiGraph::with_capacity(n, graph.parent_list.len());
     for _ in 0..n {
         pg.add_node(());
@@ -222,16 +302,8 @@ fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report)
             pg.add_edge(NodeIndex::new(p as usize), NodeIndex::new(c as usize), ());
         }
     }
-    match toposort(&pg, None) {
-        Ok(order) => {
-            graph.topo_order = order.into_iter().map(|ix| ix.index() as u32).collect();
-            Some(graph)
-        }
-        Err(_) => {
-            report_cycles(&graph, &pg, report);
-            None
-        }
-    }
+    report_cycles(&graph, &pg, report);
+    None
 }
 
 /// One problem per strongly connected component: a cycle through it, printed as a path in which
@@ -275,7 +347,7 @@ fn report_cycles(graph: &Graph, pg: &DiGraph<(), ()>, report: &mut Report) {
 /// the end.
 fn cycle_through(graph: &Graph, start: u32, inside: impl Fn(u32) -> bool) -> Vec<u32> {
     // Breadth-first along "needs" edges (child -> parent) from start until start comes back.
-    let mut came_from: HashMap<u32, u32> = HashMap::new();
+    let mut came_from: FxHashMap<u32, u32> = FxHashMap::default();
     let mut queue = VecDeque::from([start]);
     while let Some(v) = queue.pop_front() {
         for &p in graph.parents(v) {
@@ -307,7 +379,7 @@ mod tests {
     use super::*;
 
     fn load(json: &str, options: LoadOptions) -> Loaded {
-        load_graph(json, options)
+        load_graph(json.to_string(), options)
     }
 
     #[test]
@@ -322,7 +394,7 @@ mod tests {
         let g = l
             .graph
             .unwrap_or_else(|| panic!("{}", l.report.render(None)));
-        let pos: HashMap<u32, usize> = g
+        let pos: std::collections::HashMap<u32, usize> = g
             .topo_order
             .iter()
             .enumerate()

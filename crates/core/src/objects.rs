@@ -2,11 +2,14 @@
 //! whole JSON for the workers, and reports every field problem with the object's id and index.
 
 use crate::diagnostics::{Problem, Report};
-use crate::parents::{number_to_id, parse_parents, type_name};
-use orchestrator_protocol::{ObjectId, Zone};
+use crate::parents::{
+    ParsedParents, number_to_id, parse_parent_number, parse_parent_text, parse_parents, type_name,
+};
+use orchestrator_protocol::{ObjectId, RawJson, Zone};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// How urgent an object is (`Criticité`): orders waiting work after the critical path.
@@ -23,14 +26,29 @@ pub enum Criticality {
 }
 
 impl Criticality {
+    /// English or French names, any case.
     pub fn parse(s: &str) -> Option<Criticality> {
-        match s.trim().to_lowercase().as_str() {
-            "low" | "faible" | "basse" => Some(Criticality::Low),
-            "medium" | "moyenne" | "normal" | "normale" => Some(Criticality::Medium),
-            "high" | "haute" | "élevée" | "elevee" => Some(Criticality::High),
-            "critical" | "critique" => Some(Criticality::Critical),
-            _ => None,
-        }
+        const NAMES: [(&str, Criticality); 12] = [
+            ("low", Criticality::Low),
+            ("faible", Criticality::Low),
+            ("basse", Criticality::Low),
+            ("medium", Criticality::Medium),
+            ("moyenne", Criticality::Medium),
+            ("normal", Criticality::Medium),
+            ("normale", Criticality::Medium),
+            ("high", Criticality::High),
+            ("haute", Criticality::High),
+            ("élevée", Criticality::High),
+            ("critical", Criticality::Critical),
+            ("critique", Criticality::Critical),
+        ];
+        let t = s.trim();
+        let found = NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(t));
+        let found = found.or_else(|| {
+            let lower = (!t.is_ascii()).then(|| t.to_lowercase())?;
+            NAMES.iter().find(|(name, _)| *name == lower)
+        });
+        found.map(|(_, c)| *c)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,17 +69,17 @@ pub struct ObjectDef {
     pub name: String,
     pub zone: Zone,
     /// Distinct parents, in the order the file names them.
-    pub parents: Vec<ObjectId>,
+    pub parents: Box<[ObjectId]>,
     pub criticality: Criticality,
     /// False when `EtatObjet` is present and not `actif`: not run, and its children treat it as
     /// already loaded outside the run.
     pub enabled: bool,
     /// `Fréquence` (cron), kept for scheduling by frequency.
-    pub frequency: Option<String>,
+    pub frequency: Option<Box<str>>,
     /// `Lastrun`, kept as written.
-    pub last_run: Option<String>,
+    pub last_run: Option<Box<str>>,
     /// The whole object as the user wrote it, handed to the worker.
-    pub raw: Arc<RawValue>,
+    pub raw: RawJson,
 }
 
 /// The fields the orchestrator reads; every other field stays in `raw`.
@@ -85,17 +103,55 @@ struct KnownFields<'a> {
     last_run: Option<&'a RawValue>,
 }
 
-fn value_of(raw: Option<&RawValue>) -> Value {
-    raw.and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or(Value::Null)
+/// A field's value, read without allocating in the common cases (plain strings, numbers).
+enum Scalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Num(serde_json::Number),
+    Other(Value),
 }
 
-/// Reads one element of the array. Returns `None` (with errors in `report`) when the object
-/// cannot be used; field-level oddities that still leave a usable object are warnings.
-pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Option<ObjectDef> {
-    let text = raw.get();
-    if !text.trim_start().starts_with('{') {
-        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+impl Scalar<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Str(_) => "a string",
+            Scalar::Num(_) => "a number",
+            Scalar::Other(v) => type_name(v),
+        }
+    }
+}
+
+fn scalar(raw: Option<&RawValue>) -> Scalar<'_> {
+    let Some(raw) = raw else { return Scalar::Null };
+    let t = raw.get();
+    match t.as_bytes().first() {
+        Some(b'"') if !t.contains('\\') && t.len() >= 2 => {
+            Scalar::Str(Cow::Borrowed(&t[1..t.len() - 1]))
+        }
+        Some(b'"') => {
+            serde_json::from_str::<String>(t).map_or(Scalar::Null, |s| Scalar::Str(Cow::Owned(s)))
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            serde_json::from_str::<serde_json::Number>(t).map_or(Scalar::Null, Scalar::Num)
+        }
+        Some(b'n') => Scalar::Null,
+        _ => serde_json::from_str::<Value>(t).map_or(Scalar::Null, Scalar::Other),
+    }
+}
+
+/// Reads one element of the array, `raw`, which lies inside `text` (the whole file). Returns
+/// `None` (with errors in `report`) when the object cannot be used; oddities that still leave a
+/// usable object are warnings.
+pub fn read_object(
+    index: usize,
+    text: &Arc<String>,
+    raw: &RawValue,
+    report: &mut Report,
+) -> Option<ObjectDef> {
+    let json = raw.get();
+    if !json.starts_with('{') {
+        let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
         report.push(Problem::error(
             Some(index),
             None,
@@ -104,7 +160,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
         ));
         return None;
     }
-    let known: KnownFields = match serde_json::from_str(text) {
+    let known: KnownFields = match serde_json::from_str(json) {
         Ok(k) => k,
         Err(e) => {
             report.push(Problem::error(
@@ -117,8 +173,8 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
         }
     };
 
-    let id = match value_of(known.id) {
-        Value::Number(n) => match number_to_id(&n) {
+    let id = match scalar(known.id) {
+        Scalar::Num(n) => match number_to_id(&n) {
             Some(id) => id,
             None => {
                 report.push(Problem::error(
@@ -130,7 +186,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
                 return None;
             }
         },
-        Value::String(s) => match s.trim().parse::<u64>() {
+        Scalar::Str(s) => match s.trim().parse::<u64>() {
             Ok(n) => ObjectId(n),
             Err(_) => {
                 report.push(Problem::error(
@@ -142,7 +198,7 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
                 return None;
             }
         },
-        Value::Null => {
+        Scalar::Null => {
             report.push(Problem::error(
                 Some(index),
                 None,
@@ -158,166 +214,184 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
                 Some("IdObjet"),
                 format!(
                     "expected a number or a numeric string, got {}",
-                    type_name(&other)
+                    other.type_name()
                 ),
             ));
             return None;
         }
     };
-    let here = |field: &'static str, msg: String| (Some(index), Some(id), Some(field), msg);
     let mut usable = true;
+    let error = |report: &mut Report, field: &'static str, msg: String| {
+        report.push(Problem::error(Some(index), Some(id), Some(field), msg));
+    };
+    let warn = |report: &mut Report, field: &'static str, msg: String| {
+        report.push(Problem::warning(Some(index), Some(id), Some(field), msg));
+    };
 
-    let parents = match parse_parents(&value_of(known.parents)) {
+    let parsed = match scalar(known.parents) {
+        Scalar::Null => Ok(ParsedParents::default()),
+        Scalar::Str(s) => Ok(parse_parent_text(&s)),
+        Scalar::Num(n) => Ok(parse_parent_number(&n)),
+        Scalar::Other(v) => parse_parents(&v),
+    };
+    let parents = match parsed {
         Ok(p) => {
             for (token, kept) in &p.noisy {
-                let (i, o, f, m) = here(
+                warn(
+                    report,
                     "IdObjet_Parent",
                     format!(
                         "token {token:?} has other characters around its digits; read as parent {kept}"
                     ),
                 );
-                report.push(Problem::warning(i, o, f, m));
             }
             for rep in &p.repeated {
-                let (i, o, f, m) = here(
+                warn(
+                    report,
                     "IdObjet_Parent",
                     format!("parent {rep} is named more than once; counted once"),
                 );
-                report.push(Problem::warning(i, o, f, m));
             }
             for bad in &p.invalid {
-                let (i, o, f, m) = here("IdObjet_Parent", bad.clone());
-                report.push(Problem::error(i, o, f, m));
+                error(report, "IdObjet_Parent", bad.clone());
                 usable = false;
             }
-            p.ids
+            p.ids.into_boxed_slice()
         }
         Err(msg) => {
-            let (i, o, f, m) = here("IdObjet_Parent", msg);
-            report.push(Problem::error(i, o, f, m));
+            error(report, "IdObjet_Parent", msg);
             usable = false;
-            Vec::new()
+            Box::default()
         }
     };
 
     let legacy_zone = Zone::from_legacy_id(id.0);
-    let zone = match value_of(known.zone) {
-        Value::String(s) => match s.parse::<Zone>() {
+    let zone = match scalar(known.zone) {
+        Scalar::Str(s) => match s.parse::<Zone>() {
             Ok(z) => {
                 if let Some(l) = legacy_zone.filter(|l| *l != z) {
-                    let (i, o, f, m) = here(
+                    warn(
+                        report,
                         "Zone",
                         format!("zone {z} contradicts the numbering, which implies {l}"),
                     );
-                    report.push(Problem::warning(i, o, f, m));
                 }
                 Some(z)
             }
             Err(e) => {
-                let (i, o, f, m) = here("Zone", e.to_string());
-                report.push(Problem::error(i, o, f, m));
+                error(report, "Zone", e.to_string());
                 None
             }
         },
-        Value::Null => {
+        Scalar::Null => {
             match legacy_zone {
                 Some(z) => {
-                    let (i, o, f, m) =
-                        here("Zone", format!("missing; {z} derived from the numbering"));
-                    report.push(Problem::warning(i, o, f, m));
+                    warn(
+                        report,
+                        "Zone",
+                        format!("missing; {z} derived from the numbering"),
+                    );
                     Some(z)
                 }
                 None => {
-                    let (i, o, f, m) = here("Zone", "missing, and the id is outside the 1000-3999 numbering that would imply one".to_string());
-                    report.push(Problem::error(i, o, f, m));
+                    error(report, "Zone", "missing, and the id is outside the 1000-3999 numbering that would imply one".to_string());
                     None
                 }
             }
         }
         other => {
-            let (i, o, f, m) = here(
+            error(
+                report,
                 "Zone",
-                format!("expected a string, got {}", type_name(&other)),
+                format!("expected a string, got {}", other.type_name()),
             );
-            report.push(Problem::error(i, o, f, m));
             None
         }
     };
 
-    let name = match value_of(known.name) {
-        Value::String(s) => s,
-        Value::Null => id.to_string(),
+    let name = match scalar(known.name) {
+        Scalar::Str(s) => s.into_owned(),
+        Scalar::Null => id.to_string(),
         other => {
-            let (i, o, f, m) = here(
+            error(
+                report,
                 "NomObjet",
-                format!("expected a string, got {}", type_name(&other)),
+                format!("expected a string, got {}", other.type_name()),
             );
-            report.push(Problem::error(i, o, f, m));
             usable = false;
             String::new()
         }
     };
 
-    let criticality = match value_of(known.criticality) {
-        Value::Null => Criticality::default(),
-        Value::String(s) => Criticality::parse(&s).unwrap_or_else(|| {
-            let (i, o, f, m) = here(
+    let criticality = match scalar(known.criticality) {
+        Scalar::Null => Criticality::default(),
+        Scalar::Str(s) => Criticality::parse(&s).unwrap_or_else(|| {
+            warn(
+                report,
                 "Criticité",
                 format!(
                     "unknown value {s:?}; using {}",
                     Criticality::default().as_str()
                 ),
             );
-            report.push(Problem::warning(i, o, f, m));
             Criticality::default()
         }),
         other => {
-            let (i, o, f, m) = here(
+            warn(
+                report,
                 "Criticité",
                 format!(
                     "expected a string, got {}; using {}",
-                    type_name(&other),
+                    other.type_name(),
                     Criticality::default().as_str()
                 ),
             );
-            report.push(Problem::warning(i, o, f, m));
             Criticality::default()
         }
     };
 
-    let enabled = match value_of(known.state) {
-        Value::Null => true,
-        Value::String(s) => s.trim().eq_ignore_ascii_case("actif"),
+    let enabled = match scalar(known.state) {
+        Scalar::Null => true,
+        Scalar::Str(s) => s.trim().eq_ignore_ascii_case("actif"),
         other => {
-            let (i, o, f, m) = here(
+            error(
+                report,
                 "EtatObjet",
-                format!("expected a string, got {}", type_name(&other)),
+                format!("expected a string, got {}", other.type_name()),
             );
-            report.push(Problem::error(i, o, f, m));
             usable = false;
             true
         }
     };
 
-    let frequency = optional_text(
-        value_of(known.frequency),
-        "Fréquence",
-        &here,
-        report,
-        &mut usable,
-    );
-    let last_run = optional_text(
-        value_of(known.last_run),
-        "Lastrun",
-        &here,
-        report,
-        &mut usable,
-    );
+    let mut text_field =
+        |raw: Option<&RawValue>, field: &'static str, report: &mut Report| match scalar(raw) {
+            Scalar::Null => None,
+            Scalar::Str(s) => Some(Box::from(s.as_ref())),
+            Scalar::Num(n) => Some(n.to_string().into_boxed_str()),
+            other => {
+                report.push(Problem::error(
+                    Some(index),
+                    Some(id),
+                    Some(field),
+                    format!("expected a string, got {}", other.type_name()),
+                ));
+                usable = false;
+                None
+            }
+        };
+    let frequency = text_field(known.frequency, "Fréquence", report);
+    let last_run = text_field(known.last_run, "Lastrun", report);
 
     let zone = zone?;
     if !usable {
         return None;
     }
+    // Where this object lies in the file: computed from the slice's address, no copy made.
+    let start = (json.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let raw = RawJson::slice(text.clone(), start..start + json.len())
+        .filter(|r| r.get().as_ptr() == json.as_ptr())
+        .unwrap_or_else(|| RawJson::from_string(json.to_string()));
     Some(ObjectDef {
         id,
         index,
@@ -328,41 +402,8 @@ pub fn read_object(index: usize, raw: Box<RawValue>, report: &mut Report) -> Opt
         enabled,
         frequency,
         last_run,
-        raw: Arc::from(raw),
+        raw,
     })
-}
-
-type Here<'a> = dyn Fn(
-        &'static str,
-        String,
-    ) -> (
-        Option<usize>,
-        Option<ObjectId>,
-        Option<&'static str>,
-        String,
-    ) + 'a;
-
-fn optional_text(
-    v: Value,
-    field: &'static str,
-    here: &Here<'_>,
-    report: &mut Report,
-    usable: &mut bool,
-) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        other => {
-            let (i, o, f, m) = here(
-                field,
-                format!("expected a string, got {}", type_name(&other)),
-            );
-            report.push(Problem::error(i, o, f, m));
-            *usable = false;
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -371,8 +412,9 @@ mod tests {
 
     fn read(json: &str) -> (Option<ObjectDef>, Report) {
         let mut report = Report::default();
-        let raw = RawValue::from_string(json.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        (read_object(0, raw, &mut report), report)
+        let text = Arc::new(json.to_string());
+        let raw: &RawValue = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        (read_object(0, &text, raw, &mut report), report)
     }
 
     #[test]
@@ -383,7 +425,7 @@ mod tests {
         assert!(r.problems.is_empty(), "{r:?}");
         let o = o.unwrap_or_else(|| panic!("object not read"));
         assert_eq!(o.id, ObjectId(2005));
-        assert_eq!(o.parents, vec![ObjectId(1005)]);
+        assert_eq!(&*o.parents, &[ObjectId(1005)]);
         assert_eq!(o.zone, Zone::Standardized);
         assert_eq!(o.criticality, Criticality::Low);
         assert_eq!(o.frequency.as_deref(), Some("0 * * * *"));

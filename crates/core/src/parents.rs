@@ -44,7 +44,7 @@ pub fn parse_parents(value: &Value) -> Result<ParsedParents, String> {
             ));
         }
     }
-    Ok(out)
+    Ok(dedup(out))
 }
 
 /// The JSON type of a value with its article, for messages ("a number", "an object").
@@ -57,6 +57,20 @@ pub fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
     }
+}
+
+/// Reads a parent field written as text (`"1001,2002; 3003"`).
+pub fn parse_parent_text(s: &str) -> ParsedParents {
+    let mut out = ParsedParents::default();
+    push_text(&mut out, s);
+    dedup(out)
+}
+
+/// Reads a parent field written as one number.
+pub fn parse_parent_number(n: &serde_json::Number) -> ParsedParents {
+    let mut out = ParsedParents::default();
+    push_number(&mut out, n);
+    out
 }
 
 fn push_number(out: &mut ParsedParents, n: &serde_json::Number) {
@@ -103,13 +117,29 @@ fn push_text(out: &mut ParsedParents, s: &str) {
 }
 
 fn push_id(out: &mut ParsedParents, id: ObjectId) {
-    if out.ids.contains(&id) {
-        if !out.repeated.contains(&id) {
-            out.repeated.push(id);
-        }
-    } else {
-        out.ids.push(id);
+    out.ids.push(id);
+}
+
+/// Keeps the first naming of each parent and notes the repeats (linear in the number named).
+fn dedup(mut out: ParsedParents) -> ParsedParents {
+    if out.ids.len() < 2 {
+        return out;
     }
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut repeated_seen = rustc_hash::FxHashSet::default();
+    let mut repeated = Vec::new();
+    out.ids.retain(|id| {
+        if seen.insert(*id) {
+            true
+        } else {
+            if repeated_seen.insert(*id) {
+                repeated.push(*id);
+            }
+            false
+        }
+    });
+    out.repeated = repeated;
+    out
 }
 
 #[cfg(test)]

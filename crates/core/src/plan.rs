@@ -376,14 +376,43 @@ fn escape_dot(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Sum over terminals of the objects each needs (itself and its in-run ancestors).
+/// Sum over terminals of the objects each needs (itself and its in-run ancestors), split over
+/// the machine's cores for large graphs. `false` when the walk hit its budget.
 fn needed_per_terminal(
     graph: &Graph,
     terminals: &[u32],
+    inside: &(dyn Fn(u32) -> bool + Sync),
+) -> (u64, bool) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || terminals.len() < 10_000 {
+        return walk_ancestors(graph, terminals, inside, ANCESTOR_WALK_BUDGET);
+    }
+    let chunk = terminals.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = terminals
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    walk_ancestors(graph, part, inside, ANCESTOR_WALK_BUDGET / threads)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .fold((0, true), |(total, exact), (t, e)| (total + t, exact && e))
+    })
+}
+
+fn walk_ancestors(
+    graph: &Graph,
+    terminals: &[u32],
     inside: &dyn Fn(u32) -> bool,
+    mut budget: usize,
 ) -> (u64, bool) {
     let mut stamp = vec![u32::MAX; graph.len()];
-    let mut budget = ANCESTOR_WALK_BUDGET;
     let mut total = 0u64;
     let mut stack = Vec::new();
     for (k, &t) in terminals.iter().enumerate() {

@@ -4,11 +4,9 @@
 use crate::graph::Graph;
 use crate::objects::Criticality;
 use crate::plan::Selection;
-use orchestrator_protocol::{ObjectId, Zone};
-use serde_json::value::RawValue;
+use orchestrator_protocol::{ObjectId, RawJson, Zone};
+use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// One object as the scheduler and the dispatcher need it.
 #[derive(Clone, Debug)]
@@ -17,14 +15,14 @@ pub struct RunNode {
     pub zone: Zone,
     pub criticality: Criticality,
     pub name: String,
-    pub raw: Arc<RawValue>,
+    pub raw: RawJson,
 }
 
 /// The run's graph: nodes by index, parents and children by index.
 #[derive(Debug)]
 pub struct RunGraph {
     pub nodes: Vec<RunNode>,
-    index: HashMap<ObjectId, u32>,
+    index: FxHashMap<ObjectId, u32>,
     parent_offsets: Vec<u32>,
     parent_list: Vec<u32>,
     child_offsets: Vec<u32>,
@@ -80,7 +78,7 @@ impl RunGraph {
     fn empty() -> RunGraph {
         RunGraph {
             nodes: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             parent_offsets: vec![0],
             parent_list: Vec::new(),
             child_offsets: vec![0],
@@ -96,7 +94,7 @@ impl RunGraph {
         parents: Vec<Vec<u32>>,
     ) -> Result<RunGraph, RunGraphError> {
         let n = nodes.len();
-        let mut index = HashMap::with_capacity(n);
+        let mut index = FxHashMap::with_capacity_and_hasher(n, Default::default());
         for (i, node) in nodes.iter().enumerate() {
             if index.insert(node.id, i as u32).is_some() {
                 return Err(RunGraphError::Duplicate(node.id));

@@ -6,7 +6,6 @@ use orchestrator_core::run_graph::{RunGraph, RunNode};
 use orchestrator_core::scheduler::{Action, Event, ObjectState, Run, SchedulerConfig, ZonePolicy};
 use orchestrator_protocol::{ObjectId, Zone};
 use proptest::prelude::*;
-use serde_json::value::RawValue;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -55,8 +54,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn build(case: &Case) -> Arc<RunGraph> {
-    let raw: Arc<RawValue> =
-        Arc::from(RawValue::from_string("{}".into()).unwrap_or_else(|e| panic!("{e}")));
+    let raw = orchestrator_protocol::RawJson::from_string("{}".into());
     let nodes = case
         .zones
         .iter()

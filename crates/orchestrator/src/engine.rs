@@ -5,7 +5,7 @@
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
-use orchestrator_bus::{Bus, BusError};
+use orchestrator_bus::{Bus, BusError, Consumer};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
     AttemptStatus, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION,
@@ -153,12 +153,19 @@ impl Engine {
                 batch = results.next_batch(BATCH) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
+                    // Take the progress already waiting too, so one store batch covers both.
+                    if let Some(p) = ready_now(&mut *progress).await? {
+                        self.apply_progress(p, &mut tx, &mut ready);
+                    }
                     self.apply_results(batch, &mut tx, &mut ready);
                 }
                 batch = progress.next_batch(BATCH) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
                     self.apply_progress(batch, &mut tx, &mut ready);
+                    if let Some(r) = ready_now(&mut *results).await? {
+                        self.apply_results(r, &mut tx, &mut ready);
+                    }
                 }
                 _ = sleep => {
                     let now = now_ms();
@@ -432,5 +439,13 @@ impl Engine {
             }
         }
         self.progress.send_replace(view);
+    }
+}
+
+/// What a consumer has right now, without waiting (`None` when nothing is there).
+async fn ready_now<T: Send>(consumer: &mut dyn Consumer<T>) -> Result<Option<Vec<T>>, BusError> {
+    match tokio::time::timeout(std::time::Duration::ZERO, consumer.next_batch(BATCH)).await {
+        Ok(batch) => Ok(Some(batch?).filter(|b| !b.is_empty())),
+        Err(_) => Ok(None),
     }
 }

@@ -63,5 +63,5 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<String, InputError> {
 /// Reads and validates a file.
 pub fn load_file(path: &Path, limit: u64, options: LoadOptions) -> Result<Loaded, InputError> {
     let text = read_limited(path, limit)?;
-    Ok(load_graph(&text, options))
+    Ok(load_graph(text, options))
 }

@@ -1,10 +1,8 @@
 //! The events on the bus. Field names keep the old system's JSON shapes (`ObjectReady`,
 //! `ObjectLoaded`) and add ours (attempt, graph version, schema version, the object itself).
 
-use crate::{ObjectId, RunId, Zone};
+use crate::{ObjectId, RawJson, RunId, Zone};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Version of the event schema; every event carries it.
@@ -46,7 +44,7 @@ pub struct ReadyEvent {
     pub attempt: u32,
     pub graph_version: String,
     /// The whole object definition, every field as the user wrote it.
-    pub object: Arc<RawValue>,
+    pub object: RawJson,
     #[serde(default = "schema_version")]
     pub schema_version: u32,
 }
@@ -207,10 +205,8 @@ mod tests {
 
     #[test]
     fn ready_event_keeps_old_shape() {
-        let object: Arc<RawValue> = Arc::from(
-            RawValue::from_string(r#"{"IdObjet":1001}"#.to_string())
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+        let text = std::sync::Arc::new(r#"[{"IdObjet":1001, "x": [1,2]}]"#.to_string());
+        let object = RawJson::slice(text, 1..29).unwrap_or_else(|| panic!("range"));
         let ev = ReadyEvent {
             event: object_ready(),
             id: ObjectId(1001),
@@ -232,6 +228,10 @@ mod tests {
         assert_eq!(v["zone"], "1-Raw");
         assert_eq!(v["preflight_fail"], false);
         assert_eq!(v["object"]["IdObjet"], 1001);
+        assert_eq!(v["object"]["x"][1], 2);
         assert_eq!(ev.idempotency_key(), "r1/1001/2");
+        let json = serde_json::to_string(&ev).unwrap_or_default();
+        let back: ReadyEvent = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.object.get(), r#"{"IdObjet":1001, "x": [1,2]}"#);
     }
 }

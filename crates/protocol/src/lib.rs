@@ -3,6 +3,7 @@
 
 mod events;
 mod ids;
+mod raw_json;
 mod zone;
 
 pub use events::{
@@ -10,4 +11,5 @@ pub use events::{
     unix_seconds,
 };
 pub use ids::{ObjectId, RunId};
+pub use raw_json::RawJson;
 pub use zone::{ParseZoneError, Zone};

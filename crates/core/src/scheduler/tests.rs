@@ -4,13 +4,11 @@ use super::*;
 use crate::objects::Criticality;
 use crate::run_graph::{RunGraph, RunNode};
 use orchestrator_protocol::{ObjectId, Zone};
-use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// a(1000) -> b(2000) -> d(3000); a -> c(2001) -> d; e(1001) alone.
 fn diamond() -> Arc<RunGraph> {
-    let raw: Arc<RawValue> =
-        Arc::from(RawValue::from_string("{}".into()).unwrap_or_else(|e| panic!("{e}")));
+    let raw = orchestrator_protocol::RawJson::from_string("{}".into());
     let node = |id: u64, zone: Zone, criticality| RunNode {
         id: ObjectId(id),
         zone,
