@@ -4,6 +4,7 @@
 
 mod backoff;
 mod config;
+mod queue;
 mod run;
 mod state;
 mod summary;

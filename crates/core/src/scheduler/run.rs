@@ -4,12 +4,13 @@
 
 use super::backoff::backoff_delay_ms;
 use super::config::SchedulerConfig;
+use super::queue::ReadyQueue;
 use super::state::{ObjectRecord, ObjectState};
 use super::summary::RunSummary;
 use crate::run_graph::RunGraph;
 use orchestrator_protocol::{ObjectId, Zone};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 /// What workers (and the clock) tell a run.
@@ -122,10 +123,16 @@ pub struct Run {
     records: Vec<ObjectRecord>,
     /// Parents not yet loaded (or satisfied) per object.
     pending_parents: Vec<u32>,
-    /// Queued objects per zone by priority: (rank, criticality, lowest index first).
-    queues: [BinaryHeap<(u32, u8, Reverse<u32>)>; 3],
+    /// Queued objects per zone by priority: rank, then criticality, then first in.
+    queues: [ReadyQueue; 3],
     in_flight: [u32; 3],
+    /// Retry timers, whose delays vary: a heap.
     timers: BinaryHeap<Reverse<(u64, u32, u32, TimerKind)>>,
+    /// Lease ends and start deadlines: always `now` plus a fixed time, so they come due in the
+    /// order they were set and a FIFO queue holds them at O(1).
+    deadlines: VecDeque<(u64, u32, u32, TimerKind)>,
+    /// The latest time seen: the run's clock never goes back, even if the caller's does.
+    clock: u64,
     terminal: usize,
     terminal_by_zone: [usize; 3],
     status: RunStatus,
@@ -172,6 +179,8 @@ impl Run {
             queues: Default::default(),
             in_flight: [0; 3],
             timers: BinaryHeap::new(),
+            deadlines: VecDeque::new(),
+            clock: 0,
             terminal: 0,
             terminal_by_zone: [0; 3],
             status: RunStatus::Running,
@@ -185,6 +194,7 @@ impl Run {
     /// that were in flight (same attempt: their handlers may run twice, which the idempotency
     /// key allows), re-arms retry timers and dispatches what is ready.
     pub fn start(&mut self, now: u64, out: &mut Vec<Action>) {
+        let now = self.advance(now);
         let n = self.graph.len();
         self.terminal = 0;
         self.terminal_by_zone = [0; 3];
@@ -244,6 +254,7 @@ impl Run {
 
     /// Applies one report from a worker.
     pub fn handle(&mut self, event: Event, now: u64, out: &mut Vec<Action>) {
+        let now = self.advance(now);
         match event {
             Event::Started { id, attempt } | Event::Heartbeat { id, attempt } => {
                 self.progress(id, attempt, now, out)
@@ -262,54 +273,81 @@ impl Run {
 
     /// Fires the timers due at `now` (retries, leases, start deadlines) and dispatches.
     pub fn tick(&mut self, now: u64, out: &mut Vec<Action>) {
+        let now = self.advance(now);
+        while let Some(&(due, i, attempt, kind)) = self.deadlines.front() {
+            if due > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            self.fire(due, i, attempt, kind, now, out);
+        }
         while let Some(&Reverse((due, i, attempt, kind))) = self.timers.peek() {
             if due > now {
                 break;
             }
             self.timers.pop();
-            let rec = self.records[i as usize];
-            if rec.attempt != attempt || rec.due_ms != due {
-                continue;
-            }
-            match (kind, rec.state) {
-                (TimerKind::RetryDue, ObjectState::RetryWait) => {
-                    self.records[i as usize].due_ms = 0;
-                    self.enqueue(i);
-                }
-                (TimerKind::LeaseEnd, ObjectState::Running) => {
-                    let reason = format!(
-                        "lease expired: no heartbeat for {} ms",
-                        self.config.lease_ms
-                    );
-                    out.push(Action::Expired {
-                        index: i,
-                        attempt,
-                        reason: reason.clone(),
-                    });
-                    self.fail_attempt(i, reason, true, now, out);
-                }
-                (TimerKind::StartDeadline, ObjectState::Dispatched) => {
-                    let reason = format!(
-                        "no worker started it within {} ms",
-                        self.config.schedule_to_start_ms.unwrap_or_default()
-                    );
-                    out.push(Action::Expired {
-                        index: i,
-                        attempt,
-                        reason: reason.clone(),
-                    });
-                    self.fail_attempt(i, reason, true, now, out);
-                }
-                _ => {}
-            }
+            self.fire(due, i, attempt, kind, now, out);
         }
         self.dispatch_ready(now, out);
         self.check_finished(out);
     }
 
+    fn advance(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.max(now);
+        self.clock
+    }
+
+    /// A timer came due; it acts only if the object still waits for exactly that deadline.
+    fn fire(
+        &mut self,
+        due: u64,
+        i: u32,
+        attempt: u32,
+        kind: TimerKind,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let rec = self.records[i as usize];
+        if rec.attempt != attempt || rec.due_ms != due {
+            return;
+        }
+        match (kind, rec.state) {
+            (TimerKind::RetryDue, ObjectState::RetryWait) => {
+                self.records[i as usize].due_ms = 0;
+                self.enqueue(i);
+            }
+            (TimerKind::LeaseEnd, ObjectState::Running) => {
+                let reason = format!(
+                    "lease expired: no heartbeat for {} ms",
+                    self.config.lease_ms
+                );
+                out.push(Action::Expired {
+                    index: i,
+                    attempt,
+                    reason: reason.clone(),
+                });
+                self.fail_attempt(i, reason, true, now, out);
+            }
+            (TimerKind::StartDeadline, ObjectState::Dispatched) => {
+                let reason = format!(
+                    "no worker started it within {} ms",
+                    self.config.schedule_to_start_ms.unwrap_or_default()
+                );
+                out.push(Action::Expired {
+                    index: i,
+                    attempt,
+                    reason: reason.clone(),
+                });
+                self.fail_attempt(i, reason, true, now, out);
+            }
+            _ => {}
+        }
+    }
+
     /// Stops dispatching: waiting and queued objects become cancelled; in-flight attempts
     /// still report, and their results are recorded (no retries).
     pub fn cancel(&mut self, now: u64, out: &mut Vec<Action>) {
+        let now = self.advance(now);
         if self.status == RunStatus::Finished {
             return;
         }
@@ -332,6 +370,7 @@ impl Run {
     /// Puts failed, upstream-failed and cancelled objects back to waiting (loaded ones are not
     /// touched) and runs them again. Attempt numbers keep counting up.
     pub fn reset_failed(&mut self, now: u64, out: &mut Vec<Action>) -> usize {
+        let now = self.advance(now);
         let mut reset = 0;
         for i in 0..self.graph.len() {
             let r = &mut self.records[i];
@@ -388,7 +427,12 @@ impl Run {
     }
     /// When the next timer is due, for the caller's sleep.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((due, ..))| *due)
+        let retry = self.timers.peek().map(|Reverse((due, ..))| *due);
+        let deadline = self.deadlines.front().map(|(due, ..)| *due);
+        match (retry, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     pub fn summary(&self) -> RunSummary {
         RunSummary::from_records(&self.graph, &self.records)
@@ -427,8 +471,8 @@ impl Run {
         rec.state = ObjectState::Running;
         rec.due_ms = now.saturating_add(self.config.lease_ms);
         let due = rec.due_ms;
-        self.timers
-            .push(Reverse((due, i, attempt, TimerKind::LeaseEnd)));
+        self.deadlines
+            .push_back((due, i, attempt, TimerKind::LeaseEnd));
         // Leases are soft state, not written to the store: a restored run re-sends (or
         // re-leases) every attempt in flight. This halves the writes of a run.
     }
@@ -602,8 +646,7 @@ impl Run {
 
     fn enqueue(&mut self, i: u32) {
         let node = self.graph.node(i);
-        let key = (self.graph.rank(i), node.criticality as u8, Reverse(i));
-        self.queues[node.zone.index()].push(key);
+        self.queues[node.zone.index()].push(self.graph.rank(i), node.criticality as u8, i);
         self.set_state(i, ObjectState::Queued);
     }
 
@@ -614,7 +657,7 @@ impl Run {
         for z in 0..3 {
             let limit = self.config.zones[z].max_in_flight.unwrap_or(u32::MAX);
             while self.in_flight[z] < limit {
-                let Some((_, _, Reverse(i))) = self.queues[z].pop() else {
+                let Some(i) = self.queues[z].pop() else {
                     break;
                 };
                 if self.records[i as usize].state != ObjectState::Queued {
@@ -635,8 +678,8 @@ impl Run {
         rec.due_ms = 0;
         if let Some(limit) = self.config.schedule_to_start_ms {
             rec.due_ms = now.saturating_add(limit);
-            self.timers
-                .push(Reverse((rec.due_ms, i, attempt, TimerKind::StartDeadline)));
+            self.deadlines
+                .push_back((rec.due_ms, i, attempt, TimerKind::StartDeadline));
         }
         self.in_flight[zone] += 1;
         self.mark(i);
