@@ -229,3 +229,34 @@ fn generate_writes_a_valid_seeded_graph() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("objects: 2000"));
 }
+
+#[test]
+fn past_a_hundred_problems_the_rest_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.json");
+    let objects: Vec<String> = (0..150)
+        .map(|i| {
+            format!(
+                "{{\"IdObjet\":{},\"IdObjet_Parent\":{},\"Zone\":\"1-Raw\"}}",
+                1000 + i,
+                5000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&path, format!("[{}]", objects.join(","))).unwrap();
+    let out = orchestrator(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("error: object"))
+            .count(),
+        100,
+        "{err}"
+    );
+    assert!(
+        err.contains("... and 50 more problems (150 in all)"),
+        "{err}"
+    );
+    assert!(err.contains("150 error(s), 0 warning(s)"), "{err}");
+}

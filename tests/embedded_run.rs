@@ -227,6 +227,14 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
         assert!(Instant::now() < deadline, "the run made no progress");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // While the run holds it, the state directory is busy, and says so.
+    let busy = orchestrator(&["status", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(busy.status.code(), Some(3));
+    assert!(
+        text(&busy.stderr).contains("in use by another process"),
+        "{}",
+        text(&busy.stderr)
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = status(&state);

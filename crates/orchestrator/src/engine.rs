@@ -425,6 +425,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Tells the progress view that nothing more will come (after `drive`, even on an error).
+    pub fn close_progress(&self) {
+        self.progress.send_modify(|v| v.finished = true);
+    }
+
     fn publish_progress(&self) {
         let mut view = ProgressView {
             finished: self.all_finished(),

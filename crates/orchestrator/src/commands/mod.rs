@@ -6,11 +6,13 @@ mod run;
 mod status;
 mod validate;
 
-use crate::EXIT_INVALID;
+use crate::{EXIT_INVALID, EXIT_STATE};
 use orchestrator::cli::{Command, InputArgs};
 use orchestrator::input::load_file;
+use orchestrator::store::{StateStore, StoreError, open_store};
 use orchestrator_core::diagnostics::Severity;
 use orchestrator_core::graph::{Graph, LoadOptions};
+use std::sync::Arc;
 
 pub fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
@@ -49,4 +51,15 @@ pub fn load_or_report(input: &InputArgs) -> Result<(Graph, String), i32> {
             Err(EXIT_INVALID)
         }
     }
+}
+
+/// Opens a state store; a busy or unreadable store is a state problem (exit 3), reported here.
+pub fn open_or_report(url: &str) -> Result<Arc<dyn StateStore>, i32> {
+    open_store(url).map_err(|e| {
+        eprintln!("error: {e}");
+        match e {
+            StoreError::Url(_) => EXIT_INVALID,
+            _ => EXIT_STATE,
+        }
+    })
 }

@@ -11,7 +11,7 @@ use orchestrator::engine::Engine;
 use orchestrator::http::{HttpState, serve};
 use orchestrator::metrics::Metrics;
 use orchestrator::progress;
-use orchestrator::store::{RunMeta, RunStatus, StateStore, open_store, state_dir_url};
+use orchestrator::store::{RunMeta, RunStatus, StateStore, state_dir_url};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::plan::Selection;
 use orchestrator_core::run_graph::RunGraph;
@@ -132,7 +132,10 @@ async fn execute(
     config: SchedulerConfig,
     store_url: String,
 ) -> anyhow::Result<i32> {
-    let store = open_store(&store_url)?;
+    let store = match super::open_or_report(&store_url) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let source = args.input.file.display().to_string();
     let Some((meta, run, rerun)) = prepare_run(&args, &*store, &graph, &config, &source).await?
     else {
@@ -211,6 +214,7 @@ async fn execute(
     let interrupt = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone()));
     let driven = engine.drive(interrupt.clone()).await;
+    engine.close_progress();
     stop_workers.cancel();
     for w in workers {
         if let Ok(Err(e)) = w.await {

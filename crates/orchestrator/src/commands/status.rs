@@ -3,7 +3,7 @@
 use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
-use orchestrator::store::{StateStore, open_store, state_dir_url};
+use orchestrator::store::{StateStore, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
     if !args.state_dir.join("state.redb").exists() {
@@ -13,7 +13,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
         );
         return Ok(EXIT_STATE);
     }
-    let store = open_store(&state_dir_url(&args.state_dir))?;
+    let store = match super::open_or_report(&state_dir_url(&args.state_dir)) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -72,6 +72,10 @@ pub enum StoreError {
         path: PathBuf,
         source: Box<redb::Error>,
     },
+    #[error(
+        "state store {path} is in use by another process (a running orchestrator?); wait for it to finish or stop it"
+    )]
+    Busy { path: PathBuf },
     #[error("state store {path}: cannot create its directory: {source}")]
     Dir {
         path: PathBuf,

@@ -26,7 +26,11 @@ impl RedbStore {
                 source,
             })?;
         }
-        let db = Database::create(&path).map_err(|e| err(&path, e))?;
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Busy { path }),
+            Err(e) => return Err(err(&path, e)),
+        };
         let store = RedbStore {
             db: Arc::new(db),
             path,
