@@ -139,45 +139,32 @@ impl Engine {
                 _ = shutdown.cancelled(), if !cancelled => {
                     cancelled = true;
                     tracing::warn!("stopping: nothing new is dispatched; waiting for the attempts in flight");
-                    let ids: Vec<RunId> = self.runs.keys().cloned().collect();
-                    for id in ids {
-                        let mut actions = std::mem::take(&mut self.actions);
-                        if let Some(e) = self.runs.get_mut(&id) {
-                            e.run.cancel(now_ms(), &mut actions);
-                            e.meta.cancelled = true;
-                        }
-                        self.carry_out(&id, &mut actions, &mut tx, &mut ready, true);
-                        self.actions = actions;
-                    }
+                    self.each_run(&mut tx, &mut ready, true, |e, now, actions| {
+                        e.run.cancel(now, actions);
+                        e.meta.cancelled = true;
+                    });
                 }
                 batch = results.next_batch(BATCH) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
                     // Take the progress already waiting too, so one store batch covers both.
                     if let Some(p) = ready_now(&mut *progress).await? {
-                        self.apply_progress(p, &mut tx, &mut ready);
+                        self.apply(p.into_iter().map(progress_event).collect(), &mut tx, &mut ready);
                     }
-                    self.apply_results(batch, &mut tx, &mut ready);
+                    let events = batch.into_iter().map(|r| self.result_event(r)).collect();
+                    self.apply(events, &mut tx, &mut ready);
                 }
                 batch = progress.next_batch(BATCH) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
-                    self.apply_progress(batch, &mut tx, &mut ready);
+                    self.apply(batch.into_iter().map(progress_event).collect(), &mut tx, &mut ready);
                     if let Some(r) = ready_now(&mut *results).await? {
-                        self.apply_results(r, &mut tx, &mut ready);
+                        let events = r.into_iter().map(|r| self.result_event(r)).collect();
+                        self.apply(events, &mut tx, &mut ready);
                     }
                 }
                 _ = sleep => {
-                    let now = now_ms();
-                    let ids: Vec<RunId> = self.runs.keys().cloned().collect();
-                    for id in ids {
-                        let mut actions = std::mem::take(&mut self.actions);
-                        if let Some(e) = self.runs.get_mut(&id) {
-                            e.run.tick(now, &mut actions);
-                        }
-                        self.carry_out(&id, &mut actions, &mut tx, &mut ready, false);
-                        self.actions = actions;
-                    }
+                    self.each_run(&mut tx, &mut ready, false, |e, now, actions| e.run.tick(now, actions));
                 }
             }
             self.commit(tx, ready).await?;
@@ -190,76 +177,72 @@ impl Engine {
         Ok(())
     }
 
-    fn apply_results(
-        &mut self,
-        batch: Vec<ResultEvent>,
-        tx: &mut Vec<Transition>,
-        ready: &mut Vec<ReadyEvent>,
-    ) {
-        let now = now_ms();
-        let mut actions = std::mem::take(&mut self.actions);
-        for r in batch {
-            let zone = [r.zone.short()];
-            match r.status {
-                AttemptStatus::Loaded => {
-                    self.metrics.loaded_received.with_label_values(&zone).inc()
-                }
-                AttemptStatus::Failed => {
-                    self.metrics.failed_received.with_label_values(&zone).inc()
-                }
-            }
-            let Some(entry) = self.runs.get_mut(&r.run_id) else {
-                self.metrics
-                    .results_ignored
-                    .with_label_values(&["unknown_run"])
-                    .inc();
-                tracing::debug!(run = %r.run_id, object = %r.id, "result for an unknown run ignored");
-                continue;
-            };
-            let event = match r.status {
-                AttemptStatus::Loaded => Event::Loaded {
+    /// Counts a result as received and turns it into the scheduler's event.
+    fn result_event(&self, r: ResultEvent) -> (RunId, Event, bool) {
+        let zone = [r.zone.short()];
+        let event = match r.status {
+            AttemptStatus::Loaded => {
+                self.metrics.loaded_received.with_label_values(&zone).inc();
+                Event::Loaded {
                     id: r.id,
                     attempt: r.attempt,
-                },
-                AttemptStatus::Failed => Event::Failed {
+                }
+            }
+            AttemptStatus::Failed => {
+                self.metrics.failed_received.with_label_values(&zone).inc();
+                Event::Failed {
                     id: r.id,
                     attempt: r.attempt,
                     reason: r.info,
                     retryable: r.retryable,
-                },
-            };
-            entry.run.handle(event, now, &mut actions);
-            let id = r.run_id;
-            self.carry_out(&id, &mut actions, tx, ready, false);
-        }
-        self.actions = actions;
+                }
+            }
+        };
+        (r.run_id, event, true)
     }
 
-    fn apply_progress(
+    /// Feeds events to their runs; `bool` tells a result from a progress report.
+    fn apply(
         &mut self,
-        batch: Vec<ProgressEvent>,
+        events: Vec<(RunId, Event, bool)>,
         tx: &mut Vec<Transition>,
         ready: &mut Vec<ReadyEvent>,
     ) {
         let now = now_ms();
         let mut actions = std::mem::take(&mut self.actions);
-        for p in batch {
-            let Some(entry) = self.runs.get_mut(&p.run_id) else {
+        for (run_id, event, is_result) in events {
+            let Some(entry) = self.runs.get_mut(&run_id) else {
+                if is_result {
+                    self.metrics
+                        .results_ignored
+                        .with_label_values(&["unknown_run"])
+                        .inc();
+                }
+                tracing::debug!(run = %run_id, ?event, "report for an unknown run ignored");
                 continue;
             };
-            let event = match p.event {
-                ProgressKind::AttemptStarted => Event::Started {
-                    id: p.id,
-                    attempt: p.attempt,
-                },
-                ProgressKind::Heartbeat => Event::Heartbeat {
-                    id: p.id,
-                    attempt: p.attempt,
-                },
-            };
             entry.run.handle(event, now, &mut actions);
-            let id = p.run_id;
-            self.carry_out(&id, &mut actions, tx, ready, false);
+            self.carry_out(&run_id, &mut actions, tx, ready, false);
+        }
+        self.actions = actions;
+    }
+
+    /// Acts on every run (tick, cancel) and carries out what each one returns.
+    fn each_run(
+        &mut self,
+        tx: &mut Vec<Transition>,
+        ready: &mut Vec<ReadyEvent>,
+        meta_changed: bool,
+        mut act: impl FnMut(&mut Entry, u64, &mut Vec<Action>),
+    ) {
+        let now = now_ms();
+        let ids: Vec<RunId> = self.runs.keys().cloned().collect();
+        let mut actions = std::mem::take(&mut self.actions);
+        for id in ids {
+            if let Some(entry) = self.runs.get_mut(&id) {
+                act(entry, now, &mut actions);
+            }
+            self.carry_out(&id, &mut actions, tx, ready, meta_changed);
         }
         self.actions = actions;
     }
@@ -453,4 +436,18 @@ async fn ready_now<T: Send>(consumer: &mut dyn Consumer<T>) -> Result<Option<Vec
         Ok(batch) => Ok(Some(batch?).filter(|b| !b.is_empty())),
         Err(_) => Ok(None),
     }
+}
+
+fn progress_event(p: ProgressEvent) -> (RunId, Event, bool) {
+    let event = match p.event {
+        ProgressKind::AttemptStarted => Event::Started {
+            id: p.id,
+            attempt: p.attempt,
+        },
+        ProgressKind::Heartbeat => Event::Heartbeat {
+            id: p.id,
+            attempt: p.attempt,
+        },
+    };
+    (p.run_id, event, false)
 }

@@ -7,11 +7,13 @@ mod status;
 mod validate;
 
 use crate::{EXIT_INVALID, EXIT_STATE};
+use orchestrator::cli::SelectArgs;
 use orchestrator::cli::{Command, InputArgs};
 use orchestrator::input::load_file;
 use orchestrator::store::{StateStore, StoreError, open_store};
 use orchestrator_core::diagnostics::Severity;
 use orchestrator_core::graph::{Graph, LoadOptions};
+use orchestrator_core::plan::Selection;
 use std::sync::Arc;
 
 pub fn dispatch(command: Command) -> anyhow::Result<i32> {
@@ -61,5 +63,13 @@ pub fn open_or_report(url: &str) -> Result<Arc<dyn StateStore>, i32> {
             StoreError::Url(_) => EXIT_INVALID,
             _ => EXIT_STATE,
         }
+    })
+}
+
+/// The objects `--target` and `--zone` select; an unknown or disabled target is reported.
+pub fn select_or_report(graph: &Graph, select: &SelectArgs) -> Result<Selection, i32> {
+    Selection::for_targets(graph, &select.target_ids(), select.zone).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_INVALID
     })
 }

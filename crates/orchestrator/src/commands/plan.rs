@@ -1,9 +1,9 @@
 //! `orchestrator plan FILE`: levels, critical path and savings, as text, JSON or DOT.
 
 use super::load_or_report;
-use crate::{EXIT_INVALID, EXIT_OK};
+use crate::EXIT_OK;
 use orchestrator::cli::{PlanArgs, PlanFormat};
-use orchestrator_core::plan::{Plan, Selection};
+use orchestrator_core::plan::Plan;
 
 pub fn plan(args: PlanArgs) -> i32 {
     let (graph, warnings) = match load_or_report(&args.input) {
@@ -11,14 +11,10 @@ pub fn plan(args: PlanArgs) -> i32 {
         Err(code) => return code,
     };
     eprint!("{warnings}");
-    let selection =
-        match Selection::for_targets(&graph, &args.select.target_ids(), args.select.zone) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_INVALID;
-            }
-        };
+    let selection = match super::select_or_report(&graph, &args.select) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let plan = Plan::new(&graph, &selection);
     match args.format {
         PlanFormat::Text => print!("{}", plan.to_text()),

@@ -13,7 +13,6 @@ use orchestrator::metrics::Metrics;
 use orchestrator::progress;
 use orchestrator::store::{RunMeta, RunStatus, StateStore, state_dir_url};
 use orchestrator_bus::{Bus, MemoryBus};
-use orchestrator_core::plan::Selection;
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
     ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig, ZonePolicy,
@@ -31,14 +30,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     eprint!("{warnings}");
-    let selection =
-        match Selection::for_targets(&graph, &args.select.target_ids(), args.select.zone) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(EXIT_INVALID);
-            }
-        };
+    let selection = match super::select_or_report(&graph, &args.select) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
     drop(graph);
     let handlers = match HandlerSet::new(args.handler.clone(), &args.zone_handlers) {
