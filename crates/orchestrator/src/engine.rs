@@ -266,6 +266,7 @@ impl Engine {
             match action {
                 Action::Dispatch { index, attempt } => {
                     let node = graph.node(index);
+                    tracing::info!(run = %id, object = %node.id, zone = %node.zone, attempt, "ready");
                     self.metrics
                         .ready_published
                         .with_label_values(&[node.zone.short()])
@@ -285,9 +286,15 @@ impl Engine {
                     });
                 }
                 Action::ResultAccepted {
-                    index, elapsed_ms, ..
+                    index,
+                    elapsed_ms,
+                    loaded,
                 } => {
-                    let zone = graph.node(index).zone.short();
+                    let node = graph.node(index);
+                    if loaded {
+                        tracing::info!(run = %id, object = %node.id, zone = %node.zone, elapsed_ms, "loaded");
+                    }
+                    let zone = node.zone.short();
                     self.metrics
                         .dispatch_to_result
                         .with_label_values(&[zone])
