@@ -5,6 +5,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/services.rs"]
+mod services;
 
 use common::*;
 use std::collections::{HashMap, HashSet};
@@ -190,7 +192,20 @@ fn a_task_past_its_timeout_is_killed_and_retried() {
 #[test]
 fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    let state = dir.path().join("state").display().to_string();
+    kill_and_resume(&["--state-dir", &state], Some(&state));
+}
+
+#[test]
+fn the_same_holds_with_the_redis_store() {
+    let redis = services::redis();
+    let prefix = services::unique_prefix("kill");
+    kill_and_resume(&["--store", &redis.url, "--redis-prefix", &prefix], None);
+}
+
+/// Runs a generated graph on the given store, kills the process with SIGKILL mid-run, and resumes.
+fn kill_and_resume(store: &[&str], state_dir: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("objects.json");
     let out = orchestrator(&[
         "generate",
@@ -204,11 +219,9 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
     assert!(out.status.success());
     let log = dir.path().join("log");
     let handler = logging_handler(dir.path(), &log, "0.05");
-    let args = [
+    let mut args = vec![
         "run",
         file.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
         "--handler",
         &handler,
         "--max-workers",
@@ -216,8 +229,11 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
         "--progress",
         "none",
     ];
+    args.extend_from_slice(store);
+    let mut status_args = vec!["status", "--json"];
+    status_args.extend_from_slice(store);
     let mut child = Command::new(bin())
-        .args(args)
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -227,18 +243,24 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
         assert!(Instant::now() < deadline, "the run made no progress");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // While the run holds it, the state directory is busy, and says so.
-    let busy = orchestrator(&["status", "--state-dir", state.to_str().unwrap()]);
-    assert_eq!(busy.status.code(), Some(3));
-    assert!(
-        text(&busy.stderr).contains("in use by another process"),
-        "{}",
-        text(&busy.stderr)
-    );
+    if let Some(state) = state_dir {
+        // While the run holds it, the state directory is busy, and says so.
+        let busy = orchestrator(&["status", "--state-dir", state]);
+        assert_eq!(busy.status.code(), Some(3));
+        assert!(
+            text(&busy.stderr).contains("in use by another process"),
+            "{}",
+            text(&busy.stderr)
+        );
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before = status(&state);
-    let loaded: HashSet<u64> = ids_in_state(&before, "loaded").into_iter().collect();
+    let status = || -> serde_json::Value {
+        let out = orchestrator(&status_args);
+        assert!(out.status.success(), "status failed: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let loaded: HashSet<u64> = ids_in_state(&status(), "loaded").into_iter().collect();
     assert!(
         !loaded.is_empty() && loaded.len() < 80,
         "{} loaded before the kill",
@@ -248,13 +270,9 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
 
     // A file with another graph is refused.
     let other = fixture("layered.json");
-    let out = orchestrator(&[
-        "run",
-        other.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--resume",
-    ]);
+    let mut refused = vec!["run", other.to_str().unwrap(), "--resume"];
+    refused.extend_from_slice(store);
+    let out = orchestrator(&refused);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("refusing to resume"),
@@ -262,12 +280,9 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
         text(&out.stderr)
     );
     // Without --resume, the unfinished run is not silently replaced.
-    let out = orchestrator(&[
-        "run",
-        file.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let mut replaced = vec!["run", file.to_str().unwrap()];
+    replaced.extend_from_slice(store);
+    let out = orchestrator(&replaced);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("add --resume"),
@@ -275,7 +290,7 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
         text(&out.stderr)
     );
 
-    let mut resume = args.to_vec();
+    let mut resume = args.clone();
     resume.push("--resume");
     let out = Command::new(bin()).args(&resume).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -289,7 +304,7 @@ fn killed_with_sigkill_and_resumed_never_runs_a_loaded_object_again() {
     let ended: HashSet<u64> = after.iter().filter(|l| l.2 == "end").map(|l| l.0).collect();
     assert_eq!(ended.len(), 80, "every object ran to its end");
     assert_dependency_order(&after, &parents_of(&file));
-    assert_eq!(ids_in_state(&status(&state), "loaded").len(), 80);
+    assert_eq!(ids_in_state(&status(), "loaded").len(), 80);
 }
 
 #[test]

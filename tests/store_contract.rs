@@ -2,7 +2,13 @@
 //! objects and dead letters kept apart. Each body is generic; one module per backend runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orchestrator::store::{DeadLetter, RunMeta, RunStatus, StateStore, Transition, open_store};
+#[path = "common/services.rs"]
+mod services;
+
+use orchestrator::store::{
+    DeadLetter, RedisSettings, RunMeta, RunStatus, StateStore, Transition, open_store,
+    open_store_with,
+};
 use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
 use orchestrator_protocol::{ObjectId, RunId};
 
@@ -147,11 +153,78 @@ mod redb {
     }
 }
 
+mod redis {
+    use super::*;
+
+    async fn store(
+        test: &str,
+        ttl: Option<u64>,
+    ) -> (services::TestRedis, std::sync::Arc<dyn StateStore>) {
+        let redis = services::redis();
+        let settings = RedisSettings {
+            prefix: services::unique_prefix(test),
+            finished_ttl: ttl,
+        };
+        let store = open_store_with(&redis.url, &settings).await.unwrap();
+        (redis, store)
+    }
+
+    #[tokio::test]
+    async fn batches_are_applied_and_read_back() {
+        let (_redis, store) = store("batches", None).await;
+        super::batches_are_applied_and_read_back(&*store).await;
+    }
+    #[tokio::test]
+    async fn an_empty_store_has_no_runs() {
+        let (_redis, store) = store("empty", None).await;
+        super::an_empty_store_has_no_runs(&*store).await;
+    }
+    #[tokio::test]
+    async fn a_finished_runs_keys_expire() {
+        let (_redis, store) = store("expire", Some(1)).await;
+        let mut m = meta("run-x", 1);
+        store
+            .apply(vec![
+                Transition::Run(Box::new(m.clone())),
+                Transition::Object {
+                    run: m.run_id.clone(),
+                    id: ObjectId(1),
+                    record: record(ObjectState::Loaded, 1),
+                },
+            ])
+            .await
+            .unwrap();
+        m.status = RunStatus::Finished;
+        store
+            .apply(vec![Transition::Run(Box::new(m.clone()))])
+            .await
+            .unwrap();
+        assert_eq!(store.runs().await.unwrap().len(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+        assert!(store.runs().await.unwrap().is_empty());
+        assert!(store.objects(&m.run_id).await.unwrap().is_empty());
+    }
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_clear_error() {
+        let settings = RedisSettings::default();
+        let e = open_store_with("redis://:hunter2@127.0.0.1:1/0", &settings)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("redis://:***@127.0.0.1:1/0"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}
+
 #[test]
 fn unknown_urls_are_refused_clearly() {
     let e = open_store("redis-ish://x")
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(e.contains("expected memory:// or redb://PATH"), "{e}");
+    assert!(
+        e.contains("expected memory://, redb://PATH or redis://HOST:PORT"),
+        "{e}"
+    );
 }

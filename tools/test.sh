@@ -14,6 +14,18 @@ for component in rustfmt clippy; do
     fi
 done
 
+step "services"
+# The tests start their own redis-server on a free loopback port (or use REDIS_URL when set).
+if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "redis-server is missing: install it (Debian: apt-get install redis-server) or set REDIS_URL" >&2
+        exit 1
+    fi
+fi
+command -v redis-server >/dev/null 2>&1 && redis-server --version
+
 step "format"
 cargo fmt --all -- --check
 

@@ -149,9 +149,15 @@ pub struct RunArgs {
     /// Keep the run's state in DIR (an embedded transactional store), so it can be resumed.
     #[arg(long, env = "ORCH_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// The state store by URL: memory:// or redb://PATH (overrides --state-dir).
+    /// The state store by URL: memory://, redb://PATH or redis://HOST:PORT (overrides --state-dir).
     #[arg(long, env = "STATE_STORE_URL")]
     pub store: Option<String>,
+    /// Prefix of every Redis key (with a redis:// store).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
+    pub redis_prefix: String,
+    /// Seconds a finished run's Redis keys are kept (0: forever).
+    #[arg(long, env = "RETRY_TTL_SECONDS", default_value_t = 604_800)]
+    pub retry_ttl_seconds: u64,
     /// Finish the run kept in the state directory instead of starting a new one.
     #[arg(long)]
     pub resume: bool,
@@ -208,8 +214,14 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The state directory of `run --state-dir`.
-    #[arg(long, env = "ORCH_STATE_DIR")]
-    pub state_dir: PathBuf,
+    #[arg(long, env = "ORCH_STATE_DIR", required_unless_present = "store")]
+    pub state_dir: Option<PathBuf>,
+    /// Or the state store by URL (redb://PATH, redis://HOST:PORT).
+    #[arg(long, env = "STATE_STORE_URL")]
+    pub store: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
+    pub redis_prefix: String,
     /// One run (default: the latest).
     #[arg(long)]
     pub run: Option<String>,

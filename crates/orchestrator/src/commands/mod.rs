@@ -10,7 +10,7 @@ use crate::{EXIT_INVALID, EXIT_STATE};
 use orchestrator::cli::SelectArgs;
 use orchestrator::cli::{Command, InputArgs};
 use orchestrator::input::load_file;
-use orchestrator::store::{StateStore, StoreError, open_store};
+use orchestrator::store::{RedisSettings, StateStore, StoreError, open_store_with};
 use orchestrator_core::diagnostics::Severity;
 use orchestrator_core::graph::{Graph, LoadOptions};
 use orchestrator_core::plan::Selection;
@@ -55,9 +55,9 @@ pub fn load_or_report(input: &InputArgs) -> Result<(Graph, String), i32> {
     }
 }
 
-/// Opens a state store; a busy or unreadable store is a state problem (exit 3), reported here.
-pub fn open_or_report(url: &str) -> Result<Arc<dyn StateStore>, i32> {
-    open_store(url).map_err(|e| {
+/// Opens a state store; a busy or unreachable store is a state problem (exit 3), reported here.
+pub async fn open_or_report(url: &str, redis: &RedisSettings) -> Result<Arc<dyn StateStore>, i32> {
+    open_store_with(url, redis).await.map_err(|e| {
         eprintln!("error: {e}");
         match e {
             StoreError::Url(_) => EXIT_INVALID,

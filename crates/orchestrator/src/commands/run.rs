@@ -11,7 +11,7 @@ use orchestrator::engine::Engine;
 use orchestrator::http::{HttpState, serve};
 use orchestrator::metrics::Metrics;
 use orchestrator::progress;
-use orchestrator::store::{RunMeta, RunStatus, StateStore, state_dir_url};
+use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, state_dir_url};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
@@ -127,7 +127,11 @@ async fn execute(
     config: SchedulerConfig,
     store_url: String,
 ) -> anyhow::Result<i32> {
-    let store = match super::open_or_report(&store_url) {
+    let redis = RedisSettings {
+        prefix: args.redis_prefix.clone(),
+        finished_ttl: (args.retry_ttl_seconds > 0).then_some(args.retry_ttl_seconds),
+    };
+    let store = match super::open_or_report(&store_url, &redis).await {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

@@ -1,27 +1,38 @@
-//! `orchestrator status --state-dir DIR`: the runs a state directory keeps, and one run's objects.
+//! `orchestrator status --state-dir DIR` (or `--store URL`): the runs a store keeps, and one
+//! run's objects.
 
 use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
-use orchestrator::store::{StateStore, state_dir_url};
+use orchestrator::store::{RedisSettings, StateStore, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    if !args.state_dir.join("state.redb").exists() {
-        eprintln!(
-            "error: {} holds no state (no state.redb)",
-            args.state_dir.display()
-        );
-        return Ok(EXIT_STATE);
-    }
-    let store = match super::open_or_report(&state_dir_url(&args.state_dir)) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
+    let url = match (&args.store, &args.state_dir) {
+        (Some(url), _) => url.clone(),
+        (None, Some(dir)) if dir.join("state.redb").exists() => state_dir_url(dir),
+        (None, Some(dir)) => {
+            eprintln!("error: {} holds no state (no state.redb)", dir.display());
+            return Ok(EXIT_STATE);
+        }
+        (None, None) => {
+            eprintln!("error: give --state-dir DIR or --store URL");
+            return Ok(EXIT_STATE);
+        }
+    };
+    let redis = RedisSettings {
+        prefix: args.redis_prefix.clone(),
+        ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(async move { show(&*store, args).await })
+    rt.block_on(async move {
+        match super::open_or_report(&url, &redis).await {
+            Ok(store) => show(&*store, args).await,
+            Err(code) => Ok(code),
+        }
+    })
 }
 
 async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
@@ -31,7 +42,10 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
         None => runs.last(),
     };
     let Some(meta) = chosen else {
-        eprintln!("error: no such run in {}", args.state_dir.display());
+        eprintln!(
+            "error: no such run in {}",
+            orchestrator::store::redact_url(args.store.as_deref().unwrap_or("the state directory"))
+        );
         return Ok(EXIT_STATE);
     };
     let objects = store.objects(&meta.run_id).await?;

@@ -4,9 +4,11 @@
 
 mod memory;
 mod redb_store;
+mod redis_store;
 
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
+pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;
 use orchestrator_core::scheduler::{ObjectRecord, RunSummary};
@@ -85,8 +87,13 @@ pub enum StoreError {
         "state store: a stored record cannot be read ({0}); the store may come from another version"
     )]
     Decode(String),
-    #[error("state store URL {0:?}: expected memory:// or redb://PATH")]
+    #[error("state store URL {0:?}: expected memory://, redb://PATH or redis://HOST:PORT")]
     Url(String),
+    #[error("state store {url}: {source}")]
+    Redis {
+        url: String,
+        source: Box<redis::RedisError>,
+    },
     #[error("state store: background task failed: {0}")]
     Task(String),
 }
@@ -104,7 +111,39 @@ pub trait StateStore: Send + Sync {
     fn kind(&self) -> &'static str;
 }
 
-/// Opens the store a URL names: `memory://` or `redb://PATH` (a file; its directory is made).
+/// Settings of the Redis store.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// Key prefix (`REDIS_PREFIX`).
+    pub prefix: String,
+    /// Seconds a finished run's keys are kept (`RETRY_TTL_SECONDS`); `None` keeps them.
+    pub finished_ttl: Option<u64>,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            prefix: "orch".to_string(),
+            finished_ttl: Some(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Opens the store a URL names: `memory://`, `redb://PATH` (a file; its directory is made) or
+/// `redis://…` / `rediss://…`.
+pub async fn open_store_with(
+    url: &str,
+    redis: &RedisSettings,
+) -> Result<Arc<dyn StateStore>, StoreError> {
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Arc::new(
+            RedisStore::connect(url, &redis.prefix, redis.finished_ttl).await?,
+        ));
+    }
+    open_store(url)
+}
+
+/// Opens an embedded store by URL: `memory://` or `redb://PATH`.
 pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     if url == "memory://" || url == "memory" {
         return Ok(Arc::new(MemoryStore::default()));

@@ -1,0 +1,76 @@
+//! Real services for the tests: a `redis-server` on a free loopback port (or the one `REDIS_URL`
+//! names), stopped when the test's guard is dropped.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A Redis to test against. Dropping it stops the server it started.
+pub struct TestRedis {
+    pub url: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `REDIS_URL` if set, else a new `redis-server` (tools/test.sh installs it).
+pub fn redis() -> TestRedis {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return TestRedis {
+            url,
+            child: None,
+            _dir: None,
+        };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed for these tests (tools/test.sh installs it: apt-get install redis-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    TestRedis {
+        url: format!("redis://127.0.0.1:{port}"),
+        child: Some(child),
+        _dir: Some(dir),
+    }
+}
+
+/// A key prefix of its own for each test, so tests can share one server.
+pub fn unique_prefix(test: &str) -> String {
+    format!(
+        "test-{test}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
