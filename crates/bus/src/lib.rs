@@ -1,6 +1,8 @@
 //! The bus both sides talk through: a small trait (publish batches, consume batches, commit)
 //! and the in-process implementation used by the embedded run. Kafka implements the same trait.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod memory;
 
 pub use memory::MemoryBus;
@@ -16,14 +18,27 @@ pub enum BusError {
     Backend(String),
 }
 
-/// A consumer of one topic, at-least-once: events returned by `next_batch` are handled by the
-/// caller, then `commit` marks them done. A restart replays what was not committed.
+/// Names one delivered event, to acknowledge it once handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AckToken(pub u64);
+
+/// An event and the token that acknowledges it.
+#[derive(Debug)]
+pub struct Delivery<T> {
+    pub event: T,
+    pub token: AckToken,
+}
+
+/// A consumer of one topic, at-least-once: each delivered event is acknowledged by the caller
+/// once handled (in any order). What a consumer delivered and nobody acknowledged is delivered
+/// again, to this group's next consumer, after this one is gone.
 #[async_trait]
 pub trait Consumer<T>: Send {
     /// Waits for at least one event and returns up to `max`. An empty batch means the bus closed.
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<T>, BusError>;
-    /// Everything returned so far has been handled.
-    async fn commit(&mut self) -> Result<(), BusError>;
+    /// Cancel-safe: dropping the future before it completes loses nothing.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery<T>>, BusError>;
+    /// These events are handled: they will not be delivered again.
+    async fn ack(&mut self, tokens: Vec<AckToken>) -> Result<(), BusError>;
 }
 
 /// Publishing and subscribing. Publishing takes batches so that a backend can keep many sends

@@ -1,9 +1,11 @@
 //! The in-process bus: one multi-consumer channel per topic, so several consumers share the
-//! work of a topic as a consumer group would. Nothing leaves the process; commit is a no-op.
+//! work of a topic as a consumer group would. Nothing leaves the process; what a consumer took
+//! and did not acknowledge goes back on the topic when the consumer is dropped.
 
-use crate::{Bus, BusError, Consumer};
+use crate::{AckToken, Bus, BusError, Consumer, Delivery};
 use async_trait::async_trait;
 use orchestrator_protocol::{ProgressEvent, ReadyEvent, ResultEvent, Zone};
+use std::collections::HashMap;
 
 struct Topic<T> {
     tx: async_channel::Sender<T>,
@@ -62,27 +64,64 @@ async fn send_all<T>(topic: &Topic<T>, events: Vec<T>) -> Result<(), BusError> {
 }
 
 struct ChannelConsumer<T> {
+    tx: async_channel::Sender<T>,
     rx: async_channel::Receiver<T>,
+    next_token: u64,
+    /// Delivered and not yet acknowledged: put back on the topic when this consumer goes.
+    unacked: HashMap<u64, T>,
+}
+
+impl<T> ChannelConsumer<T> {
+    fn new(topic: &Topic<T>) -> Self {
+        ChannelConsumer {
+            tx: topic.tx.clone(),
+            rx: topic.rx.clone(),
+            next_token: 0,
+            unacked: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Drop for ChannelConsumer<T> {
+    fn drop(&mut self) {
+        let mut left: Vec<(u64, T)> = self.unacked.drain().collect();
+        left.sort_by_key(|(token, _)| *token);
+        for (_, event) in left {
+            let _ = self.tx.try_send(event);
+        }
+    }
 }
 
 #[async_trait]
-impl<T: Send + 'static> Consumer<T> for ChannelConsumer<T> {
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<T>, BusError> {
+impl<T: Clone + Send + 'static> Consumer<T> for ChannelConsumer<T> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery<T>>, BusError> {
         let Ok(first) = self.rx.recv().await else {
             return Ok(Vec::new());
         };
-        let mut batch = Vec::with_capacity(max.clamp(1, 1024));
-        batch.push(first);
-        while batch.len() < max {
+        let mut events = vec![first];
+        while events.len() < max {
             match self.rx.try_recv() {
-                Ok(e) => batch.push(e),
+                Ok(e) => events.push(e),
                 Err(_) => break,
             }
+        }
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.unacked.insert(token, event.clone());
+            batch.push(Delivery {
+                event,
+                token: AckToken(token),
+            });
         }
         Ok(batch)
     }
 
-    async fn commit(&mut self) -> Result<(), BusError> {
+    async fn ack(&mut self, tokens: Vec<AckToken>) -> Result<(), BusError> {
+        for t in tokens {
+            self.unacked.remove(&t.0);
+        }
         Ok(())
     }
 }
@@ -107,24 +146,18 @@ impl Bus for MemoryBus {
         zone: Zone,
         _group: &str,
     ) -> Result<Box<dyn Consumer<ReadyEvent>>, BusError> {
-        Ok(Box::new(ChannelConsumer {
-            rx: self.ready[zone.index()].rx.clone(),
-        }))
+        Ok(Box::new(ChannelConsumer::new(&self.ready[zone.index()])))
     }
     async fn result_consumer(
         &self,
         _group: &str,
     ) -> Result<Box<dyn Consumer<ResultEvent>>, BusError> {
-        Ok(Box::new(ChannelConsumer {
-            rx: self.results.rx.clone(),
-        }))
+        Ok(Box::new(ChannelConsumer::new(&self.results)))
     }
     async fn progress_consumer(
         &self,
         _group: &str,
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
-        Ok(Box::new(ChannelConsumer {
-            rx: self.progress.rx.clone(),
-        }))
+        Ok(Box::new(ChannelConsumer::new(&self.progress)))
     }
 }

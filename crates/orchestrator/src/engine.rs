@@ -5,7 +5,7 @@
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
-use orchestrator_bus::{Bus, BusError, Consumer};
+use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
     AttemptStatus, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION,
@@ -134,6 +134,8 @@ impl Engine {
             };
             let mut tx = Vec::new();
             let mut ready = Vec::new();
+            let mut result_acks = Vec::new();
+            let mut progress_acks = Vec::new();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !cancelled => {
@@ -149,17 +151,21 @@ impl Engine {
                     if batch.is_empty() { break; }
                     // Take the progress already waiting too, so one store batch covers both.
                     if let Some(p) = ready_now(&mut *progress).await? {
-                        self.apply(p.into_iter().map(progress_event).collect(), &mut tx, &mut ready);
+                        progress_acks = tokens(&p);
+                        self.apply(p.into_iter().map(|d| progress_event(d.event)).collect(), &mut tx, &mut ready);
                     }
-                    let events = batch.into_iter().map(|r| self.result_event(r)).collect();
+                    result_acks = tokens(&batch);
+                    let events = batch.into_iter().map(|d| self.result_event(d.event)).collect();
                     self.apply(events, &mut tx, &mut ready);
                 }
                 batch = progress.next_batch(BATCH) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
-                    self.apply(batch.into_iter().map(progress_event).collect(), &mut tx, &mut ready);
+                    progress_acks = tokens(&batch);
+                    self.apply(batch.into_iter().map(|d| progress_event(d.event)).collect(), &mut tx, &mut ready);
                     if let Some(r) = ready_now(&mut *results).await? {
-                        let events = r.into_iter().map(|r| self.result_event(r)).collect();
+                        result_acks = tokens(&r);
+                        let events = r.into_iter().map(|d| self.result_event(d.event)).collect();
                         self.apply(events, &mut tx, &mut ready);
                     }
                 }
@@ -168,9 +174,13 @@ impl Engine {
                 }
             }
             self.commit(tx, ready).await?;
-            // At-least-once: what was taken from the bus is acknowledged only once applied.
-            results.commit().await?;
-            progress.commit().await?;
+            // At-least-once: what was taken from the bus is acknowledged only once stored.
+            if !result_acks.is_empty() {
+                results.ack(result_acks).await?;
+            }
+            if !progress_acks.is_empty() {
+                progress.ack(progress_acks).await?;
+            }
             self.publish_progress();
         }
         self.publish_progress();
@@ -437,8 +447,14 @@ impl Engine {
     }
 }
 
+fn tokens<T>(batch: &[Delivery<T>]) -> Vec<AckToken> {
+    batch.iter().map(|d| d.token).collect()
+}
+
 /// What a consumer has right now, without waiting (`None` when nothing is there).
-async fn ready_now<T: Send>(consumer: &mut dyn Consumer<T>) -> Result<Option<Vec<T>>, BusError> {
+async fn ready_now<T: Send>(
+    consumer: &mut dyn Consumer<T>,
+) -> Result<Option<Vec<Delivery<T>>>, BusError> {
     match tokio::time::timeout(std::time::Duration::ZERO, consumer.next_batch(BATCH)).await {
         Ok(batch) => Ok(Some(batch?).filter(|b| !b.is_empty())),
         Err(_) => Ok(None),

@@ -3,12 +3,12 @@
 //! with timings, and on shutdown stops taking work and finishes what it started.
 
 use crate::handler::{Handler, Outcome};
-use orchestrator_bus::{Bus, BusError};
+use orchestrator_bus::{AckToken, Bus, BusError};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +67,20 @@ pub async fn run_worker(
     let mut consumer = bus.ready_consumer(config.zone, &config.group).await?;
     let slots = Arc::new(Semaphore::new(config.max_workers.max(1)));
     let mut tasks = JoinSet::new();
+    // Each task sends its delivery's token once its result is published; the loop acknowledges.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AckToken>();
     tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
     loop {
+        let mut acks = Vec::new();
+        while let Ok(t) = done_rx.try_recv() {
+            acks.push(t);
+        }
+        if !acks.is_empty() {
+            consumer.ack(acks).await?;
+        }
+        while let Some(done) = tasks.try_join_next() {
+            report_join(done);
+        }
         // Wait for a free slot first, so that no task is taken that cannot start.
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -77,6 +89,10 @@ pub async fn run_worker(
         let free = slots.available_permits() + 1;
         let batch = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(token) = done_rx.recv() => {
+                consumer.ack(vec![token]).await?;
+                continue;
+            }
             batch = consumer.next_batch(free) => batch?,
         };
         if batch.is_empty() {
@@ -84,38 +100,44 @@ pub async fn run_worker(
         }
         let mut permits = vec![first];
         while permits.len() < batch.len() {
-            match slots.clone().try_acquire_owned() {
+            match slots.clone().acquire_owned().await {
                 Ok(p) => permits.push(p),
                 Err(_) => break,
             }
         }
         let started: Vec<ProgressEvent> = batch
             .iter()
-            .map(|t| ProgressEvent::new(ProgressKind::AttemptStarted, t, &config.worker_id))
+            .map(|d| ProgressEvent::new(ProgressKind::AttemptStarted, &d.event, &config.worker_id))
             .collect();
         bus.publish_progress(started).await?;
-        for (task, permit) in batch.into_iter().zip(permits) {
-            let (bus, handler, config, stats) =
-                (bus.clone(), handler.clone(), config.clone(), stats.clone());
+        for (delivery, permit) in batch.into_iter().zip(permits) {
+            let (bus, handler, config, stats, done) = (
+                bus.clone(),
+                handler.clone(),
+                config.clone(),
+                stats.clone(),
+                done_tx.clone(),
+            );
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
             tasks.spawn(async move {
-                let result = run_one(&*bus, &*handler, &config, &stats, &task).await;
+                let result = run_one(&*bus, &*handler, &config, &stats, &delivery.event).await;
                 drop(permit);
+                if result.is_ok() {
+                    let _ = done.send(delivery.token);
+                }
                 result
             });
         }
-        while let Some(done) = tasks.try_join_next() {
-            report_join(done);
-        }
-        if tasks.is_empty() {
-            consumer.commit().await?;
-        }
     }
-    // Shutting down: finish and report what was started, then commit.
+    // Shutting down: finish and report what was started, then acknowledge it.
     while let Some(done) = tasks.join_next().await {
         report_join(done);
     }
-    consumer.commit().await?;
+    let mut acks = Vec::new();
+    while let Ok(t) = done_rx.try_recv() {
+        acks.push(t);
+    }
+    consumer.ack(acks).await?;
     tracing::debug!(zone = %config.zone, "worker stopped");
     Ok(())
 }

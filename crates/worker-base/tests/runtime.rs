@@ -69,7 +69,7 @@ async fn results(bus: &MemoryBus, n: usize) -> Vec<ResultEvent> {
             .await
             .expect("results in time")
             .unwrap();
-        out.extend(batch);
+        out.extend(batch.into_iter().map(|d| d.event));
     }
     out
 }
@@ -109,7 +109,7 @@ async fn runs_at_most_max_workers_at_once_and_reports_every_task() {
     assert_eq!(
         events
             .iter()
-            .filter(|p| p.event == ProgressKind::AttemptStarted)
+            .filter(|p| p.event.event == ProgressKind::AttemptStarted)
             .count(),
         20
     );
@@ -146,7 +146,7 @@ async fn heartbeats_while_running_and_times_out() {
         .await
         .unwrap()
         .iter()
-        .filter(|p| p.event == ProgressKind::Heartbeat)
+        .filter(|p| p.event.event == ProgressKind::Heartbeat)
         .count();
     assert!((3..=5).contains(&beats), "{beats} heartbeats");
     stop.cancel();

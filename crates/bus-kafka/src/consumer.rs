@@ -1,0 +1,179 @@
+//! A Kafka consumer of one event type. It batches what the broker has, sets aside (to the DLQ
+//! topic, with the reason) what cannot be read, skips what is not for it (another zone's Ready
+//! events on a shared topic), and stores a partition's offset only up to the first event not yet
+//! acknowledged: what was taken and not handled is delivered again after a restart.
+
+use crate::{KafkaSettings, KafkaStats, backend};
+use async_trait::async_trait;
+use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Which events of the topic are for this consumer.
+pub type EventFilter<T> = Box<dyn Fn(&T) -> bool + Send>;
+
+#[derive(Default)]
+struct PartitionState {
+    /// Offsets handed out and not acknowledged.
+    outstanding: BTreeSet<i64>,
+    /// The offset after the highest one taken.
+    next: i64,
+    /// The offset last stored for commit.
+    stored: i64,
+}
+
+pub struct KafkaConsumer<T> {
+    consumer: StreamConsumer,
+    settings: Arc<KafkaSettings>,
+    producer: FutureProducer,
+    stats: Arc<KafkaStats>,
+    filter: Option<EventFilter<T>>,
+    next_token: u64,
+    delivered: HashMap<u64, (Arc<str>, i32, i64)>,
+    partitions: BTreeMap<(Arc<str>, i32), PartitionState>,
+}
+
+impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
+    pub(crate) fn new(
+        settings: Arc<KafkaSettings>,
+        topics: &[String],
+        group: &str,
+        producer: FutureProducer,
+        stats: Arc<KafkaStats>,
+        filter: Option<EventFilter<T>>,
+    ) -> Result<Self, BusError> {
+        let consumer: StreamConsumer = settings.consumer_config(group).create().map_err(backend)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(backend)?;
+        Ok(KafkaConsumer {
+            consumer,
+            settings,
+            producer,
+            stats,
+            filter,
+            next_token: 0,
+            delivered: HashMap::new(),
+            partitions: BTreeMap::new(),
+        })
+    }
+
+    /// Reads one message: a delivery, or `None` when it was set aside or is not for us.
+    fn take(&mut self, msg: &OwnedMessage) -> Option<Delivery<T>> {
+        let topic: Arc<str> = Arc::from(msg.topic());
+        let (partition, offset) = (msg.partition(), msg.offset());
+        let state = self
+            .partitions
+            .entry((topic.clone(), partition))
+            .or_default();
+        state.next = state.next.max(offset + 1);
+        let payload = msg.payload().unwrap_or_default();
+        let event = match serde_json::from_slice::<T>(payload) {
+            Ok(event) => event,
+            Err(e) => {
+                self.reject(msg, format!("unreadable message: {e}"));
+                return None;
+            }
+        };
+        if self.filter.as_ref().is_some_and(|keep| !keep(&event)) {
+            return None;
+        }
+        state.outstanding.insert(offset);
+        let token = self.next_token;
+        self.next_token += 1;
+        self.delivered.insert(token, (topic, partition, offset));
+        Some(Delivery {
+            event,
+            token: AckToken(token),
+        })
+    }
+
+    /// Logs, counts and forwards a message nobody can handle to the DLQ topic.
+    fn reject(&self, msg: &OwnedMessage, reason: String) {
+        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %reason, "message set aside to the DLQ topic");
+        let body = serde_json::json!({
+            "event": "MessageRejected",
+            "reason": reason,
+            "topic": msg.topic(),
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+            "payload": String::from_utf8_lossy(msg.payload().unwrap_or_default()),
+        })
+        .to_string();
+        // Enqueued without waiting, so that taking messages stays cancel-safe.
+        if let Err((e, _)) = self
+            .producer
+            .send_result(FutureRecord::<(), _>::to(&self.settings.topic_dlq).payload(&body))
+        {
+            tracing::error!(error = %e, "could not send a rejected message to the DLQ topic");
+        }
+    }
+
+    /// Stores, per partition, the offset of the first event not yet acknowledged.
+    fn store_offsets(&mut self) -> Result<(), BusError> {
+        for ((topic, partition), state) in &mut self.partitions {
+            let upto = state.outstanding.first().copied().unwrap_or(state.next);
+            if upto > state.stored {
+                self.consumer
+                    .store_offset(topic, *partition, upto)
+                    .map_err(backend)?;
+                state.stored = upto;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: serde::de::DeserializeOwned + Send + 'static> Consumer<T> for KafkaConsumer<T> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery<T>>, BusError> {
+        loop {
+            // Wait for one message; transient broker errors are logged and waited out.
+            let first = match self.consumer.recv().await {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consuming: broker error; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut messages = vec![first];
+            // Then whatever is already there, up to `max`.
+            while messages.len() < max {
+                match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
+                    Ok(Ok(m)) => messages.push(m.detach()),
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            let batch: Vec<Delivery<T>> = messages.iter().filter_map(|m| self.take(m)).collect();
+            self.store_offsets()?;
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+        }
+    }
+
+    async fn ack(&mut self, tokens: Vec<AckToken>) -> Result<(), BusError> {
+        for t in tokens {
+            if let Some((topic, partition, offset)) = self.delivered.remove(&t.0)
+                && let Some(state) = self.partitions.get_mut(&(topic, partition))
+            {
+                state.outstanding.remove(&offset);
+            }
+        }
+        self.store_offsets()
+    }
+}
+
+impl<T> Drop for KafkaConsumer<T> {
+    fn drop(&mut self) {
+        // Commit what was stored, so that the group's next consumer resumes exactly there.
+        let _ = self.consumer.commit_consumer_state(CommitMode::Sync);
+    }
+}

@@ -1,0 +1,108 @@
+//! The Kafka bus's settings: the broker, the old system's topic names (env `TOPIC_READY`, …),
+//! per-zone Ready topics, partitions, and any librdkafka property passed through (SASL, TLS).
+
+use orchestrator_protocol::Zone;
+use rdkafka::ClientConfig;
+
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// `KAFKA_BOOTSTRAP`: host:port[,host:port…].
+    pub bootstrap: String,
+    /// `TOPIC_READY` (default `event.load.ready`).
+    pub topic_ready: String,
+    /// `TOPIC_LOADED` (default `event.load.loaded`): results, loaded or failed.
+    pub topic_loaded: String,
+    /// `TOPIC_PROGRESS` (default `event.load.progress`): Started and heartbeats.
+    pub topic_progress: String,
+    /// `TOPIC_FAILED` (default `event.load.failed`): objects out of retries.
+    pub topic_failed: String,
+    /// `TOPIC_DLQ` (default `event.load.dlq`): dead letters and unreadable messages.
+    pub topic_dlq: String,
+    /// One Ready topic per zone (`event.load.ready.raw`, …) so each layer reads only its work.
+    pub ready_per_zone: bool,
+    /// `KAFKA_PARTITIONS`: partitions of the topics created at start-up.
+    pub partitions: i32,
+    /// How long the broker may hold a fetch when there is nothing new (latency vs. load).
+    pub fetch_wait_max_ms: u32,
+    /// librdkafka properties passed through as they are (`security.protocol`, `sasl.*`, …).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        KafkaSettings {
+            bootstrap: bootstrap.into(),
+            topic_ready: "event.load.ready".into(),
+            topic_loaded: "event.load.loaded".into(),
+            topic_progress: "event.load.progress".into(),
+            topic_failed: "event.load.failed".into(),
+            topic_dlq: "event.load.dlq".into(),
+            ready_per_zone: false,
+            partitions: 3,
+            fetch_wait_max_ms: 10,
+            properties: Vec::new(),
+        }
+    }
+
+    /// Where the Ready events of `zone` go.
+    pub fn ready_topic(&self, zone: Zone) -> String {
+        if self.ready_per_zone {
+            format!("{}.{}", self.topic_ready, zone.short())
+        } else {
+            self.topic_ready.clone()
+        }
+    }
+
+    /// Every topic the bus uses.
+    pub fn all_topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = if self.ready_per_zone {
+            Zone::ALL.iter().map(|z| self.ready_topic(*z)).collect()
+        } else {
+            vec![self.topic_ready.clone()]
+        };
+        t.extend([
+            self.topic_loaded.clone(),
+            self.topic_progress.clone(),
+            self.topic_failed.clone(),
+            self.topic_dlq.clone(),
+        ]);
+        t
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c
+    }
+
+    fn with_properties(&self, mut c: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Idempotent, acks=all, batching a little, with a bounded local queue.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("queue.buffering.max.messages", "100000")
+            .set("message.timeout.ms", "30000");
+        self.with_properties(c)
+    }
+
+    /// At-least-once: offsets are stored by the caller after handling, committed in the background.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "500")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            .set("session.timeout.ms", "10000");
+        self.with_properties(c)
+    }
+}
