@@ -14,17 +14,33 @@ for component in rustfmt clippy; do
     fi
 done
 
-step "services"
-# The tests start their own redis-server on a free loopback port (or use REDIS_URL when set).
-if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+apt_install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq; APT_UPDATED=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     else
-        echo "redis-server is missing: install it (Debian: apt-get install redis-server) or set REDIS_URL" >&2
+        echo "missing: $* (install with your package manager)" >&2
         exit 1
     fi
+}
+
+step "build dependencies"
+# rdkafka builds librdkafka from source, with TLS from the system's OpenSSL.
+command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
+pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev
+command -v make >/dev/null 2>&1 || apt_install make
+
+step "services"
+# The tests start their own redis-server and Kafka-protocol broker (Tansu) on free loopback
+# ports, or use REDIS_URL and KAFKA_BOOTSTRAP when set.
+if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+    apt_install redis-server
 fi
 command -v redis-server >/dev/null 2>&1 && redis-server --version
+if [ -z "${KAFKA_BOOTSTRAP:-}" ] && ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+    echo "installing the Tansu broker (a one-time build of about 15 minutes)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+fi
 
 step "format"
 cargo fmt --all -- --check

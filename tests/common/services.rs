@@ -74,3 +74,74 @@ pub fn unique_prefix(test: &str) -> String {
             .as_nanos()
     )
 }
+
+/// A Kafka-protocol broker to test against. Dropping it stops the broker it started.
+pub struct TestKafka {
+    pub bootstrap: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The `tansu` binary: `TANSU_BIN`, else on PATH, else in ~/.cargo/bin (tools/test.sh installs it).
+pub fn tansu_bin() -> String {
+    if let Ok(b) = std::env::var("TANSU_BIN") {
+        return b;
+    }
+    let home_bin = std::env::var("HOME")
+        .map(|h| format!("{h}/.cargo/bin/tansu"))
+        .unwrap_or_default();
+    if Command::new("tansu")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+    {
+        "tansu".to_string()
+    } else {
+        home_bin
+    }
+}
+
+/// `KAFKA_BOOTSTRAP` if set, else a new Tansu broker with durable SQLite storage on a free port.
+pub fn kafka() -> TestKafka {
+    if let Ok(bootstrap) = std::env::var("KAFKA_BOOTSTRAP") {
+        return TestKafka {
+            bootstrap,
+            child: None,
+            _dir: None,
+        };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(tansu_bin())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu must be installed for these tests (tools/test.sh installs it with cargo install)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    TestKafka {
+        bootstrap: format!("127.0.0.1:{port}"),
+        child: Some(child),
+        _dir: Some(dir),
+    }
+}

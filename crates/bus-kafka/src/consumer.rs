@@ -120,8 +120,9 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         for ((topic, partition), state) in &mut self.partitions {
             let upto = state.outstanding.first().copied().unwrap_or(state.next);
             if upto > state.stored {
+                // librdkafka stores the offset given plus one: pass the last offset handled.
                 self.consumer
-                    .store_offset(topic, *partition, upto)
+                    .store_offset(topic, *partition, upto - 1)
                     .map_err(backend)?;
                 state.stored = upto;
             }

@@ -220,9 +220,12 @@ impl Bus for KafkaBus {
         &self,
         group: &str,
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
+        // A group of its own: members of one group subscribed to different topics confuse
+        // some brokers' assignment, and results and progress are read by the same process.
+        let group = format!("{group}.progress");
         self.consumer(
             std::slice::from_ref(&self.settings.topic_progress),
-            group,
+            &group,
             None,
         )
     }

@@ -1,0 +1,123 @@
+//! The Kafka bus against the bus contract, on a real Kafka-protocol broker (Tansu, started here,
+//! or the one `KAFKA_BOOTSTRAP` names); and what only Kafka does: unreadable messages go to the
+//! DLQ topic with the reason, and consumption goes on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../tests/common/services.rs"]
+mod services;
+
+use orchestrator_bus::Bus;
+use orchestrator_bus::contract;
+use orchestrator_bus_kafka::{KafkaBus, KafkaSettings};
+use orchestrator_protocol::{ResultEvent, Zone};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
+
+/// A bus with topics of its own (so that tests sharing a broker do not see each other).
+async fn bus(kafka: &services::TestKafka, name: &str, per_zone: bool) -> KafkaBus {
+    let mut s = KafkaSettings::new(&kafka.bootstrap);
+    let p = services::unique_prefix(name);
+    s.topic_ready = format!("{p}.ready");
+    s.topic_loaded = format!("{p}.loaded");
+    s.topic_progress = format!("{p}.progress");
+    s.topic_failed = format!("{p}.failed");
+    s.topic_dlq = format!("{p}.dlq");
+    s.ready_per_zone = per_zone;
+    s.partitions = 2;
+    s.fetch_wait_max_ms = 10;
+    let bus = KafkaBus::new(s).unwrap();
+    bus.ensure_topics().await.unwrap();
+    bus
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_events_reach_only_their_zone_on_a_shared_topic() {
+    let kafka = services::kafka();
+    contract::ready_events_reach_only_their_zone(&bus(&kafka, "zones", false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_events_reach_only_their_zone_on_topics_per_zone() {
+    let kafka = services::kafka();
+    contract::ready_events_reach_only_their_zone(&bus(&kafka, "zones", true).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_and_progress_round_trip() {
+    let kafka = services::kafka();
+    contract::results_and_progress_round_trip(&bus(&kafka, "roundtrip", false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_of_one_group_share_the_work() {
+    let kafka = services::kafka();
+    contract::consumers_of_one_group_share_the_work(&bus(&kafka, "group", false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_events_are_delivered_again() {
+    let kafka = services::kafka();
+    contract::uncommitted_events_are_delivered_again(&bus(&kafka, "redelivery", false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_messages_go_to_the_dlq_and_consumption_goes_on() {
+    let kafka = services::kafka();
+    let bus = bus(&kafka, "dlq", false).await;
+    let mut results = bus.result_consumer("orchestrator").await.unwrap();
+    let raw: FutureProducer = bus.settings().producer_config().create().unwrap();
+    for body in ["{not json", r#"{"event":"Unknown","id":"x"}"#] {
+        raw.send(
+            FutureRecord::to(&bus.settings().topic_loaded)
+                .key("1")
+                .payload(body),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+    let ready = contract::ready(1001, Zone::Raw);
+    bus.publish_results(vec![ResultEvent::loaded(&ready, "ok".into(), 3, "w")])
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), results.next_batch(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event.info, "ok");
+    assert_eq!(bus.malformed_count(), 2);
+    // The DLQ topic holds both, with the reason and the original payload.
+    let dlq = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create::<rdkafka::consumer::StreamConsumer>()
+        .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&dlq, &[bus.settings().topic_dlq.as_str()]).unwrap();
+    let mut letters = Vec::new();
+    while letters.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(rdkafka::Message::payload(&m).unwrap()).unwrap();
+        letters.push(v);
+    }
+    assert!(letters.iter().all(|l| {
+        l["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreadable message")
+    }));
+    let mut payloads: Vec<&str> = letters
+        .iter()
+        .map(|l| l["payload"].as_str().unwrap())
+        .collect();
+    payloads.sort_unstable();
+    assert_eq!(
+        payloads,
+        vec![r#"{"event":"Unknown","id":"x"}"#, "{not json"]
+    );
+}
