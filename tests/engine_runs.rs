@@ -64,7 +64,7 @@ async fn two_runs_in_flight_at_once_both_finish() {
             b,
             spec.build(5).unwrap(),
             config,
-            Arc::new(WorkerStats::default()),
+            Arc::new(WorkerStats::new(zone).unwrap()),
             stop.clone(),
         )));
     }

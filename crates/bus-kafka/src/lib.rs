@@ -3,9 +3,11 @@
 //! idempotently with many sends in flight, and consumes at-least-once (an offset is stored only
 //! when the caller commits what it has handled).
 
+mod args;
 mod consumer;
 mod settings;
 
+pub use args::KafkaArgs;
 pub use consumer::{EventFilter, KafkaConsumer};
 pub use settings::KafkaSettings;
 
@@ -72,7 +74,9 @@ impl KafkaBus {
             .iter()
             .map(|t| NewTopic::new(t, self.settings.partitions, TopicReplication::Fixed(1)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(5)));
         let results = admin
             .create_topics(&topics, &options)
             .await
@@ -228,5 +232,27 @@ impl Bus for KafkaBus {
             &group,
             None,
         )
+    }
+}
+
+/// Creates the topics, retrying with backoff while the broker is unreachable (saying so in the
+/// log); gives up only when `stop` fires.
+pub async fn ensure_topics_with_retry(
+    bus: &KafkaBus,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), BusError> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match bus.ensure_topics().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, bootstrap = %bus.settings.bootstrap, retry_in_ms = delay.as_millis() as u64, "Kafka unreachable; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+        }
     }
 }

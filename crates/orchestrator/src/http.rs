@@ -1,16 +1,13 @@
-//! The HTTP surface while the orchestrator runs: `/health/liveness`, `/health/readiness` and
-//! `/metrics`. Takes an already-bound listener and a shutdown token, so tests bind port 0.
+//! The orchestrator's HTTP surface while it runs: health and metrics (the shared router of
+//! worker-base), ready once the run has started.
 
 use crate::metrics::Metrics;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use worker_base::health::{self, MetricsRender, ReadinessCheck};
 
 /// What the handlers read.
 pub struct HttpState {
@@ -20,26 +17,20 @@ pub struct HttpState {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
-        .route("/health/liveness", get(|| async { "ok\n" }))
-        .route("/health/readiness", get(readiness))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn readiness(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
-}
-
-async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let ready_state = state.clone();
+    let ready: ReadinessCheck = Arc::new(move || {
+        let up = ready_state.ready.load(Ordering::Relaxed);
+        Box::pin(async move {
+            if up {
+                Ok(())
+            } else {
+                Err("the run has not started".to_string())
+            }
+        })
+    });
+    let metrics = state.metrics.clone();
+    let render: MetricsRender = Arc::new(move || metrics.render());
+    health::health_router(ready, render)
 }
 
 /// Serves until `shutdown` fires.
@@ -48,7 +39,5 @@ pub async fn serve(
     state: Arc<HttpState>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    health::serve(listener, router(state), shutdown).await
 }

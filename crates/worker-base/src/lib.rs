@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod handler;
+pub mod health;
 pub mod http;
 pub mod runtime;
 pub mod simulate;

@@ -5,8 +5,8 @@
 use crate::handler::{Handler, Outcome};
 use orchestrator_bus::{AckToken, Bus, BusError};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -46,14 +46,58 @@ pub enum WorkerError {
     Bus(#[from] BusError),
 }
 
-/// Counters a worker keeps (its metrics read them).
-#[derive(Debug, Default)]
+/// What a worker counts, as Prometheus metrics labelled with its zone (register them with
+/// [`WorkerStats::register`] to serve them).
+#[derive(Clone, Debug)]
 pub struct WorkerStats {
-    pub loaded: AtomicU64,
-    pub failed: AtomicU64,
-    pub timed_out: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub busy_ms: AtomicU64,
+    pub loaded: IntCounter,
+    pub failed: IntCounter,
+    pub timed_out: IntCounter,
+    pub in_flight: IntGauge,
+    pub duration: Histogram,
+}
+
+impl WorkerStats {
+    pub fn new(zone: Zone) -> Result<WorkerStats, prometheus::Error> {
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("zone", zone.short());
+        Ok(WorkerStats {
+            loaded: IntCounter::with_opts(opts(
+                "orchestrator_worker_tasks_loaded_total",
+                "Tasks that ended loaded.",
+            ))?,
+            failed: IntCounter::with_opts(opts(
+                "orchestrator_worker_tasks_failed_total",
+                "Tasks that ended failed (timeouts included).",
+            ))?,
+            timed_out: IntCounter::with_opts(opts(
+                "orchestrator_worker_tasks_timed_out_total",
+                "Tasks stopped at their timeout.",
+            ))?,
+            in_flight: IntGauge::with_opts(opts(
+                "orchestrator_worker_tasks_in_flight",
+                "Tasks running now.",
+            ))?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "orchestrator_worker_task_duration_seconds",
+                    "How long the handler ran.",
+                )
+                .const_label("zone", zone.short())
+                .buckets(vec![
+                    0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
+                ]),
+            )?,
+        })
+    }
+
+    /// Adds these metrics to `registry`.
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.loaded.clone()))?;
+        registry.register(Box::new(self.failed.clone()))?;
+        registry.register(Box::new(self.timed_out.clone()))?;
+        registry.register(Box::new(self.in_flight.clone()))?;
+        registry.register(Box::new(self.duration.clone()))
+    }
 }
 
 /// Runs until `shutdown` fires (then finishes started tasks) or the bus closes.
@@ -118,7 +162,7 @@ pub async fn run_worker(
                 stats.clone(),
                 done_tx.clone(),
             );
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            stats.in_flight.inc();
             tasks.spawn(async move {
                 let result = run_one(&*bus, &*handler, &config, &stats, &delivery.event).await;
                 drop(permit);
@@ -173,7 +217,7 @@ async fn run_one(
                 bus.publish_progress(vec![ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)]).await?;
             }
             _ = sleep_until_opt(deadline) => {
-                stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                stats.timed_out.inc();
                 let limit = config.task_timeout.unwrap_or_default();
                 break Outcome::Failed { reason: format!("timed out after {} ms", limit.as_millis()), retryable: true };
             }
@@ -181,16 +225,16 @@ async fn run_one(
     };
     let elapsed = started.elapsed();
     let ms = elapsed.as_millis() as u64;
-    stats.busy_ms.fetch_add(ms, Ordering::Relaxed);
-    stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    stats.duration.observe(elapsed.as_secs_f64());
+    stats.in_flight.dec();
     let result = match outcome {
         Outcome::Loaded { info } => {
-            stats.loaded.fetch_add(1, Ordering::Relaxed);
+            stats.loaded.inc();
             tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
             ResultEvent::loaded(task, info, ms, &config.worker_id)
         }
         Outcome::Failed { reason, retryable } => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
+            stats.failed.inc();
             tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
             ResultEvent::failed(task, reason, retryable, ms, &config.worker_id)
         }

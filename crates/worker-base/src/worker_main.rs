@@ -1,29 +1,60 @@
 //! The shared entry point of the three worker binaries: reads their settings (the old system's
-//! env names) and runs the worker for their zone on the configured bus.
+//! env names), then consumes their zone's Ready events from Kafka in consumer group
+//! `worker-<zone>`, runs the handler and reports. SIGTERM or Ctrl-C: stop fetching, finish and
+//! report what was started, commit, leave the group.
 
+use crate::health::{self, MetricsRender, ReadinessCheck};
+use crate::runtime::{WorkerConfig, WorkerStats, run_worker};
 use crate::spec::HandlerSpec;
 use clap::Parser;
+use orchestrator_bus::Bus;
+use orchestrator_bus_kafka::{KafkaArgs, KafkaBus, ensure_topics_with_retry};
 use orchestrator_protocol::Zone;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Settings every worker binary accepts; each has an env variable of the old system's name.
+/// Settings every worker binary accepts; each has an environment variable.
 #[derive(Debug, Parser)]
+#[command(version)]
 pub struct WorkerArgs {
-    /// Kafka bootstrap servers (host:port,...).
-    #[arg(long, env = "KAFKA_BOOTSTRAP")]
-    pub kafka_bootstrap: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Tasks run at once.
     #[arg(long, env = "MAX_WORKERS", default_value_t = 4)]
     pub max_workers: usize,
     /// The handler SPEC: simulate[:MS[:FAIL_PROB]], command:PROGRAM [ARGS...] or http:URL.
     #[arg(long, env = "HANDLER", default_value = "simulate:100")]
     pub handler: HandlerSpec,
-    /// Address for health and metrics (port 0 picks a free port).
+    /// Address for /health/* and /metrics; port 0 picks a free port (logged).
     #[arg(long, env = "WORKER_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// A task running longer is stopped (its program killed) and reported failed (retryable).
+    #[arg(long, env = "TASK_TIMEOUT_SECONDS")]
+    pub task_timeout_seconds: Option<u64>,
+    /// How often a running task heartbeats.
+    #[arg(long, env = "HEARTBEAT_SECONDS", default_value_t = 5)]
+    pub heartbeat_seconds: u64,
+    /// Name of this worker in results (default: zone and process id).
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Seed of the `simulate` handler.
+    #[arg(long, env = "SIMULATE_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Log filter.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log lines as JSON.
+    #[arg(long, env = "LOG_FORMAT", default_value = "human")]
+    pub log_format: String,
 }
 
 /// Exit code when the worker cannot start with its settings.
 pub const EXIT_CONFIG: i32 = 2;
+/// Exit code when the worker stopped on an error.
+pub const EXIT_ERROR: i32 = 1;
 
 /// Runs a worker binary for `zone`; returns the process exit code.
 pub fn worker_main(zone: Zone) -> i32 {
@@ -34,15 +65,152 @@ pub fn worker_main(zone: Zone) -> i32 {
             return if e.use_stderr() { EXIT_CONFIG } else { 0 };
         }
     };
-    // The processes of a layer share their work through Kafka; this build has only the
-    // in-process bus, which `orchestrator run` uses for the embedded mode.
-    eprintln!(
-        "{}-worker: no distributed bus in this build yet (KAFKA_BOOTSTRAP={}). \
-         Use `orchestrator run FILE`, which runs the {} workers in-process with handler {}.",
-        zone.short(),
-        args.kafka_bootstrap.as_deref().unwrap_or("unset"),
-        zone,
-        args.handler
-    );
-    EXIT_CONFIG
+    init_logging(&args.log_level, &args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    runtime.block_on(run(zone, args))
+}
+
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(zone: Zone, args: WorkerArgs) -> i32 {
+    let settings = match args.kafka.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let handler = match args.handler.build(args.seed) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let bus = match KafkaBus::new(settings) {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let stats = match WorkerStats::new(zone) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: metrics: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = &args.http_addr {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: WORKER_HTTP_ADDR {addr}: cannot listen: {e}");
+                return EXIT_CONFIG;
+            }
+        };
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(zone = %zone, address = %local, "serving health and metrics");
+        eprintln!("serving health and metrics on http://{local}");
+        let registry = prometheus::Registry::new();
+        if let Err(e) = stats.register(&registry) {
+            eprintln!("error: metrics: {e}");
+            return EXIT_ERROR;
+        }
+        let render: MetricsRender = Arc::new(move || {
+            let mut buf = Vec::new();
+            let _ = prometheus::Encoder::encode(
+                &prometheus::TextEncoder::new(),
+                &registry.gather(),
+                &mut buf,
+            );
+            String::from_utf8(buf).unwrap_or_default()
+        });
+        let (ready_flag, probe_bus) = (ready.clone(), bus.clone());
+        let check: ReadinessCheck = Arc::new(move || {
+            let (up, bus) = (ready_flag.load(Ordering::Relaxed), probe_bus.clone());
+            Box::pin(async move {
+                if !up {
+                    return Err("not connected to Kafka yet".to_string());
+                }
+                bus.check(Duration::from_secs(1))
+                    .await
+                    .map_err(|e| format!("Kafka: {e}"))
+            })
+        });
+        tokio::spawn(health::serve(
+            listener,
+            health::health_router(check, render),
+            shutdown.clone(),
+        ));
+    }
+    if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
+        return 0; // stopped before the broker was reached
+    }
+    let mut config = WorkerConfig::new(zone);
+    config.max_workers = args.max_workers.max(1);
+    config.task_timeout = args.task_timeout_seconds.map(Duration::from_secs);
+    config.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
+    if let Some(id) = args.worker_id {
+        config.worker_id = id;
+    }
+    tracing::info!(zone = %zone, handler = %args.handler, max_workers = config.max_workers, group = %config.group, "worker started");
+    ready.store(true, Ordering::Relaxed);
+    let dyn_bus: Arc<dyn Bus> = bus.clone();
+    match run_worker(dyn_bus, handler, config, stats, shutdown).await {
+        Ok(()) => {
+            tracing::info!(zone = %zone, "worker stopped");
+            0
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "worker stopped on an error");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping: no new work; finishing what was started");
+    shutdown.cancel();
 }

@@ -86,7 +86,7 @@ async fn runs_at_most_max_workers_at_once_and_reports_every_task() {
     let bus = Arc::new(MemoryBus::new());
     let handler = sleepy(30);
     let stop = CancellationToken::new();
-    let stats = Arc::new(WorkerStats::default());
+    let stats = Arc::new(WorkerStats::new(Zone::Raw).unwrap());
     let worker = tokio::spawn(run_worker(
         bus.clone(),
         handler.clone(),
@@ -115,7 +115,8 @@ async fn runs_at_most_max_workers_at_once_and_reports_every_task() {
     );
     stop.cancel();
     worker.await.unwrap().unwrap();
-    assert_eq!(stats.loaded.load(Ordering::Relaxed), 20);
+    assert_eq!(stats.loaded.get(), 20);
+    assert_eq!(stats.duration.get_sample_count(), 20);
 }
 
 #[tokio::test]
@@ -128,7 +129,7 @@ async fn heartbeats_while_running_and_times_out() {
         bus.clone(),
         sleepy(10_000),
         c,
-        Arc::new(WorkerStats::default()),
+        Arc::new(WorkerStats::new(Zone::Raw).unwrap()),
         stop.clone(),
     ));
     bus.publish_ready(vec![task(1001)]).await.unwrap();
@@ -161,7 +162,7 @@ async fn shutdown_finishes_started_tasks_and_takes_no_more() {
         bus.clone(),
         sleepy(300),
         config(4),
-        Arc::new(WorkerStats::default()),
+        Arc::new(WorkerStats::new(Zone::Raw).unwrap()),
         stop.clone(),
     ));
     bus.publish_ready((0..4).map(|i| task(1000 + i)).collect())

@@ -190,7 +190,7 @@ async fn execute(
             bus,
             handler,
             wc,
-            Arc::new(WorkerStats::default()),
+            Arc::new(WorkerStats::new(zone)?),
             stop_workers.clone(),
         )));
     }

@@ -1,0 +1,73 @@
+//! The command-line and environment settings of the Kafka bus, shared by `orchestrator serve`
+//! and the worker binaries; the environment keeps the old system's names.
+
+use crate::KafkaSettings;
+use clap::Args;
+
+#[derive(Clone, Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port[,host:port…]).
+    #[arg(long, env = "KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+    /// Topic of Ready events.
+    #[arg(long, env = "TOPIC_READY", default_value = "event.load.ready")]
+    pub topic_ready: String,
+    /// Topic of results (loaded and failed).
+    #[arg(long, env = "TOPIC_LOADED", default_value = "event.load.loaded")]
+    pub topic_loaded: String,
+    /// Topic of Started and heartbeat events.
+    #[arg(long, env = "TOPIC_PROGRESS", default_value = "event.load.progress")]
+    pub topic_progress: String,
+    /// Topic of objects out of retries.
+    #[arg(long, env = "TOPIC_FAILED", default_value = "event.load.failed")]
+    pub topic_failed: String,
+    /// Topic of dead letters and unreadable messages.
+    #[arg(long, env = "TOPIC_DLQ", default_value = "event.load.dlq")]
+    pub topic_dlq: String,
+    /// One Ready topic per zone (`<TOPIC_READY>.raw`, …) so each layer reads only its own work.
+    #[arg(long, env = "READY_TOPIC_PER_ZONE")]
+    pub ready_topic_per_zone: bool,
+    /// Partitions of the topics created at start-up.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3)]
+    pub kafka_partitions: i32,
+    /// Longest time the broker holds a fetch (lower: less latency, more requests).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
+    pub kafka_fetch_wait_max_ms: u32,
+    /// librdkafka properties passed through, KEY=VALUE (repeatable, or comma-separated in the
+    /// environment), e.g. security.protocol=SASL_SSL.
+    #[arg(
+        long = "kafka-property",
+        env = "KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub kafka_properties: Vec<String>,
+}
+
+impl KafkaArgs {
+    /// The bus settings, or why they cannot be made.
+    pub fn settings(&self) -> Result<KafkaSettings, String> {
+        let bootstrap = self
+            .kafka_bootstrap
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .ok_or("KAFKA_BOOTSTRAP (or --kafka-bootstrap) is not set: name the Kafka brokers, host:port")?;
+        let mut s = KafkaSettings::new(bootstrap);
+        s.topic_ready = self.topic_ready.clone();
+        s.topic_loaded = self.topic_loaded.clone();
+        s.topic_progress = self.topic_progress.clone();
+        s.topic_failed = self.topic_failed.clone();
+        s.topic_dlq = self.topic_dlq.clone();
+        s.ready_per_zone = self.ready_topic_per_zone;
+        s.partitions = self.kafka_partitions.max(1);
+        s.fetch_wait_max_ms = self.kafka_fetch_wait_max_ms;
+        for p in &self.kafka_properties {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("Kafka property {p:?}: expected KEY=VALUE"))?;
+            s.properties
+                .push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,63 @@
+//! The small HTTP surface every process serves: `/health/liveness` (the process is up),
+//! `/health/readiness` (it can do its work) and `/metrics` (Prometheus text). Takes an
+//! already-bound listener and a shutdown token, so tests bind port 0.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Answers readiness: `Ok` when ready, else why not.
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+/// Renders the metrics in Prometheus text format.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+struct HealthState {
+    ready: ReadinessCheck,
+    metrics: MetricsRender,
+}
+
+/// The router, for embedding in a larger one.
+pub fn health_router(ready: ReadinessCheck, metrics: MetricsRender) -> Router {
+    Router::new()
+        .route("/health/liveness", get(|| async { "ok\n" }))
+        .route("/health/readiness", get(readiness))
+        .route("/metrics", get(render))
+        .with_state(HealthState { ready, metrics })
+}
+
+async fn readiness(State(state): State<HealthState>) -> impl IntoResponse {
+    match (state.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+async fn render(State(state): State<HealthState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        (state.metrics)(),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
