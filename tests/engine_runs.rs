@@ -46,6 +46,8 @@ fn meta(id: &str, g: &RunGraph) -> RunMeta {
         seed: 1,
         objects: g.len(),
         summary: None,
+        targets: Vec::new(),
+        missing_parents_external: false,
     }
 }
 

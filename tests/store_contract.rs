@@ -24,6 +24,8 @@ fn meta(id: &str, created_ms: u64) -> RunMeta {
         seed: 7,
         objects: 2,
         summary: None,
+        targets: Vec::new(),
+        missing_parents_external: false,
     }
 }
 
@@ -104,6 +106,21 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
     assert_eq!(store.dead_letters(&r1).await.unwrap().len(), 1);
     assert!(store.dead_letters(&r2).await.unwrap().is_empty());
     assert!(store.objects(&RunId::new("nope")).await.unwrap().is_empty());
+    // The object definitions a run came with.
+    let objects = std::sync::Arc::new(r#"[{"IdObjet":1001,"Zone":"1-Raw"}]"#.to_string());
+    store
+        .apply(vec![Transition::Graph {
+            run: r2.clone(),
+            objects: objects.clone(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.graph(&r2).await.unwrap().as_deref(),
+        Some(objects.as_str())
+    );
+    assert_eq!(store.graph(&r1).await.unwrap(), None);
+    store.ping().await.unwrap();
 }
 
 async fn an_empty_store_has_no_runs(store: &dyn StateStore) {

@@ -11,7 +11,7 @@ mod summary;
 
 pub use backoff::backoff_delay_ms;
 pub use config::{SchedulerConfig, ZonePolicy};
-pub use run::{Action, Event, IgnoredReason, Run, RunStatus};
+pub use run::{Action, Event, IgnoredReason, InFlightOnRestore, Run, RunStatus};
 pub use state::{ObjectRecord, ObjectState};
 pub use summary::{RunSummary, ZoneSummary};
 

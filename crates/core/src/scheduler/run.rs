@@ -100,6 +100,16 @@ pub enum Action {
     Finished,
 }
 
+/// What a restored run does with the attempts that were in flight when it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InFlightOnRestore {
+    /// Send them again, same attempt (the embedded run: its workers died with it).
+    Resend,
+    /// Leave them with their workers, which may still be running them, under a fresh lease: a
+    /// worker that is alive reports or heartbeats; one that is gone lets the lease run out.
+    Rearm,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunStatus {
     Running,
@@ -139,6 +149,7 @@ pub struct Run {
     cancelled: bool,
     dirty: Vec<u32>,
     is_dirty: Vec<bool>,
+    in_flight_on_restore: InFlightOnRestore,
 }
 
 impl Run {
@@ -157,8 +168,11 @@ impl Run {
         seed: u64,
         records: Vec<ObjectRecord>,
         cancelled: bool,
+        in_flight: InFlightOnRestore,
     ) -> Run {
-        Self::with_records(graph, config, seed, records, cancelled)
+        let mut run = Self::with_records(graph, config, seed, records, cancelled);
+        run.in_flight_on_restore = in_flight;
+        run
     }
 
     fn with_records(
@@ -187,6 +201,7 @@ impl Run {
             cancelled,
             dirty: Vec::new(),
             is_dirty: vec![false; n],
+            in_flight_on_restore: InFlightOnRestore::Resend,
         }
     }
 
@@ -224,13 +239,24 @@ impl Run {
                         self.set_state(i, ObjectState::Waiting);
                     }
                 }
-                ObjectState::Dispatched | ObjectState::Running => {
-                    if self.cancelled {
+                ObjectState::Dispatched | ObjectState::Running => match self.in_flight_on_restore {
+                    _ if self.cancelled
+                        && self.in_flight_on_restore == InFlightOnRestore::Resend =>
+                    {
                         self.finish(i, ObjectState::Cancelled, now);
-                    } else {
-                        self.send(i, rec.attempt, now, out);
                     }
-                }
+                    InFlightOnRestore::Resend => self.send(i, rec.attempt, now, out),
+                    InFlightOnRestore::Rearm => {
+                        let zone = self.graph.node(i).zone.index();
+                        self.in_flight[zone] += 1;
+                        let r = &mut self.records[i as usize];
+                        r.state = ObjectState::Running;
+                        r.due_ms = now.saturating_add(self.config.lease_ms);
+                        let due = r.due_ms;
+                        self.deadlines
+                            .push_back((due, i, rec.attempt, TimerKind::LeaseEnd));
+                    }
+                },
                 ObjectState::RetryWait => {
                     if self.cancelled {
                         self.finish(i, ObjectState::Cancelled, now);

@@ -495,11 +495,63 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
         &mut out,
     );
     let records = run.records().to_vec();
-    let mut resumed = Run::restore(graph, SchedulerConfig::default(), 1, records, false);
+    let mut resumed = Run::restore(
+        graph.clone(),
+        SchedulerConfig::default(),
+        1,
+        records.clone(),
+        false,
+        InFlightOnRestore::Resend,
+    );
     out.clear();
     resumed.start(5, &mut out);
     let mut sent = dispatched(&out);
     sent.sort();
     // 2000, 2001 and 1001 were in flight: sent again with the same attempt; 1000 is loaded.
     assert_eq!(sent, vec![(1, 1), (2, 1), (4, 1)]);
+
+    // Distributed: left with their workers under a fresh lease; a late result is accepted,
+    // and an attempt whose worker is gone expires at the lease's end and is retried.
+    let config = SchedulerConfig {
+        lease_ms: 100,
+        ..Default::default()
+    };
+    let mut rearmed = Run::restore(graph, config, 1, records, false, InFlightOnRestore::Rearm);
+    out.clear();
+    rearmed.start(1_000, &mut out);
+    assert!(dispatched(&out).is_empty(), "{out:?}");
+    assert_eq!(rearmed.in_flight(Zone::Standardized), 2);
+    rearmed.handle(
+        Event::Loaded {
+            id: id(2000),
+            attempt: Some(1),
+        },
+        1_010,
+        &mut out,
+    );
+    rearmed.handle(
+        Event::Heartbeat {
+            id: id(2001),
+            attempt: 1,
+        },
+        1_050,
+        &mut out,
+    );
+    out.clear();
+    rearmed.tick(1_120, &mut out);
+    let expired: Vec<u32> = out
+        .iter()
+        .filter_map(|a| {
+            if let Action::Expired { index, .. } = a {
+                Some(*index)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        expired,
+        vec![4],
+        "only 1001, with no heartbeat, expired: {out:?}"
+    );
 }

@@ -15,7 +15,7 @@ use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, state_d
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
-    ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig, ZonePolicy,
+    InFlightOnRestore, ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig, ZonePolicy,
 };
 use orchestrator_protocol::{RunId, Zone};
 use std::sync::Arc;
@@ -279,6 +279,8 @@ async fn prepare_run(
             seed,
             objects: graph.len(),
             summary: None,
+            targets: Vec::new(),
+            missing_parents_external: false,
         };
         return Ok(Some((
             meta,
@@ -328,7 +330,14 @@ async fn prepare_run(
         meta.run_id,
         graph.len()
     );
-    let run = Run::restore(graph.clone(), config.clone(), meta.seed, records, false);
+    let run = Run::restore(
+        graph.clone(),
+        config.clone(),
+        meta.seed,
+        records,
+        false,
+        InFlightOnRestore::Resend,
+    );
     Ok(Some((meta, run, args.rerun_failed)))
 }
 

@@ -13,6 +13,7 @@ struct Inner {
     runs: Vec<RunMeta>,
     objects: HashMap<RunId, BTreeMap<ObjectId, ObjectRecord>>,
     dead: HashMap<RunId, Vec<DeadLetter>>,
+    graphs: HashMap<RunId, std::sync::Arc<String>>,
 }
 
 #[derive(Default)]
@@ -46,6 +47,9 @@ impl StateStore for MemoryStore {
                 Transition::DeadLetter { run, letter } => {
                     inner.dead.entry(run).or_default().push(letter)
                 }
+                Transition::Graph { run, objects } => {
+                    inner.graphs.insert(run, objects);
+                }
             }
         }
         Ok(())
@@ -65,6 +69,9 @@ impl StateStore for MemoryStore {
     }
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.lock().dead.get(run).cloned().unwrap_or_default())
+    }
+    async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().graphs.get(run).map(|g| g.as_str().to_string()))
     }
     fn kind(&self) -> &'static str {
         "memory"

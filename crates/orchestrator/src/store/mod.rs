@@ -41,6 +41,11 @@ pub struct RunMeta {
     pub seed: u64,
     pub objects: usize,
     pub summary: Option<RunSummary>,
+    /// The run's selection, to rebuild its graph from the stored objects after a restart.
+    #[serde(default)]
+    pub targets: Vec<ObjectId>,
+    #[serde(default)]
+    pub missing_parents_external: bool,
 }
 
 /// An object that failed for good.
@@ -64,6 +69,12 @@ pub enum Transition {
     DeadLetter {
         run: RunId,
         letter: DeadLetter,
+    },
+    /// The object definitions a run was submitted with (its file's JSON), kept so that another
+    /// process can take the run over.
+    Graph {
+        run: RunId,
+        objects: Arc<String>,
     },
 }
 
@@ -107,6 +118,12 @@ pub trait StateStore: Send + Sync {
     async fn runs(&self) -> Result<Vec<RunMeta>, StoreError>;
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError>;
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
+    /// The object definitions stored with a run.
+    async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError>;
+    /// Whether the store answers, for readiness probes.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Name for logs and metrics (`memory`, `redb`).
     fn kind(&self) -> &'static str;
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -41,6 +42,7 @@ impl RedbStore {
             tx.open_table(RUNS).map_err(|e| err(&store.path, e))?;
             tx.open_table(OBJECTS).map_err(|e| err(&store.path, e))?;
             tx.open_table(DEAD).map_err(|e| err(&store.path, e))?;
+            tx.open_table(GRAPHS).map_err(|e| err(&store.path, e))?;
         }
         tx.commit().map_err(|e| err(&store.path, e))?;
         Ok(store)
@@ -84,6 +86,7 @@ impl StateStore for RedbStore {
                 let mut runs = tx.open_table(RUNS).map_err(|e| err(path, e))?;
                 let mut objects = tx.open_table(OBJECTS).map_err(|e| err(path, e))?;
                 let mut dead = tx.open_table(DEAD).map_err(|e| err(path, e))?;
+                let mut graphs = tx.open_table(GRAPHS).map_err(|e| err(path, e))?;
                 for t in &batch {
                     match t {
                         Transition::Run(meta) => {
@@ -97,6 +100,11 @@ impl StateStore for RedbStore {
                         }
                         Transition::DeadLetter { run, letter } => {
                             dead.insert((run.as_str(), letter.id.0), encode(letter)?.as_slice())
+                                .map_err(|e| err(path, e))?;
+                        }
+                        Transition::Graph { run, objects } => {
+                            graphs
+                                .insert(run.as_str(), objects.as_bytes())
                                 .map_err(|e| err(path, e))?;
                         }
                     }
@@ -154,6 +162,17 @@ impl StateStore for RedbStore {
                 out.push(decode(v.value())?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        let run = run.clone();
+        self.blocking(move |db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(GRAPHS).map_err(|e| err(path, e))?;
+            let value = table.get(run.as_str()).map_err(|e| err(path, e))?;
+            Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
         })
         .await
     }

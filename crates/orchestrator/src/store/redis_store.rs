@@ -1,8 +1,9 @@
 //! The Redis state store: every batch of transitions is one MULTI/EXEC pipeline (one round
 //! trip, all or nothing). Keys live under a prefix (`REDIS_PREFIX`, default `orch`):
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
-//! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id).
-//! A finished run's keys expire after the configured time.
+//! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
+//! `{prefix}:run:{id}:graph` (the object definitions it was submitted with). A finished run's
+//! keys expire after the configured time.
 
 use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
 use async_trait::async_trait;
@@ -88,6 +89,9 @@ impl RedisStore {
     fn dead_key(&self, run: &RunId) -> String {
         format!("{}:run:{}:dead", self.prefix, run)
     }
+    fn graph_key(&self, run: &RunId) -> String {
+        format!("{}:run:{}:graph", self.prefix, run)
+    }
 
     /// PING, for readiness probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -132,6 +136,7 @@ impl StateStore for RedisStore {
                             key,
                             self.objects_key(&meta.run_id),
                             self.dead_key(&meta.run_id),
+                            self.graph_key(&meta.run_id),
                         ] {
                             pipe.expire(k, ttl).ignore();
                         }
@@ -147,6 +152,9 @@ impl StateStore for RedisStore {
                     dead.entry(self.dead_key(run))
                         .or_default()
                         .push((letter.id.0, encode(letter)?));
+                }
+                Transition::Graph { run, objects } => {
+                    pipe.set(self.graph_key(run), objects.as_str()).ignore();
                 }
             }
         }
@@ -210,6 +218,24 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| self.err(e))?;
         all.into_values().map(|v| decode(&v)).collect()
+    }
+
+    async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        let mut con = self.con.clone();
+        redis::cmd("GET")
+            .arg(self.graph_key(run))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut con)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     fn kind(&self) -> &'static str {
