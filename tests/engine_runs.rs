@@ -90,6 +90,7 @@ async fn two_runs_in_flight_at_once_both_finish() {
         .add_run(
             meta("run-a", &a),
             Run::new(a.clone(), config.clone(), 1),
+            None,
             |_, _, _| {},
         )
         .await
@@ -98,6 +99,7 @@ async fn two_runs_in_flight_at_once_both_finish() {
         .add_run(
             meta("run-b", &b),
             Run::new(b.clone(), config, 2),
+            None,
             |_, _, _| {},
         )
         .await

@@ -5,6 +5,7 @@ use crate::input::DEFAULT_MAX_INPUT_BYTES;
 use crate::progress::ProgressMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use orchestrator_core::graph::MissingParents;
+use orchestrator_core::scheduler::{SchedulerConfig, ZonePolicy};
 use orchestrator_protocol::{ObjectId, Zone};
 use std::path::PathBuf;
 use worker_base::HandlerSpec;
@@ -44,6 +45,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Shows the runs kept in a state directory.
     Status(StatusArgs),
+    /// Runs the orchestrator as a service: runs from OBJECTS_PATH, workers over Kafka, state in
+    /// Redis (or redb), health and metrics over HTTP.
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,24 +177,8 @@ pub struct RunArgs {
     /// Tasks each zone's workers run at once.
     #[arg(long, env = "MAX_WORKERS", default_value_t = 16)]
     pub max_workers: usize,
-    /// Objects of one zone dispatched and not yet answered (default: 4 × --max-workers).
-    #[arg(long, env = "MAX_IN_FLIGHT")]
-    pub max_in_flight: Option<u32>,
-    /// Retries after a failed attempt.
-    #[arg(long, env = "MAX_RETRIES", default_value_t = 3)]
-    pub max_retries: u32,
-    /// First retry waits about this long (doubling, with jitter).
-    #[arg(long, env = "RETRY_BASE_MS", default_value_t = 1000)]
-    pub retry_base_ms: u64,
-    /// Longest wait between retries.
-    #[arg(long, env = "RETRY_CAP_MS", default_value_t = 60_000)]
-    pub retry_cap_ms: u64,
-    /// Backoff for one zone: ZONE=BASE_MS:CAP_MS (repeatable).
-    #[arg(long = "zone-retry", value_name = "ZONE=BASE_MS:CAP_MS")]
-    pub zone_retries: Vec<String>,
-    /// An attempt with no heartbeat for this long has failed.
-    #[arg(long, env = "LEASE_SECONDS", default_value_t = 30)]
-    pub lease_seconds: u64,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
     /// How often a running attempt heartbeats.
     #[arg(long, default_value_t = 5)]
     pub heartbeat_seconds: u64,
@@ -209,6 +197,113 @@ pub struct RunArgs {
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// An object file to run at start-up (a restart continues its unfinished run instead).
+    #[arg(long, env = "OBJECTS_PATH")]
+    pub objects_path: Option<PathBuf>,
+    /// What a parent that is not in the file means.
+    #[arg(long, env = "MISSING_PARENTS", value_enum, default_value_t = MissingParentsArg::Error)]
+    pub missing_parents: MissingParentsArg,
+    /// Refuse object files larger than this.
+    #[arg(long, default_value_t = DEFAULT_MAX_INPUT_BYTES)]
+    pub max_input_bytes: u64,
+    #[command(flatten)]
+    pub kafka: orchestrator_bus_kafka::KafkaArgs,
+    /// The state store by URL: redis://[user:password@]host:port[/db], rediss://…, redb://PATH.
+    #[arg(long = "store", env = "REDIS_URL")]
+    pub store_url: Option<String>,
+    /// Redis host, when no URL is given.
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port, with REDIS_HOST.
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+    /// Keep the state in DIR instead (a single orchestrator process, no Redis).
+    #[arg(long, env = "ORCH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
+    pub redis_prefix: String,
+    /// Seconds a finished run's Redis keys are kept (0: forever).
+    #[arg(long, env = "RETRY_TTL_SECONDS", default_value_t = 604_800)]
+    pub retry_ttl_seconds: u64,
+    /// Address of /health/*, /metrics (port 0 picks a free port).
+    #[arg(long = "http", env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http: String,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+}
+
+impl ServeArgs {
+    /// The store's URL from --store/REDIS_URL, REDIS_HOST and REDIS_PORT, or --state-dir.
+    pub fn store_url(&self) -> Option<String> {
+        if let Some(url) = &self.store_url {
+            return Some(url.clone());
+        }
+        if let Some(host) = &self.redis_host {
+            return Some(format!("redis://{host}:{}", self.redis_port));
+        }
+        self.state_dir.as_ref().map(|d| crate::store::state_dir_url(d))
+    }
+}
+
+/// How the scheduler retries, leases and limits; shared by `run` and `serve`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Objects of one zone dispatched and not yet answered (default: 4 × --max-workers for
+    /// `run`, 1000 for `serve`).
+    #[arg(long, env = "MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<u32>,
+    /// Retries after a failed attempt.
+    #[arg(long, env = "MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: u32,
+    /// First retry waits about this long (doubling, with jitter).
+    #[arg(long, env = "RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// Longest wait between retries.
+    #[arg(long, env = "RETRY_CAP_MS", default_value_t = 60_000)]
+    pub retry_cap_ms: u64,
+    /// Backoff for one zone: ZONE=BASE_MS:CAP_MS (repeatable).
+    #[arg(long = "zone-retry", value_name = "ZONE=BASE_MS:CAP_MS")]
+    pub zone_retries: Vec<String>,
+    /// An attempt with no heartbeat for this long has failed.
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
+    /// An attempt no worker has started after this long has failed (workers that send no
+    /// Started event, as the old system's, rely on it).
+    #[arg(long, env = "START_TIMEOUT_SECONDS")]
+    pub start_timeout_seconds: Option<u64>,
+}
+
+impl SchedulerArgs {
+    /// The scheduler's configuration; `default_in_flight` when --max-in-flight is not given.
+    pub fn config(&self, default_in_flight: u32) -> Result<SchedulerConfig, String> {
+        let max_in_flight = self.max_in_flight.unwrap_or(default_in_flight).max(1);
+        let policy = ZonePolicy {
+            max_in_flight: Some(max_in_flight),
+            backoff_base_ms: self.retry_base_ms,
+            backoff_cap_ms: self.retry_cap_ms,
+        };
+        let mut config = SchedulerConfig {
+            max_retries: self.max_retries,
+            lease_ms: self.lease_seconds.saturating_mul(1000).max(1),
+            schedule_to_start_ms: self.start_timeout_seconds.map(|s| s.saturating_mul(1000).max(1)),
+            zones: [policy; 3],
+        };
+        for spec in &self.zone_retries {
+            let bad = || format!("--zone-retry {spec:?}: expected ZONE=BASE_MS:CAP_MS, for example raw=500:30000");
+            let (zone, times) = spec.split_once('=').ok_or_else(bad)?;
+            let zone: Zone = zone.parse().map_err(|e| format!("--zone-retry: {e}"))?;
+            let (base, cap) = times.split_once(':').ok_or_else(bad)?;
+            let z = &mut config.zones[zone.index()];
+            z.backoff_base_ms = base.trim().parse().map_err(|_| bad())?;
+            z.backoff_cap_ms = cap.trim().parse().map_err(|_| bad())?;
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use orchestrator_protocol::{
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Events taken from the bus per loop turn (and so per store batch).
@@ -26,6 +26,42 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
+}
+
+/// How `drive_with` behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct DriveOptions {
+    /// Return when every run is finished (the embedded run); a server drives until shutdown.
+    pub until_all_finished: bool,
+    /// On shutdown, cancel the runs and wait for the attempts in flight (the embedded run); a
+    /// server leaves its runs to the next process.
+    pub cancel_on_shutdown: bool,
+    /// Drop finished runs from memory (their records stay in the store).
+    pub forget_finished: bool,
+}
+
+impl DriveOptions {
+    pub fn embedded() -> Self {
+        DriveOptions { until_all_finished: true, cancel_on_shutdown: true, forget_finished: false }
+    }
+    pub fn server() -> Self {
+        DriveOptions { until_all_finished: false, cancel_on_shutdown: false, forget_finished: true }
+    }
+}
+
+/// What a server asks of the engine while it drives.
+pub enum EngineCommand {
+    /// Start a run; its object definitions are stored with it.
+    Submit { meta: RunMeta, run: Box<Run>, objects: Arc<String>, reply: oneshot::Sender<Result<(), String>> },
+    /// Cancel a run; answers whether the engine had it.
+    Cancel { run: RunId, reply: oneshot::Sender<bool> },
+}
+
+async fn next_command(commands: &mut Option<mpsc::Receiver<EngineCommand>>) -> Option<EngineCommand> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the progress display shows, per zone: (terminal, total).
@@ -76,6 +112,7 @@ impl Engine {
         &mut self,
         meta: RunMeta,
         mut run: Run,
+        objects: Option<Arc<String>>,
         prepare: impl FnOnce(&mut Run, u64, &mut Vec<Action>),
     ) -> Result<(), EngineError> {
         let now = now_ms();
@@ -90,10 +127,18 @@ impl Engine {
         }
         self.runs.insert(id.clone(), Entry { meta, run, totals });
         let mut tx = Vec::new();
+        if let Some(objects) = objects {
+            tx.push(Transition::Graph { run: id.clone(), objects });
+        }
         let mut ready = Vec::new();
         self.carry_out(&id, &mut actions, &mut tx, &mut ready, true);
         self.actions = actions;
         self.commit(tx, ready).await
+    }
+
+    /// Runs held (unfinished ones, and finished ones unless forgotten).
+    pub fn run_ids(&self) -> Vec<RunId> {
+        self.runs.keys().cloned().collect()
     }
 
     pub fn run(&self, id: &RunId) -> Option<&Run> {
@@ -111,11 +156,21 @@ impl Engine {
     /// Runs until every run is finished. When `shutdown` fires, every run is cancelled: nothing
     /// new is dispatched and the loop waits for the attempts in flight.
     pub async fn drive(&mut self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        self.drive_with(shutdown, DriveOptions::embedded(), None).await
+    }
+
+    /// The loop, with its options and, for a server, a channel of commands (new runs, cancels).
+    pub async fn drive_with(
+        &mut self,
+        shutdown: CancellationToken,
+        options: DriveOptions,
+        mut commands: Option<mpsc::Receiver<EngineCommand>>,
+    ) -> Result<(), EngineError> {
         let mut results = self.bus.result_consumer(GROUP).await?;
         let mut progress = self.bus.progress_consumer(GROUP).await?;
         let mut cancelled = false;
         self.publish_progress();
-        while !self.all_finished() {
+        while !(options.until_all_finished && self.all_finished()) {
             let deadline = self
                 .runs
                 .values()
@@ -140,11 +195,38 @@ impl Engine {
                 biased;
                 _ = shutdown.cancelled(), if !cancelled => {
                     cancelled = true;
+                    if !options.cancel_on_shutdown {
+                        break; // the runs go on with the next process
+                    }
                     tracing::warn!("stopping: nothing new is dispatched; waiting for the attempts in flight");
                     self.each_run(&mut tx, &mut ready, true, |e, now, actions| {
                         e.run.cancel(now, actions);
                         e.meta.cancelled = true;
                     });
+                }
+                Some(command) = next_command(&mut commands) => {
+                    match command {
+                        EngineCommand::Submit { meta, run, objects, reply } => {
+                            let id = meta.run_id.clone();
+                            let added = self.add_run(meta, *run, Some(objects), |_, _, _| {}).await;
+                            let _ = reply.send(added.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                            added?;
+                            tracing::info!(run = %id, "run submitted");
+                        }
+                        EngineCommand::Cancel { run, reply } => {
+                            let found = self.runs.contains_key(&run);
+                            if found {
+                                let mut actions = std::mem::take(&mut self.actions);
+                                if let Some(e) = self.runs.get_mut(&run) {
+                                    e.run.cancel(now_ms(), &mut actions);
+                                    e.meta.cancelled = true;
+                                }
+                                self.carry_out(&run, &mut actions, &mut tx, &mut ready, true);
+                                self.actions = actions;
+                            }
+                            let _ = reply.send(found);
+                        }
+                    }
                 }
                 batch = results.next_batch(BATCH) => {
                     let batch = batch?;
@@ -180,6 +262,10 @@ impl Engine {
             }
             if !progress_acks.is_empty() {
                 progress.ack(progress_acks).await?;
+            }
+            if options.forget_finished {
+                // Their records are stored: a server keeps only what still runs in memory.
+                self.runs.retain(|_, e| !e.run.is_finished());
             }
             self.publish_progress();
         }

@@ -3,6 +3,7 @@
 mod generate;
 mod plan;
 mod run;
+mod serve;
 mod status;
 mod validate;
 
@@ -23,6 +24,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Generate(a) => generate::generate(a),
         Command::Run(a) => run::run(*a),
         Command::Status(a) => status::status(a),
+        Command::Serve(a) => serve::serve(*a),
     }
 }
 

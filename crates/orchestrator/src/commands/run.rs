@@ -15,7 +15,7 @@ use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, state_d
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
-    InFlightOnRestore, ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig, ZonePolicy,
+    InFlightOnRestore, ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig,
 };
 use orchestrator_protocol::{RunId, Zone};
 use std::sync::Arc;
@@ -43,7 +43,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_INVALID);
         }
     };
-    let config = match scheduler_config(&args) {
+    let default_in_flight = (args.max_workers.max(1) as u32).saturating_mul(4);
+    let config = match args.scheduler.config(default_in_flight) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -66,39 +67,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     runtime.block_on(execute(args, run_graph, handlers, config, store_url))
 }
 
-fn scheduler_config(args: &RunArgs) -> Result<SchedulerConfig, String> {
-    let max_in_flight = args
-        .max_in_flight
-        .unwrap_or((args.max_workers.max(1) as u32).saturating_mul(4));
-    let policy = ZonePolicy {
-        max_in_flight: Some(max_in_flight.max(1)),
-        backoff_base_ms: args.retry_base_ms,
-        backoff_cap_ms: args.retry_cap_ms,
-    };
-    let mut config = SchedulerConfig {
-        max_retries: args.max_retries,
-        lease_ms: args.lease_seconds.saturating_mul(1000).max(1),
-        schedule_to_start_ms: None,
-        zones: [policy; 3],
-    };
-    for spec in &args.zone_retries {
-        let bad = || {
-            format!(
-                "--zone-retry {spec:?}: expected ZONE=BASE_MS:CAP_MS, for example raw=500:30000"
-            )
-        };
-        let (zone, times) = spec.split_once('=').ok_or_else(bad)?;
-        let zone: Zone = zone.parse().map_err(|e| format!("--zone-retry: {e}"))?;
-        let (base, cap) = times.split_once(':').ok_or_else(bad)?;
-        let z = &mut config.zones[zone.index()];
-        z.backoff_base_ms = base.trim().parse().map_err(|_| bad())?;
-        z.backoff_cap_ms = cap.trim().parse().map_err(|_| bad())?;
-    }
-    Ok(config)
-}
-
 /// `run-20261122-071500-3fa2`: sortable, readable, unique enough for one state directory.
-fn new_run_id(seed: u64) -> RunId {
+pub fn new_run_id(seed: u64) -> RunId {
     let secs = now_ms() / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -199,7 +169,7 @@ async fn execute(
     let run_id = meta.run_id.clone();
     let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
     engine
-        .add_run(meta, run, |run, now, out| {
+        .add_run(meta, run, None, |run, now, out| {
             if rerun {
                 let n = run.reset_failed(now, out);
                 eprintln!("running {n} failed, upstream-failed or cancelled objects again");

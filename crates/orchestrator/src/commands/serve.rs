@@ -1,0 +1,202 @@
+//! `orchestrator serve`: the long-running orchestrator of the distributed mode. It continues the
+//! unfinished runs its store holds (a restart, kill -9 included, loses nothing), starts the run of
+//! OBJECTS_PATH unless that graph's run is already under way, publishes Ready events on Kafka for
+//! the workers, applies their results, and serves health and metrics.
+
+use super::run::new_run_id;
+use crate::{EXIT_INVALID, EXIT_OK};
+use anyhow::Context;
+use orchestrator::cli::ServeArgs;
+use orchestrator::clock::now_ms;
+use orchestrator::engine::{DriveOptions, Engine};
+use orchestrator::input::read_limited;
+use orchestrator::metrics::Metrics;
+use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, redact_url};
+use orchestrator_bus::Bus;
+use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
+use orchestrator_core::diagnostics::Severity;
+use orchestrator_core::graph::{LoadOptions, MissingParents, load_graph};
+use orchestrator_core::plan::Selection;
+use orchestrator_core::run_graph::RunGraph;
+use orchestrator_core::scheduler::{InFlightOnRestore, ObjectRecord, Run, SchedulerConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use worker_base::health::{self, MetricsRender, ReadinessCheck};
+
+/// Default in-flight window per zone for a server.
+const SERVE_IN_FLIGHT: u32 = 1000;
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let config = match args.scheduler.config(SERVE_IN_FLIGHT) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let settings = match args.kafka.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let Some(store_url) = args.store_url() else {
+        eprintln!("error: serve needs a state store: set REDIS_URL (or REDIS_HOST), or --state-dir for a single process");
+        return Ok(EXIT_INVALID);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let redis = RedisSettings {
+            prefix: args.redis_prefix.clone(),
+            finished_ttl: (args.retry_ttl_seconds > 0).then_some(args.retry_ttl_seconds),
+        };
+        let store = match super::open_or_report(&store_url, &redis).await {
+            Ok(s) => s,
+            Err(code) => return Ok(code),
+        };
+        tracing::info!(store = %redact_url(&store_url), "state store open");
+        let bus = Arc::new(KafkaBus::new(settings)?);
+        run_server(args, config, store, bus).await
+    })
+}
+
+async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn StateStore>, bus: Arc<KafkaBus>) -> anyhow::Result<i32> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let metrics = Arc::new(Metrics::new()?);
+
+    let listener = match tokio::net::TcpListener::bind(&args.http).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: HTTP_ADDR {}: cannot listen: {e}", args.http);
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let local = listener.local_addr()?;
+    eprintln!("serving health and metrics on http://{local}");
+    tracing::info!(address = %local, "serving health and metrics");
+    let (probe_bus, probe_store) = (bus.clone(), store.clone());
+    let check: ReadinessCheck = Arc::new(move || {
+        let (bus, store) = (probe_bus.clone(), probe_store.clone());
+        Box::pin(async move {
+            bus.check(Duration::from_secs(1)).await.map_err(|e| format!("Kafka: {e}"))?;
+            match tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("store: {e}")),
+                Err(_) => Err("store: no answer within 1 s".to_string()),
+            }
+        })
+    });
+    let render_metrics = metrics.clone();
+    let render: MetricsRender = Arc::new(move || render_metrics.render());
+    tokio::spawn(health::serve(listener, health::health_router(check, render), shutdown.clone()));
+
+    if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
+        return Ok(EXIT_OK); // stopped before Kafka was reached
+    }
+    let dyn_bus: Arc<dyn Bus> = bus.clone();
+    let mut engine = Engine::new(dyn_bus, store.clone(), metrics);
+
+    // 1. Continue what the store holds unfinished.
+    let mut continuing = Vec::new();
+    for meta in store.runs().await?.into_iter().filter(|m| m.status != RunStatus::Finished) {
+        match restore(&*store, &meta, &config).await {
+            Ok(run) => {
+                tracing::info!(run = %meta.run_id, graph = %meta.graph_version, "continuing an unfinished run");
+                continuing.push(meta.graph_version.clone());
+                engine.add_run(meta, run, None, |_, _, _| {}).await?;
+            }
+            Err(why) => tracing::error!(run = %meta.run_id, %why, "cannot continue this run"),
+        }
+    }
+
+    // 2. The run of OBJECTS_PATH, unless its graph's run is already under way.
+    if let Some(path) = &args.objects_path {
+        let text = match read_limited(path, args.max_input_bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: OBJECTS_PATH: {e}");
+                return Ok(EXIT_INVALID);
+            }
+        };
+        let objects = Arc::new(text.clone());
+        let external = args.missing_parents == orchestrator::cli::MissingParentsArg::External;
+        let options = LoadOptions { missing_parents: if external { MissingParents::External } else { MissingParents::Error }, strict: false };
+        let loaded = load_graph(text, options);
+        for p in loaded.report.sorted().iter().filter(|p| p.severity == Severity::Warning).take(100) {
+            tracing::warn!(problem = %p, "object file");
+        }
+        let Some(graph) = loaded.graph else {
+            eprint!("{}", loaded.report.render(None));
+            eprintln!("error: {}: invalid object file; nothing was run", path.display());
+            return Ok(EXIT_INVALID);
+        };
+        let run_graph = Arc::new(RunGraph::new(&graph, &Selection::all(&graph)));
+        drop(graph);
+        if continuing.iter().any(|v| v == run_graph.version()) {
+            tracing::info!(graph = %run_graph.version(), "the run of OBJECTS_PATH is already under way");
+        } else {
+            let seed = fastrand::u64(..);
+            let now = now_ms();
+            let meta = RunMeta {
+                run_id: new_run_id(seed),
+                graph_version: run_graph.version().to_string(),
+                source: path.display().to_string(),
+                created_ms: now,
+                updated_ms: now,
+                status: RunStatus::Running,
+                cancelled: false,
+                seed,
+                objects: run_graph.len(),
+                summary: None,
+                targets: Vec::new(),
+                missing_parents_external: external,
+            };
+            tracing::info!(run = %meta.run_id, objects = meta.objects, graph = %meta.graph_version, "starting the run of OBJECTS_PATH");
+            let run = Run::new(run_graph, config.clone(), seed);
+            engine.add_run(meta, run, Some(objects), |_, _, _| {}).await?;
+        }
+    }
+
+    engine.drive_with(shutdown, DriveOptions::server(), None).await?;
+    tracing::info!("stopped; unfinished runs continue with the next orchestrator");
+    Ok(EXIT_OK)
+}
+
+/// Rebuilds a stored run: its objects, its selection, its records; attempts in flight stay with
+/// their workers under a fresh lease.
+async fn restore(store: &dyn StateStore, meta: &RunMeta, config: &SchedulerConfig) -> Result<Run, String> {
+    let objects = store.graph(&meta.run_id).await.map_err(|e| e.to_string())?.ok_or("its object definitions are not in the store")?;
+    let missing_parents = if meta.missing_parents_external { MissingParents::External } else { MissingParents::Error };
+    let loaded = load_graph(objects, LoadOptions { missing_parents, strict: false });
+    let graph = loaded.graph.ok_or_else(|| format!("its stored objects no longer validate: {}", loaded.report.render(None)))?;
+    let selection = Selection::for_targets(&graph, &meta.targets, None).map_err(|e| e.to_string())?;
+    let run_graph = Arc::new(RunGraph::new(&graph, &selection));
+    if run_graph.version() != meta.graph_version {
+        return Err(format!("graph version {} does not match the stored {}", run_graph.version(), meta.graph_version));
+    }
+    let mut records = vec![ObjectRecord::default(); run_graph.len()];
+    for (id, record) in store.objects(&meta.run_id).await.map_err(|e| e.to_string())? {
+        if let Some(i) = run_graph.index_of(id) {
+            records[i as usize] = record;
+        }
+    }
+    Ok(Run::restore(run_graph, config.clone(), meta.seed, records, meta.cancelled, InFlightOnRestore::Rearm))
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+}
