@@ -49,4 +49,6 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
+# The end-to-end tests start the worker binaries as processes: build every binary first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

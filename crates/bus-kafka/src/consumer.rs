@@ -6,7 +6,7 @@
 use crate::{KafkaSettings, KafkaStats, backend};
 use async_trait::async_trait;
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -14,6 +14,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// How a consumer gets its partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// Joins the group and shares the partitions with its other members (workers).
+    Subscribe,
+    /// Reads every partition itself, resuming from the group's committed offsets (the single
+    /// orchestrator that reads results).
+    AssignAll,
+}
 
 /// Which events of the topic are for this consumer.
 pub type EventFilter<T> = Box<dyn Fn(&T) -> bool + Send>;
@@ -44,13 +54,35 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         settings: Arc<KafkaSettings>,
         topics: &[String],
         group: &str,
+        membership: Membership,
         producer: FutureProducer,
         stats: Arc<KafkaStats>,
         filter: Option<EventFilter<T>>,
     ) -> Result<Self, BusError> {
         let consumer: StreamConsumer = settings.consumer_config(group).create().map_err(backend)?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&names).map_err(backend)?;
+        match membership {
+            Membership::Subscribe => {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&names).map_err(backend)?;
+            }
+            Membership::AssignAll => {
+                // Every partition, from the group's committed offsets, with no group to join:
+                // a successor takes over at once, with no dead member's partitions to wait for.
+                let mut list = TopicPartitionList::new();
+                for topic in topics {
+                    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(backend)?;
+                    for t in metadata.topics() {
+                        for p in t.partitions() {
+                            list.add_partition_offset(topic, p.id(), Offset::Stored).map_err(backend)?;
+                        }
+                    }
+                }
+                if list.count() == 0 {
+                    return Err(BusError::Backend(format!("no partitions found for {topics:?}")));
+                }
+                consumer.assign(&list).map_err(backend)?;
+            }
+        }
         Ok(KafkaConsumer {
             consumer,
             settings,
@@ -117,13 +149,16 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
 
     /// Stores, per partition, the offset of the first event not yet acknowledged.
     fn store_offsets(&mut self) -> Result<(), BusError> {
+        // Never fails today; kept fallible for backends where storing can.
         for ((topic, partition), state) in &mut self.partitions {
             let upto = state.outstanding.first().copied().unwrap_or(state.next);
             if upto > state.stored {
                 // librdkafka stores the offset given plus one: pass the last offset handled.
-                self.consumer
-                    .store_offset(topic, *partition, upto - 1)
-                    .map_err(backend)?;
+                // A partition taken away by a rebalance refuses it: its new owner resumes from
+                // the last committed offset, so the events are delivered again, never lost.
+                if let Err(e) = self.consumer.store_offset(topic, *partition, upto - 1) {
+                    tracing::debug!(%topic, partition, error = %e, "offset not stored (partition reassigned?)");
+                }
                 state.stored = upto;
             }
         }

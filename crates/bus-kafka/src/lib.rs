@@ -8,7 +8,7 @@ mod consumer;
 mod settings;
 
 pub use args::KafkaArgs;
-pub use consumer::{EventFilter, KafkaConsumer};
+pub use consumer::{EventFilter, KafkaConsumer, Membership};
 pub use settings::KafkaSettings;
 
 use async_trait::async_trait;
@@ -152,12 +152,10 @@ impl KafkaBus {
         &self,
         topics: &[String],
         group: &str,
+        membership: Membership,
         filter: Option<EventFilter<T>>,
     ) -> Result<Box<dyn Consumer<T>>, BusError> {
-        let consumer = KafkaConsumer::<T>::new(
-            self.settings.clone(),
-            topics,
-            group,
+        let consumer = KafkaConsumer::<T>::new(self.settings.clone(), topics, group, membership,
             self.producer.clone(),
             self.stats.clone(),
             filter,
@@ -208,30 +206,21 @@ impl Bus for KafkaBus {
         // On the shared Ready topic every layer's workers see every event: keep this zone's.
         let filter: Option<EventFilter<ReadyEvent>> = (!self.settings.ready_per_zone)
             .then(|| Box::new(move |e: &ReadyEvent| e.zone == zone) as EventFilter<ReadyEvent>);
-        self.consumer(&[self.settings.ready_topic(zone)], group, filter)
+        self.consumer(&[self.settings.ready_topic(zone)], group, Membership::Subscribe, filter)
     }
     async fn result_consumer(
         &self,
         group: &str,
     ) -> Result<Box<dyn Consumer<ResultEvent>>, BusError> {
-        self.consumer(
-            std::slice::from_ref(&self.settings.topic_loaded),
-            group,
-            None,
-        )
+        self.consumer(std::slice::from_ref(&self.settings.topic_loaded), group, Membership::AssignAll, None)
     }
     async fn progress_consumer(
         &self,
         group: &str,
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
-        // A group of its own: members of one group subscribed to different topics confuse
-        // some brokers' assignment, and results and progress are read by the same process.
+        // Committed offsets of their own, apart from the results'.
         let group = format!("{group}.progress");
-        self.consumer(
-            std::slice::from_ref(&self.settings.topic_progress),
-            &group,
-            None,
-        )
+        self.consumer(std::slice::from_ref(&self.settings.topic_progress), &group, Membership::AssignAll, None)
     }
 }
 

@@ -27,9 +27,16 @@ use worker_base::health::{self, MetricsRender, ReadinessCheck};
 /// Default in-flight window per zone for a server.
 const SERVE_IN_FLIGHT: u32 = 1000;
 
+/// Default start timeout of a server: workers that send no Started event (the old system's)
+/// and Ready events lost on the way are retried after this long.
+const SERVE_START_TIMEOUT_MS: u64 = 300_000;
+
 pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let config = match args.scheduler.config(SERVE_IN_FLIGHT) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.schedule_to_start_ms.get_or_insert(SERVE_START_TIMEOUT_MS);
+            c
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(EXIT_INVALID);
