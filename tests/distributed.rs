@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 /// A binary of the workspace, next to `orchestrator` (tools/test.sh builds them all).
 fn workspace_bin(name: &str) -> PathBuf {
     let path = Path::new(bin()).with_file_name(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -50,12 +54,19 @@ impl Drop for Cluster {
         if let Ok(keep) = std::env::var("ORCH_TEST_KEEP_LOGS") {
             let to = std::path::Path::new(&keep).join(&self.prefix);
             let _ = std::fs::create_dir_all(&to);
-            for e in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            for e in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let _ = std::fs::copy(e.path(), to.join(e.file_name()));
             }
         }
         if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
-            for e in entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")) {
+            for e in entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
                 eprintln!("--- {} (last lines)", e.path().display());
@@ -69,7 +80,9 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn new(name: &str) -> Cluster {
-        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Cluster {
             _serial: serial,
             kafka: services::kafka(),
@@ -100,7 +113,17 @@ impl Cluster {
     fn serve(&self, objects: &Path, extra: &[&str], log: &str) -> Proc {
         let mut cmd = Command::new(bin());
         self.env(&mut cmd);
-        cmd.args(["serve", "--http", "127.0.0.1:0", "--lease-seconds", "3", "--start-timeout-seconds", "8"]).args(extra).env("OBJECTS_PATH", objects);
+        cmd.args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--lease-seconds",
+            "3",
+            "--start-timeout-seconds",
+            "8",
+        ])
+        .args(extra)
+        .env("OBJECTS_PATH", objects);
         let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
         Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
@@ -108,13 +131,23 @@ impl Cluster {
     fn worker(&self, zone: &str, handler: &str, log: &str) -> Proc {
         let mut cmd = Command::new(workspace_bin(&format!("{zone}-worker")));
         self.env(&mut cmd);
-        cmd.env("HANDLER", handler).env("MAX_WORKERS", "3").env("HEARTBEAT_SECONDS", "1").env("WORKER_ID", log);
+        cmd.env("HANDLER", handler)
+            .env("MAX_WORKERS", "3")
+            .env("HEARTBEAT_SECONDS", "1")
+            .env("WORKER_ID", log);
         let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
         Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
     fn status(&self) -> serde_json::Value {
-        let out = orchestrator(&["status", "--store", &self.redis.url, "--redis-prefix", &self.prefix, "--json"]);
+        let out = orchestrator(&[
+            "status",
+            "--store",
+            &self.redis.url,
+            "--redis-prefix",
+            &self.prefix,
+            "--json",
+        ]);
         if !out.status.success() {
             return serde_json::Value::Null;
         }
@@ -129,19 +162,34 @@ impl Cluster {
             if s["run"]["status"] == "finished" {
                 return s;
             }
-            assert!(Instant::now() < deadline, "the run did not finish in time: {}", s["run"]["summary"]);
+            assert!(
+                Instant::now() < deadline,
+                "the run did not finish in time: {}",
+                s["run"]["summary"]
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     fn workers(&self, handler: &str) -> Vec<Proc> {
-        ["ingestion", "standardization", "application"].iter().map(|z| self.worker(z, handler, &format!("{z}.log"))).collect()
+        ["ingestion", "standardization", "application"]
+            .iter()
+            .map(|z| self.worker(z, handler, &format!("{z}.log")))
+            .collect()
     }
 }
 
 fn generated(dir: &Path, objects: usize) -> PathBuf {
     let file = dir.join("objects.json");
-    let out = orchestrator(&["generate", "--objects", &objects.to_string(), "--seed", "5", "-o", file.to_str().unwrap()]);
+    let out = orchestrator(&[
+        "generate",
+        "--objects",
+        &objects.to_string(),
+        "--seed",
+        "5",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     file
 }
@@ -157,7 +205,11 @@ fn a_sample_graph_completes_every_object_after_its_parents() {
     let status = cluster.wait_finished(Duration::from_secs(120));
     assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
     let lines = log_lines(&log);
-    let starts: Vec<u64> = lines.iter().filter(|l| l.2 == "start").map(|l| l.0).collect();
+    let starts: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.2 == "start")
+        .map(|l| l.0)
+        .collect();
     assert_eq!(starts.iter().collect::<HashSet<_>>().len(), 9);
     assert_dependency_order(&lines, &parents_of(&file));
 }
@@ -174,19 +226,33 @@ fn two_ingestion_workers_share_the_load() {
     drop(workers);
     // Each ingestion worker answered some of the raw objects: count results by worker id.
     let consumer = rdkafka_results(&cluster);
-    let by_worker: HashMap<String, usize> = consumer.iter().filter(|r| r["zone"] == "1-Raw").fold(HashMap::new(), |mut m, r| {
-        *m.entry(r["worker"].as_str().unwrap_or("").to_string()).or_default() += 1;
-        m
-    });
-    assert!(by_worker.get("ingestion.log").copied().unwrap_or(0) > 0, "{by_worker:?}");
-    assert!(by_worker.get("ingestion-2.log").copied().unwrap_or(0) > 0, "{by_worker:?}");
+    let by_worker: HashMap<String, usize> =
+        consumer
+            .iter()
+            .filter(|r| r["zone"] == "1-Raw")
+            .fold(HashMap::new(), |mut m, r| {
+                *m.entry(r["worker"].as_str().unwrap_or("").to_string())
+                    .or_default() += 1;
+                m
+            });
+    assert!(
+        by_worker.get("ingestion.log").copied().unwrap_or(0) > 0,
+        "{by_worker:?}"
+    );
+    assert!(
+        by_worker.get("ingestion-2.log").copied().unwrap_or(0) > 0,
+        "{by_worker:?}"
+    );
 }
 
 /// Every result on the cluster's results topic, read from the start by an observer of its own.
 fn rdkafka_results(cluster: &Cluster) -> Vec<serde_json::Value> {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let consumer: StreamConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &cluster.kafka.bootstrap)
@@ -196,7 +262,9 @@ fn rdkafka_results(cluster: &Cluster) -> Vec<serde_json::Value> {
             .set("fetch.wait.max.ms", "10")
             .create()
             .unwrap();
-        consumer.subscribe(&[format!("{}.loaded", cluster.prefix).as_str()]).unwrap();
+        consumer
+            .subscribe(&[format!("{}.loaded", cluster.prefix).as_str()])
+            .unwrap();
         let mut out = Vec::new();
         // The group join takes a moment; after the first message, a second of quiet ends it.
         let mut patience = Duration::from_secs(30);
@@ -225,18 +293,31 @@ fn serve_killed_with_sigkill_restarts_and_never_dispatches_a_loaded_object_again
     }
     serve.0.kill().unwrap(); // SIGKILL
     serve.0.wait().unwrap();
-    let loaded: HashSet<u64> = ids_in_state(&cluster.status(), "loaded").into_iter().collect();
-    assert!(!loaded.is_empty() && loaded.len() < 60, "{} loaded", loaded.len());
+    let loaded: HashSet<u64> = ids_in_state(&cluster.status(), "loaded")
+        .into_iter()
+        .collect();
+    assert!(
+        !loaded.is_empty() && loaded.len() < 60,
+        "{} loaded",
+        loaded.len()
+    );
     // Let the workers finish what they hold, then mark the log.
     std::thread::sleep(Duration::from_millis(500));
     let before = log_lines(&log).len();
     let _serve = cluster.serve(&file, &[], "serve-2.log");
     let status = cluster.wait_finished(Duration::from_secs(180));
     assert_eq!(status["run"]["summary"]["loaded"], 60, "{status}");
-    assert_eq!(status["runs"].as_array().map(|r| r.len()), Some(1), "the restart continued the run, not a new one");
+    assert_eq!(
+        status["runs"].as_array().map(|r| r.len()),
+        Some(1),
+        "the restart continued the run, not a new one"
+    );
     let after = log_lines(&log);
     for (id, attempt, what) in &after[before..] {
-        assert!(!(what == "start" && loaded.contains(id)), "object {id} (attempt {attempt}) ran again after it had loaded");
+        assert!(
+            !(what == "start" && loaded.contains(id)),
+            "object {id} (attempt {attempt}) ran again after it had loaded"
+        );
     }
     assert_dependency_order(&after, &parents_of(&file));
 }
@@ -249,7 +330,10 @@ fn a_worker_killed_mid_task_has_its_attempt_run_again() {
     let handler = logging_handler(cluster.dir.path(), &log, "2");
     let _serve = cluster.serve(&file, &[], "serve.log");
     let mut raw = cluster.worker("ingestion", &handler, "ingestion-1.log");
-    let _others = [cluster.worker("standardization", "simulate:10", "std.log"), cluster.worker("application", "simulate:10", "app.log")];
+    let _others = [
+        cluster.worker("standardization", "simulate:10", "std.log"),
+        cluster.worker("application", "simulate:10", "app.log"),
+    ];
     let deadline = Instant::now() + Duration::from_secs(60);
     while log_lines(&log).iter().filter(|l| l.2 == "start").count() < 3 {
         assert!(Instant::now() < deadline, "the raw objects never started");

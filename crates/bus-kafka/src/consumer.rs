@@ -6,10 +6,10 @@
 use crate::{KafkaSettings, KafkaStats, backend};
 use async_trait::async_trait;
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,15 +70,20 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                 // a successor takes over at once, with no dead member's partitions to wait for.
                 let mut list = TopicPartitionList::new();
                 for topic in topics {
-                    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(backend)?;
+                    let metadata = consumer
+                        .fetch_metadata(Some(topic), Duration::from_secs(10))
+                        .map_err(backend)?;
                     for t in metadata.topics() {
                         for p in t.partitions() {
-                            list.add_partition_offset(topic, p.id(), Offset::Stored).map_err(backend)?;
+                            list.add_partition_offset(topic, p.id(), Offset::Stored)
+                                .map_err(backend)?;
                         }
                     }
                 }
                 if list.count() == 0 {
-                    return Err(BusError::Backend(format!("no partitions found for {topics:?}")));
+                    return Err(BusError::Backend(format!(
+                        "no partitions found for {topics:?}"
+                    )));
                 }
                 consumer.assign(&list).map_err(backend)?;
             }

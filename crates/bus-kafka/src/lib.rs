@@ -155,7 +155,11 @@ impl KafkaBus {
         membership: Membership,
         filter: Option<EventFilter<T>>,
     ) -> Result<Box<dyn Consumer<T>>, BusError> {
-        let consumer = KafkaConsumer::<T>::new(self.settings.clone(), topics, group, membership,
+        let consumer = KafkaConsumer::<T>::new(
+            self.settings.clone(),
+            topics,
+            group,
+            membership,
             self.producer.clone(),
             self.stats.clone(),
             filter,
@@ -206,13 +210,23 @@ impl Bus for KafkaBus {
         // On the shared Ready topic every layer's workers see every event: keep this zone's.
         let filter: Option<EventFilter<ReadyEvent>> = (!self.settings.ready_per_zone)
             .then(|| Box::new(move |e: &ReadyEvent| e.zone == zone) as EventFilter<ReadyEvent>);
-        self.consumer(&[self.settings.ready_topic(zone)], group, Membership::Subscribe, filter)
+        self.consumer(
+            &[self.settings.ready_topic(zone)],
+            group,
+            Membership::Subscribe,
+            filter,
+        )
     }
     async fn result_consumer(
         &self,
         group: &str,
     ) -> Result<Box<dyn Consumer<ResultEvent>>, BusError> {
-        self.consumer(std::slice::from_ref(&self.settings.topic_loaded), group, Membership::AssignAll, None)
+        self.consumer(
+            std::slice::from_ref(&self.settings.topic_loaded),
+            group,
+            Membership::AssignAll,
+            None,
+        )
     }
     async fn progress_consumer(
         &self,
@@ -220,7 +234,12 @@ impl Bus for KafkaBus {
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
         // Committed offsets of their own, apart from the results'.
         let group = format!("{group}.progress");
-        self.consumer(std::slice::from_ref(&self.settings.topic_progress), &group, Membership::AssignAll, None)
+        self.consumer(
+            std::slice::from_ref(&self.settings.topic_progress),
+            &group,
+            Membership::AssignAll,
+            None,
+        )
     }
 }
 

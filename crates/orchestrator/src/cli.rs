@@ -246,7 +246,9 @@ impl ServeArgs {
         if let Some(host) = &self.redis_host {
             return Some(format!("redis://{host}:{}", self.redis_port));
         }
-        self.state_dir.as_ref().map(|d| crate::store::state_dir_url(d))
+        self.state_dir
+            .as_ref()
+            .map(|d| crate::store::state_dir_url(d))
     }
 }
 
@@ -290,11 +292,17 @@ impl SchedulerArgs {
         let mut config = SchedulerConfig {
             max_retries: self.max_retries,
             lease_ms: self.lease_seconds.saturating_mul(1000).max(1),
-            schedule_to_start_ms: self.start_timeout_seconds.map(|s| s.saturating_mul(1000).max(1)),
+            schedule_to_start_ms: self
+                .start_timeout_seconds
+                .map(|s| s.saturating_mul(1000).max(1)),
             zones: [policy; 3],
         };
         for spec in &self.zone_retries {
-            let bad = || format!("--zone-retry {spec:?}: expected ZONE=BASE_MS:CAP_MS, for example raw=500:30000");
+            let bad = || {
+                format!(
+                    "--zone-retry {spec:?}: expected ZONE=BASE_MS:CAP_MS, for example raw=500:30000"
+                )
+            };
             let (zone, times) = spec.split_once('=').ok_or_else(bad)?;
             let zone: Zone = zone.parse().map_err(|e| format!("--zone-retry: {e}"))?;
             let (base, cap) = times.split_once(':').ok_or_else(bad)?;

@@ -42,22 +42,40 @@ pub struct DriveOptions {
 
 impl DriveOptions {
     pub fn embedded() -> Self {
-        DriveOptions { until_all_finished: true, cancel_on_shutdown: true, forget_finished: false }
+        DriveOptions {
+            until_all_finished: true,
+            cancel_on_shutdown: true,
+            forget_finished: false,
+        }
     }
     pub fn server() -> Self {
-        DriveOptions { until_all_finished: false, cancel_on_shutdown: false, forget_finished: true }
+        DriveOptions {
+            until_all_finished: false,
+            cancel_on_shutdown: false,
+            forget_finished: true,
+        }
     }
 }
 
 /// What a server asks of the engine while it drives.
 pub enum EngineCommand {
     /// Start a run; its object definitions are stored with it.
-    Submit { meta: RunMeta, run: Box<Run>, objects: Arc<String>, reply: oneshot::Sender<Result<(), String>> },
+    Submit {
+        meta: Box<RunMeta>,
+        run: Box<Run>,
+        objects: Arc<String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Cancel a run; answers whether the engine had it.
-    Cancel { run: RunId, reply: oneshot::Sender<bool> },
+    Cancel {
+        run: RunId,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
-async fn next_command(commands: &mut Option<mpsc::Receiver<EngineCommand>>) -> Option<EngineCommand> {
+async fn next_command(
+    commands: &mut Option<mpsc::Receiver<EngineCommand>>,
+) -> Option<EngineCommand> {
     match commands {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -128,7 +146,10 @@ impl Engine {
         self.runs.insert(id.clone(), Entry { meta, run, totals });
         let mut tx = Vec::new();
         if let Some(objects) = objects {
-            tx.push(Transition::Graph { run: id.clone(), objects });
+            tx.push(Transition::Graph {
+                run: id.clone(),
+                objects,
+            });
         }
         let mut ready = Vec::new();
         self.carry_out(&id, &mut actions, &mut tx, &mut ready, true);
@@ -156,7 +177,8 @@ impl Engine {
     /// Runs until every run is finished. When `shutdown` fires, every run is cancelled: nothing
     /// new is dispatched and the loop waits for the attempts in flight.
     pub async fn drive(&mut self, shutdown: CancellationToken) -> Result<(), EngineError> {
-        self.drive_with(shutdown, DriveOptions::embedded(), None).await
+        self.drive_with(shutdown, DriveOptions::embedded(), None)
+            .await
     }
 
     /// The loop, with its options and, for a server, a channel of commands (new runs, cancels).
@@ -208,7 +230,7 @@ impl Engine {
                     match command {
                         EngineCommand::Submit { meta, run, objects, reply } => {
                             let id = meta.run_id.clone();
-                            let added = self.add_run(meta, *run, Some(objects), |_, _, _| {}).await;
+                            let added = self.add_run(*meta, *run, Some(objects), |_, _, _| {}).await;
                             let _ = reply.send(added.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                             added?;
                             tracing::info!(run = %id, "run submitted");

@@ -50,10 +50,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         }
     };
     let Some(store_url) = args.store_url() else {
-        eprintln!("error: serve needs a state store: set REDIS_URL (or REDIS_HOST), or --state-dir for a single process");
+        eprintln!(
+            "error: serve needs a state store: set REDIS_URL (or REDIS_HOST), or --state-dir for a single process"
+        );
         return Ok(EXIT_INVALID);
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let redis = RedisSettings {
             prefix: args.redis_prefix.clone(),
@@ -69,7 +74,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     })
 }
 
-async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn StateStore>, bus: Arc<KafkaBus>) -> anyhow::Result<i32> {
+async fn run_server(
+    args: ServeArgs,
+    config: SchedulerConfig,
+    store: Arc<dyn StateStore>,
+    bus: Arc<KafkaBus>,
+) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let metrics = Arc::new(Metrics::new()?);
@@ -88,7 +98,9 @@ async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn Sta
     let check: ReadinessCheck = Arc::new(move || {
         let (bus, store) = (probe_bus.clone(), probe_store.clone());
         Box::pin(async move {
-            bus.check(Duration::from_secs(1)).await.map_err(|e| format!("Kafka: {e}"))?;
+            bus.check(Duration::from_secs(1))
+                .await
+                .map_err(|e| format!("Kafka: {e}"))?;
             match tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!("store: {e}")),
@@ -98,7 +110,11 @@ async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn Sta
     });
     let render_metrics = metrics.clone();
     let render: MetricsRender = Arc::new(move || render_metrics.render());
-    tokio::spawn(health::serve(listener, health::health_router(check, render), shutdown.clone()));
+    tokio::spawn(health::serve(
+        listener,
+        health::health_router(check, render),
+        shutdown.clone(),
+    ));
 
     if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
         return Ok(EXIT_OK); // stopped before Kafka was reached
@@ -108,7 +124,12 @@ async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn Sta
 
     // 1. Continue what the store holds unfinished.
     let mut continuing = Vec::new();
-    for meta in store.runs().await?.into_iter().filter(|m| m.status != RunStatus::Finished) {
+    for meta in store
+        .runs()
+        .await?
+        .into_iter()
+        .filter(|m| m.status != RunStatus::Finished)
+    {
         match restore(&*store, &meta, &config).await {
             Ok(run) => {
                 tracing::info!(run = %meta.run_id, graph = %meta.graph_version, "continuing an unfinished run");
@@ -130,14 +151,30 @@ async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn Sta
         };
         let objects = Arc::new(text.clone());
         let external = args.missing_parents == orchestrator::cli::MissingParentsArg::External;
-        let options = LoadOptions { missing_parents: if external { MissingParents::External } else { MissingParents::Error }, strict: false };
+        let options = LoadOptions {
+            missing_parents: if external {
+                MissingParents::External
+            } else {
+                MissingParents::Error
+            },
+            strict: false,
+        };
         let loaded = load_graph(text, options);
-        for p in loaded.report.sorted().iter().filter(|p| p.severity == Severity::Warning).take(100) {
+        for p in loaded
+            .report
+            .sorted()
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .take(100)
+        {
             tracing::warn!(problem = %p, "object file");
         }
         let Some(graph) = loaded.graph else {
             eprint!("{}", loaded.report.render(None));
-            eprintln!("error: {}: invalid object file; nothing was run", path.display());
+            eprintln!(
+                "error: {}: invalid object file; nothing was run",
+                path.display()
+            );
             return Ok(EXIT_INVALID);
         };
         let run_graph = Arc::new(RunGraph::new(&graph, &Selection::all(&graph)));
@@ -163,40 +200,87 @@ async fn run_server(args: ServeArgs, config: SchedulerConfig, store: Arc<dyn Sta
             };
             tracing::info!(run = %meta.run_id, objects = meta.objects, graph = %meta.graph_version, "starting the run of OBJECTS_PATH");
             let run = Run::new(run_graph, config.clone(), seed);
-            engine.add_run(meta, run, Some(objects), |_, _, _| {}).await?;
+            engine
+                .add_run(meta, run, Some(objects), |_, _, _| {})
+                .await?;
         }
     }
 
-    engine.drive_with(shutdown, DriveOptions::server(), None).await?;
+    engine
+        .drive_with(shutdown, DriveOptions::server(), None)
+        .await?;
     tracing::info!("stopped; unfinished runs continue with the next orchestrator");
     Ok(EXIT_OK)
 }
 
 /// Rebuilds a stored run: its objects, its selection, its records; attempts in flight stay with
 /// their workers under a fresh lease.
-async fn restore(store: &dyn StateStore, meta: &RunMeta, config: &SchedulerConfig) -> Result<Run, String> {
-    let objects = store.graph(&meta.run_id).await.map_err(|e| e.to_string())?.ok_or("its object definitions are not in the store")?;
-    let missing_parents = if meta.missing_parents_external { MissingParents::External } else { MissingParents::Error };
-    let loaded = load_graph(objects, LoadOptions { missing_parents, strict: false });
-    let graph = loaded.graph.ok_or_else(|| format!("its stored objects no longer validate: {}", loaded.report.render(None)))?;
-    let selection = Selection::for_targets(&graph, &meta.targets, None).map_err(|e| e.to_string())?;
+async fn restore(
+    store: &dyn StateStore,
+    meta: &RunMeta,
+    config: &SchedulerConfig,
+) -> Result<Run, String> {
+    let objects = store
+        .graph(&meta.run_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("its object definitions are not in the store")?;
+    let missing_parents = if meta.missing_parents_external {
+        MissingParents::External
+    } else {
+        MissingParents::Error
+    };
+    let loaded = load_graph(
+        objects,
+        LoadOptions {
+            missing_parents,
+            strict: false,
+        },
+    );
+    let graph = loaded.graph.ok_or_else(|| {
+        format!(
+            "its stored objects no longer validate: {}",
+            loaded.report.render(None)
+        )
+    })?;
+    let selection =
+        Selection::for_targets(&graph, &meta.targets, None).map_err(|e| e.to_string())?;
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
     if run_graph.version() != meta.graph_version {
-        return Err(format!("graph version {} does not match the stored {}", run_graph.version(), meta.graph_version));
+        return Err(format!(
+            "graph version {} does not match the stored {}",
+            run_graph.version(),
+            meta.graph_version
+        ));
     }
     let mut records = vec![ObjectRecord::default(); run_graph.len()];
-    for (id, record) in store.objects(&meta.run_id).await.map_err(|e| e.to_string())? {
+    for (id, record) in store
+        .objects(&meta.run_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         if let Some(i) = run_graph.index_of(id) {
             records[i as usize] = record;
         }
     }
-    Ok(Run::restore(run_graph, config.clone(), meta.seed, records, meta.cancelled, InFlightOnRestore::Rearm))
+    Ok(Run::restore(
+        run_graph,
+        config.clone(),
+        meta.seed,
+        records,
+        meta.cancelled,
+        InFlightOnRestore::Rearm,
+    ))
 }
 
 async fn watch_signals(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
