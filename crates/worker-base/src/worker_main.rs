@@ -123,7 +123,7 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = &args.http_addr {
         let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -196,7 +196,8 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
     }
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
+/// Waits for SIGTERM or Ctrl-C, then fires `shutdown`. Shared by every long-running process.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         let Ok(mut term) =
@@ -211,6 +212,6 @@ async fn watch_signals(shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("stopping: no new work; finishing what was started");
+    tracing::info!("signal received: stopping");
     shutdown.cancel();
 }

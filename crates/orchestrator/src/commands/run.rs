@@ -97,10 +97,7 @@ async fn execute(
     config: SchedulerConfig,
     store_url: String,
 ) -> anyhow::Result<i32> {
-    let redis = RedisSettings {
-        prefix: args.redis_prefix.clone(),
-        finished_ttl: (args.retry_ttl_seconds > 0).then_some(args.retry_ttl_seconds),
-    };
+    let redis = RedisSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
     let store = match super::open_or_report(&store_url, &redis).await {
         Ok(s) => s,
         Err(code) => return Ok(code),

@@ -60,10 +60,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let redis = RedisSettings {
-            prefix: args.redis_prefix.clone(),
-            finished_ttl: (args.retry_ttl_seconds > 0).then_some(args.retry_ttl_seconds),
-        };
+        let redis = RedisSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
         let store = match super::open_or_report(&store_url, &redis).await {
             Ok(s) => s,
             Err(code) => return Ok(code),
@@ -81,7 +78,7 @@ async fn run_server(
     bus: Arc<KafkaBus>,
 ) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(worker_base::worker_main::cancel_on_signal(shutdown.clone()));
     let metrics = Arc::new(Metrics::new()?);
 
     let listener = match tokio::net::TcpListener::bind(&args.http).await {
@@ -271,23 +268,4 @@ async fn restore(
         meta.cancelled,
         InFlightOnRestore::Rearm,
     ))
-}
-
-async fn watch_signals(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("stopping");
-    shutdown.cancel();
 }

@@ -137,6 +137,16 @@ pub struct RedisSettings {
     pub finished_ttl: Option<u64>,
 }
 
+impl RedisSettings {
+    /// `finished_ttl_seconds` 0 keeps finished runs forever.
+    pub fn new(prefix: &str, finished_ttl_seconds: u64) -> Self {
+        RedisSettings {
+            prefix: prefix.to_string(),
+            finished_ttl: (finished_ttl_seconds > 0).then_some(finished_ttl_seconds),
+        }
+    }
+}
+
 impl Default for RedisSettings {
     fn default() -> Self {
         RedisSettings {
