@@ -92,16 +92,6 @@ impl RedisStore {
     fn graph_key(&self, run: &RunId) -> String {
         format!("{}:run:{}:graph", self.prefix, run)
     }
-
-    /// PING, for readiness probes.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut con)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
