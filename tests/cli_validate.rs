@@ -1,11 +1,11 @@
-//! `orchestrator validate`, `plan` and `generate` as a user runs them: every problem listed with
+//! `orchestrator validate`, `plan`, `generate` and `config` as a user runs them: every problem listed with
 //! exit 2, the old format's awkward cases read, deep chains handled without a crash.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{fixture, orchestrator, text, tools};
+use common::{bin, fixture, orchestrator, text, tools};
 
 fn validate(file: &str, extra: &[&str]) -> (i32, String, String) {
     let path = fixture(file);
@@ -259,4 +259,74 @@ fn past_a_hundred_problems_the_rest_are_counted() {
         "{err}"
     );
     assert!(err.contains("150 error(s), 0 warning(s)"), "{err}");
+}
+
+#[test]
+fn config_shows_each_setting_from_its_layer_with_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orchestrator.yaml");
+    std::fs::write(
+        &file,
+        "KAFKA_BOOTSTRAP: kafka:9092\nredis-url: redis://app:hunter2@cache:6379/0\nmax_retries: 7\nlease_seconds: 40\nkafka_properties:\n  - sasl.password=pw\n  - security.protocol=SASL_SSL\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "config",
+            "--json",
+            "--lease-seconds",
+            "9",
+        ])
+        .env("MAX_RETRIES", "5")
+        .env_remove("KAFKA_BOOTSTRAP")
+        .env_remove("REDIS_URL")
+        .env_remove("LEASE_SECONDS")
+        .env_remove("KAFKA_PROPERTIES")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = |name: &str| -> (String, String) {
+        let s = v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        (
+            s["value"].as_str().unwrap().to_string(),
+            s["source"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        setting("KAFKA_BOOTSTRAP"),
+        ("kafka:9092".into(), "config file".into())
+    );
+    assert_eq!(setting("MAX_RETRIES"), ("5".into(), "environment".into()));
+    assert_eq!(
+        setting("LEASE_SECONDS"),
+        ("9".into(), "command line".into())
+    );
+    assert_eq!(setting("REDIS_PREFIX"), ("orch".into(), "default".into()));
+    assert_eq!(
+        setting("REDIS_URL"),
+        ("redis://app:***@cache:6379/0".into(), "config file".into())
+    );
+    assert_eq!(
+        setting("KAFKA_PROPERTIES").0,
+        "sasl.password=***,security.protocol=SASL_SSL"
+    );
+    assert!(!text(&out.stdout).contains("hunter2"));
+
+    // A setting no option knows is refused, naming it (exit 2).
+    std::fs::write(&file, "max_wrokers: 3\n").unwrap();
+    let out = orchestrator(&["--config", file.to_str().unwrap(), "config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("max_wrokers"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -2,182 +2,18 @@
 //! separate processes, on a real Kafka-protocol broker (Tansu) and a real redis-server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/cluster.rs"]
+mod cluster;
 #[path = "common/mod.rs"]
 mod common;
 #[path = "common/services.rs"]
 mod services;
 
+use cluster::{Cluster, Read};
 use common::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A binary of the workspace, next to `orchestrator` (tools/test.sh builds them all).
-fn workspace_bin(name: &str) -> PathBuf {
-    let path = Path::new(bin()).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
-}
-
-/// Kills its process when dropped, so that a failing test leaves nothing behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One cluster at a time: each is a broker, a Redis and five processes, and two cores.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Cluster {
-    _serial: std::sync::MutexGuard<'static, ()>,
-    kafka: services::TestKafka,
-    redis: services::TestRedis,
-    prefix: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    /// On a failure, show the end of every process's log.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        if let Ok(keep) = std::env::var("ORCH_TEST_KEEP_LOGS") {
-            let to = std::path::Path::new(&keep).join(&self.prefix);
-            let _ = std::fs::create_dir_all(&to);
-            for e in std::fs::read_dir(self.dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
-            for e in entries
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-            {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                eprintln!("--- {} (last lines)", e.path().display());
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
-    }
-}
-
-impl Cluster {
-    fn new(name: &str) -> Cluster {
-        let serial = SERIAL
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Cluster {
-            _serial: serial,
-            kafka: services::kafka(),
-            redis: services::redis(),
-            prefix: services::unique_prefix(name),
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// The environment every process of this cluster shares (its own topics and Redis keys).
-    fn env(&self, cmd: &mut Command) {
-        let p = &self.prefix;
-        cmd.env("KAFKA_BOOTSTRAP", &self.kafka.bootstrap)
-            .env("REDIS_URL", &self.redis.url)
-            .env("REDIS_PREFIX", p)
-            .env("TOPIC_READY", format!("{p}.ready"))
-            .env("TOPIC_LOADED", format!("{p}.loaded"))
-            .env("TOPIC_PROGRESS", format!("{p}.progress"))
-            .env("TOPIC_FAILED", format!("{p}.failed"))
-            .env("TOPIC_DLQ", format!("{p}.dlq"))
-            .env("READY_TOPIC_PER_ZONE", "true")
-            .env("KAFKA_PARTITIONS", "2")
-            .env("LOG_LEVEL", "info")
-            .env_remove("HANDLER")
-            .env_remove("MAX_WORKERS");
-    }
-
-    fn serve(&self, objects: &Path, extra: &[&str], log: &str) -> Proc {
-        let mut cmd = Command::new(bin());
-        self.env(&mut cmd);
-        cmd.args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--lease-seconds",
-            "3",
-            "--start-timeout-seconds",
-            "8",
-        ])
-        .args(extra)
-        .env("OBJECTS_PATH", objects);
-        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
-        Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
-    }
-
-    fn worker(&self, zone: &str, handler: &str, log: &str) -> Proc {
-        let mut cmd = Command::new(workspace_bin(&format!("{zone}-worker")));
-        self.env(&mut cmd);
-        cmd.env("HANDLER", handler)
-            .env("MAX_WORKERS", "3")
-            .env("HEARTBEAT_SECONDS", "1")
-            .env("WORKER_ID", log);
-        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
-        Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = orchestrator(&[
-            "status",
-            "--store",
-            &self.redis.url,
-            "--redis-prefix",
-            &self.prefix,
-            "--json",
-        ]);
-        if !out.status.success() {
-            return serde_json::Value::Null;
-        }
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// Waits until the latest run is finished; returns its status.
-    fn wait_finished(&self, limit: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let s = self.status();
-            if s["run"]["status"] == "finished" {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the run did not finish in time: {}",
-                s["run"]["summary"]
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn workers(&self, handler: &str) -> Vec<Proc> {
-        ["ingestion", "standardization", "application"]
-            .iter()
-            .map(|z| self.worker(z, handler, &format!("{z}.log")))
-            .collect()
-    }
-}
 
 fn generated(dir: &Path, objects: usize) -> PathBuf {
     let file = dir.join("objects.json");
@@ -200,7 +36,7 @@ fn a_sample_graph_completes_every_object_after_its_parents() {
     let log = cluster.dir.path().join("handler.log");
     let handler = logging_handler(cluster.dir.path(), &log, "0.02");
     let file = fixture("layered.json");
-    let _serve = cluster.serve(&file, &[], "serve.log");
+    let _serve = cluster.serve(Some(&file), &[], "serve.log");
     let _workers = cluster.workers(&handler);
     let status = cluster.wait_finished(Duration::from_secs(120));
     assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
@@ -215,20 +51,24 @@ fn a_sample_graph_completes_every_object_after_its_parents() {
 }
 
 #[test]
-#[ignore = "flaky on a fresh CI clone (assertion on which worker ran what); see the open distributed-mode issue"]
+#[ignore = "Tansu 0.6.0 sometimes never assigns partitions to a consumer that joins a group with a member (nisshi-io/nisshi#625, fixed in its successor, which needs a newer rustc)"]
 fn two_ingestion_workers_share_the_load() {
     let cluster = Cluster::new("share");
     let file = generated(cluster.dir.path(), 120);
-    let _serve = cluster.serve(&file, &[], "serve.log");
+    let _serve = cluster.serve(Some(&file), &[], "serve.log");
     let mut workers = cluster.workers("simulate:60");
     workers.push(cluster.worker("ingestion", "simulate:60", "ingestion-2.log"));
     let status = cluster.wait_finished(Duration::from_secs(180));
     assert_eq!(status["run"]["summary"]["loaded"], 120, "{status}");
     drop(workers);
     // Each ingestion worker answered some of the raw objects: count results by worker id.
-    let consumer = rdkafka_results(&cluster);
+    let results: Vec<serde_json::Value> = cluster
+        .read_topic("loaded", Duration::from_secs(2))
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
     let by_worker: HashMap<String, usize> =
-        consumer
+        results
             .iter()
             .filter(|r| r["zone"] == "1-Raw")
             .fold(HashMap::new(), |mut m, r| {
@@ -246,46 +86,13 @@ fn two_ingestion_workers_share_the_load() {
     );
 }
 
-/// Every result on the cluster's results topic, read from the start by an observer of its own.
-fn rdkafka_results(cluster: &Cluster) -> Vec<serde_json::Value> {
-    use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &cluster.kafka.bootstrap)
-            .set("group.id", format!("{}-observer", cluster.prefix))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .unwrap();
-        consumer
-            .subscribe(&[format!("{}.loaded", cluster.prefix).as_str()])
-            .unwrap();
-        let mut out = Vec::new();
-        // The group join takes a moment; after the first message, a second of quiet ends it.
-        let mut patience = Duration::from_secs(30);
-        while let Ok(Ok(m)) = tokio::time::timeout(patience, consumer.recv()).await {
-            if let Ok(v) = serde_json::from_slice(m.payload().unwrap_or_default()) {
-                out.push(v);
-            }
-            patience = Duration::from_secs(2);
-        }
-        out
-    })
-}
-
 #[test]
 fn serve_killed_with_sigkill_restarts_and_never_dispatches_a_loaded_object_again() {
     let cluster = Cluster::new("killserve");
     let file = generated(cluster.dir.path(), 60);
     let log = cluster.dir.path().join("handler.log");
     let handler = logging_handler(cluster.dir.path(), &log, "0.1");
-    let mut serve = cluster.serve(&file, &[], "serve-1.log");
+    let mut serve = cluster.serve(Some(&file), &[], "serve-1.log");
     let _workers = cluster.workers(&handler);
     let deadline = Instant::now() + Duration::from_secs(120);
     while log_lines(&log).iter().filter(|l| l.2 == "end").count() < 20 {
@@ -305,7 +112,7 @@ fn serve_killed_with_sigkill_restarts_and_never_dispatches_a_loaded_object_again
     // Let the workers finish what they hold, then mark the log.
     std::thread::sleep(Duration::from_millis(500));
     let before = log_lines(&log).len();
-    let _serve = cluster.serve(&file, &[], "serve-2.log");
+    let _serve = cluster.serve(Some(&file), &[], "serve-2.log");
     let status = cluster.wait_finished(Duration::from_secs(180));
     assert_eq!(status["run"]["summary"]["loaded"], 60, "{status}");
     assert_eq!(
@@ -324,13 +131,12 @@ fn serve_killed_with_sigkill_restarts_and_never_dispatches_a_loaded_object_again
 }
 
 #[test]
-#[ignore = "flaky on a fresh CI clone (assertion on which worker ran what); see the open distributed-mode issue"]
 fn a_worker_killed_mid_task_has_its_attempt_run_again() {
     let cluster = Cluster::new("killworker");
     let file = fixture("layered.json");
     let log = cluster.dir.path().join("handler.log");
     let handler = logging_handler(cluster.dir.path(), &log, "2");
-    let _serve = cluster.serve(&file, &[], "serve.log");
+    let _serve = cluster.serve(Some(&file), &["--max-retries", "10"], "serve.log");
     let mut raw = cluster.worker("ingestion", &handler, "ingestion-1.log");
     let _others = [
         cluster.worker("standardization", "simulate:10", "std.log"),
@@ -343,8 +149,17 @@ fn a_worker_killed_mid_task_has_its_attempt_run_again() {
     }
     raw.0.kill().unwrap(); // SIGKILL, mid-task
     raw.0.wait().unwrap();
+    let killed_at = Instant::now();
+    // Its replacement joins once the broker has dropped the dead member (session timeout 10 s).
+    // Joining a group that still holds a dead member can leave the newcomer without partitions
+    // on Tansu 0.6.0 (a broker bug, fixed in its successor: nisshi-io/nisshi#625).
+    std::thread::sleep(Duration::from_secs(12));
     let _raw2 = cluster.worker("ingestion", &handler, "ingestion-2.log");
-    let status = cluster.wait_finished(Duration::from_secs(120));
+    let status = cluster.wait_finished(Duration::from_secs(180));
+    eprintln!(
+        "the run finished {:.1} s after the worker was killed",
+        killed_at.elapsed().as_secs_f64()
+    );
     assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
     // The raw objects started twice: once in the killed worker, once after.
     let lines = log_lines(&log);
@@ -352,4 +167,94 @@ fn a_worker_killed_mid_task_has_its_attempt_run_again() {
         let starts = lines.iter().filter(|l| l.0 == id && l.2 == "start").count();
         assert!(starts >= 2, "object {id} started {starts} times: {lines:?}");
     }
+}
+
+#[test]
+fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic() {
+    let cluster = Cluster::new("poison");
+    let file = fixture("layered.json");
+    // 2002 fails for good (exit 65: not retryable); 3000, 3005 and 3006 need it.
+    let fail = script(
+        cluster.dir(),
+        "fail.sh",
+        "cat > /dev/null\n[ \"$ORCH_OBJECT_ID\" = 2002 ] && exit 65\nexit 0",
+    );
+    let _serve = cluster.serve(Some(&file), &[], "serve.log");
+    let base = cluster.http_base("serve.log");
+    // The run exists once the topics do: then poison the results topic.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.status().is_null() {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.produce(
+        "loaded",
+        &[
+            "not json at all",
+            r#"{"event":"ObjectLoaded","id":"oops"}"#,
+            r#"{"event":"ObjectLoaded","id":1001,"status":"loaded","zone":"1-Raw","info":"","run_id":"run-unknown"}"#,
+        ],
+    );
+    let _workers = [
+        cluster.worker("ingestion", "simulate:5", "ingestion.log"),
+        cluster.worker(
+            "standardization",
+            &format!("command:{}", fail.display()),
+            "standardization.log",
+        ),
+        cluster.worker("application", "simulate:5", "application.log"),
+    ];
+    let status = cluster.wait_finished(Duration::from_secs(120));
+    let summary = &status["run"]["summary"];
+    assert_eq!(summary["loaded"], 5, "{status}");
+    assert_eq!(summary["failed"], 1, "{status}");
+    assert_eq!(summary["upstream_failed"], 3, "{status}");
+
+    let dlq = cluster.read_topic("dlq", Duration::from_secs(2));
+    let rejected: Vec<&serde_json::Value> = dlq
+        .iter()
+        .map(|r| &r.value)
+        .filter(|v| v["event"] == "MessageRejected")
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected.iter().all(|v| {
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unreadable"))
+    }));
+    assert!(rejected.iter().any(|v| v["payload"] == "not json at all"));
+    let run_id = status["run"]["run_id"].as_str().unwrap();
+    for topic in ["dlq", "failed"] {
+        let read = cluster.read_topic(topic, Duration::from_secs(2));
+        let failed: Vec<&Read> = read
+            .iter()
+            .filter(|r| r.value["event"] == "ObjectFailed")
+            .collect();
+        assert_eq!(failed.len(), 1, "{topic}");
+        let f = &failed[0];
+        assert_eq!(f.value["id"], 2002);
+        assert_eq!(f.value["run_id"], run_id);
+        assert_eq!(f.value["upstream_failed"], 3);
+        assert!(
+            f.value["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{}",
+            f.value
+        );
+        assert_eq!(f.value["schema_version"], 1);
+        let trace = f.headers.get("traceparent").expect("a traceparent header");
+        assert!(trace.starts_with("00-") && trace.len() == 55, "{trace}");
+    }
+    // Counted in the orchestrator's metrics.
+    let metrics = reqwest::blocking::get(format!("{base}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("orchestrator_messages_rejected_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("orchestrator_results_ignored_total{reason=\"unknown_run\"} 1"),
+        "{metrics}"
+    );
 }

@@ -13,7 +13,9 @@ pub use settings::KafkaSettings;
 
 use async_trait::async_trait;
 use orchestrator_bus::{Bus, BusError, Consumer};
-use orchestrator_protocol::{ProgressEvent, ReadyEvent, ResultEvent, SCHEMA_VERSION, Zone};
+use orchestrator_protocol::{
+    FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, SCHEMA_VERSION, Traced, Zone,
+};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -107,22 +109,30 @@ impl KafkaBus {
         .map_err(backend)?
     }
 
-    /// Sends every record, many in flight at once, then waits for all deliveries. A full local
+    /// Sends every record (keyed by object id, with the schema version and the attempt's trace
+    /// context in headers), many in flight at once, then waits for all deliveries. A full local
     /// queue is back-pressure: the send waits for room.
-    async fn send_all<T: Serialize>(
+    async fn send_all<T: Serialize + Traced>(
         &self,
-        records: Vec<(String, String, T)>,
+        records: Vec<(&str, T)>,
     ) -> Result<(), BusError> {
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
         let schema = SCHEMA_VERSION.to_string();
-        for (topic, key, value) in records {
+        for (topic, value) in records {
             let payload = serde_json::to_vec(&value).map_err(backend)?;
+            let key = value.object_id().to_string();
+            let trace = value.traceparent();
             loop {
-                let headers = OwnedHeaders::new().insert(Header {
-                    key: "schema-version",
-                    value: Some(schema.as_str()),
-                });
-                let record = FutureRecord::to(&topic)
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "schema-version",
+                        value: Some(schema.as_str()),
+                    })
+                    .insert(Header {
+                        key: "traceparent",
+                        value: Some(trace.as_str()),
+                    });
+                let record = FutureRecord::to(topic)
                     .key(&key)
                     .payload(&payload)
                     .headers(headers);
@@ -176,31 +186,33 @@ impl KafkaBus {
 #[async_trait]
 impl Bus for KafkaBus {
     async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Result<(), BusError> {
+        let topics = Zone::ALL.map(|z| self.settings.ready_topic(z));
         let records = events
             .into_iter()
-            .map(|e| (self.settings.ready_topic(e.zone), e.id.to_string(), e))
+            .map(|e| (topics[e.zone.index()].as_str(), e))
             .collect();
         self.send_all(records).await
     }
     async fn publish_results(&self, events: Vec<ResultEvent>) -> Result<(), BusError> {
-        let topic = &self.settings.topic_loaded;
-        self.send_all(
-            events
-                .into_iter()
-                .map(|e| (topic.clone(), e.id.to_string(), e))
-                .collect(),
-        )
-        .await
+        let topic = self.settings.topic_loaded.as_str();
+        self.send_all(events.into_iter().map(|e| (topic, e)).collect())
+            .await
     }
     async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Result<(), BusError> {
-        let topic = &self.settings.topic_progress;
-        self.send_all(
-            events
-                .into_iter()
-                .map(|e| (topic.clone(), e.id.to_string(), e))
-                .collect(),
-        )
-        .await
+        let topic = self.settings.topic_progress.as_str();
+        self.send_all(events.into_iter().map(|e| (topic, e)).collect())
+            .await
+    }
+    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Result<(), BusError> {
+        let (failed, dlq) = (
+            self.settings.topic_failed.as_str(),
+            self.settings.topic_dlq.as_str(),
+        );
+        let records = events
+            .into_iter()
+            .flat_map(|e| [(failed, e.clone()), (dlq, e)])
+            .collect();
+        self.send_all(records).await
     }
     async fn ready_consumer(
         &self,

@@ -8,7 +8,7 @@ mod memory;
 pub use memory::MemoryBus;
 
 use async_trait::async_trait;
-use orchestrator_protocol::{ProgressEvent, ReadyEvent, ResultEvent, Zone};
+use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -48,6 +48,9 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Result<(), BusError>;
     async fn publish_results(&self, events: Vec<ResultEvent>) -> Result<(), BusError>;
     async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Result<(), BusError>;
+    /// Objects that failed for good, for whoever must act on them (Kafka: `TOPIC_FAILED` and
+    /// `TOPIC_DLQ`). Nothing in the orchestrator consumes them.
+    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Result<(), BusError>;
     /// Ready events of one zone, shared by every consumer of `group`.
     async fn ready_consumer(
         &self,

@@ -4,8 +4,9 @@
 
 use crate::{AckToken, Bus, BusError, Consumer, Delivery};
 use async_trait::async_trait;
-use orchestrator_protocol::{ProgressEvent, ReadyEvent, ResultEvent, Zone};
+use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 struct Topic<T> {
     tx: async_channel::Sender<T>,
@@ -24,6 +25,8 @@ pub struct MemoryBus {
     ready: [Topic<ReadyEvent>; 3],
     results: Topic<ResultEvent>,
     progress: Topic<ProgressEvent>,
+    /// Objects that failed for good; nobody in the process consumes them.
+    failed: Mutex<Vec<FailedEvent>>,
 }
 
 impl Default for MemoryBus {
@@ -32,6 +35,7 @@ impl Default for MemoryBus {
             ready: [Topic::new(), Topic::new(), Topic::new()],
             results: Topic::new(),
             progress: Topic::new(),
+            failed: Mutex::default(),
         }
     }
 }
@@ -48,6 +52,11 @@ impl MemoryBus {
         }
         self.results.tx.close();
         self.progress.tx.close();
+    }
+
+    /// The failed-for-good events published so far.
+    pub fn failed_events(&self) -> Vec<FailedEvent> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// Events waiting in the Ready topic of `zone`.
@@ -140,6 +149,12 @@ impl Bus for MemoryBus {
     }
     async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Result<(), BusError> {
         send_all(&self.progress, events).await
+    }
+    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Result<(), BusError> {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.extend(events);
+        }
+        Ok(())
     }
     async fn ready_consumer(
         &self,

@@ -17,6 +17,10 @@ use worker_base::HandlerSpec;
     about = "Schedules graphs of data objects and runs their workers."
 )]
 pub struct Cli {
+    /// A configuration file (TOML, YAML or JSON) of settings by their env names (KAFKA_BOOTSTRAP
+    /// = "kafka:9092"); the environment and the command line override it.
+    #[arg(long, global = true, env = "ORCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -48,6 +52,18 @@ pub enum Command {
     /// Runs the orchestrator as a service: runs from OBJECTS_PATH, workers over Kafka, state in
     /// Redis (or redb), health and metrics over HTTP.
     Serve(Box<ServeArgs>),
+    /// Prints the configuration `serve` would run with (command line > environment > config
+    /// file > defaults), each setting with where it came from; secrets are hidden.
+    Config(Box<ConfigArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -230,7 +246,7 @@ pub struct ServeArgs {
     /// Seconds a finished run's Redis keys are kept (0: forever).
     #[arg(long, env = "RETRY_TTL_SECONDS", default_value_t = 604_800)]
     pub retry_ttl_seconds: u64,
-    /// Address of /health/*, /metrics (port 0 picks a free port).
+    /// Address of the runs API, /health/* and /metrics (port 0 picks a free port).
     #[arg(long = "http", env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http: String,
     #[command(flatten)]

@@ -4,12 +4,13 @@
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
+use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
 use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
-    AttemptStatus, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION,
-    Zone, unix_seconds,
+    AttemptStatus, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId,
+    SCHEMA_VERSION, Zone, unix_seconds,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,6 +72,16 @@ pub enum EngineCommand {
         run: RunId,
         reply: oneshot::Sender<bool>,
     },
+    /// A run the engine holds, as it stands now (`None` if the engine does not hold it).
+    Inspect {
+        run: RunId,
+        query: ObjectQuery,
+        reply: oneshot::Sender<Option<RunView>>,
+    },
+    /// The records of every run the engine holds, with their current summaries.
+    Runs {
+        reply: oneshot::Sender<Vec<RunMeta>>,
+    },
 }
 
 async fn next_command(
@@ -80,6 +91,14 @@ async fn next_command(
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// What one loop turn must write, then publish: store transitions first, then the events.
+#[derive(Default)]
+struct Outbox {
+    tx: Vec<Transition>,
+    ready: Vec<ReadyEvent>,
+    failed: Vec<FailedEvent>,
 }
 
 /// What the progress display shows, per zone: (terminal, total).
@@ -144,17 +163,16 @@ impl Engine {
             totals[n.zone.index()] += 1;
         }
         self.runs.insert(id.clone(), Entry { meta, run, totals });
-        let mut tx = Vec::new();
+        let mut out = Outbox::default();
         if let Some(objects) = objects {
-            tx.push(Transition::Graph {
+            out.tx.push(Transition::Graph {
                 run: id.clone(),
                 objects,
             });
         }
-        let mut ready = Vec::new();
-        self.carry_out(&id, &mut actions, &mut tx, &mut ready, true);
+        self.carry_out(&id, &mut actions, &mut out, true);
         self.actions = actions;
-        self.commit(tx, ready).await
+        self.commit(out).await
     }
 
     /// Runs held (unfinished ones, and finished ones unless forgotten).
@@ -168,6 +186,28 @@ impl Engine {
 
     pub fn meta(&self, id: &RunId) -> Option<&RunMeta> {
         self.runs.get(id).map(|e| &e.meta)
+    }
+
+    /// A held run as it stands now: its record with a fresh summary, and a page of objects.
+    pub fn inspect(&self, id: &RunId, query: &ObjectQuery) -> Option<RunView> {
+        let e = self.runs.get(id)?;
+        let mut meta = e.meta.clone();
+        meta.summary = Some(e.run.summary());
+        let graph = e.run.graph();
+        let records = (0..graph.len() as u32).map(|i| (graph.node(i).id, *e.run.record(i)));
+        Some(RunView::build(meta, records, query))
+    }
+
+    /// The records of the held runs, with fresh summaries.
+    pub fn live_metas(&self) -> Vec<RunMeta> {
+        self.runs
+            .values()
+            .map(|e| {
+                let mut meta = e.meta.clone();
+                meta.summary = Some(e.run.summary());
+                meta
+            })
+            .collect()
     }
 
     fn all_finished(&self) -> bool {
@@ -209,8 +249,7 @@ impl Engine {
                     None => std::future::pending().await,
                 }
             };
-            let mut tx = Vec::new();
-            let mut ready = Vec::new();
+            let mut out = Outbox::default();
             let mut result_acks = Vec::new();
             let mut progress_acks = Vec::new();
             tokio::select! {
@@ -221,7 +260,7 @@ impl Engine {
                         break; // the runs go on with the next process
                     }
                     tracing::warn!("stopping: nothing new is dispatched; waiting for the attempts in flight");
-                    self.each_run(&mut tx, &mut ready, true, |e, now, actions| {
+                    self.each_run(&mut out, true, |e, now, actions| {
                         e.run.cancel(now, actions);
                         e.meta.cancelled = true;
                     });
@@ -243,10 +282,16 @@ impl Engine {
                                     e.run.cancel(now_ms(), &mut actions);
                                     e.meta.cancelled = true;
                                 }
-                                self.carry_out(&run, &mut actions, &mut tx, &mut ready, true);
+                                self.carry_out(&run, &mut actions, &mut out, true);
                                 self.actions = actions;
                             }
                             let _ = reply.send(found);
+                        }
+                        EngineCommand::Inspect { run, query, reply } => {
+                            let _ = reply.send(self.inspect(&run, &query));
+                        }
+                        EngineCommand::Runs { reply } => {
+                            let _ = reply.send(self.live_metas());
                         }
                     }
                 }
@@ -256,28 +301,28 @@ impl Engine {
                     // Take the progress already waiting too, so one store batch covers both.
                     if let Some(p) = ready_now(&mut *progress).await? {
                         progress_acks = tokens(&p);
-                        self.apply(p.into_iter().map(|d| progress_event(d.event)).collect(), &mut tx, &mut ready);
+                        self.apply(p.into_iter().map(|d| progress_event(d.event)).collect(), &mut out);
                     }
                     result_acks = tokens(&batch);
                     let events = batch.into_iter().map(|d| self.result_event(d.event)).collect();
-                    self.apply(events, &mut tx, &mut ready);
+                    self.apply(events, &mut out);
                 }
                 batch = progress.next_batch(BATCH) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
                     progress_acks = tokens(&batch);
-                    self.apply(batch.into_iter().map(|d| progress_event(d.event)).collect(), &mut tx, &mut ready);
+                    self.apply(batch.into_iter().map(|d| progress_event(d.event)).collect(), &mut out);
                     if let Some(r) = ready_now(&mut *results).await? {
                         result_acks = tokens(&r);
                         let events = r.into_iter().map(|d| self.result_event(d.event)).collect();
-                        self.apply(events, &mut tx, &mut ready);
+                        self.apply(events, &mut out);
                     }
                 }
                 _ = sleep => {
-                    self.each_run(&mut tx, &mut ready, false, |e, now, actions| e.run.tick(now, actions));
+                    self.each_run(&mut out, false, |e, now, actions| e.run.tick(now, actions));
                 }
             }
-            self.commit(tx, ready).await?;
+            self.commit(out).await?;
             // At-least-once: what was taken from the bus is acknowledged only once stored.
             if !result_acks.is_empty() {
                 results.ack(result_acks).await?;
@@ -320,12 +365,7 @@ impl Engine {
     }
 
     /// Feeds events to their runs; `bool` tells a result from a progress report.
-    fn apply(
-        &mut self,
-        events: Vec<(RunId, Event, bool)>,
-        tx: &mut Vec<Transition>,
-        ready: &mut Vec<ReadyEvent>,
-    ) {
+    fn apply(&mut self, events: Vec<(RunId, Event, bool)>, out: &mut Outbox) {
         let now = now_ms();
         let mut actions = std::mem::take(&mut self.actions);
         for (run_id, event, is_result) in events {
@@ -340,7 +380,7 @@ impl Engine {
                 continue;
             };
             entry.run.handle(event, now, &mut actions);
-            self.carry_out(&run_id, &mut actions, tx, ready, false);
+            self.carry_out(&run_id, &mut actions, out, false);
         }
         self.actions = actions;
     }
@@ -348,8 +388,7 @@ impl Engine {
     /// Acts on every run (tick, cancel) and carries out what each one returns.
     fn each_run(
         &mut self,
-        tx: &mut Vec<Transition>,
-        ready: &mut Vec<ReadyEvent>,
+        out: &mut Outbox,
         meta_changed: bool,
         mut act: impl FnMut(&mut Entry, u64, &mut Vec<Action>),
     ) {
@@ -360,7 +399,7 @@ impl Engine {
             if let Some(entry) = self.runs.get_mut(&id) {
                 act(entry, now, &mut actions);
             }
-            self.carry_out(&id, &mut actions, tx, ready, meta_changed);
+            self.carry_out(&id, &mut actions, out, meta_changed);
         }
         self.actions = actions;
     }
@@ -370,8 +409,7 @@ impl Engine {
         &mut self,
         id: &RunId,
         actions: &mut Vec<Action>,
-        tx: &mut Vec<Transition>,
-        ready: &mut Vec<ReadyEvent>,
+        out: &mut Outbox,
         meta_changed: bool,
     ) {
         let Some(entry) = self.runs.get_mut(id) else {
@@ -389,7 +427,7 @@ impl Engine {
                         .ready_published
                         .with_label_values(&[node.zone.short()])
                         .inc();
-                    ready.push(ReadyEvent {
+                    out.ready.push(ReadyEvent {
                         event: "ObjectReady".into(),
                         id: node.id,
                         zone: node.zone,
@@ -443,7 +481,19 @@ impl Engine {
                         .with_label_values(&[node.zone.short()])
                         .inc();
                     tracing::error!(run = %id, object = %node.id, attempt, upstream_failed, %reason, "object failed for good");
-                    tx.push(Transition::DeadLetter {
+                    out.failed.push(FailedEvent {
+                        event: "ObjectFailed".into(),
+                        id: node.id,
+                        zone: node.zone,
+                        name: node.name.clone(),
+                        run_id: id.clone(),
+                        attempt,
+                        reason: reason.clone(),
+                        upstream_failed,
+                        ts: unix_seconds(),
+                        schema_version: SCHEMA_VERSION,
+                    });
+                    out.tx.push(Transition::DeadLetter {
                         run: id.clone(),
                         letter: DeadLetter {
                             id: node.id,
@@ -482,7 +532,7 @@ impl Engine {
             }
         }
         for i in entry.run.take_changed() {
-            tx.push(Transition::Object {
+            out.tx.push(Transition::Object {
                 run: id.clone(),
                 id: graph.node(i).id,
                 record: *entry.run.record(i),
@@ -498,21 +548,24 @@ impl Engine {
                 RunStatus::Running
             };
             entry.meta.summary = Some(entry.run.summary());
-            tx.push(Transition::Run(Box::new(entry.meta.clone())));
+            out.tx.push(Transition::Run(Box::new(entry.meta.clone())));
         }
     }
 
     /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
-    async fn commit(&self, tx: Vec<Transition>, ready: Vec<ReadyEvent>) -> Result<(), EngineError> {
-        if !tx.is_empty() {
-            self.store.apply(tx).await?;
+    async fn commit(&self, out: Outbox) -> Result<(), EngineError> {
+        if !out.tx.is_empty() {
+            self.store.apply(out.tx).await?;
             self.metrics
                 .store_batches
                 .with_label_values(&[self.store.kind()])
                 .inc();
         }
-        if !ready.is_empty() {
-            self.bus.publish_ready(ready).await?;
+        if !out.ready.is_empty() {
+            self.bus.publish_ready(out.ready).await?;
+        }
+        if !out.failed.is_empty() {
+            self.bus.publish_failed(out.failed).await?;
         }
         for z in Zone::ALL {
             let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {

@@ -2,6 +2,7 @@
 //! scheduler with an in-process bus, in-process workers and a state store; the HTTP surface
 //! serves health and metrics.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod engine;
@@ -9,4 +10,6 @@ pub mod http;
 pub mod input;
 pub mod metrics;
 pub mod progress;
+pub mod run_view;
 pub mod store;
+pub mod submit;

@@ -4,10 +4,11 @@
 
 mod commands;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use orchestrator::cli::{Cli, LogFormat};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+use worker_base::config_file::{LayeredError, parse_layered};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -17,7 +18,13 @@ pub const EXIT_ERROR: i32 = 4;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let parsed = parse_layered(Cli::command(), std::env::args_os().collect())
+        .map_err(|e| match e {
+            LayeredError::Clap(e) => e,
+            LayeredError::File(e) => Cli::command().error(clap::error::ErrorKind::InvalidValue, e),
+        })
+        .and_then(|(m, from_file)| Ok((Cli::from_arg_matches(&m)?, m, from_file)));
+    let (cli, matches, from_file) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -29,7 +36,7 @@ fn main() {
         }
     };
     init_logging(cli.log_format, &cli.log_level);
-    let code = match commands::dispatch(cli.command) {
+    let code = match commands::dispatch(cli.command, &matches, &from_file) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -3,8 +3,8 @@
 
 use orchestrator_protocol::Zone;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::time::Instant;
 
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub waiting: IntGaugeVec,
     pub dispatch_to_result: HistogramVec,
     pub store_batches: IntCounterVec,
+    /// Messages nobody could read, set aside to the DLQ topic.
+    pub messages_rejected: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,13 @@ impl Metrics {
             &["zone"],
         )?;
         registry.register(Box::new(dispatch_to_result.clone()))?;
+        let messages_rejected = IntCounter::new(
+            "orchestrator_messages_rejected_total",
+            "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
+        )?;
+        registry.register(Box::new(messages_rejected.clone()))?;
         let m = Metrics {
+            messages_rejected,
             ready_published: counter(
                 &registry,
                 "orchestrator_ready_published_total",
@@ -141,6 +149,14 @@ impl Metrics {
             m.waiting.with_label_values(&l);
         }
         Ok(m)
+    }
+
+    /// Brings a counter kept elsewhere (the bus's) up to `total`.
+    pub fn catch_up(counter: &IntCounter, total: u64) {
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
     }
 
     /// The text exposition format, for `/metrics`.

@@ -149,6 +149,32 @@ impl ResultEvent {
     }
 }
 
+fn object_failed() -> String {
+    "ObjectFailed".to_string()
+}
+
+/// An object that failed for good (out of retries, or a failure that may not be retried),
+/// published on `TOPIC_FAILED` and `TOPIC_DLQ` for whoever must act on it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailedEvent {
+    #[serde(default = "object_failed")]
+    pub event: String,
+    pub id: ObjectId,
+    pub zone: Zone,
+    pub name: String,
+    pub run_id: RunId,
+    /// The last attempt.
+    pub attempt: u32,
+    /// Why: the last failure's reason.
+    pub reason: String,
+    /// How many descendants will not run because of this failure.
+    #[serde(default)]
+    pub upstream_failed: usize,
+    pub ts: u64,
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+}
+
 /// What a worker reports while it holds an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProgressKind {

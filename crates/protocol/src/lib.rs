@@ -4,12 +4,14 @@
 mod events;
 mod ids;
 mod raw_json;
+mod trace;
 mod zone;
 
 pub use events::{
-    AttemptStatus, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, SCHEMA_VERSION,
-    unix_seconds,
+    AttemptStatus, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent,
+    SCHEMA_VERSION, unix_seconds,
 };
 pub use ids::{ObjectId, RunId};
 pub use raw_json::RawJson;
+pub use trace::{Traced, traceparent};
 pub use zone::{ParseZoneError, Zone};

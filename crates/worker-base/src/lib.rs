@@ -2,6 +2,7 @@
 //! http) chosen by a SPEC string, and the runtime that takes Ready tasks for one zone from a bus.
 
 pub mod command;
+pub mod config_file;
 pub mod handler;
 pub mod health;
 pub mod http;

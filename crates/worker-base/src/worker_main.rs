@@ -3,10 +3,11 @@
 //! `worker-<zone>`, runs the handler and reports. SIGTERM or Ctrl-C: stop fetching, finish and
 //! report what was started, commit, leave the group.
 
+use crate::config_file::LayeredError;
 use crate::health::{self, MetricsRender, ReadinessCheck};
 use crate::runtime::{WorkerConfig, WorkerStats, run_worker};
 use crate::spec::HandlerSpec;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaArgs, KafkaBus, ensure_topics_with_retry};
 use orchestrator_protocol::Zone;
@@ -20,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct WorkerArgs {
+    /// A configuration file (TOML, YAML or JSON) of settings by their env names; the
+    /// environment and the command line override it.
+    #[arg(long, env = "ORCH_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Tasks run at once.
@@ -58,7 +63,16 @@ pub const EXIT_ERROR: i32 = 1;
 
 /// Runs a worker binary for `zone`; returns the process exit code.
 pub fn worker_main(zone: Zone) -> i32 {
-    let args = match WorkerArgs::try_parse() {
+    let parsed =
+        crate::config_file::parse_layered(WorkerArgs::command(), std::env::args_os().collect())
+            .map_err(|e| match e {
+                LayeredError::Clap(e) => e,
+                LayeredError::File(e) => {
+                    WorkerArgs::command().error(clap::error::ErrorKind::InvalidValue, e)
+                }
+            })
+            .and_then(|(m, _)| WorkerArgs::from_arg_matches(&m));
+    let args = match parsed {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();

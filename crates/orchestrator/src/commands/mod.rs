@@ -1,5 +1,6 @@
 //! The subcommands, each in its own file; they print for people and return the exit code.
 
+mod config;
 mod generate;
 mod plan;
 mod run;
@@ -17,8 +18,24 @@ use orchestrator_core::graph::{Graph, LoadOptions};
 use orchestrator_core::plan::Selection;
 use std::sync::Arc;
 
-pub fn dispatch(command: Command) -> anyhow::Result<i32> {
+/// Runs a subcommand; `matches` and `from_file` (the options the config file set) serve
+/// `orchestrator config`.
+pub fn dispatch(
+    command: Command,
+    matches: &clap::ArgMatches,
+    from_file: &[String],
+) -> anyhow::Result<i32> {
     match command {
+        Command::Config(a) => {
+            let cli = <orchestrator::cli::Cli as clap::CommandFactory>::command();
+            // The global options (config file, logging), then the subcommand's.
+            let mut args: Vec<clap::Arg> = cli.get_arguments().cloned().collect();
+            if let Some(sub) = cli.find_subcommand("config") {
+                args.extend(sub.get_arguments().cloned());
+            }
+            let sub_matches = matches.subcommand_matches("config").unwrap_or(matches);
+            Ok(config::config(&args, sub_matches, from_file, a.json))
+        }
         Command::Validate(a) => Ok(validate::validate(a)),
         Command::Plan(a) => Ok(plan::plan(a)),
         Command::Generate(a) => generate::generate(a),

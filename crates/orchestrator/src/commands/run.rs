@@ -12,12 +12,13 @@ use orchestrator::http::{HttpState, serve};
 use orchestrator::metrics::Metrics;
 use orchestrator::progress;
 use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, state_dir_url};
+use orchestrator::submit::new_run_id;
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
     InFlightOnRestore, ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig,
 };
-use orchestrator_protocol::{RunId, Zone};
+use orchestrator_protocol::Zone;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -65,29 +66,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(execute(args, run_graph, handlers, config, store_url))
-}
-
-/// `run-20261122-071500-3fa2`: sortable, readable, unique enough for one state directory.
-pub fn new_run_id(seed: u64) -> RunId {
-    let secs = now_ms() / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    RunId::new(format!(
-        "run-{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{:04x}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        seed & 0xffff
-    ))
 }
 
 async fn execute(

@@ -3,18 +3,18 @@
 //! OBJECTS_PATH unless that graph's run is already under way, publishes Ready events on Kafka for
 //! the workers, applies their results, and serves health and metrics.
 
-use super::run::new_run_id;
 use crate::{EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
+use orchestrator::api::{ApiState, api_router};
 use orchestrator::cli::ServeArgs;
-use orchestrator::clock::now_ms;
 use orchestrator::engine::{DriveOptions, Engine};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
 use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, redact_url};
+use orchestrator::submit::{Submission, SubmitError, prepare_run};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
-use orchestrator_core::diagnostics::Severity;
+use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::{LoadOptions, MissingParents, load_graph};
 use orchestrator_core::plan::Selection;
 use orchestrator_core::run_graph::RunGraph;
@@ -89,8 +89,8 @@ async fn run_server(
         }
     };
     let local = listener.local_addr()?;
-    eprintln!("serving health and metrics on http://{local}");
-    tracing::info!(address = %local, "serving health and metrics");
+    eprintln!("serving the runs API, health and metrics on http://{local}");
+    tracing::info!(address = %local, "serving the runs API, health and metrics");
     let (probe_bus, probe_store) = (bus.clone(), store.clone());
     let check: ReadinessCheck = Arc::new(move || {
         let (bus, store) = (probe_bus.clone(), probe_store.clone());
@@ -105,13 +105,24 @@ async fn run_server(
             }
         })
     });
-    let render_metrics = metrics.clone();
-    let render: MetricsRender = Arc::new(move || render_metrics.render());
-    tokio::spawn(health::serve(
-        listener,
-        health::health_router(check, render),
-        shutdown.clone(),
-    ));
+    let (render_metrics, render_bus) = (metrics.clone(), bus.clone());
+    let render: MetricsRender = Arc::new(move || {
+        Metrics::catch_up(
+            &render_metrics.messages_rejected,
+            render_bus.malformed_count(),
+        );
+        render_metrics.render()
+    });
+    // Commands of the runs API wait here until the engine drives.
+    let (command_tx, commands) = tokio::sync::mpsc::channel(64);
+    let api = Arc::new(ApiState {
+        store: store.clone(),
+        commands: command_tx,
+        config: config.clone(),
+        max_input_bytes: args.max_input_bytes,
+    });
+    let router = health::health_router(check, render).merge(api_router(api));
+    tokio::spawn(health::serve(listener, router, shutdown.clone()));
 
     if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
         return Ok(EXIT_OK); // stopped before Kafka was reached
@@ -146,65 +157,45 @@ async fn run_server(
                 return Ok(EXIT_INVALID);
             }
         };
-        let objects = Arc::new(text.clone());
-        let external = args.missing_parents == orchestrator::cli::MissingParentsArg::External;
-        let options = LoadOptions {
-            missing_parents: if external {
-                MissingParents::External
-            } else {
-                MissingParents::Error
-            },
+        let submission = Submission {
+            text,
+            source: path.display().to_string(),
+            targets: Vec::new(),
+            missing_parents_external: args.missing_parents
+                == orchestrator::cli::MissingParentsArg::External,
             strict: false,
         };
-        let loaded = load_graph(text, options);
-        for p in loaded
-            .report
-            .sorted()
-            .iter()
-            .filter(|p| p.severity == Severity::Warning)
-            .take(100)
-        {
+        let prepared = match prepare_run(submission, &config) {
+            Ok(p) => p,
+            Err(SubmitError::Invalid(report)) => {
+                eprint!("{}", report.render(None));
+                eprintln!(
+                    "error: {}: invalid object file; nothing was run",
+                    path.display()
+                );
+                return Ok(EXIT_INVALID);
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Ok(EXIT_INVALID);
+            }
+        };
+        for p in prepared.warnings.iter().take(MAX_LISTED_PROBLEMS) {
             tracing::warn!(problem = %p, "object file");
         }
-        let Some(graph) = loaded.graph else {
-            eprint!("{}", loaded.report.render(None));
-            eprintln!(
-                "error: {}: invalid object file; nothing was run",
-                path.display()
-            );
-            return Ok(EXIT_INVALID);
-        };
-        let run_graph = Arc::new(RunGraph::new(&graph, &Selection::all(&graph)));
-        drop(graph);
-        if continuing.iter().any(|v| v == run_graph.version()) {
-            tracing::info!(graph = %run_graph.version(), "the run of OBJECTS_PATH is already under way");
+        let meta = prepared.meta;
+        if continuing.contains(&meta.graph_version) {
+            tracing::info!(graph = %meta.graph_version, "the run of OBJECTS_PATH is already under way");
         } else {
-            let seed = fastrand::u64(..);
-            let now = now_ms();
-            let meta = RunMeta {
-                run_id: new_run_id(seed),
-                graph_version: run_graph.version().to_string(),
-                source: path.display().to_string(),
-                created_ms: now,
-                updated_ms: now,
-                status: RunStatus::Running,
-                cancelled: false,
-                seed,
-                objects: run_graph.len(),
-                summary: None,
-                targets: Vec::new(),
-                missing_parents_external: external,
-            };
             tracing::info!(run = %meta.run_id, objects = meta.objects, graph = %meta.graph_version, "starting the run of OBJECTS_PATH");
-            let run = Run::new(run_graph, config.clone(), seed);
             engine
-                .add_run(meta, run, Some(objects), |_, _, _| {})
+                .add_run(meta, prepared.run, Some(prepared.objects), |_, _, _| {})
                 .await?;
         }
     }
 
     engine
-        .drive_with(shutdown, DriveOptions::server(), None)
+        .drive_with(shutdown, DriveOptions::server(), Some(commands))
         .await?;
     tracing::info!("stopped; unfinished runs continue with the next orchestrator");
     Ok(EXIT_OK)

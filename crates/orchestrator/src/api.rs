@@ -1,0 +1,270 @@
+//! The runs API of `orchestrator serve`: submit a run (`POST /api/runs`), list runs, look at one
+//! (counts and a page of its objects) and cancel one. Runs the engine holds are answered from
+//! memory, as they stand now; finished ones from the store.
+
+use crate::engine::EngineCommand;
+use crate::run_view::{ObjectQuery, RunView};
+use crate::store::{RunMeta, RunStatus, StateStore};
+use crate::submit::{Submission, SubmitError, prepare_run};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
+use orchestrator_core::scheduler::SchedulerConfig;
+use orchestrator_protocol::{ObjectId, RunId};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the handlers need.
+pub struct ApiState {
+    pub store: Arc<dyn StateStore>,
+    pub commands: mpsc::Sender<EngineCommand>,
+    pub config: SchedulerConfig,
+    /// Largest body `POST /api/runs` takes.
+    pub max_input_bytes: u64,
+}
+
+pub fn api_router(state: Arc<ApiState>) -> Router {
+    let limit = usize::try_from(state.max_input_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route(
+            "/api/runs",
+            post(submit).get(list).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/api/runs/{id}", get(inspect))
+        .route("/api/runs/{id}/cancel", post(cancel))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn engine_gone() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the orchestrator is shutting down",
+    )
+}
+
+fn store_error(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
+}
+
+/// Options of `POST /api/runs`, in the query string.
+#[derive(Debug, Deserialize)]
+struct SubmitQuery {
+    /// Comma-separated object ids: build these and their ancestors only.
+    targets: Option<String>,
+    /// `error` (default) or `external`.
+    missing_parents: Option<String>,
+    #[serde(default)]
+    strict: bool,
+    /// A name for the run's source (default `api`).
+    source: Option<String>,
+}
+
+async fn submit(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<SubmitQuery>,
+    body: Bytes,
+) -> Response {
+    let text = match String::from_utf8(body.to_vec()) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not UTF-8 text: {e}"),
+            );
+        }
+    };
+    let external = match query.missing_parents.as_deref() {
+        None | Some("error") => false,
+        Some("external") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("missing_parents={other:?}: expected error or external"),
+            );
+        }
+    };
+    let mut targets = Vec::new();
+    for t in query
+        .targets
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        match t.parse::<u64>() {
+            Ok(id) => targets.push(ObjectId(id)),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("targets: {t:?} is not an object id"),
+                );
+            }
+        }
+    }
+    let submission = Submission {
+        text,
+        source: query.source.unwrap_or_else(|| "api".to_string()),
+        targets,
+        missing_parents_external: external,
+        strict: query.strict,
+    };
+    let config = state.config.clone();
+    // Validation of a large file takes a while: off the async threads.
+    let prepared = match tokio::task::spawn_blocking(move || prepare_run(submission, &config)).await
+    {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(SubmitError::Invalid(report)) => {
+            let problems: Vec<_> = report.sorted().into_iter().cloned().collect();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": SubmitError::Invalid(report).to_string(),
+                    "problems": problems,
+                    "listed": problems.len(),
+                })),
+            )
+                .into_response();
+        }
+        Err(e @ SubmitError::Selection(_)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let body = json!({
+        "run_id": prepared.meta.run_id,
+        "graph_version": prepared.meta.graph_version,
+        "objects": prepared.meta.objects,
+        "zones": prepared.zones,
+        "warnings": prepared.warnings.iter().take(MAX_LISTED_PROBLEMS).collect::<Vec<_>>(),
+        "warning_count": prepared.warnings.len(),
+    });
+    let (reply, answer) = oneshot::channel();
+    let command = EngineCommand::Submit {
+        meta: Box::new(prepared.meta),
+        run: Box::new(prepared.run),
+        objects: prepared.objects,
+        reply,
+    };
+    if state.commands.send(command).await.is_err() {
+        return engine_gone();
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::CREATED, Json(body)).into_response(),
+        Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(_) => engine_gone(),
+    }
+}
+
+/// Every run: those the engine holds as they stand now, the others as stored.
+async fn list(State(state): State<Arc<ApiState>>) -> Response {
+    let stored = match state.store.runs().await {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    let (reply, answer) = oneshot::channel();
+    if state
+        .commands
+        .send(EngineCommand::Runs { reply })
+        .await
+        .is_err()
+    {
+        return engine_gone();
+    }
+    let Ok(live) = answer.await else {
+        return engine_gone();
+    };
+    let mut runs: BTreeMap<RunId, RunMeta> =
+        stored.into_iter().map(|m| (m.run_id.clone(), m)).collect();
+    for m in live {
+        runs.insert(m.run_id.clone(), m);
+    }
+    let mut runs: Vec<RunMeta> = runs.into_values().collect();
+    runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
+    Json(json!({ "runs": runs })).into_response()
+}
+
+async fn inspect(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Query(query): Query<ObjectQuery>,
+) -> Response {
+    let run = RunId::new(id.as_str());
+    let (reply, answer) = oneshot::channel();
+    let command = EngineCommand::Inspect {
+        run: run.clone(),
+        query: query.clone(),
+        reply,
+    };
+    if state.commands.send(command).await.is_err() {
+        return engine_gone();
+    }
+    match answer.await {
+        Ok(Some(view)) => return Json(view).into_response(),
+        Ok(None) => {}
+        Err(_) => return engine_gone(),
+    }
+    // Not held: finished (or not continued by this process); read the store.
+    let meta = match state.store.runs().await {
+        Ok(runs) => runs.into_iter().find(|m| m.run_id == run),
+        Err(e) => return store_error(e),
+    };
+    let Some(meta) = meta else {
+        return error(StatusCode::NOT_FOUND, format!("run {run} not found"));
+    };
+    let records = match state.store.objects(&run).await {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    Json(RunView::build(meta, records.into_iter(), &query)).into_response()
+}
+
+async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let run = RunId::new(id.as_str());
+    let (reply, answer) = oneshot::channel();
+    let command = EngineCommand::Cancel {
+        run: run.clone(),
+        reply,
+    };
+    if state.commands.send(command).await.is_err() {
+        return engine_gone();
+    }
+    match answer.await {
+        Ok(true) => {
+            return (
+                StatusCode::ACCEPTED,
+                Json(json!({ "run_id": run, "status": RunStatus::Cancelling })),
+            )
+                .into_response();
+        }
+        Ok(false) => {}
+        Err(_) => return engine_gone(),
+    }
+    match state.store.runs().await {
+        Ok(runs) => match runs.into_iter().find(|m| m.run_id == run) {
+            Some(m) if m.status == RunStatus::Finished => error(
+                StatusCode::CONFLICT,
+                format!("run {run} has already finished"),
+            ),
+            Some(_) => error(
+                StatusCode::CONFLICT,
+                format!("run {run} is not driven by this orchestrator"),
+            ),
+            None => error(StatusCode::NOT_FOUND, format!("run {run} not found")),
+        },
+        Err(e) => store_error(e),
+    }
+}

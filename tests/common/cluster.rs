@@ -1,0 +1,281 @@
+//! A test cluster for the distributed mode: a broker, a Redis, and `orchestrator serve` and
+//! worker processes with their own topics and keys; logs are shown when a test fails.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use super::common::*;
+use super::services;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of the workspace, next to `orchestrator` (tools/test.sh builds them all).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = Path::new(bin()).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// Kills its process when dropped, so that a failing test leaves nothing behind.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One cluster at a time: each is a broker, a Redis and five processes, and two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub struct Cluster {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    pub kafka: services::TestKafka,
+    pub redis: services::TestRedis,
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    /// On a failure, show the end of every process's log.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Ok(keep) = std::env::var("ORCH_TEST_KEEP_LOGS") {
+            let to = std::path::Path::new(&keep).join(&self.prefix);
+            let _ = std::fs::create_dir_all(&to);
+            for e in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!("--- {} (last lines)", e.path().display());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+impl Cluster {
+    pub fn new(name: &str) -> Cluster {
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Cluster {
+            _serial: serial,
+            kafka: services::kafka(),
+            redis: services::redis(),
+            prefix: services::unique_prefix(name),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The environment every process of this cluster shares (its own topics and Redis keys).
+    pub fn env(&self, cmd: &mut Command) {
+        let p = &self.prefix;
+        cmd.env("KAFKA_BOOTSTRAP", &self.kafka.bootstrap)
+            .env("REDIS_URL", &self.redis.url)
+            .env("REDIS_PREFIX", p)
+            .env("TOPIC_READY", format!("{p}.ready"))
+            .env("TOPIC_LOADED", format!("{p}.loaded"))
+            .env("TOPIC_PROGRESS", format!("{p}.progress"))
+            .env("TOPIC_FAILED", format!("{p}.failed"))
+            .env("TOPIC_DLQ", format!("{p}.dlq"))
+            .env("READY_TOPIC_PER_ZONE", "true")
+            .env("KAFKA_PARTITIONS", "2")
+            .env("LOG_LEVEL", "info")
+            .env_remove("HANDLER")
+            .env_remove("MAX_WORKERS");
+    }
+
+    /// `orchestrator serve`, with `objects` as OBJECTS_PATH if given.
+    pub fn serve(&self, objects: Option<&Path>, extra: &[&str], log: &str) -> Proc {
+        let mut cmd = Command::new(bin());
+        self.env(&mut cmd);
+        cmd.args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--lease-seconds",
+            "3",
+            "--start-timeout-seconds",
+            "8",
+        ])
+        .args(extra)
+        .env_remove("OBJECTS_PATH");
+        if let Some(objects) = objects {
+            cmd.env("OBJECTS_PATH", objects);
+        }
+        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
+        Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
+    }
+
+    pub fn worker(&self, zone: &str, handler: &str, log: &str) -> Proc {
+        let mut cmd = Command::new(workspace_bin(&format!("{zone}-worker")));
+        self.env(&mut cmd);
+        cmd.env("HANDLER", handler)
+            .env("MAX_WORKERS", "3")
+            .env("HEARTBEAT_SECONDS", "1")
+            .env("WORKER_ID", log);
+        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
+        Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The base URL `serve` printed in its log (it listens on a free port).
+    pub fn http_base(&self, log: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default();
+            if let Some(at) = text.find("on http://") {
+                let rest = &text[at + 3..];
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                return rest[..end].to_string();
+            }
+            assert!(Instant::now() < deadline, "serve did not listen: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = orchestrator(&[
+            "status",
+            "--store",
+            &self.redis.url,
+            "--redis-prefix",
+            &self.prefix,
+            "--json",
+        ]);
+        if !out.status.success() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits until the latest run is finished; returns its status.
+    pub fn wait_finished(&self, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let s = self.status();
+            if s["run"]["status"] == "finished" {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the run did not finish in time: {}",
+                s["run"]["summary"]
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn workers(&self, handler: &str) -> Vec<Proc> {
+        ["ingestion", "standardization", "application"]
+            .iter()
+            .map(|z| self.worker(z, handler, &format!("{z}.log")))
+            .collect()
+    }
+}
+
+/// A message read back from a topic: its JSON and its headers.
+pub struct Read {
+    pub value: serde_json::Value,
+    pub headers: std::collections::HashMap<String, String>,
+}
+
+impl Cluster {
+    /// The cluster's topic `{prefix}.{suffix}`.
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.prefix)
+    }
+
+    /// Every message of one of the cluster's topics, read from the start by an observer group of
+    /// its own; stops after `quiet` without a message (once the first one came).
+    pub fn read_topic(&self, suffix: &str, quiet: Duration) -> Vec<Read> {
+        use rdkafka::Message;
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Headers;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &self.kafka.bootstrap)
+                .set("group.id", format!("{}-observer-{suffix}", self.prefix))
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .set("fetch.wait.max.ms", "10")
+                .create()
+                .unwrap();
+            consumer.subscribe(&[self.topic(suffix).as_str()]).unwrap();
+            let mut out = Vec::new();
+            // The group join takes a moment; after the first message, `quiet` ends it.
+            let mut patience = Duration::from_secs(30);
+            while let Ok(Ok(m)) = tokio::time::timeout(patience, consumer.recv()).await {
+                let value = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .unwrap_or(serde_json::Value::Null);
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                let v = x.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                                (x.key.to_string(), v.unwrap_or_default())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read { value, headers });
+                patience = quiet;
+            }
+            out
+        })
+    }
+
+    /// Sends raw payloads to one of the cluster's topics.
+    pub fn produce(&self, suffix: &str, payloads: &[&str]) {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let producer: FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &self.kafka.bootstrap)
+                .create()
+                .unwrap();
+            let topic = self.topic(suffix);
+            for p in payloads {
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to(&topic).payload(*p),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+        })
+    }
+}
