@@ -258,3 +258,80 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
         "{metrics}"
     );
 }
+
+fn http_status(url: &str) -> (u16, String) {
+    match reqwest::blocking::get(url) {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[test]
+fn a_standby_serve_takes_over_when_the_writer_is_killed() {
+    let cluster = Cluster::new("standby");
+    let file = generated(cluster.dir(), 60);
+    let log = cluster.dir().join("handler.log");
+    let handler = logging_handler(cluster.dir(), &log, "0.1");
+    let lease = ["--writer-lease-seconds", "3"];
+    let mut first = cluster.serve(Some(&file), &lease, "serve-1.log");
+    let base1 = cluster.http_base("serve-1.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_status(&format!("{base1}/health/readiness")).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the first serve never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The second stands by: alive, not ready, and its runs API refuses work.
+    let _second = cluster.serve(Some(&file), &lease, "serve-2.log");
+    let base2 = cluster.http_base("serve-2.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(cluster.dir().join("serve-2.log"))
+        .unwrap_or_default()
+        .contains("standing by")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second serve did not stand by"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = http_status(&format!("{base2}/health/readiness"));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("standby"), "{body}");
+    assert_eq!(http_status(&format!("{base2}/health/liveness")).0, 200);
+    assert_eq!(http_status(&format!("{base2}/api/runs")).0, 503);
+
+    let _workers = cluster.workers(&handler);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while log_lines(&log).iter().filter(|l| l.2 == "end").count() < 20 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.0.kill().unwrap(); // SIGKILL: the lease is not released
+    first.0.wait().unwrap();
+    let loaded: HashSet<u64> = ids_in_state(&cluster.status(), "loaded")
+        .into_iter()
+        .collect();
+    assert!(loaded.len() < 60, "{} loaded before the kill", loaded.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let before = log_lines(&log).len();
+    let status = cluster.wait_finished(Duration::from_secs(180));
+    assert_eq!(status["run"]["summary"]["loaded"], 60, "{status}");
+    assert_eq!(status["runs"].as_array().map(|r| r.len()), Some(1));
+    let after = log_lines(&log);
+    for (id, attempt, what) in &after[before..] {
+        assert!(
+            !(what == "start" && loaded.contains(id)),
+            "object {id} (attempt {attempt}) ran again after it had loaded"
+        );
+    }
+    assert_dependency_order(&after, &parents_of(&file));
+    let second_log = std::fs::read_to_string(cluster.dir().join("serve-2.log")).unwrap();
+    assert!(
+        second_log.contains("this orchestrator is the writer"),
+        "{second_log}"
+    );
+    assert_eq!(http_status(&format!("{base2}/health/readiness")).0, 200);
+}

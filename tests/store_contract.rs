@@ -6,8 +6,8 @@
 mod services;
 
 use orchestrator::store::{
-    DeadLetter, RedisSettings, RunMeta, RunStatus, StateStore, Transition, open_store,
-    open_store_with,
+    DeadLetter, RedisSettings, RunMeta, RunStatus, StateStore, StoreError, Transition, WriterLease,
+    open_store, open_store_with,
 };
 use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
 use orchestrator_protocol::{ObjectId, RunId};
@@ -192,6 +192,72 @@ mod redis {
         super::batches_are_applied_and_read_back(&*store).await;
     }
     #[tokio::test]
+    async fn batches_of_the_writer_are_applied_and_read_back() {
+        // The writer's batches go through the fenced script: same contract.
+        let (_redis, store) = store("writer-batches", None).await;
+        let lease = store.acquire_writer("a", 10_000).await.unwrap();
+        assert!(matches!(lease, WriterLease::Acquired { .. }), "{lease:?}");
+        super::batches_are_applied_and_read_back(&*store).await;
+    }
+    #[tokio::test]
+    async fn one_writer_at_a_time_and_a_replaced_writer_is_fenced() {
+        let redis = services::redis();
+        let settings = RedisSettings {
+            prefix: services::unique_prefix("lease"),
+            finished_ttl: None,
+        };
+        let a = open_store_with(&redis.url, &settings).await.unwrap();
+        let b = open_store_with(&redis.url, &settings).await.unwrap();
+        let WriterLease::Acquired { epoch: first } = a.acquire_writer("a", 600).await.unwrap()
+        else {
+            panic!("the free lease was not acquired");
+        };
+        // B stands by while A holds and renews the lease.
+        let held = b.acquire_writer("b", 600).await.unwrap();
+        assert!(
+            matches!(&held, WriterLease::Held { holder } if holder.starts_with("a ")),
+            "{held:?}"
+        );
+        assert!(a.renew_writer(600).await.unwrap());
+        a.apply(vec![Transition::Run(Box::new(meta("run-a", 1)))])
+            .await
+            .unwrap();
+        // A stalls past its term: B takes over with a higher epoch and A is fenced.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let WriterLease::Acquired { epoch: second } = b.acquire_writer("b", 5_000).await.unwrap()
+        else {
+            panic!("the expired lease was not taken over");
+        };
+        assert!(second > first);
+        let e = a
+            .apply(vec![Transition::Run(Box::new(meta("run-late", 2)))])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
+        assert!(!a.renew_writer(600).await.unwrap(), "A's renewal must fail");
+        let ids: Vec<String> = b
+            .runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.run_id.to_string())
+            .collect();
+        assert_eq!(ids, ["run-a"], "nothing of A's late batch was written");
+        b.apply(vec![Transition::Run(Box::new(meta("run-b", 3)))])
+            .await
+            .unwrap();
+        // A clean stop hands over at once.
+        a.release_writer().await.unwrap(); // not A's any more: changes nothing
+        assert!(matches!(
+            a.acquire_writer("a", 600).await.unwrap(),
+            WriterLease::Held { .. }
+        ));
+        b.release_writer().await.unwrap();
+        assert!(
+            matches!(a.acquire_writer("a", 600).await.unwrap(), WriterLease::Acquired { epoch } if epoch > second)
+        );
+    }
+    #[tokio::test]
     async fn an_empty_store_has_no_runs() {
         let (_redis, store) = store("empty", None).await;
         super::an_empty_store_has_no_runs(&*store).await;
@@ -220,6 +286,27 @@ mod redis {
         tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
         assert!(store.runs().await.unwrap().is_empty());
         assert!(store.objects(&m.run_id).await.unwrap().is_empty());
+    }
+    #[tokio::test]
+    async fn a_server_that_keeps_nothing_on_disk_is_reported() {
+        let (redis, store) = store("durability", None).await;
+        if !redis.is_own() {
+            return; // a server of the user's (REDIS_URL): not ours to reconfigure
+        }
+        // The test server runs with --save "" --appendonly no.
+        let warning = store.durability_warning().await.unwrap_or_default();
+        assert!(warning.contains("NOTHING on disk"), "{warning:?}");
+        assert!(warning.contains("appendonly yes"), "{warning:?}");
+        let client = ::redis::Client::open(redis.url.as_str()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg("yes")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(store.durability_warning().await, None);
     }
     #[tokio::test]
     async fn an_unreachable_server_is_a_clear_error() {

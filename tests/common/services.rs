@@ -13,6 +13,13 @@ pub struct TestRedis {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestRedis {
+    /// Whether the test started this server (and so may reconfigure it).
+    pub fn is_own(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
 impl Drop for TestRedis {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// What the handlers need.
@@ -29,10 +31,13 @@ pub struct ApiState {
     pub config: SchedulerConfig,
     /// Largest body `POST /api/runs` takes.
     pub max_input_bytes: u64,
+    /// False while this orchestrator stands by (another one is the writer).
+    pub active: Arc<AtomicBool>,
 }
 
 pub fn api_router(state: Arc<ApiState>) -> Router {
     let limit = usize::try_from(state.max_input_bytes).unwrap_or(usize::MAX);
+    let standby_state = state.clone();
     Router::new()
         .route(
             "/api/runs",
@@ -40,6 +45,19 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/runs/{id}", get(inspect))
         .route("/api/runs/{id}/cancel", post(cancel))
+        .layer(axum::middleware::from_fn(move |request, next: Next| {
+            let active = standby_state.active.load(Ordering::Relaxed);
+            async move {
+                if active {
+                    next.run(request).await
+                } else {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "standby: another orchestrator is the writer; send runs to it",
+                    )
+                }
+            }
+        }))
         .with_state(state)
 }
 

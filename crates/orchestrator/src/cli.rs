@@ -246,6 +246,10 @@ pub struct ServeArgs {
     /// Seconds a finished run's Redis keys are kept (0: forever).
     #[arg(long, env = "RETRY_TTL_SECONDS", default_value_t = 604_800)]
     pub retry_ttl_seconds: u64,
+    /// Seconds the writer lease lasts: a standby orchestrator takes over this long after the
+    /// writer died (a clean stop hands over at once).
+    #[arg(long, env = "WRITER_LEASE_SECONDS", default_value_t = 10)]
+    pub writer_lease_seconds: u64,
     /// Address of the runs API, /health/* and /metrics (port 0 picks a free port).
     #[arg(long = "http", env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http: String,

@@ -3,14 +3,16 @@
 //! OBJECTS_PATH unless that graph's run is already under way, publishes Ready events on Kafka for
 //! the workers, applies their results, and serves health and metrics.
 
-use crate::{EXIT_INVALID, EXIT_OK};
+use crate::{EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::api::{ApiState, api_router};
 use orchestrator::cli::ServeArgs;
-use orchestrator::engine::{DriveOptions, Engine};
+use orchestrator::engine::{DriveOptions, Engine, EngineCommand, EngineError};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
-use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, redact_url};
+use orchestrator::store::{
+    RedisSettings, RunMeta, RunStatus, StateStore, StoreError, WriterLease, redact_url,
+};
 use orchestrator::submit::{Submission, SubmitError, prepare_run};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
@@ -20,6 +22,7 @@ use orchestrator_core::plan::Selection;
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{InFlightOnRestore, ObjectRecord, Run, SchedulerConfig};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use worker_base::health::{self, MetricsRender, ReadinessCheck};
@@ -66,6 +69,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             Err(code) => return Ok(code),
         };
         tracing::info!(store = %redact_url(&store_url), "state store open");
+        if let Some(warning) = store.durability_warning().await {
+            tracing::warn!(store = %redact_url(&store_url), "{warning}");
+            eprintln!("WARNING: {warning}");
+        }
         let bus = Arc::new(KafkaBus::new(settings)?);
         run_server(args, config, store, bus).await
     })
@@ -91,10 +98,16 @@ async fn run_server(
     let local = listener.local_addr()?;
     eprintln!("serving the runs API, health and metrics on http://{local}");
     tracing::info!(address = %local, "serving the runs API, health and metrics");
-    let (probe_bus, probe_store) = (bus.clone(), store.clone());
+    // A standby (another orchestrator holds the writer lease) is alive but not ready.
+    let active = Arc::new(AtomicBool::new(false));
+    let (probe_bus, probe_store, probe_active) = (bus.clone(), store.clone(), active.clone());
     let check: ReadinessCheck = Arc::new(move || {
         let (bus, store) = (probe_bus.clone(), probe_store.clone());
+        let active = probe_active.load(Ordering::Relaxed);
         Box::pin(async move {
+            if !active {
+                return Err("standby: not the writer (yet)".to_string());
+            }
             bus.check(Duration::from_secs(1))
                 .await
                 .map_err(|e| format!("Kafka: {e}"))?;
@@ -120,6 +133,7 @@ async fn run_server(
         commands: command_tx,
         config: config.clone(),
         max_input_bytes: args.max_input_bytes,
+        active: active.clone(),
     });
     let router = health::health_router(check, render).merge(api_router(api));
     tokio::spawn(health::serve(listener, router, shutdown.clone()));
@@ -127,6 +141,136 @@ async fn run_server(
     if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
         return Ok(EXIT_OK); // stopped before Kafka was reached
     }
+    // One writer at a time: stand by until the lease is ours, then keep it renewed.
+    let lease_ms = args.writer_lease_seconds.max(1) * 1000;
+    let holder = writer_id();
+    if !become_writer(&*store, &holder, lease_ms, &shutdown).await? {
+        return Ok(EXIT_OK); // stopped while standing by
+    }
+    active.store(true, Ordering::Relaxed);
+    let lost = Arc::new(AtomicBool::new(false));
+    tokio::spawn(keep_lease(
+        store.clone(),
+        lease_ms,
+        shutdown.clone(),
+        lost.clone(),
+    ));
+    let result = drive(
+        args,
+        config,
+        store.clone(),
+        bus,
+        metrics,
+        commands,
+        shutdown,
+    )
+    .await;
+    let fenced = matches!(
+        result
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<EngineError>()),
+        Some(EngineError::Store(StoreError::Fenced { .. }))
+    );
+    if fenced || lost.load(Ordering::Relaxed) {
+        eprintln!(
+            "error: this orchestrator lost the writer lease to another one; it stopped without writing more"
+        );
+        return Ok(EXIT_STATE);
+    }
+    if let Err(e) = store.release_writer().await {
+        tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
+    }
+    result
+}
+
+/// Waits for the writer lease, saying who holds it; `false` if stopped first.
+async fn become_writer(
+    store: &dyn StateStore,
+    holder: &str,
+    lease_ms: u64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut said = String::new();
+    loop {
+        match store.acquire_writer(holder, lease_ms).await {
+            Ok(WriterLease::Acquired { epoch }) => {
+                tracing::info!(holder, epoch, "this orchestrator is the writer");
+                return Ok(true);
+            }
+            Ok(WriterLease::Held { holder: other }) => {
+                if other != said {
+                    tracing::warn!(writer = %other, "another orchestrator is the writer; standing by");
+                    eprintln!("standing by: another orchestrator ({other}) is the writer");
+                    said = other;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach the state store; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(Duration::from_millis((lease_ms / 4).clamp(100, 2000))) => {}
+        }
+    }
+}
+
+/// Renews the lease a few times per term; when it is lost (taken over, or not renewed within its
+/// term), stops everything.
+async fn keep_lease(
+    store: Arc<dyn StateStore>,
+    lease_ms: u64,
+    shutdown: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut last_ok = std::time::Instant::now();
+    let term = Duration::from_millis(lease_ms);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(term / 3) => {}
+        }
+        match store.renew_writer(lease_ms).await {
+            Ok(true) => last_ok = std::time::Instant::now(),
+            Ok(false) => {
+                tracing::error!(
+                    "the writer lease was taken over by another orchestrator; stopping"
+                );
+                break;
+            }
+            Err(e) if last_ok.elapsed() < term => {
+                tracing::warn!(error = %e, "could not renew the writer lease; retrying");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the writer lease ran out unrenewed; stopping");
+                break;
+            }
+        }
+    }
+    lost.store(true, Ordering::Relaxed);
+    shutdown.cancel();
+}
+
+/// Names this process in the writer lease: host, pid and a random suffix.
+fn writer_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "orchestrator".to_string());
+    format!("{host}/{}/{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Continues the stored runs, starts OBJECTS_PATH's, and drives until shutdown.
+async fn drive(
+    args: ServeArgs,
+    config: SchedulerConfig,
+    store: Arc<dyn StateStore>,
+    bus: Arc<KafkaBus>,
+    metrics: Arc<Metrics>,
+    commands: tokio::sync::mpsc::Receiver<EngineCommand>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<i32> {
     let dyn_bus: Arc<dyn Bus> = bus.clone();
     let mut engine = Engine::new(dyn_bus, store.clone(), metrics);
 

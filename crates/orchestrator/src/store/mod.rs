@@ -107,6 +107,19 @@ pub enum StoreError {
     },
     #[error("state store: background task failed: {0}")]
     Task(String),
+    #[error(
+        "state store: this orchestrator is no longer the writer (writer epoch {ours}, another orchestrator took over); nothing more is written"
+    )]
+    Fenced { ours: u64 },
+}
+
+/// The outcome of asking for the writer lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriterLease {
+    /// This process is the writer; every later write is fenced by `epoch`.
+    Acquired { epoch: u64 },
+    /// Another process holds it.
+    Held { holder: String },
 }
 
 /// Backends implement this; each passes the contract tests in `tests/store_contract.rs`.
@@ -126,6 +139,28 @@ pub trait StateStore: Send + Sync {
     }
     /// Name for logs and metrics (`memory`, `redb`).
     fn kind(&self) -> &'static str;
+
+    /// Why what is written may not survive a restart of the store, if it may not (a Redis server
+    /// that keeps nothing on disk).
+    async fn durability_warning(&self) -> Option<String> {
+        None
+    }
+
+    /// One writer at a time among processes sharing the store: takes the writer lease for
+    /// `ttl_ms` if nobody holds it. Once acquired, every `apply` of this handle is fenced: it
+    /// fails with `StoreError::Fenced` after another process has taken the lease over. Stores
+    /// that one process owns (memory, redb: the file lock) need no lease.
+    async fn acquire_writer(&self, _holder: &str, _ttl_ms: u64) -> Result<WriterLease, StoreError> {
+        Ok(WriterLease::Acquired { epoch: 0 })
+    }
+    /// Extends the lease; `false` when it was lost (expired and taken, or never held).
+    async fn renew_writer(&self, _ttl_ms: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Gives the lease up (on a clean stop), so that a standby takes over at once.
+    async fn release_writer(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Settings of the Redis store.

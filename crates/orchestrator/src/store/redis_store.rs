@@ -3,14 +3,66 @@
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
 //! `{prefix}:run:{id}:graph` (the object definitions it was submitted with). A finished run's
-//! keys expire after the configured time.
+//! keys expire after the configured time. `{prefix}:writer` holds the writer lease
+//! (`HOLDER EPOCH`, with a TTL) and `{prefix}:writer:epoch` its epoch counter: once a process
+//! holds the lease, each of its batches runs as one Lua script that first checks the epoch, so a
+//! process that lost the lease can write nothing more.
 
-use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
+use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition, WriterLease};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Field/value pairs per HSET: Lua's `unpack` has a bounded stack.
+const HSET_CHUNK: usize = 1000;
+
+/// Takes the lease if free: returns {epoch, ""} or {0, current holder}.
+const ACQUIRE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur} end
+local e = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. e, 'PX', ARGV[2])
+return {e, ''}
+";
+
+/// Extends the lease if this holder still has it.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Gives the lease up if this holder still has it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// A batch under fencing: ARGV = epoch, then per command its argument count and arguments.
+const FENCED_BATCH: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED writer epoch is now ' .. tostring(redis.call('GET', KEYS[1])))
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+";
+
+/// The lease this handle holds: the value of the writer key and the epoch.
+#[derive(Clone, Debug)]
+struct Held {
+    value: String,
+    epoch: u64,
+}
 
 pub struct RedisStore {
     con: ConnectionManager,
@@ -19,6 +71,8 @@ pub struct RedisStore {
     finished_ttl: Option<u64>,
     /// The URL with any password hidden, for messages.
     shown_url: String,
+    /// Set once this handle took the writer lease: its writes are fenced from then on.
+    writer: Mutex<Option<Held>>,
 }
 
 /// The URL with its password (if any) replaced by `***`.
@@ -67,7 +121,86 @@ impl RedisStore {
             prefix: prefix.to_string(),
             finished_ttl,
             shown_url,
+            writer: Mutex::new(None),
         })
+    }
+
+    fn held(&self) -> Option<Held> {
+        self.writer.lock().ok().and_then(|w| w.clone())
+    }
+
+    fn writer_key(&self) -> String {
+        format!("{}:writer", self.prefix)
+    }
+    fn epoch_key(&self) -> String {
+        format!("{}:writer:epoch", self.prefix)
+    }
+
+    /// The commands of a batch, each as its arguments (command name first).
+    fn commands(&self, batch: &[Transition]) -> Result<Vec<Vec<String>>, StoreError> {
+        // One HSET per run and hash, whatever the number of objects in the batch.
+        let mut objects: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        let mut dead: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        let mut cmds: Vec<Vec<String>> = Vec::new();
+        for t in batch {
+            match t {
+                Transition::Run(meta) => {
+                    let key = self.run_key(&meta.run_id);
+                    cmds.push(vec!["SET".into(), key.clone(), encode(meta)?]);
+                    cmds.push(vec![
+                        "ZADD".into(),
+                        self.runs_key(),
+                        meta.created_ms.to_string(),
+                        meta.run_id.to_string(),
+                    ]);
+                    if let (RunStatus::Finished, Some(ttl)) = (meta.status, self.finished_ttl) {
+                        for k in [
+                            key,
+                            self.objects_key(&meta.run_id),
+                            self.dead_key(&meta.run_id),
+                            self.graph_key(&meta.run_id),
+                        ] {
+                            cmds.push(vec![
+                                "EXPIRE".into(),
+                                k,
+                                ttl.min(i64::MAX as u64).to_string(),
+                            ]);
+                        }
+                    }
+                }
+                Transition::Object { run, id, record } => {
+                    objects
+                        .entry(self.objects_key(run))
+                        .or_default()
+                        .push((id.0, encode(record)?));
+                }
+                Transition::DeadLetter { run, letter } => {
+                    dead.entry(self.dead_key(run))
+                        .or_default()
+                        .push((letter.id.0, encode(letter)?));
+                }
+                Transition::Graph { run, objects } => {
+                    cmds.push(vec![
+                        "SET".into(),
+                        self.graph_key(run),
+                        objects.as_str().to_string(),
+                    ]);
+                }
+            }
+        }
+        for (key, items) in objects.iter().chain(dead.iter()) {
+            for chunk in items.chunks(HSET_CHUNK) {
+                let mut c = Vec::with_capacity(2 + 2 * chunk.len());
+                c.push("HSET".to_string());
+                c.push(key.clone());
+                for (field, value) in chunk {
+                    c.push(field.to_string());
+                    c.push(value.clone());
+                }
+                cmds.push(c);
+            }
+        }
+        Ok(cmds)
     }
 
     fn err(&self, e: redis::RedisError) -> StoreError {
@@ -108,53 +241,95 @@ impl StateStore for RedisStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // One HSET per run and hash, whatever the number of objects in the batch.
-        let mut objects: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-        let mut dead: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for t in &batch {
-            match t {
-                Transition::Run(meta) => {
-                    let key = self.run_key(&meta.run_id);
-                    pipe.set(&key, encode(meta)?).ignore();
-                    pipe.zadd(self.runs_key(), meta.run_id.as_str(), meta.created_ms)
-                        .ignore();
-                    if let (RunStatus::Finished, Some(ttl)) = (meta.status, self.finished_ttl) {
-                        let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
-                        for k in [
-                            key,
-                            self.objects_key(&meta.run_id),
-                            self.dead_key(&meta.run_id),
-                            self.graph_key(&meta.run_id),
-                        ] {
-                            pipe.expire(k, ttl).ignore();
-                        }
+        let cmds = self.commands(&batch)?;
+        let mut con = self.con.clone();
+        match self.held() {
+            // Not the writer of a shared store (tests, tools): one MULTI/EXEC.
+            None => {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for c in &cmds {
+                    let mut cmd = redis::cmd(&c[0]);
+                    for a in &c[1..] {
+                        cmd.arg(a);
+                    }
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe.query_async::<()>(&mut con)
+                    .await
+                    .map_err(|e| self.err(e))
+            }
+            // The writer: one script that checks the epoch first, all or nothing.
+            Some(held) => {
+                let script = redis::Script::new(FENCED_BATCH);
+                let mut invocation = script.key(self.epoch_key());
+                invocation.arg(held.epoch);
+                for c in &cmds {
+                    invocation.arg(c.len());
+                    for a in c {
+                        invocation.arg(a);
                     }
                 }
-                Transition::Object { run, id, record } => {
-                    objects
-                        .entry(self.objects_key(run))
-                        .or_default()
-                        .push((id.0, encode(record)?));
-                }
-                Transition::DeadLetter { run, letter } => {
-                    dead.entry(self.dead_key(run))
-                        .or_default()
-                        .push((letter.id.0, encode(letter)?));
-                }
-                Transition::Graph { run, objects } => {
-                    pipe.set(self.graph_key(run), objects.as_str()).ignore();
+                match invocation.invoke_async::<i64>(&mut con).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.to_string().contains("FENCED") => {
+                        Err(StoreError::Fenced { ours: held.epoch })
+                    }
+                    Err(e) => Err(self.err(e)),
                 }
             }
         }
-        for (key, items) in objects.iter().chain(dead.iter()) {
-            pipe.hset_multiple(key, items).ignore();
-        }
+    }
+
+    async fn acquire_writer(&self, holder: &str, ttl_ms: u64) -> Result<WriterLease, StoreError> {
         let mut con = self.con.clone();
-        pipe.query_async::<()>(&mut con)
+        let (epoch, current): (u64, String) = redis::Script::new(ACQUIRE)
+            .key(self.writer_key())
+            .key(self.epoch_key())
+            .arg(holder)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut con)
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        if epoch == 0 {
+            return Ok(WriterLease::Held { holder: current });
+        }
+        if let Ok(mut w) = self.writer.lock() {
+            *w = Some(Held {
+                value: format!("{holder} {epoch}"),
+                epoch,
+            });
+        }
+        Ok(WriterLease::Acquired { epoch })
+    }
+
+    async fn renew_writer(&self, ttl_ms: u64) -> Result<bool, StoreError> {
+        let Some(held) = self.held() else {
+            return Ok(false);
+        };
+        let mut con = self.con.clone();
+        let kept: i64 = redis::Script::new(RENEW)
+            .key(self.writer_key())
+            .arg(&held.value)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(kept == 1)
+    }
+
+    async fn release_writer(&self) -> Result<(), StoreError> {
+        let Some(held) = self.held() else {
+            return Ok(());
+        };
+        let mut con = self.con.clone();
+        redis::Script::new(RELEASE)
+            .key(self.writer_key())
+            .arg(&held.value)
+            .invoke_async::<i64>(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
@@ -230,6 +405,30 @@ impl StateStore for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    async fn durability_warning(&self) -> Option<String> {
+        let mut con = self.con.clone();
+        let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
+        // Managed servers may refuse CONFIG: then nothing can be said.
+        let aof: Vec<String> = get("appendonly").query_async(&mut con).await.ok()?;
+        let save: Vec<String> = get("save").query_async(&mut con).await.ok()?;
+        let aof_on = aof.get(1).is_some_and(|v| v == "yes");
+        let snapshots = save.get(1).is_some_and(|v| !v.trim().is_empty());
+        if aof_on {
+            None
+        } else if snapshots {
+            Some(format!(
+                "Redis at {} keeps only periodic snapshots (save {:?}, appendonly no): a Redis crash loses the state written since the last one; set appendonly yes",
+                self.shown_url,
+                save.get(1).map(String::as_str).unwrap_or("")
+            ))
+        } else {
+            Some(format!(
+                "Redis at {} keeps NOTHING on disk (appendonly no, no save points): a Redis restart loses every run's state; set appendonly yes",
+                self.shown_url
+            ))
+        }
     }
 }
 
