@@ -63,7 +63,7 @@ fn two_ingestion_workers_share_the_load() {
     drop(workers);
     // Each ingestion worker answered some of the raw objects: count results by worker id.
     let results: Vec<serde_json::Value> = cluster
-        .read_topic("loaded", Duration::from_secs(2))
+        .read_topic("loaded")
         .into_iter()
         .map(|r| r.value)
         .collect();
@@ -210,7 +210,7 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
     assert_eq!(summary["failed"], 1, "{status}");
     assert_eq!(summary["upstream_failed"], 3, "{status}");
 
-    let dlq = cluster.read_topic("dlq", Duration::from_secs(2));
+    let dlq = cluster.read_topic("dlq");
     let rejected: Vec<&serde_json::Value> = dlq
         .iter()
         .map(|r| &r.value)
@@ -225,7 +225,7 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
     assert!(rejected.iter().any(|v| v["payload"] == "not json at all"));
     let run_id = status["run"]["run_id"].as_str().unwrap();
     for topic in ["dlq", "failed"] {
-        let read = cluster.read_topic(topic, Duration::from_secs(2));
+        let read = cluster.read_topic(topic);
         let failed: Vec<&Read> = read
             .iter()
             .filter(|r| r.value["event"] == "ObjectFailed")
@@ -334,4 +334,95 @@ fn a_standby_serve_takes_over_when_the_writer_is_killed() {
         "{second_log}"
     );
     assert_eq!(http_status(&format!("{base2}/health/readiness")).0, 200);
+}
+
+#[test]
+fn ten_thousand_objects_load_once_in_effect_and_no_ready_precedes_its_parents_results() {
+    let cluster = Cluster::new("observer");
+    let file = generated(cluster.dir(), 10_000);
+    // Generous timeouts: this test is about order and effect, not about retries.
+    let timeouts = ["--start-timeout-seconds", "120", "--lease-seconds", "60"];
+    let _serve = cluster.serve(Some(&file), &timeouts, "serve.log");
+    let _workers = cluster.workers("simulate:0");
+    let status = cluster.wait_finished(Duration::from_secs(900));
+    assert_eq!(
+        status["run"]["summary"]["loaded"], 10_000,
+        "{}",
+        status["run"]
+    );
+    let run_id = status["run"]["run_id"].as_str().unwrap().to_string();
+    // The attempt whose result the orchestrator accepted, per object.
+    let accepted: HashMap<u64, u64> = status["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_u64().unwrap(), o["attempt"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(accepted.len(), 10_000);
+
+    // The observer: every message of the run on the Ready topics and the results topic.
+    let of_run = |r: &Read| r.value["run_id"] == run_id.as_str();
+    let mut readies: Vec<(i64, u64, u64)> = Vec::new();
+    for zone in ["raw", "standardized", "application"] {
+        for r in cluster.read_topic(&format!("ready.{zone}")) {
+            if of_run(&r) {
+                let id = r.value["id"].as_u64().unwrap();
+                readies.push((r.timestamp_ms, id, r.value["attempt"].as_u64().unwrap()));
+            }
+        }
+    }
+    let mut loaded_at: HashMap<u64, i64> = HashMap::new();
+    let results = cluster.read_topic("loaded");
+    let distinct: HashSet<u64> = results
+        .iter()
+        .filter_map(|r| r.value["id"].as_u64())
+        .collect();
+    eprintln!(
+        "observer: {} Ready events, {} results ({} objects)",
+        readies.len(),
+        results.len(),
+        distinct.len()
+    );
+    for r in results {
+        if !of_run(&r) || r.value["status"] != "loaded" {
+            continue;
+        }
+        let id = r.value["id"].as_u64().unwrap();
+        if r.value["attempt"].as_u64() == accepted.get(&id).copied() {
+            let at = loaded_at.entry(id).or_insert(i64::MAX);
+            *at = (*at).min(r.timestamp_ms);
+        }
+    }
+    assert_eq!(
+        loaded_at.len(),
+        10_000,
+        "an accepted loaded result per object"
+    );
+    let dispatched: HashSet<u64> = readies.iter().map(|r| r.1).collect();
+    assert_eq!(dispatched.len(), 10_000, "a Ready event per object");
+
+    let parents = parents_of(&file);
+    let mut extra_attempts = 0;
+    for &(ts, id, attempt) in &readies {
+        // Never released before each parent's accepted result was out.
+        for p in parents.get(&id).into_iter().flatten() {
+            assert!(
+                loaded_at[p] <= ts,
+                "Ready of {id} (attempt {attempt}) at {ts} before the result of its parent {p} at {}",
+                loaded_at[p]
+            );
+        }
+        // Never dispatched again once its result was accepted.
+        assert!(
+            attempt <= accepted[&id] && ts <= loaded_at[&id],
+            "object {id} dispatched again (attempt {attempt}) after it had loaded"
+        );
+        if attempt > 1 {
+            extra_attempts += 1;
+        }
+    }
+    eprintln!(
+        "{} Ready events for 10,000 objects ({extra_attempts} retries after start timeouts)",
+        readies.len()
+    );
 }

@@ -65,6 +65,7 @@ fn runs_are_submitted_followed_and_cancelled_over_http() {
     let _serve = cluster.serve(None, &[], "serve.log");
     let base = cluster.http_base("serve.log");
     let _workers = cluster.workers("simulate:5");
+    cluster.wait_ready(&base);
 
     // Invalid input: 400 with every problem, each naming object and field.
     let broken = std::fs::read_to_string(fixture("broken/everything.json")).unwrap();

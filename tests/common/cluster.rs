@@ -109,17 +109,14 @@ impl Cluster {
     pub fn serve(&self, objects: Option<&Path>, extra: &[&str], log: &str) -> Proc {
         let mut cmd = Command::new(bin());
         self.env(&mut cmd);
-        cmd.args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--lease-seconds",
-            "3",
-            "--start-timeout-seconds",
-            "8",
-        ])
-        .args(extra)
-        .env_remove("OBJECTS_PATH");
+        cmd.args(["serve", "--http", "127.0.0.1:0"]);
+        // Short leases and start timeouts so that the kill tests finish quickly, unless given.
+        for (flag, value) in [("--lease-seconds", "3"), ("--start-timeout-seconds", "8")] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        cmd.args(extra).env_remove("OBJECTS_PATH");
         if let Some(objects) = objects {
             cmd.env("OBJECTS_PATH", objects);
         }
@@ -157,6 +154,20 @@ impl Cluster {
         }
     }
 
+    /// Waits until `/health/readiness` answers 200 (the serve at `base` is the writer).
+    pub fn wait_ready(&self, base: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = reqwest::blocking::get(format!("{base}/health/readiness"))
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{base} never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn status(&self) -> serde_json::Value {
         let out = orchestrator(&[
             "status",
@@ -185,7 +196,7 @@ impl Cluster {
                 "the run did not finish in time: {}",
                 s["run"]["summary"]
             );
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(1000));
         }
     }
 
@@ -201,6 +212,8 @@ impl Cluster {
 pub struct Read {
     pub value: serde_json::Value,
     pub headers: std::collections::HashMap<String, String>,
+    /// The producer's timestamp, in Unix milliseconds.
+    pub timestamp_ms: i64,
 }
 
 impl Cluster {
@@ -209,9 +222,9 @@ impl Cluster {
         format!("{}.{suffix}", self.prefix)
     }
 
-    /// Every message of one of the cluster's topics, read from the start by an observer group of
-    /// its own; stops after `quiet` without a message (once the first one came).
-    pub fn read_topic(&self, suffix: &str, quiet: Duration) -> Vec<Read> {
+    /// Every message of one of the cluster's topics: each partition read from its start up to
+    /// its end as it is now (its high watermark).
+    pub fn read_topic(&self, suffix: &str) -> Vec<Read> {
         use rdkafka::Message;
         use rdkafka::consumer::{Consumer, StreamConsumer};
         use rdkafka::message::Headers;
@@ -223,16 +236,43 @@ impl Cluster {
             let consumer: StreamConsumer = rdkafka::ClientConfig::new()
                 .set("bootstrap.servers", &self.kafka.bootstrap)
                 .set("group.id", format!("{}-observer-{suffix}", self.prefix))
-                .set("auto.offset.reset", "earliest")
                 .set("enable.auto.commit", "false")
                 .set("fetch.wait.max.ms", "10")
                 .create()
                 .unwrap();
-            consumer.subscribe(&[self.topic(suffix).as_str()]).unwrap();
+            // Every partition from the start, by assignment: no group to join.
+            let topic = self.topic(suffix);
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .unwrap();
+            let mut list = rdkafka::TopicPartitionList::new();
+            let mut remaining: std::collections::HashMap<i32, i64> = Default::default();
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))
+                        .unwrap();
+                    if high > low {
+                        remaining.insert(p.id(), high);
+                    }
+                    list.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
+                        .unwrap();
+                }
+            }
+            assert!(list.count() > 0, "topic {topic} has no partitions");
+            consumer.assign(&list).unwrap();
             let mut out = Vec::new();
-            // The group join takes a moment; after the first message, `quiet` ends it.
-            let mut patience = Duration::from_secs(30);
-            while let Ok(Ok(m)) = tokio::time::timeout(patience, consumer.recv()).await {
+            while !remaining.is_empty() {
+                let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("{topic}: stalled with {remaining:?} to read"))
+                    .unwrap();
+                if remaining
+                    .get(&m.partition())
+                    .is_some_and(|high| m.offset() + 1 >= *high)
+                {
+                    remaining.remove(&m.partition());
+                }
                 let value = serde_json::from_slice(m.payload().unwrap_or_default())
                     .unwrap_or(serde_json::Value::Null);
                 let headers = m
@@ -246,8 +286,12 @@ impl Cluster {
                             .collect()
                     })
                     .unwrap_or_default();
-                out.push(Read { value, headers });
-                patience = quiet;
+                let timestamp_ms = m.timestamp().to_millis().unwrap_or(0);
+                out.push(Read {
+                    value,
+                    headers,
+                    timestamp_ms,
+                });
             }
             out
         })

@@ -5,6 +5,7 @@
 
 use crate::{KafkaSettings, KafkaStats, backend};
 use async_trait::async_trait;
+use futures::FutureExt;
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -185,11 +186,14 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> Consumer<T> for KafkaConsu
                 }
             };
             let mut messages = vec![first];
-            // Then whatever is already there, up to `max`.
+            // Then whatever is already there, up to `max`, without yielding: from the first
+            // message on, this call runs to its end in the same poll, so a caller that drops the
+            // future (a `select!`) cannot lose messages taken from the queue. (A `recv` that is
+            // pending has taken nothing.)
             while messages.len() < max {
-                match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                    Ok(Ok(m)) => messages.push(m.detach()),
-                    Ok(Err(_)) | Err(_) => break,
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => messages.push(m.detach()),
+                    Some(Err(_)) | None => break,
                 }
             }
             let batch: Vec<Delivery<T>> = messages.iter().filter_map(|m| self.take(m)).collect();

@@ -98,7 +98,7 @@ impl KafkaSettings {
         let mut c = self.base();
         c.set("group.id", group)
             .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "500")
+            .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())

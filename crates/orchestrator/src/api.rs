@@ -3,6 +3,7 @@
 //! memory, as they stand now; finished ones from the store.
 
 use crate::engine::EngineCommand;
+use crate::role::SharedRole;
 use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{RunMeta, RunStatus, StateStore};
 use crate::submit::{Submission, SubmitError, prepare_run};
@@ -21,7 +22,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// What the handlers need.
@@ -31,8 +31,8 @@ pub struct ApiState {
     pub config: SchedulerConfig,
     /// Largest body `POST /api/runs` takes.
     pub max_input_bytes: u64,
-    /// False while this orchestrator stands by (another one is the writer).
-    pub active: Arc<AtomicBool>,
+    /// Work is refused unless this orchestrator is the writer.
+    pub role: Arc<SharedRole>,
 }
 
 pub fn api_router(state: Arc<ApiState>) -> Router {
@@ -46,15 +46,11 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         .route("/api/runs/{id}", get(inspect))
         .route("/api/runs/{id}/cancel", post(cancel))
         .layer(axum::middleware::from_fn(move |request, next: Next| {
-            let active = standby_state.active.load(Ordering::Relaxed);
+            let not_ready = standby_state.role.not_ready();
             async move {
-                if active {
-                    next.run(request).await
-                } else {
-                    error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "standby: another orchestrator is the writer; send runs to it",
-                    )
+                match not_ready {
+                    None => next.run(request).await,
+                    Some(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
                 }
             }
         }))

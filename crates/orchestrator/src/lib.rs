@@ -10,6 +10,7 @@ pub mod http;
 pub mod input;
 pub mod metrics;
 pub mod progress;
+pub mod role;
 pub mod run_view;
 pub mod store;
 pub mod submit;

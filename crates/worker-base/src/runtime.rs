@@ -100,6 +100,70 @@ impl WorkerStats {
     }
 }
 
+/// What a task hands to the publisher: a progress report, or a result and the delivery it
+/// answers (acknowledged once the result is out).
+enum Outgoing {
+    Progress(ProgressEvent),
+    Result(ResultEvent, AckToken),
+}
+
+/// Publishes what the tasks hand over in batches, many sends in flight and none awaited by a
+/// task: a slot is free for the next task as soon as its handler returns. Sends the tokens of
+/// published results back for acknowledgement.
+async fn publisher(
+    bus: Arc<dyn Bus>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    done: mpsc::UnboundedSender<AckToken>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut progress = Vec::new();
+        let mut results = Vec::new();
+        let mut tokens = Vec::new();
+        let mut take = |o: Outgoing| match o {
+            Outgoing::Progress(p) => progress.push(p),
+            Outgoing::Result(r, t) => {
+                results.push(r);
+                tokens.push(t);
+            }
+        };
+        take(first);
+        while let Ok(o) = rx.try_recv() {
+            take(o);
+        }
+        let progress_sent = async {
+            if progress.is_empty() {
+                Ok(())
+            } else {
+                bus.publish_progress(progress).await
+            }
+        };
+        let results_sent = async {
+            if results.is_empty() {
+                Ok(())
+            } else {
+                bus.publish_results(results).await
+            }
+        };
+        let (p, r) = tokio::join!(progress_sent, results_sent);
+        if let Err(e) = p {
+            tracing::warn!(error = %e, "could not publish progress reports");
+        }
+        match r {
+            // At-least-once: only a published result lets its Ready event be acknowledged.
+            Ok(()) => {
+                for t in tokens {
+                    let _ = done.send(t);
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                results = tokens.len(),
+                "could not publish results; their Ready events stay unacknowledged (the orchestrator retries them when their lease expires)"
+            ),
+        }
+    }
+}
+
 /// Runs until `shutdown` fires (then finishes started tasks) or the bus closes.
 pub async fn run_worker(
     bus: Arc<dyn Bus>,
@@ -111,8 +175,10 @@ pub async fn run_worker(
     let mut consumer = bus.ready_consumer(config.zone, &config.group).await?;
     let slots = Arc::new(Semaphore::new(config.max_workers.max(1)));
     let mut tasks = JoinSet::new();
-    // Each task sends its delivery's token once its result is published; the loop acknowledges.
+    // Tasks hand their reports to the publisher; it sends the published results' tokens back.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AckToken>();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let publishing = tokio::spawn(publisher(bus.clone(), out_rx, done_tx));
     tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
     loop {
         let mut acks = Vec::new();
@@ -149,33 +215,33 @@ pub async fn run_worker(
                 Err(_) => break,
             }
         }
-        let started: Vec<ProgressEvent> = batch
-            .iter()
-            .map(|d| ProgressEvent::new(ProgressKind::AttemptStarted, &d.event, &config.worker_id))
-            .collect();
-        bus.publish_progress(started).await?;
         for (delivery, permit) in batch.into_iter().zip(permits) {
-            let (bus, handler, config, stats, done) = (
-                bus.clone(),
+            let _ = out_tx.send(Outgoing::Progress(ProgressEvent::new(
+                ProgressKind::AttemptStarted,
+                &delivery.event,
+                &config.worker_id,
+            )));
+            let (handler, config, stats, out) = (
                 handler.clone(),
                 config.clone(),
                 stats.clone(),
-                done_tx.clone(),
+                out_tx.clone(),
             );
             stats.in_flight.inc();
             tasks.spawn(async move {
-                let result = run_one(&*bus, &*handler, &config, &stats, &delivery.event).await;
+                let result = run_one(&*handler, &config, &stats, &delivery.event, &out).await;
                 drop(permit);
-                if result.is_ok() {
-                    let _ = done.send(delivery.token);
-                }
-                result
+                let _ = out.send(Outgoing::Result(result, delivery.token));
             });
         }
     }
     // Shutting down: finish and report what was started, then acknowledge it.
     while let Some(done) = tasks.join_next().await {
         report_join(done);
+    }
+    drop(out_tx);
+    if publishing.await.is_err() {
+        tracing::error!("the result publisher stopped unexpectedly");
     }
     let mut acks = Vec::new();
     while let Ok(t) = done_rx.try_recv() {
@@ -186,21 +252,20 @@ pub async fn run_worker(
     Ok(())
 }
 
-fn report_join(done: Result<Result<(), BusError>, tokio::task::JoinError>) {
-    match done {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "could not publish a result"),
-        Err(e) => tracing::error!(error = %e, "a task panicked"),
+fn report_join(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a task panicked");
     }
 }
 
+/// Runs one attempt: the handler, its heartbeats and its timeout; returns its result.
 async fn run_one(
-    bus: &dyn Bus,
     handler: &dyn Handler,
     config: &WorkerConfig,
     stats: &WorkerStats,
     task: &ReadyEvent,
-) -> Result<(), BusError> {
+    out: &mpsc::UnboundedSender<Outgoing>,
+) -> ResultEvent {
     let started = Instant::now();
     let work = handler.handle(task);
     tokio::pin!(work);
@@ -214,7 +279,7 @@ async fn run_one(
             biased;
             outcome = &mut work => break outcome,
             _ = heartbeat.tick() => {
-                bus.publish_progress(vec![ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)]).await?;
+                let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)));
             }
             _ = sleep_until_opt(deadline) => {
                 stats.timed_out.inc();
@@ -227,7 +292,7 @@ async fn run_one(
     let ms = elapsed.as_millis() as u64;
     stats.duration.observe(elapsed.as_secs_f64());
     stats.in_flight.dec();
-    let result = match outcome {
+    match outcome {
         Outcome::Loaded { info } => {
             stats.loaded.inc();
             tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
@@ -238,8 +303,7 @@ async fn run_one(
             tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
             ResultEvent::failed(task, reason, retryable, ms, &config.worker_id)
         }
-    };
-    bus.publish_results(vec![result]).await
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

@@ -10,6 +10,7 @@ use orchestrator::cli::ServeArgs;
 use orchestrator::engine::{DriveOptions, Engine, EngineCommand, EngineError};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
+use orchestrator::role::{Role, SharedRole};
 use orchestrator::store::{
     RedisSettings, RunMeta, RunStatus, StateStore, StoreError, WriterLease, redact_url,
 };
@@ -99,14 +100,14 @@ async fn run_server(
     eprintln!("serving the runs API, health and metrics on http://{local}");
     tracing::info!(address = %local, "serving the runs API, health and metrics");
     // A standby (another orchestrator holds the writer lease) is alive but not ready.
-    let active = Arc::new(AtomicBool::new(false));
-    let (probe_bus, probe_store, probe_active) = (bus.clone(), store.clone(), active.clone());
+    let role = Arc::new(SharedRole::default());
+    let (probe_bus, probe_store, probe_role) = (bus.clone(), store.clone(), role.clone());
     let check: ReadinessCheck = Arc::new(move || {
         let (bus, store) = (probe_bus.clone(), probe_store.clone());
-        let active = probe_active.load(Ordering::Relaxed);
+        let not_ready = probe_role.not_ready();
         Box::pin(async move {
-            if !active {
-                return Err("standby: not the writer (yet)".to_string());
+            if let Some(why) = not_ready {
+                return Err(why.to_string());
             }
             bus.check(Duration::from_secs(1))
                 .await
@@ -133,7 +134,7 @@ async fn run_server(
         commands: command_tx,
         config: config.clone(),
         max_input_bytes: args.max_input_bytes,
-        active: active.clone(),
+        role: role.clone(),
     });
     let router = health::health_router(check, render).merge(api_router(api));
     tokio::spawn(health::serve(listener, router, shutdown.clone()));
@@ -144,10 +145,10 @@ async fn run_server(
     // One writer at a time: stand by until the lease is ours, then keep it renewed.
     let lease_ms = args.writer_lease_seconds.max(1) * 1000;
     let holder = writer_id();
-    if !become_writer(&*store, &holder, lease_ms, &shutdown).await? {
+    if !become_writer(&*store, &holder, lease_ms, &shutdown, &role).await? {
         return Ok(EXIT_OK); // stopped while standing by
     }
-    active.store(true, Ordering::Relaxed);
+    role.set(Role::Writer);
     let lost = Arc::new(AtomicBool::new(false));
     tokio::spawn(keep_lease(
         store.clone(),
@@ -174,7 +175,7 @@ async fn run_server(
     );
     if fenced || lost.load(Ordering::Relaxed) {
         eprintln!(
-            "error: this orchestrator lost the writer lease to another one; it stopped without writing more"
+            "error: this orchestrator lost the writer lease (another one took over, or the state store was unreachable for longer than the lease); it stopped without writing more"
         );
         return Ok(EXIT_STATE);
     }
@@ -190,6 +191,7 @@ async fn become_writer(
     holder: &str,
     lease_ms: u64,
     shutdown: &CancellationToken,
+    role: &SharedRole,
 ) -> anyhow::Result<bool> {
     let mut said = String::new();
     loop {
@@ -199,6 +201,7 @@ async fn become_writer(
                 return Ok(true);
             }
             Ok(WriterLease::Held { holder: other }) => {
+                role.set(Role::Standby);
                 if other != said {
                     tracing::warn!(writer = %other, "another orchestrator is the writer; standing by");
                     eprintln!("standing by: another orchestrator ({other}) is the writer");
