@@ -147,6 +147,7 @@ pub struct GenerateArgs {
     /// How many objects.
     #[arg(long)]
     pub objects: usize,
+    /// Seed of the generator: the same seed gives the same file.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Standardized and application objects get 1 to K parents.
