@@ -1,0 +1,449 @@
+//! The distributed mode end to end, printing its figures: `orchestrator serve` and the three
+//! worker binaries (`simulate:0`, one Ready topic per zone) on a real Tansu broker and a real
+//! redis-server, on both of Tansu's storage engines. Build the binaries first, then run:
+//! `cargo build --release --workspace --bins && cargo bench -p orchestrator --bench distributed`
+//! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes).
+//! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
+//! second), objects per second and Redis commands per object on generated graphs, and on a
+//! 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The release binaries, next to this bench's `orchestrator`.
+fn bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_orchestrator")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+fn tansu() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or(format!("{home}/.cargo"));
+    PathBuf::from(cargo_home).join("bin/tansu")
+}
+
+struct Services {
+    _tansu: Proc,
+    _redis: Proc,
+    bootstrap: String,
+    redis_url: String,
+    dir: tempfile::TempDir,
+}
+
+fn services(engine: &str) -> Services {
+    let dir = tempfile::tempdir().unwrap();
+    let (kp, rp) = (free_port(), free_port());
+    let url = format!("tcp://127.0.0.1:{kp}");
+    let storage = if engine == "sqlite" {
+        "sqlite://tansu.db".to_string()
+    } else {
+        "memory://tansu/".to_string()
+    };
+    let tansu = Command::new(tansu())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", &storage])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu (tools/test.sh installs it)");
+    let redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &rp.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    wait_port(kp);
+    wait_port(rp);
+    Services {
+        _tansu: Proc(tansu),
+        _redis: Proc(redis),
+        bootstrap: format!("127.0.0.1:{kp}"),
+        redis_url: format!("redis://127.0.0.1:{rp}"),
+        dir,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The broker alone: `n` messages of the size of a Ready event produced (many in flight), then
+/// consumed from the start. Messages per second each way.
+fn calibrate(s: &Services, n: usize) -> (f64, f64) {
+    let topic = "calibration";
+    let rt = runtime();
+    rt.block_on(async {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = ClientConfig::new()
+            .set("bootstrap.servers", &s.bootstrap)
+            .create()
+            .unwrap();
+        admin
+            .create_topics(
+                &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+    });
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .create()
+        .unwrap();
+    let payload = "x".repeat(400);
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut deliveries = Vec::with_capacity(n);
+        for i in 0..n {
+            let key = i.to_string();
+            loop {
+                match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        }
+        for d in futures::future::join_all(deliveries).await {
+            d.unwrap().unwrap();
+        }
+    });
+    let produce = n as f64 / started.elapsed().as_secs_f64();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .set("group.id", "calibration")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..3 {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let started = Instant::now();
+    let mut read = 0;
+    while read < n {
+        if let Some(m) = consumer.poll(Duration::from_secs(30)) {
+            m.unwrap();
+            read += 1;
+        } else {
+            panic!("calibration: only {read} of {n} consumed");
+        }
+    }
+    let consume = n as f64 / started.elapsed().as_secs_f64();
+    (produce, consume)
+}
+
+fn redis_query<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) -> T {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_connection().unwrap();
+    cmd.query(&mut con).unwrap()
+}
+
+/// Calls of every command since the last reset.
+fn redis_calls(url: &str) -> u64 {
+    let info: String = redis_query(url, redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+struct RunFigures {
+    objects: usize,
+    seconds: f64,
+    commands: u64,
+    /// Unix ms of each object's result on the results topic.
+    results: HashMap<u64, i64>,
+}
+
+/// Runs `file` on serve and three workers; returns how long the run took (from its record).
+fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: bool) -> RunFigures {
+    let prefix = format!("bench{tag}");
+    let env = |cmd: &mut Command| {
+        cmd.env("KAFKA_BOOTSTRAP", &s.bootstrap)
+            .env("REDIS_URL", &s.redis_url)
+            .env("REDIS_PREFIX", &prefix)
+            .env("TOPIC_READY", format!("{prefix}.ready"))
+            .env("TOPIC_LOADED", format!("{prefix}.loaded"))
+            .env("TOPIC_PROGRESS", format!("{prefix}.progress"))
+            .env("TOPIC_FAILED", format!("{prefix}.failed"))
+            .env("TOPIC_DLQ", format!("{prefix}.dlq"))
+            .env("READY_TOPIC_PER_ZONE", "true")
+            .env("KAFKA_PARTITIONS", "3")
+            .env("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait_ms.to_string())
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    };
+    let _: () = redis_query(&s.redis_url, redis::cmd("CONFIG").arg("RESETSTAT"));
+    let mut workers = Vec::new();
+    for w in [
+        "ingestion-worker",
+        "standardization-worker",
+        "application-worker",
+    ] {
+        let mut cmd = Command::new(bin(w));
+        env(&mut cmd);
+        cmd.env("HANDLER", "simulate:0")
+            .env("MAX_WORKERS", "64")
+            .env("WORKER_HTTP_ADDR", "127.0.0.1:0");
+        workers.push(Proc(cmd.spawn().unwrap()));
+    }
+    let mut cmd = Command::new(bin("orchestrator"));
+    env(&mut cmd);
+    cmd.args(["serve", "--http", "127.0.0.1:0"])
+        .env("OBJECTS_PATH", file)
+        .env("MAX_IN_FLIGHT", "4000");
+    let _serve = Proc(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let meta: serde_json::Value = loop {
+        let ids: Vec<String> = redis_query(
+            &s.redis_url,
+            redis::cmd("ZRANGE")
+                .arg(format!("{prefix}:runs"))
+                .arg(0)
+                .arg(-1),
+        );
+        if let Some(id) = ids.first() {
+            let text: Option<String> = redis_query(
+                &s.redis_url,
+                redis::cmd("GET").arg(format!("{prefix}:run:{id}")),
+            );
+            let meta: serde_json::Value =
+                serde_json::from_str(&text.unwrap_or_default()).unwrap_or_default();
+            if meta["status"] == "finished" {
+                break meta;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let commands = redis_calls(&s.redis_url);
+    let objects = meta["objects"].as_u64().unwrap() as usize;
+    assert_eq!(
+        meta["summary"]["loaded"].as_u64(),
+        Some(objects as u64),
+        "{meta}"
+    );
+    let seconds = (meta["updated_ms"].as_u64().unwrap() - meta["created_ms"].as_u64().unwrap())
+        as f64
+        / 1000.0;
+    let results = if read_results {
+        read_results_topic(s, &format!("{prefix}.loaded"))
+    } else {
+        HashMap::new()
+    };
+    drop(workers);
+    RunFigures {
+        objects,
+        seconds,
+        commands,
+        results,
+    }
+}
+
+fn read_results_topic(s: &Services, topic: &str) -> HashMap<u64, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .set("group.id", "bench-observer")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for p in 0..3 {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            remaining.insert(p, high);
+        }
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut out = HashMap::new();
+    while !remaining.is_empty() {
+        let m = consumer
+            .poll(Duration::from_secs(30))
+            .expect("results")
+            .unwrap();
+        if remaining
+            .get(&m.partition())
+            .is_some_and(|h| m.offset() + 1 >= *h)
+        {
+            remaining.remove(&m.partition());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+        if let (Some(id), Some(ts)) = (v["id"].as_u64(), m.timestamp().to_millis()) {
+            out.entry(id).or_insert(ts);
+        }
+    }
+    out
+}
+
+fn generated(dir: &Path, n: usize) -> PathBuf {
+    let file = dir.join(format!("objects-{n}.json"));
+    let ok = Command::new(bin("orchestrator"))
+        .args(["generate", "--objects", &n.to_string(), "--seed", "1", "-o"])
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    file
+}
+
+/// A chain of `n` objects: each one's parent is the previous (raw, then standardized, then
+/// application, a third each).
+fn chain(dir: &Path, n: usize) -> (PathBuf, Vec<u64>) {
+    let ids: Vec<u64> = (0..n)
+        .map(|i| match i * 3 / n {
+            0 => 1_000_000 + i as u64,
+            1 => 2_000_000 + i as u64,
+            _ => 3_000_000 + i as u64,
+        })
+        .collect();
+    let objects: Vec<serde_json::Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let zone = ["1-Raw", "2-Standardized", "3-Application"][i * 3 / n];
+            serde_json::json!({
+                "IdObjet": id,
+                "NomObjet": format!("link {i}"),
+                "Zone": zone,
+                "IdObjet_Parent": if i == 0 { serde_json::Value::Null } else { serde_json::json!(ids[i - 1]) },
+            })
+        })
+        .collect();
+    let file = dir.join("chain.json");
+    std::fs::write(&file, serde_json::to_string(&objects).unwrap()).unwrap();
+    (file, ids)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let engines: Vec<&str> = ["sqlite", "memory"]
+        .into_iter()
+        .filter(|e| args.is_empty() || args.iter().any(|a| a == e))
+        .collect();
+    let sizes: Vec<usize> = std::env::var("BENCH_OBJECTS")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for engine in engines {
+        println!("== Tansu {engine} engine");
+        let s = services(engine);
+        let (produce, consume) = calibrate(&s, 50_000);
+        let floor = produce.min(consume) / 2.0;
+        println!(
+            "calibration: produce {produce:.0} msg/s, consume {consume:.0} msg/s; min/2 = {floor:.0}"
+        );
+        for (i, &n) in sizes.iter().enumerate() {
+            let file = generated(s.dir.path(), n);
+            let f = run(&s, &file, &format!("{engine}{i}"), 10, false);
+            let rate = f.objects as f64 / f.seconds;
+            println!(
+                "{n} objects: {:.2} s, {rate:.0} objects/s ({:.2} of min/2), {:.2} Redis commands per object",
+                f.seconds,
+                rate / floor,
+                f.commands as f64 / f.objects as f64
+            );
+        }
+        let (file, ids) = chain(s.dir.path(), 1000);
+        let f = run(&s, &file, &format!("{engine}chain"), 5, true);
+        let mut links: Vec<i64> = ids
+            .windows(2)
+            .filter_map(|w| Some(f.results.get(&w[1])? - f.results.get(&w[0])?))
+            .collect();
+        links.sort_unstable();
+        println!(
+            "1,000-deep chain (fetch.wait.max.ms=5): {:.2} s; parent result -> own result: p50 {} ms, p99 {} ms ({} links)",
+            f.seconds,
+            percentile(&links, 0.5),
+            percentile(&links, 0.99),
+            links.len()
+        );
+    }
+}
