@@ -17,9 +17,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Stops its process with SIGTERM (a worker then leaves its group, so that the next run's
+/// workers are not held up by a dead member), SIGKILL if it lingers.
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -265,7 +277,7 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
     cmd.args(["serve", "--http", "127.0.0.1:0"])
         .env("OBJECTS_PATH", file)
         .env("MAX_IN_FLIGHT", "4000");
-    let _serve = Proc(cmd.spawn().unwrap());
+    let serve = Proc(cmd.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(1800);
     let meta: serde_json::Value = loop {
         let ids: Vec<String> = redis_query(
@@ -305,6 +317,7 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
         HashMap::new()
     };
     drop(workers);
+    drop(serve);
     RunFigures {
         objects,
         seconds,
