@@ -38,6 +38,8 @@ pub struct Cluster {
     pub redis: services::TestRedis,
     pub prefix: String,
     pub dir: tempfile::TempDir,
+    /// `KAFKA_PROPERTIES` for every process of the cluster, if set.
+    pub kafka_properties: Option<String>,
 }
 
 impl Drop for Cluster {
@@ -84,6 +86,7 @@ impl Cluster {
             redis: services::redis(),
             prefix: services::unique_prefix(name),
             dir: tempfile::tempdir().unwrap(),
+            kafka_properties: None,
         }
     }
 
@@ -102,7 +105,11 @@ impl Cluster {
             .env("KAFKA_PARTITIONS", "2")
             .env("LOG_LEVEL", "info")
             .env_remove("HANDLER")
-            .env_remove("MAX_WORKERS");
+            .env_remove("MAX_WORKERS")
+            .env_remove("KAFKA_PROPERTIES");
+        if let Some(p) = &self.kafka_properties {
+            cmd.env("KAFKA_PROPERTIES", p);
+        }
     }
 
     /// `orchestrator serve`, with `objects` as OBJECTS_PATH if given.
