@@ -41,6 +41,10 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ] && ! command -v tansu >/dev/null 2>&1 && [ ! -x
     echo "installing the Tansu broker (a one-time build of about 15 minutes)"
     cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
+# The sqlite3 shell adds the index Tansu's SQLite storage lacks (tools/tansu-header-index.sql).
+if [ -z "${KAFKA_BOOTSTRAP:-}" ] && ! command -v sqlite3 >/dev/null 2>&1; then
+    apt_install sqlite3
+fi
 
 step "format"
 cargo fmt --all -- --check

@@ -146,9 +146,26 @@ pub fn kafka() -> TestKafka {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    index_tansu_headers(dir.path());
     TestKafka {
         bootstrap: format!("127.0.0.1:{port}"),
         child: Some(child),
         _dir: Some(dir),
+    }
+}
+
+/// Adds the header index Tansu 0.6.0's SQLite schema lacks (see tools/tansu-header-index.sql), with
+/// the `sqlite3` shell (tools/test.sh installs it). Without it the tests pass, more slowly.
+pub fn index_tansu_headers(dir: &std::path::Path) {
+    let sql = include_str!("../../tools/tansu-header-index.sql");
+    let done = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(dir.join("tansu.db"))
+        .arg(sql)
+        .status();
+    if !done.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!(
+            "warning: could not index Tansu's headers with sqlite3 ({done:?}); the broker will be slow"
+        );
     }
 }

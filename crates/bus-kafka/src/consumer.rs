@@ -3,10 +3,12 @@
 //! events on a shared topic), and stores a partition's offset only up to the first event not yet
 //! acknowledged: what was taken and not handled is delivered again after a restart.
 
+use crate::rebalance::RebalanceLog;
 use crate::{KafkaSettings, KafkaStats, backend};
 use async_trait::async_trait;
 use futures::FutureExt;
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
+use orchestrator_protocol::SCHEMA_VERSION;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -40,7 +42,7 @@ struct PartitionState {
 }
 
 pub struct KafkaConsumer<T> {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<RebalanceLog>,
     settings: Arc<KafkaSettings>,
     producer: FutureProducer,
     stats: Arc<KafkaStats>,
@@ -60,7 +62,12 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         stats: Arc<KafkaStats>,
         filter: Option<EventFilter<T>>,
     ) -> Result<Self, BusError> {
-        let consumer: StreamConsumer = settings.consumer_config(group).create().map_err(backend)?;
+        let consumer: StreamConsumer<RebalanceLog> = settings
+            .consumer_config(group)
+            .create_with_context(RebalanceLog {
+                group: group.to_string(),
+            })
+            .map_err(backend)?;
         match membership {
             Membership::Subscribe => {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -137,6 +144,7 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %reason, "message set aside to the DLQ topic");
         let body = serde_json::json!({
             "event": "MessageRejected",
+            "schema_version": SCHEMA_VERSION,
             "reason": reason,
             "topic": msg.topic(),
             "partition": msg.partition(),

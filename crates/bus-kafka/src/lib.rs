@@ -5,6 +5,7 @@
 
 mod args;
 mod consumer;
+mod rebalance;
 mod settings;
 
 pub use args::KafkaArgs;
@@ -13,9 +14,7 @@ pub use settings::KafkaSettings;
 
 use async_trait::async_trait;
 use orchestrator_bus::{Bus, BusError, Consumer};
-use orchestrator_protocol::{
-    FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, SCHEMA_VERSION, Traced, Zone,
-};
+use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -109,29 +108,25 @@ impl KafkaBus {
         .map_err(backend)?
     }
 
-    /// Sends every record (keyed by object id, with the schema version and the attempt's trace
-    /// context in headers), many in flight at once, then waits for all deliveries. A full local
+    /// Sends every record (keyed by object id, with the attempt's trace context in a
+    /// `traceparent` header), many in flight at once, then waits for all deliveries. A full local
     /// queue is back-pressure: the send waits for room.
     async fn send_all<T: Serialize + Traced>(
         &self,
         records: Vec<(&str, T)>,
     ) -> Result<(), BusError> {
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
-        let schema = SCHEMA_VERSION.to_string();
         for (topic, value) in records {
             let payload = serde_json::to_vec(&value).map_err(backend)?;
             let key = value.object_id().to_string();
             let trace = value.traceparent();
             loop {
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: "schema-version",
-                        value: Some(schema.as_str()),
-                    })
-                    .insert(Header {
-                        key: "traceparent",
-                        value: Some(trace.as_str()),
-                    });
+                // The schema version is in the body (`schema_version`); a header per message
+                // is a row per message in some brokers' storage, so only the trace has one.
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "traceparent",
+                    value: Some(trace.as_str()),
+                });
                 let record = FutureRecord::to(topic)
                     .key(&key)
                     .payload(&payload)

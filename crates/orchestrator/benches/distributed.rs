@@ -119,6 +119,19 @@ fn services(engine: &str) -> Services {
         .expect("redis-server");
     wait_port(kp);
     wait_port(rp);
+    if engine == "sqlite" {
+        // The index Tansu 0.6.0's SQLite schema lacks (see the file).
+        let ok = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
+            .arg(dir.path().join("tansu.db"))
+            .arg(include_str!("../../../tools/tansu-header-index.sql"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "sqlite3 could not index Tansu's headers (apt-get install sqlite3)"
+        );
+    }
     Services {
         _tansu: Proc(tansu),
         _redis: Proc(redis),

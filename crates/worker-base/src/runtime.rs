@@ -21,6 +21,9 @@ pub struct WorkerConfig {
     pub task_timeout: Option<Duration>,
     /// How often a running attempt says it is alive.
     pub heartbeat_interval: Duration,
+    /// An attempt reports `Started` once it has run this long. One that ends sooner reports only
+    /// its result, which implies it started: quick tasks cost one message instead of two.
+    pub started_after: Duration,
     /// Name of this worker in results and logs.
     pub worker_id: String,
     /// Consumer group on the bus (`worker-<zone>`).
@@ -34,6 +37,7 @@ impl WorkerConfig {
             max_workers: 4,
             task_timeout: None,
             heartbeat_interval: Duration::from_secs(5),
+            started_after: Duration::from_millis(50),
             worker_id: format!("{}-{}", zone.short(), std::process::id()),
             group: format!("worker-{}", zone.short()),
         }
@@ -216,11 +220,6 @@ pub async fn run_worker(
             }
         }
         for (delivery, permit) in batch.into_iter().zip(permits) {
-            let _ = out_tx.send(Outgoing::Progress(ProgressEvent::new(
-                ProgressKind::AttemptStarted,
-                &delivery.event,
-                &config.worker_id,
-            )));
             let (handler, config, stats, out) = (
                 handler.clone(),
                 config.clone(),
@@ -269,15 +268,22 @@ async fn run_one(
     let started = Instant::now();
     let work = handler.handle(task);
     tokio::pin!(work);
+    let now = tokio::time::Instant::now();
+    // Started first, then a heartbeat every interval after it.
+    let mut report_started = Some(now + config.started_after);
     let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.heartbeat_interval,
+        now + config.started_after + config.heartbeat_interval,
         config.heartbeat_interval,
     );
-    let deadline = config.task_timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = config.task_timeout.map(|t| now + t);
     let outcome = loop {
         tokio::select! {
             biased;
             outcome = &mut work => break outcome,
+            _ = sleep_until_opt(report_started) => {
+                report_started = None;
+                let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::AttemptStarted, task, &config.worker_id)));
+            }
             _ = heartbeat.tick() => {
                 let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)));
             }

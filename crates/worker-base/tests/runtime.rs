@@ -78,6 +78,7 @@ fn config(max_workers: usize) -> WorkerConfig {
     let mut c = WorkerConfig::new(Zone::Raw);
     c.max_workers = max_workers;
     c.heartbeat_interval = Duration::from_millis(100);
+    c.started_after = Duration::ZERO;
     c
 }
 
@@ -117,6 +118,51 @@ async fn runs_at_most_max_workers_at_once_and_reports_every_task() {
     worker.await.unwrap().unwrap();
     assert_eq!(stats.loaded.get(), 20);
     assert_eq!(stats.duration.get_sample_count(), 20);
+}
+
+#[tokio::test]
+async fn a_task_quicker_than_started_after_reports_only_its_result() {
+    let bus = Arc::new(MemoryBus::new());
+    let stop = CancellationToken::new();
+    let mut c = config(4);
+    c.started_after = Duration::from_millis(200);
+    let worker = tokio::spawn(run_worker(
+        bus.clone(),
+        sleepy(0),
+        c.clone(),
+        Arc::new(WorkerStats::new(Zone::Raw).unwrap()),
+        stop.clone(),
+    ));
+    bus.publish_ready((0..10).map(|i| task(1000 + i)).collect())
+        .await
+        .unwrap();
+    assert_eq!(results(&bus, 10).await.len(), 10);
+    // A slow one still says it started, once it has run `started_after`.
+    let slow = tokio::spawn(run_worker(
+        bus.clone(),
+        sleepy(600),
+        WorkerConfig {
+            zone: Zone::Standardized,
+            group: "slow".into(),
+            ..c
+        },
+        Arc::new(WorkerStats::new(Zone::Standardized).unwrap()),
+        stop.clone(),
+    ));
+    let mut t = task(2001);
+    t.zone = Zone::Standardized;
+    bus.publish_ready(vec![t]).await.unwrap();
+    let mut progress = bus.progress_consumer("t").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), progress.next_batch(100))
+        .await
+        .expect("a Started event")
+        .unwrap();
+    assert_eq!(first.len(), 1, "only the slow task reports Started");
+    assert_eq!(first[0].event.event, ProgressKind::AttemptStarted);
+    assert_eq!(first[0].event.id.0, 2001);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    slow.await.unwrap().unwrap();
 }
 
 #[tokio::test]
