@@ -155,17 +155,33 @@ pub fn kafka() -> TestKafka {
 }
 
 /// Adds the header index Tansu 0.6.0's SQLite schema lacks (see tools/tansu-header-index.sql), with
-/// the `sqlite3` shell (tools/test.sh installs it). Without it the tests pass, more slowly.
+/// the `sqlite3` shell (tools/test.sh installs it).
 pub fn index_tansu_headers(dir: &std::path::Path) {
     let sql = include_str!("../../tools/tansu-header-index.sql");
-    let done = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(dir.join("tansu.db"))
-        .arg(sql)
-        .status();
-    if !done.as_ref().is_ok_and(|s| s.success()) {
-        eprintln!(
-            "warning: could not index Tansu's headers with sqlite3 ({done:?}); the broker will be slow"
+    if let Err(e) = run_sqlite3(&dir.join("tansu.db"), sql) {
+        panic!(
+            "could not index Tansu's headers with the sqlite3 shell ({e}): tools/test.sh installs it"
         );
+    }
+}
+
+/// `sqlite3 DB < sql`, waiting up to 10 s for the database's lock.
+fn run_sqlite3(db: &std::path::Path, sql: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("sqlite3")
+        .args(["-bail", "-cmd", ".timeout 10000"])
+        .arg(db)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(sql.as_bytes())
+        .map_err(|e| e.to_string())?;
+    match child.wait() {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(format!("{other:?}")),
     }
 }

@@ -121,12 +121,21 @@ fn services(engine: &str) -> Services {
     wait_port(rp);
     if engine == "sqlite" {
         // The index Tansu 0.6.0's SQLite schema lacks (see the file).
-        let ok = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
+        use std::io::Write;
+        let mut sqlite = Command::new("sqlite3")
+            .args(["-bail", "-cmd", ".timeout 10000"])
             .arg(dir.path().join("tansu.db"))
-            .arg(include_str!("../../../tools/tansu-header-index.sql"))
-            .status()
-            .is_ok_and(|s| s.success());
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("sqlite3 (apt-get install sqlite3)");
+        let sql = include_str!("../../../tools/tansu-header-index.sql");
+        sqlite
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let ok = sqlite.wait().is_ok_and(|s| s.success());
         assert!(
             ok,
             "sqlite3 could not index Tansu's headers (apt-get install sqlite3)"
