@@ -259,6 +259,8 @@ struct RunFigures {
     commands: u64,
     /// Unix ms of each object's result on the results topic.
     results: HashMap<u64, i64>,
+    /// Unix ms of each object's Ready event on its zone's topic.
+    ready: HashMap<u64, i64>,
 }
 
 /// Runs `file` on serve and three workers; returns how long the run took (from its record).
@@ -333,10 +335,14 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
     let seconds = (meta["updated_ms"].as_u64().unwrap() - meta["created_ms"].as_u64().unwrap())
         as f64
         / 1000.0;
-    let results = if read_results {
-        read_results_topic(s, &format!("{prefix}.loaded"))
+    let (results, ready) = if read_results {
+        let mut ready = HashMap::new();
+        for zone in ["raw", "standardized", "application"] {
+            ready.extend(read_topic(s, &format!("{prefix}.ready.{zone}")));
+        }
+        (read_topic(s, &format!("{prefix}.loaded")), ready)
     } else {
-        HashMap::new()
+        (HashMap::new(), HashMap::new())
     };
     drop(workers);
     drop(serve);
@@ -345,10 +351,12 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
         seconds,
         commands,
         results,
+        ready,
     }
 }
 
-fn read_results_topic(s: &Services, topic: &str) -> HashMap<u64, i64> {
+/// The producer timestamp (Unix ms) of each object's first message on `topic`.
+fn read_topic(s: &Services, topic: &str) -> HashMap<u64, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &s.bootstrap)
         .set("group.id", "bench-observer")
@@ -473,12 +481,27 @@ fn main() {
             .filter_map(|w| Some(f.results.get(&w[1])? - f.results.get(&w[0])?))
             .collect();
         links.sort_unstable();
+        // Where a link's time goes: the orchestrator's side (the parent's result fetched and
+        // applied, the child's Ready sent) and the worker's (the Ready delivered, handled, the
+        // result sent); each includes one produce and one fetch.
+        let split = |from: &HashMap<u64, i64>, to: &HashMap<u64, i64>, shift: usize| {
+            let mut v: Vec<i64> = ids
+                .windows(2)
+                .filter_map(|w| Some(to.get(&w[1])? - from.get(&w[1 - shift])?))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let orchestrator_side = split(&f.results, &f.ready, 1);
+        let worker_side = split(&f.ready, &f.results, 0);
         println!(
-            "1,000-deep chain (fetch.wait.max.ms=5): {:.2} s; parent result -> own result: p50 {} ms, p99 {} ms ({} links)",
+            "1,000-deep chain (fetch.wait.max.ms=5): {:.2} s; parent result -> own result: p50 {} ms, p99 {} ms ({} links); of which parent result -> Ready p50 {} ms, Ready -> result p50 {} ms",
             f.seconds,
             percentile(&links, 0.5),
             percentile(&links, 0.99),
-            links.len()
+            links.len(),
+            percentile(&orchestrator_side, 0.5),
+            percentile(&worker_side, 0.5),
         );
     }
 }
