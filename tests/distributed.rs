@@ -200,6 +200,8 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
             r#"{"event":"ObjectLoaded","id":1001,"status":"loaded","zone":"1-Raw","info":"","run_id":"run-unknown"}"#,
         ],
     );
+    // And a Ready event no worker can read.
+    cluster.produce("ready.raw", &["{\"event\":\"ObjectReady\",\"id\":"]);
     let _workers = [
         cluster.worker("ingestion", "simulate:5", "ingestion.log"),
         cluster.worker(
@@ -221,7 +223,14 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
         .map(|r| &r.value)
         .filter(|v| v["event"] == "MessageRejected")
         .collect();
-    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    let on = |suffix: &str| {
+        rejected
+            .iter()
+            .filter(|v| v["topic"].as_str().is_some_and(|t| t.ends_with(suffix)))
+            .count()
+    };
+    assert_eq!((on(".loaded"), on(".ready.raw")), (2, 1), "{rejected:?}");
     assert!(rejected.iter().all(|v| {
         v["schema_version"] == 1
             && v["reason"]
@@ -261,6 +270,16 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
     );
     assert!(
         metrics.contains("orchestrator_results_ignored_total{reason=\"unknown_run\"} 1"),
+        "{metrics}"
+    );
+    // And in the worker's that set it aside.
+    let worker = cluster.http_base("ingestion.log");
+    let metrics = reqwest::blocking::get(format!("{worker}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("orchestrator_worker_messages_rejected_total{zone=\"raw\"} 1"),
         "{metrics}"
     );
 }

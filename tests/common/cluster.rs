@@ -137,6 +137,7 @@ impl Cluster {
         cmd.env("HANDLER", handler)
             .env("MAX_WORKERS", "3")
             .env("HEARTBEAT_SECONDS", "1")
+            .env("WORKER_HTTP_ADDR", "127.0.0.1:0")
             .env("WORKER_ID", log);
         let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
         Proc(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())

@@ -154,11 +154,27 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         tracing::info!(zone = %zone, address = %local, "serving health and metrics");
         eprintln!("serving health and metrics on http://{local}");
         let registry = prometheus::Registry::new();
-        if let Err(e) = stats.register(&registry) {
+        let rejected = match rejected_counter(zone) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: metrics: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        let registered = stats
+            .register(&registry)
+            .and_then(|()| registry.register(Box::new(rejected.clone())));
+        if let Err(e) = registered {
             eprintln!("error: metrics: {e}");
             return EXIT_ERROR;
         }
+        let render_bus = bus.clone();
         let render: MetricsRender = Arc::new(move || {
+            // The bus counts what it set aside; the counter catches up at each scrape.
+            let (seen, total) = (rejected.get(), render_bus.malformed_count());
+            if total > seen {
+                rejected.inc_by(total - seen);
+            }
             let mut buf = Vec::new();
             let _ = prometheus::Encoder::encode(
                 &prometheus::TextEncoder::new(),
@@ -208,6 +224,17 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
             EXIT_ERROR
         }
     }
+}
+
+/// Ready messages this worker could not read and sent to the DLQ topic.
+fn rejected_counter(zone: Zone) -> Result<prometheus::IntCounter, prometheus::Error> {
+    prometheus::IntCounter::with_opts(
+        prometheus::Opts::new(
+            "orchestrator_worker_messages_rejected_total",
+            "Ready messages that could not be read, sent to the DLQ topic with the reason.",
+        )
+        .const_label("zone", zone.short()),
+    )
 }
 
 /// Waits for SIGTERM or Ctrl-C, then fires `shutdown`. Shared by every long-running process.
