@@ -145,6 +145,22 @@ fn runs_are_submitted_followed_and_cancelled_over_http() {
         listed.contains(&second["run_id"].as_str().unwrap()),
         "{list}"
     );
+    // Newest first, a page at a time, by status.
+    let (_, page) = get(&base, "/api/runs?limit=1&offset=1");
+    assert_eq!(page["total"], listed.len(), "{page}");
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["runs"][0]["run_id"], listed[1], "{page}");
+    let created: Vec<u64> = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["created_ms"].as_u64().unwrap())
+        .collect();
+    assert!(created.windows(2).all(|w| w[0] >= w[1]), "{list}");
+    let (_, running) = get(&base, "/api/runs?status=running");
+    assert_eq!(running["total"], 0, "both runs have finished: {running}");
+    let (status, _) = get(&base, "/api/runs?status=sleeping");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // A large run cancelled right away: it finishes with cancelled objects, not all loaded.
     let big = std::fs::read_to_string(generated(cluster.dir(), 3000)).unwrap();

@@ -4,7 +4,7 @@
 
 use crate::engine::EngineCommand;
 use crate::role::SharedRole;
-use crate::run_view::{ObjectQuery, RunView};
+use crate::run_view::{MAX_PAGE, ObjectQuery, RunView};
 use crate::store::{RunMeta, RunStatus, StateStore};
 use crate::submit::{Submission, SubmitError, prepare_run};
 use axum::Json;
@@ -184,7 +184,21 @@ async fn submit(
 }
 
 /// Every run: those the engine holds as they stand now, the others as stored.
-async fn list(State(state): State<Arc<ApiState>>) -> Response {
+/// Which runs `GET /api/runs` lists: newest first, a page at a time, optionally by status.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_list_limit")]
+    limit: usize,
+    status: Option<RunStatus>,
+}
+
+fn default_list_limit() -> usize {
+    100
+}
+
+async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>) -> Response {
     let stored = match state.store.runs().await {
         Ok(r) => r,
         Err(e) => return store_error(e),
@@ -206,9 +220,16 @@ async fn list(State(state): State<Arc<ApiState>>) -> Response {
     for m in live {
         runs.insert(m.run_id.clone(), m);
     }
-    let mut runs: Vec<RunMeta> = runs.into_values().collect();
-    runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
-    Json(json!({ "runs": runs })).into_response()
+    let mut runs: Vec<RunMeta> = runs
+        .into_values()
+        .filter(|m| query.status.is_none_or(|s| m.status == s))
+        .collect();
+    runs.sort_by(|a, b| (b.created_ms, &b.run_id).cmp(&(a.created_ms, &a.run_id)));
+    let total = runs.len();
+    let limit = query.limit.min(MAX_PAGE);
+    let page: Vec<RunMeta> = runs.into_iter().skip(query.offset).take(limit).collect();
+    Json(json!({ "total": total, "offset": query.offset, "limit": limit, "runs": page }))
+        .into_response()
 }
 
 async fn inspect(
