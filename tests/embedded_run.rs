@@ -203,6 +203,54 @@ fn the_same_holds_with_the_redis_store() {
     kill_and_resume(&["--store", &redis.url, "--redis-prefix", &prefix], None);
 }
 
+#[test]
+fn a_second_run_on_the_same_redis_store_is_refused_while_the_first_writes() {
+    let redis = services::redis();
+    let prefix = services::unique_prefix("lease");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.json");
+    std::fs::write(&file, r#"[{"IdObjet":1001,"Zone":"1-Raw"}]"#).unwrap();
+    let store = [
+        "--store",
+        redis.url.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+    ];
+    let run = |handler: &str| {
+        let mut args = vec!["run", file.to_str().unwrap(), "--handler", handler];
+        args.extend_from_slice(&["--progress", "none"]);
+        args.extend_from_slice(&store);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let mut first = Command::new(bin())
+        .args(run("simulate:60000"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first run holds the lease once its run is stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = orchestrator(&[&["status", "--json"][..], &store[..]].concat());
+        if out.status.success() && text(&out.stdout).contains("run-") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = orchestrator(
+        &run("simulate:0")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(err.contains("is writing to this state store"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
 /// Runs a generated graph on the given store, kills the process with SIGKILL mid-run, and resumes.
 fn kill_and_resume(store: &[&str], state_dir: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();

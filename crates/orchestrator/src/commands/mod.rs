@@ -7,6 +7,7 @@ mod run;
 mod serve;
 mod status;
 mod validate;
+mod writer_lease;
 
 use crate::{EXIT_INVALID, EXIT_STATE};
 use orchestrator::cli::SelectArgs;

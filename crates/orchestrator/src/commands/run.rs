@@ -3,6 +3,7 @@
 //! killed run can be resumed without running a loaded object again.
 
 use super::load_or_report;
+use super::writer_lease;
 use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::RunArgs;
@@ -20,10 +21,14 @@ use orchestrator_core::scheduler::{
 };
 use orchestrator_protocol::Zone;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use worker_base::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
+
+/// How long `run`'s writer lease on a shared store lasts between renewals: a run killed with
+/// kill -9 can be resumed this long after (a resume waits for it a little longer).
+const RUN_WRITER_LEASE_MS: u64 = 5_000;
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (graph, warnings) = match load_or_report(&args.input) {
@@ -80,6 +85,44 @@ async fn execute(
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    // A store others can share (Redis): write only while holding the writer lease, as `serve`.
+    let holder = writer_lease::writer_id();
+    let wait = Duration::from_millis(RUN_WRITER_LEASE_MS + 1_000);
+    if !writer_lease::claim_or_report(&*store, &holder, RUN_WRITER_LEASE_MS, wait).await? {
+        return Ok(EXIT_STATE);
+    }
+    let interrupt = CancellationToken::new();
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(writer_lease::keep_lease(
+        store.clone(),
+        RUN_WRITER_LEASE_MS,
+        interrupt.clone(),
+        lease_lost.clone(),
+    ));
+    let code = drive_run(args, graph, handlers, config, store.clone(), interrupt).await;
+    keeper.abort();
+    if lease_lost.load(Ordering::Relaxed) {
+        eprintln!(
+            "error: the writer lease was lost (another orchestrator took over, or the state store was unreachable for longer than the lease); stopped without writing more"
+        );
+        return Ok(EXIT_STATE);
+    }
+    if let Err(e) = store.release_writer().await {
+        tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
+    }
+    code
+}
+
+/// The run itself, once the store is this process's: a new run or the stored one to resume,
+/// driven to its end by the in-process workers.
+async fn drive_run(
+    args: RunArgs,
+    graph: Arc<RunGraph>,
+    handlers: HandlerSet,
+    config: SchedulerConfig,
+    store: Arc<dyn StateStore>,
+    interrupt: CancellationToken,
+) -> anyhow::Result<i32> {
     let source = args.input.file.display().to_string();
     let Some((meta, run, rerun)) = prepare_run(&args, &*store, &graph, &config, &source).await?
     else {
@@ -155,7 +198,6 @@ async fn execute(
     let progress_task = tokio::spawn(progress::show(view, args.progress));
     http_state.ready.store(true, Ordering::Relaxed);
 
-    let interrupt = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone()));
     let driven = engine.drive(interrupt.clone()).await;
     engine.close_progress();

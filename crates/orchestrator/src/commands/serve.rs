@@ -3,6 +3,7 @@
 //! OBJECTS_PATH unless that graph's run is already under way, publishes Ready events on Kafka for
 //! the workers, applies their results, and serves health and metrics.
 
+use super::writer_lease::{become_writer, keep_lease, writer_id};
 use crate::{EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::api::{ApiState, api_router};
@@ -11,9 +12,7 @@ use orchestrator::engine::{DriveOptions, Engine, EngineCommand, EngineError};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
 use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{
-    RedisSettings, RunMeta, RunStatus, StateStore, StoreError, WriterLease, redact_url,
-};
+use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, StoreError, redact_url};
 use orchestrator::submit::{Submission, SubmitError, prepare_run};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
@@ -183,85 +182,6 @@ async fn run_server(
         tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
     }
     result
-}
-
-/// Waits for the writer lease, saying who holds it; `false` if stopped first.
-async fn become_writer(
-    store: &dyn StateStore,
-    holder: &str,
-    lease_ms: u64,
-    shutdown: &CancellationToken,
-    role: &SharedRole,
-) -> anyhow::Result<bool> {
-    let mut said = String::new();
-    loop {
-        match store.acquire_writer(holder, lease_ms).await {
-            Ok(WriterLease::Acquired { epoch }) => {
-                tracing::info!(holder, epoch, "this orchestrator is the writer");
-                return Ok(true);
-            }
-            Ok(WriterLease::Held { holder: other }) => {
-                role.set(Role::Standby);
-                if other != said {
-                    tracing::warn!(writer = %other, "another orchestrator is the writer; standing by");
-                    eprintln!("standing by: another orchestrator ({other}) is the writer");
-                    said = other;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot reach the state store; retrying"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(Duration::from_millis((lease_ms / 4).clamp(100, 2000))) => {}
-        }
-    }
-}
-
-/// Renews the lease a few times per term; when it is lost (taken over, or not renewed within its
-/// term), stops everything.
-async fn keep_lease(
-    store: Arc<dyn StateStore>,
-    lease_ms: u64,
-    shutdown: CancellationToken,
-    lost: Arc<AtomicBool>,
-) {
-    let mut last_ok = std::time::Instant::now();
-    let term = Duration::from_millis(lease_ms);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(term / 3) => {}
-        }
-        match store.renew_writer(lease_ms).await {
-            Ok(true) => last_ok = std::time::Instant::now(),
-            Ok(false) => {
-                tracing::error!(
-                    "the writer lease was taken over by another orchestrator; stopping"
-                );
-                break;
-            }
-            Err(e) if last_ok.elapsed() < term => {
-                tracing::warn!(error = %e, "could not renew the writer lease; retrying");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the writer lease ran out unrenewed; stopping");
-                break;
-            }
-        }
-    }
-    lost.store(true, Ordering::Relaxed);
-    shutdown.cancel();
-}
-
-/// Names this process in the writer lease: host, pid and a random suffix.
-fn writer_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "orchestrator".to_string());
-    format!("{host}/{}/{:04x}", std::process::id(), fastrand::u16(..))
 }
 
 /// Continues the stored runs, starts OBJECTS_PATH's, and drives until shutdown.

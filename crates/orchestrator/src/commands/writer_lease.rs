@@ -1,0 +1,124 @@
+//! The writer lease seen from a command: one orchestrator writes to a shared store (Redis) at a
+//! time. `serve` stands by until the lease is free; `run` claims it or refuses to start.
+
+use orchestrator::role::{Role, SharedRole};
+use orchestrator::store::{StateStore, WriterLease};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Takes the lease, waiting up to `wait` for it (a process killed while holding it keeps it
+/// until it expires); otherwise says who holds it and returns `false`.
+pub async fn claim_or_report(
+    store: &dyn StateStore,
+    holder: &str,
+    lease_ms: u64,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match store.acquire_writer(holder, lease_ms).await? {
+            WriterLease::Acquired { epoch } => {
+                tracing::debug!(holder, epoch, "writer lease taken");
+                return Ok(true);
+            }
+            WriterLease::Held { holder: other } => {
+                if std::time::Instant::now() >= deadline {
+                    eprintln!(
+                        "error: another orchestrator ({other}) is writing to this state store; stop it, or use another REDIS_PREFIX"
+                    );
+                    return Ok(false);
+                }
+                if !said {
+                    eprintln!(
+                        "waiting up to {} s for the writer lease held by {other}",
+                        wait.as_secs()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Waits for the writer lease, saying who holds it; `false` if stopped first.
+pub async fn become_writer(
+    store: &dyn StateStore,
+    holder: &str,
+    lease_ms: u64,
+    shutdown: &CancellationToken,
+    role: &SharedRole,
+) -> anyhow::Result<bool> {
+    let mut said = String::new();
+    loop {
+        match store.acquire_writer(holder, lease_ms).await {
+            Ok(WriterLease::Acquired { epoch }) => {
+                tracing::info!(holder, epoch, "this orchestrator is the writer");
+                return Ok(true);
+            }
+            Ok(WriterLease::Held { holder: other }) => {
+                role.set(Role::Standby);
+                if other != said {
+                    tracing::warn!(writer = %other, "another orchestrator is the writer; standing by");
+                    eprintln!("standing by: another orchestrator ({other}) is the writer");
+                    said = other;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach the state store; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(Duration::from_millis((lease_ms / 4).clamp(100, 2000))) => {}
+        }
+    }
+}
+
+/// Renews the lease a few times per term; when it is lost (taken over, or not renewed within its
+/// term), stops everything.
+pub async fn keep_lease(
+    store: Arc<dyn StateStore>,
+    lease_ms: u64,
+    shutdown: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut last_ok = std::time::Instant::now();
+    let term = Duration::from_millis(lease_ms);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(term / 3) => {}
+        }
+        match store.renew_writer(lease_ms).await {
+            Ok(true) => last_ok = std::time::Instant::now(),
+            Ok(false) => {
+                tracing::error!(
+                    "the writer lease was taken over by another orchestrator; stopping"
+                );
+                break;
+            }
+            Err(e) if last_ok.elapsed() < term => {
+                tracing::warn!(error = %e, "could not renew the writer lease; retrying");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the writer lease ran out unrenewed; stopping");
+                break;
+            }
+        }
+    }
+    lost.store(true, Ordering::Relaxed);
+    shutdown.cancel();
+}
+
+/// Names this process in the writer lease: host, pid and a random suffix.
+pub fn writer_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "orchestrator".to_string());
+    format!("{host}/{}/{:04x}", std::process::id(), fastrand::u16(..))
+}
