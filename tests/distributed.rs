@@ -456,3 +456,122 @@ fn ten_thousand_objects_load_once_in_effect_and_no_ready_precedes_its_parents_re
         readies.len()
     );
 }
+
+/// Plays one of the old system's Python workers until `stop`: reads every Ready event of the
+/// shared topic in its own group, and answers each with the old result shape only (no attempt, no
+/// Started, no heartbeats). Returns how many it answered.
+fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::sync::atomic::Ordering;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &cluster.kafka.bootstrap)
+            .set("group.id", format!("{}-legacy", cluster.prefix))
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&cluster.topic("ready")]).unwrap();
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &cluster.kafka.bootstrap)
+            .create()
+            .unwrap();
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+            else {
+                continue;
+            };
+            let ready: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            let result = serde_json::json!({
+                "event": "ObjectLoaded",
+                "id": ready["id"],
+                "status": "loaded",
+                "zone": ready["zone"],
+                "info": "loaded by the old worker",
+                "run_id": ready["run_id"],
+            })
+            .to_string();
+            let key = ready["id"].to_string();
+            producer
+                .send(
+                    FutureRecord::to(&cluster.topic("loaded"))
+                        .key(&key)
+                        .payload(&result),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+            answered += 1;
+        }
+        answered
+    })
+}
+
+#[test]
+fn the_old_systems_workers_keep_working_on_the_shared_ready_topic() {
+    let mut cluster = Cluster::new("legacy");
+    cluster.ready_per_zone = false;
+    let file = fixture("layered.json");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _serve = cluster.serve(Some(&file), &[], "serve.log");
+    let answered = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| legacy_worker(&cluster, stop.clone()));
+        let status = cluster.wait_finished(Duration::from_secs(120));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
+        assert_eq!(status["run"]["summary"]["retries"], 0, "{status}");
+        worker.join().unwrap()
+    });
+    assert_eq!(answered, 9, "one Ready event per object");
+    // The Ready events keep the old fields and types.
+    let ready = cluster.read_topic("ready");
+    assert_eq!(ready.len(), 9);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for r in &ready {
+        let v = &r.value;
+        assert_eq!(v["event"], "ObjectReady", "{v}");
+        assert!(
+            v["id"].is_u64() && v["name"].is_string() && v["run_id"].is_string(),
+            "{v}"
+        );
+        assert!(
+            ["1-Raw", "2-Standardized", "3-Application"].contains(&v["zone"].as_str().unwrap()),
+            "{v}"
+        );
+        assert_eq!(v["preflight_fail"], false, "{v}");
+        let ts = v["ts"].as_u64().unwrap();
+        assert!(ts + 300 > now && ts <= now + 5, "ts in Unix seconds: {v}");
+    }
+    // Every object after its parents, with the old results (no attempt) taken as current.
+    let results = cluster.read_topic("loaded");
+    assert!(results.iter().all(|r| r.value.get("attempt").is_none()));
+    let order: Vec<(u64, u64)> = ready
+        .iter()
+        .map(|r| (r.timestamp_ms as u64, r.value["id"].as_u64().unwrap()))
+        .collect();
+    let loaded_at: HashMap<u64, u64> = results
+        .iter()
+        .map(|r| (r.value["id"].as_u64().unwrap(), r.timestamp_ms as u64))
+        .collect();
+    for (id, parents) in parents_of(&file) {
+        let ready_at = order.iter().find(|(_, i)| *i == id).unwrap().0;
+        for p in parents {
+            assert!(
+                loaded_at[&p] <= ready_at,
+                "{id} released before its parent {p} loaded"
+            );
+        }
+    }
+}

@@ -40,6 +40,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// `KAFKA_PROPERTIES` for every process of the cluster, if set.
     pub kafka_properties: Option<String>,
+    /// `READY_TOPIC_PER_ZONE` (true unless a test plays the old system's workers).
+    pub ready_per_zone: bool,
 }
 
 impl Drop for Cluster {
@@ -87,6 +89,7 @@ impl Cluster {
             prefix: services::unique_prefix(name),
             dir: tempfile::tempdir().unwrap(),
             kafka_properties: None,
+            ready_per_zone: true,
         }
     }
 
@@ -101,7 +104,7 @@ impl Cluster {
             .env("TOPIC_PROGRESS", format!("{p}.progress"))
             .env("TOPIC_FAILED", format!("{p}.failed"))
             .env("TOPIC_DLQ", format!("{p}.dlq"))
-            .env("READY_TOPIC_PER_ZONE", "true")
+            .env("READY_TOPIC_PER_ZONE", self.ready_per_zone.to_string())
             .env("KAFKA_PARTITIONS", "2")
             .env("LOG_LEVEL", "info")
             .env_remove("HANDLER")
