@@ -101,14 +101,10 @@ async fn execute(
     ));
     let code = drive_run(args, graph, handlers, config, store.clone(), interrupt).await;
     keeper.abort();
-    if lease_lost.load(Ordering::Relaxed) {
-        eprintln!(
-            "error: the writer lease was lost (another orchestrator took over, or the state store was unreachable for longer than the lease); stopped without writing more"
-        );
-        return Ok(EXIT_STATE);
-    }
-    if let Err(e) = store.release_writer().await {
-        tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
+    if let Some(code) =
+        writer_lease::hand_back(&*store, lease_lost.load(Ordering::Relaxed), &code).await
+    {
+        return Ok(code);
     }
     code
 }

@@ -3,16 +3,16 @@
 //! OBJECTS_PATH unless that graph's run is already under way, publishes Ready events on Kafka for
 //! the workers, applies their results, and serves health and metrics.
 
-use super::writer_lease::{become_writer, keep_lease, writer_id};
-use crate::{EXIT_INVALID, EXIT_OK, EXIT_STATE};
+use super::writer_lease::{become_writer, hand_back, keep_lease, writer_id};
+use crate::{EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
 use orchestrator::api::{ApiState, api_router};
 use orchestrator::cli::ServeArgs;
-use orchestrator::engine::{DriveOptions, Engine, EngineCommand, EngineError};
+use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
 use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, StoreError, redact_url};
+use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, redact_url};
 use orchestrator::submit::{Submission, SubmitError, prepare_run};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
@@ -165,21 +165,8 @@ async fn run_server(
         shutdown,
     )
     .await;
-    let fenced = matches!(
-        result
-            .as_ref()
-            .err()
-            .and_then(|e| e.downcast_ref::<EngineError>()),
-        Some(EngineError::Store(StoreError::Fenced { .. }))
-    );
-    if fenced || lost.load(Ordering::Relaxed) {
-        eprintln!(
-            "error: this orchestrator lost the writer lease (another one took over, or the state store was unreachable for longer than the lease); it stopped without writing more"
-        );
-        return Ok(EXIT_STATE);
-    }
-    if let Err(e) = store.release_writer().await {
-        tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
+    if let Some(code) = hand_back(&*store, lost.load(Ordering::Relaxed), &result).await {
+        return Ok(code);
     }
     result
 }

@@ -1,8 +1,10 @@
 //! The writer lease seen from a command: one orchestrator writes to a shared store (Redis) at a
 //! time. `serve` stands by until the lease is free; `run` claims it or refuses to start.
 
+use crate::EXIT_STATE;
+use orchestrator::engine::EngineError;
 use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{StateStore, WriterLease};
+use orchestrator::store::{StateStore, StoreError, WriterLease};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -121,4 +123,30 @@ pub fn writer_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "orchestrator".to_string());
     format!("{host}/{}/{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// After the work is done or stopped: if the lease was lost (`lost`, or a write refused as fenced),
+/// says so and gives the exit code (3); otherwise gives the lease up so a standby takes over at once.
+pub async fn hand_back<T>(
+    store: &dyn StateStore,
+    lost: bool,
+    result: &anyhow::Result<T>,
+) -> Option<i32> {
+    let fenced = matches!(
+        result
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<EngineError>()),
+        Some(EngineError::Store(StoreError::Fenced { .. }))
+    );
+    if fenced || lost {
+        eprintln!(
+            "error: this orchestrator lost the writer lease (another one took over, or the state store was unreachable for longer than the lease); it stopped without writing more"
+        );
+        return Some(EXIT_STATE);
+    }
+    if let Err(e) = store.release_writer().await {
+        tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
+    }
+    None
 }
