@@ -60,7 +60,9 @@ impl ReadyEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptStatus {
+    #[serde(alias = "Loaded", alias = "LOADED")]
     Loaded,
+    #[serde(alias = "Failed", alias = "FAILED")]
     Failed,
 }
 
@@ -227,6 +229,14 @@ mod tests {
         assert_eq!(ev.attempt, None);
         assert!(ev.retryable);
         assert_eq!(ev.schema_version, SCHEMA_VERSION);
+        // Some old workers echo the id as a string, or capitalise the status and zone.
+        let json = r#"{"event":"ObjectLoaded","id":"2001","status":"FAILED","zone":"2-STANDARDIZED","run_id":"r1"}"#;
+        let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (ev.id, ev.status, ev.zone),
+            (ObjectId(2001), AttemptStatus::Failed, Zone::Standardized)
+        );
+        assert_eq!(ev.info, "");
     }
 
     #[test]

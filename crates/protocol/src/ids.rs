@@ -4,10 +4,38 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
-/// An object's `IdObjet`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// An object's `IdObjet`. Written as a number; read from a number or a string of digits (as
+/// some of the old system's workers echo it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct ObjectId(pub u64);
+
+impl<'de> Deserialize<'de> for ObjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Id;
+        impl serde::de::Visitor<'_> for Id {
+            type Value = ObjectId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object id: a whole number, or a string of digits")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ObjectId, E> {
+                Ok(ObjectId(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ObjectId, E> {
+                u64::try_from(v)
+                    .map(ObjectId)
+                    .map_err(|_| E::custom(format!("object id {v} is negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ObjectId, E> {
+                v.trim()
+                    .parse()
+                    .map(ObjectId)
+                    .map_err(|_| E::custom(format!("object id {v:?} is not a whole number")))
+            }
+        }
+        d.deserialize_any(Id)
+    }
+}
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,5 +60,21 @@ impl RunId {
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_id_is_read_from_a_number_or_a_string_of_digits() {
+        let read = |j: &str| serde_json::from_str::<ObjectId>(j).map_err(|e| e.to_string());
+        assert_eq!(read("1001"), Ok(ObjectId(1001)));
+        assert_eq!(read("\" 1001\""), Ok(ObjectId(1001)));
+        assert!(read("-3").is_err_and(|e| e.contains("negative")));
+        assert!(read("\"oops\"").is_err_and(|e| e.contains("not a whole number")));
+        assert!(read("1.5").is_err());
+        assert_eq!(serde_json::to_string(&ObjectId(7)).unwrap_or_default(), "7");
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A layer of the platform. Ordered: raw < standardized < application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Zone {
     #[serde(rename = "1-Raw")]
     Raw,
@@ -65,6 +65,24 @@ impl fmt::Display for Zone {
 )]
 pub struct ParseZoneError(pub String);
 
+/// Read from any name `FromStr` takes (`1-Raw`, `raw`, `ingestion`, `1`, any case); written as
+/// `1-Raw`, `2-Standardized`, `3-Application`.
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Zone;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a zone: 1-Raw, 2-Standardized or 3-Application")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Zone, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
 impl FromStr for Zone {
     type Err = ParseZoneError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -92,6 +110,10 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", z.as_str()));
         }
         assert!("4-Gold".parse::<Zone>().is_err());
+        let read = |j: &str| serde_json::from_str::<Zone>(j).ok();
+        assert_eq!(read("\"2-Standardized\""), Some(Zone::Standardized));
+        assert_eq!(read("\"RAW\""), Some(Zone::Raw));
+        assert_eq!(read("\"4-Gold\""), None);
     }
 
     #[test]
