@@ -270,10 +270,7 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
         assert!(trace.starts_with("00-") && trace.len() == 55, "{trace}");
     }
     // Counted in the orchestrator's metrics.
-    let metrics = reqwest::blocking::get(format!("{base}/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let (_, metrics) = http_status(&format!("{base}/metrics"));
     assert!(
         metrics.contains("orchestrator_messages_rejected_total 2"),
         "{metrics}"
@@ -284,10 +281,7 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
     );
     // And in the worker's that set it aside.
     let worker = cluster.http_base("ingestion.log");
-    let metrics = reqwest::blocking::get(format!("{worker}/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let (_, metrics) = http_status(&format!("{worker}/metrics"));
     assert!(
         metrics.contains("orchestrator_worker_messages_rejected_total{zone=\"raw\"} 1"),
         "{metrics}"

@@ -8,6 +8,9 @@
 //! 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../../tests/common/services.rs"]
+mod services;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -120,26 +123,7 @@ fn services(engine: &str) -> Services {
     wait_port(kp);
     wait_port(rp);
     if engine == "sqlite" {
-        // The index Tansu 0.6.0's SQLite schema lacks (see the file).
-        use std::io::Write;
-        let mut sqlite = Command::new("sqlite3")
-            .args(["-bail", "-cmd", ".timeout 10000"])
-            .arg(dir.path().join("tansu.db"))
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("sqlite3 (apt-get install sqlite3)");
-        let sql = include_str!("../../../tools/tansu-header-index.sql");
-        sqlite
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(sql.as_bytes())
-            .unwrap();
-        let ok = sqlite.wait().is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "sqlite3 could not index Tansu's headers (apt-get install sqlite3)"
-        );
+        services::index_tansu_headers(dir.path());
     }
     Services {
         _tansu: Proc(tansu),

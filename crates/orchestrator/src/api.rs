@@ -183,7 +183,6 @@ async fn submit(
     }
 }
 
-/// Every run: those the engine holds as they stand now, the others as stored.
 /// Which runs `GET /api/runs` lists: newest first, a page at a time, optionally by status.
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -198,6 +197,7 @@ fn default_list_limit() -> usize {
     100
 }
 
+/// Every run: those the engine holds as they stand now, the others as stored.
 async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>) -> Response {
     let stored = match state.store.runs().await {
         Ok(r) => r,

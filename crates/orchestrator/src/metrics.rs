@@ -151,14 +151,6 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Brings a counter kept elsewhere (the bus's) up to `total`.
-    pub fn catch_up(counter: &IntCounter, total: u64) {
-        let seen = counter.get();
-        if total > seen {
-            counter.inc_by(total - seen);
-        }
-    }
-
     /// The text exposition format, for `/metrics`.
     pub fn render(&self) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());

@@ -19,6 +19,14 @@ pub type ReadinessCheck =
 /// Renders the metrics in Prometheus text format.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Brings a counter up to a total kept elsewhere (the bus's), at scrape time.
+pub fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
 #[derive(Clone)]
 struct HealthState {
     ready: ReadinessCheck,

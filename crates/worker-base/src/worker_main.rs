@@ -170,11 +170,7 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         }
         let render_bus = bus.clone();
         let render: MetricsRender = Arc::new(move || {
-            // The bus counts what it set aside; the counter catches up at each scrape.
-            let (seen, total) = (rejected.get(), render_bus.malformed_count());
-            if total > seen {
-                rejected.inc_by(total - seen);
-            }
+            health::catch_up(&rejected, render_bus.malformed_count());
             let mut buf = Vec::new();
             let _ = prometheus::Encoder::encode(
                 &prometheus::TextEncoder::new(),

@@ -120,7 +120,7 @@ async fn run_server(
     });
     let (render_metrics, render_bus) = (metrics.clone(), bus.clone());
     let render: MetricsRender = Arc::new(move || {
-        Metrics::catch_up(
+        health::catch_up(
             &render_metrics.messages_rejected,
             render_bus.malformed_count(),
         );
