@@ -4,7 +4,7 @@
 //! `cargo build --release --workspace --bins && cargo bench -p orchestrator --bench distributed`
 //! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes).
 //! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
-//! second), objects per second and Redis commands per object on generated graphs, and on a
+//! second, and the time of a chain link through it with no work), objects per second and Redis commands per object on generated graphs, and on a
 //! 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -146,20 +146,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn calibrate(s: &Services, n: usize) -> (f64, f64) {
     let topic = "calibration";
     let rt = runtime();
-    rt.block_on(async {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<_> = ClientConfig::new()
-            .set("bootstrap.servers", &s.bootstrap)
-            .create()
-            .unwrap();
-        admin
-            .create_topics(
-                &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
-                &AdminOptions::new(),
-            )
-            .await
-            .unwrap();
-    });
+    create_topic(s, &rt, topic, 3);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &s.bootstrap)
         .set("enable.idempotence", "true")
@@ -235,6 +222,93 @@ fn redis_calls(url: &str) -> u64 {
                 .ok()
         })
         .sum()
+}
+
+fn create_topic(s: &Services, rt: &tokio::runtime::Runtime, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .create()
+        .unwrap();
+    rt.block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
+}
+
+/// The broker alone, a chain's links with no work: a message sent to one topic is read and
+/// answered on another at once, and the answer read back before the next is sent; each way
+/// with the product's producer settings and a consumer waiting at most `fetch_wait_ms`, as the
+/// orchestrator and a worker do. Microseconds per round trip (two hops), sorted.
+fn round_trips(s: &Services, n: usize, fetch_wait_ms: u32) -> Vec<i64> {
+    let (ping, pong) = (
+        format!("ping{fetch_wait_ms}"),
+        format!("pong{fetch_wait_ms}"),
+    );
+    let rt = runtime();
+    create_topic(s, &rt, &ping, 3);
+    create_topic(s, &rt, &pong, 3);
+    let consumer = |topic: &str| -> BaseConsumer {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &s.bootstrap)
+            .set("group.id", "round-trip")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..3 {
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&list).unwrap();
+        c
+    };
+    let producer = || -> FutureProducer {
+        orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
+            .producer_config()
+            .create()
+            .unwrap()
+    };
+    let (ping_in, pong_in) = (consumer(&ping), consumer(&pong));
+    let (ping_out, pong_out) = (producer(), producer());
+    let send = |p: &FutureProducer, topic: &str, key: &str| {
+        // Enqueued, not awaited: the answer is sent the moment the question is read.
+        p.send_result(FutureRecord::to(topic).key(key).payload(key))
+            .map_err(|(e, _)| e)
+            .unwrap()
+    };
+    let answerer = std::thread::spawn({
+        let pong = pong.clone();
+        move || {
+            let mut pending = Vec::new();
+            for _ in 0..n {
+                let m = ping_in
+                    .poll(Duration::from_secs(30))
+                    .expect("ping")
+                    .unwrap();
+                let key = std::str::from_utf8(m.key().unwrap()).unwrap().to_string();
+                pending.push(send(&pong_out, &pong, &key));
+            }
+            rt.block_on(futures::future::join_all(pending));
+        }
+    });
+    let mut trips = Vec::with_capacity(n);
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let started = Instant::now();
+        pending.push(send(&ping_out, &ping, &i.to_string()));
+        pong_in
+            .poll(Duration::from_secs(30))
+            .expect("pong")
+            .unwrap();
+        trips.push(started.elapsed().as_micros() as i64);
+    }
+    answerer.join().unwrap();
+    drop(pending);
+    trips.sort_unstable();
+    trips
 }
 
 struct RunFigures {
@@ -446,6 +520,12 @@ fn main() {
         let floor = produce.min(consume) / 2.0;
         println!(
             "calibration: produce {produce:.0} msg/s, consume {consume:.0} msg/s; min/2 = {floor:.0}"
+        );
+        let trips = round_trips(&s, 300, 5);
+        println!(
+            "calibration: round trip with no work (two hops, as a chain link; fetch.wait.max.ms=5) p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&trips, 0.5) as f64 / 1000.0,
+            percentile(&trips, 0.99) as f64 / 1000.0
         );
         for (i, &n) in sizes.iter().enumerate() {
             let file = generated(s.dir.path(), n);
