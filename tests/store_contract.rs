@@ -91,6 +91,9 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
         vec!["run-1", "run-2"]
     );
     assert_eq!(runs[0], finished);
+    assert_eq!(store.run(&r1).await.unwrap(), Some(finished.clone()));
+    assert_eq!(store.run(&r2).await.unwrap(), Some(meta("run-2", 20)));
+    assert_eq!(store.run(&RunId::new("nope")).await.unwrap(), None);
     let objects = store.objects(&r1).await.unwrap();
     assert_eq!(
         objects,

@@ -253,8 +253,8 @@ async fn inspect(
         Err(_) => return engine_gone(),
     }
     // Not held: finished (or not continued by this process); read the store.
-    let meta = match state.store.runs().await {
-        Ok(runs) => runs.into_iter().find(|m| m.run_id == run),
+    let meta = match state.store.run(&run).await {
+        Ok(meta) => meta,
         Err(e) => return store_error(e),
     };
     let Some(meta) = meta else {
@@ -288,8 +288,8 @@ async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> R
         Ok(false) => {}
         Err(_) => return engine_gone(),
     }
-    match state.store.runs().await {
-        Ok(runs) => match runs.into_iter().find(|m| m.run_id == run) {
+    match state.store.run(&run).await {
+        Ok(meta) => match meta {
             Some(m) if m.status == RunStatus::Finished => error(
                 StatusCode::CONFLICT,
                 format!("run {run} has already finished"),

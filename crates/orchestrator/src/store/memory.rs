@@ -59,6 +59,9 @@ impl StateStore for MemoryStore {
         runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
         Ok(runs)
     }
+    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError> {
+        Ok(self.lock().runs.iter().find(|m| &m.run_id == run).cloned())
+    }
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
         Ok(self
             .lock()

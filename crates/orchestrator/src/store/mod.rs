@@ -129,6 +129,8 @@ pub trait StateStore: Send + Sync {
     async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError>;
     /// Every run, oldest first.
     async fn runs(&self) -> Result<Vec<RunMeta>, StoreError>;
+    /// One run's record, read by its id alone.
+    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError>;
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError>;
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
     /// The object definitions stored with a run.

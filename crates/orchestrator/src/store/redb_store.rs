@@ -130,6 +130,19 @@ impl StateStore for RedbStore {
         .await
     }
 
+    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError> {
+        let run = run.clone();
+        self.blocking(move |db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(RUNS).map_err(|e| err(path, e))?;
+            match table.get(run.as_str()).map_err(|e| err(path, e))? {
+                Some(v) => Ok(Some(decode(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
         let run = run.clone();
         self.blocking(move |db, path| {

@@ -363,6 +363,16 @@ impl StateStore for RedisStore {
         Ok(runs)
     }
 
+    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError> {
+        let mut con = self.con.clone();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(self.run_key(run))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        value.map(|v| decode(&v)).transpose()
+    }
+
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
         let mut con = self.con.clone();
         let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
