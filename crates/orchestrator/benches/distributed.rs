@@ -2,7 +2,8 @@
 //! worker binaries (`simulate:0`, one Ready topic per zone) on a real Tansu broker and a real
 //! redis-server, on both of Tansu's storage engines. Build the binaries first, then run:
 //! `cargo build --release --workspace --bins && cargo bench -p orchestrator --bench distributed`
-//! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes).
+//! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes;
+//! `BENCH_LOG_DIR=DIR` keeps every process's log in DIR).
 //! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
 //! second, and the time of a chain link through it with no work), objects per second and Redis commands per object on generated graphs, and on a
 //! 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
@@ -324,7 +325,18 @@ struct RunFigures {
 /// Runs `file` on serve and three workers; returns how long the run took (from its record).
 fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: bool) -> RunFigures {
     let prefix = format!("bench{tag}");
-    let env = |cmd: &mut Command| {
+    // `BENCH_LOG_DIR`: keep each process's log there (at info) to look into a slow run.
+    let log_dir = std::env::var_os("BENCH_LOG_DIR").map(PathBuf::from);
+    let env = |cmd: &mut Command, name: &str| {
+        let (level, log) = match &log_dir {
+            Some(dir) => (
+                "info",
+                Stdio::from(
+                    std::fs::File::create(dir.join(format!("{prefix}-{name}.log"))).unwrap(),
+                ),
+            ),
+            None => ("warn", Stdio::null()),
+        };
         cmd.env("KAFKA_BOOTSTRAP", &s.bootstrap)
             .env("REDIS_URL", &s.redis_url)
             .env("REDIS_PREFIX", &prefix)
@@ -336,9 +348,9 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
             .env("READY_TOPIC_PER_ZONE", "true")
             .env("KAFKA_PARTITIONS", "3")
             .env("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait_ms.to_string())
-            .env("LOG_LEVEL", "warn")
+            .env("LOG_LEVEL", level)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
     };
     let _: () = redis_query(&s.redis_url, redis::cmd("CONFIG").arg("RESETSTAT"));
     let mut workers = Vec::new();
@@ -348,14 +360,14 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
         "application-worker",
     ] {
         let mut cmd = Command::new(bin(w));
-        env(&mut cmd);
+        env(&mut cmd, w);
         cmd.env("HANDLER", "simulate:0")
             .env("MAX_WORKERS", "64")
             .env("WORKER_HTTP_ADDR", "127.0.0.1:0");
         workers.push(Proc(cmd.spawn().unwrap()));
     }
     let mut cmd = Command::new(bin("orchestrator"));
-    env(&mut cmd);
+    env(&mut cmd, "serve");
     cmd.args(["serve", "--http", "127.0.0.1:0"])
         .env("OBJECTS_PATH", file)
         .env("MAX_IN_FLIGHT", "4000");
