@@ -176,19 +176,7 @@ fn calibrate(s: &Services, n: usize) -> (f64, f64) {
         }
     });
     let produce = n as f64 / started.elapsed().as_secs_f64();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &s.bootstrap)
-        .set("group.id", "calibration")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..3 {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
+    let consumer = reader(s, "calibration", topic, 10);
     let started = Instant::now();
     let mut read = 0;
     while read < n {
@@ -225,6 +213,24 @@ fn redis_calls(url: &str) -> u64 {
         .sum()
 }
 
+/// A consumer of the three partitions of `topic` from their beginning, with no group to join.
+fn reader(s: &Services, group: &str, topic: &str, fetch_wait_ms: u32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..3 {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    consumer
+}
+
 fn create_topic(s: &Services, rt: &tokio::runtime::Runtime, topic: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<_> = ClientConfig::new()
@@ -250,29 +256,16 @@ fn round_trips(s: &Services, n: usize, fetch_wait_ms: u32) -> Vec<i64> {
     let rt = runtime();
     create_topic(s, &rt, &ping, 3);
     create_topic(s, &rt, &pong, 3);
-    let consumer = |topic: &str| -> BaseConsumer {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &s.bootstrap)
-            .set("group.id", "round-trip")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
-            .create()
-            .unwrap();
-        let mut list = TopicPartitionList::new();
-        for p in 0..3 {
-            list.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        c.assign(&list).unwrap();
-        c
-    };
     let producer = || -> FutureProducer {
         orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
             .producer_config()
             .create()
             .unwrap()
     };
-    let (ping_in, pong_in) = (consumer(&ping), consumer(&pong));
+    let (ping_in, pong_in) = (
+        reader(s, "round-trip", &ping, fetch_wait_ms),
+        reader(s, "round-trip", &pong, fetch_wait_ms),
+    );
     let (ping_out, pong_out) = (producer(), producer());
     let send = |p: &FutureProducer, topic: &str, key: &str| {
         // Enqueued, not awaited: the answer is sent the moment the question is read.
