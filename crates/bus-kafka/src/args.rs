@@ -61,7 +61,12 @@ impl KafkaArgs {
         s.ready_per_zone = self.ready_topic_per_zone;
         s.partitions = self.kafka_partitions.max(1);
         s.fetch_wait_max_ms = self.kafka_fetch_wait_max_ms;
-        for p in &self.kafka_properties {
+        // An empty entry (`KAFKA_PROPERTIES=""`, a trailing comma) names no property.
+        for p in self
+            .kafka_properties
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+        {
             let (k, v) = p
                 .split_once('=')
                 .ok_or_else(|| format!("Kafka property {p:?}: expected KEY=VALUE"))?;
@@ -69,5 +74,53 @@ impl KafkaArgs {
                 .push((k.trim().to_string(), v.trim().to_string()));
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<crate::KafkaSettings, String> {
+        let mut argv = vec!["test", "--kafka-bootstrap", "127.0.0.1:9092"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .kafka
+            .settings()
+    }
+
+    #[test]
+    fn empty_property_entries_name_nothing() {
+        let s = settings(&["--kafka-property", ""]).unwrap();
+        assert!(s.properties.is_empty());
+        let s = settings(&[
+            "--kafka-property",
+            "linger.ms=5,, security.protocol = SSL ,",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.properties,
+            vec![
+                ("linger.ms".to_string(), "5".to_string()),
+                ("security.protocol".to_string(), "SSL".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_property_without_a_value_is_refused_by_name() {
+        let e = settings(&["--kafka-property", "linger.ms"]).unwrap_err();
+        assert!(
+            e.contains("\"linger.ms\"") && e.contains("KEY=VALUE"),
+            "{e}"
+        );
     }
 }
