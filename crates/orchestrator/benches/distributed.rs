@@ -80,6 +80,8 @@ struct Services {
     bootstrap: String,
     redis_url: String,
     dir: tempfile::TempDir,
+    /// librdkafka properties the processes need on this engine.
+    kafka_properties: &'static str,
 }
 
 fn services(engine: &str) -> Services {
@@ -132,6 +134,16 @@ fn services(engine: &str) -> Services {
         bootstrap: format!("127.0.0.1:{kp}"),
         redis_url: format!("redis://127.0.0.1:{rp}"),
         dir,
+        // Tansu 0.6.0's in-memory engine loses produced messages when several produce requests
+        // for a partition are in flight at once: its high watermarks end below offsets already
+        // delivered and committed, and a result or a Ready is gone (the run then waits for the
+        // 300 s start timeout). One request in flight per connection avoids it; 12 of 12 runs
+        // of 100,000 objects clean with it, 3 of 23 stalled without.
+        kafka_properties: if engine == "memory" {
+            "max.in.flight.requests.per.connection=1"
+        } else {
+            ""
+        },
     }
 }
 
@@ -344,6 +356,9 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
             .env("LOG_LEVEL", level)
             .stdout(Stdio::null())
             .stderr(log);
+        if std::env::var_os("KAFKA_PROPERTIES").is_none() && !s.kafka_properties.is_empty() {
+            cmd.env("KAFKA_PROPERTIES", s.kafka_properties);
+        }
     };
     let _: () = redis_query(&s.redis_url, redis::cmd("CONFIG").arg("RESETSTAT"));
     let mut workers = Vec::new();
