@@ -79,6 +79,7 @@ impl KafkaArgs {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::KafkaArgs;
     use clap::Parser;
 
