@@ -5,8 +5,9 @@
 //! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes;
 //! `BENCH_LOG_DIR=DIR` keeps every process's log in DIR).
 //! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
-//! second, and the time of a chain link through it with no work), objects per second and Redis commands per object on generated graphs, and on a
-//! 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
+//! second, and the time of a chain link through it with no work), objects per second and Redis
+//! commands per object on generated graphs, and on a 1,000-deep chain the time from an object's
+//! parent's result to its own, p50 and p99.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../tests/common/services.rs"]
@@ -137,8 +138,8 @@ fn services(engine: &str) -> Services {
         // Tansu 0.6.0's in-memory engine loses produced messages when several produce requests
         // for a partition are in flight at once: its high watermarks end below offsets already
         // delivered and committed, and a result or a Ready is gone (the run then waits for the
-        // 300 s start timeout). One request in flight per connection avoids it; 12 of 12 runs
-        // of 100,000 objects clean with it, 3 of 23 stalled without.
+        // 300 s start timeout). One request in flight per connection avoids it: 18 of 18 runs
+        // of 100,000 objects clean with it, 4 of 27 stalled without (BENCHMARKS.md).
         kafka_properties: if engine == "memory" {
             "max.in.flight.requests.per.connection=1"
         } else {
