@@ -579,3 +579,113 @@ fn the_old_systems_workers_keep_working_on_the_shared_ready_topic() {
         }
     }
 }
+
+/// Pauses a process (SIGSTOP) until dropped (SIGCONT): a broker that stops answering.
+struct Paused(u32);
+impl Paused {
+    fn new(pid: u32) -> Paused {
+        signal(pid, "-STOP");
+        Paused(pid)
+    }
+}
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back() {
+    let mut cluster = Cluster::new("outage");
+    let Some(broker) = cluster.kafka.pid() else {
+        eprintln!("not run: KAFKA_BOOTSTRAP names a broker this test cannot pause");
+        return;
+    };
+    // A send not acknowledged within 2 s fails, so each outage below makes publishes fail.
+    cluster.kafka_properties = Some("message.timeout.ms=2000".into());
+    let log = cluster.dir.path().join("handler.log");
+    let handler = logging_handler(cluster.dir.path(), &log, "3");
+    // Leases far longer than the test may take: nothing here may be recovered by a retry.
+    let lease = ["--lease-seconds", "120", "--start-timeout-seconds", "120"];
+    let _serve = cluster.serve(None, &lease, "serve.log");
+    let _workers = [
+        cluster.worker("ingestion", &handler, "ingestion.log"),
+        cluster.worker("standardization", "simulate:0", "standardization.log"),
+        cluster.worker("application", "simulate:0", "application.log"),
+    ];
+    let base = cluster.http_base("serve.log");
+    cluster.wait_ready(&base);
+    cluster.wait_assigned(
+        &["ingestion.log", "standardization.log", "application.log"],
+        Duration::from_secs(60),
+    );
+
+    // 1. The run is submitted while the broker is away: its first Ready events cannot go out.
+    let submit = std::thread::spawn({
+        let url = format!("{base}/api/runs");
+        let body = std::fs::read_to_string(fixture("layered.json")).unwrap();
+        move || {
+            reqwest::blocking::Client::new()
+                .post(url)
+                .timeout(Duration::from_secs(60))
+                .body(body)
+                .send()
+                .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+        }
+    });
+    {
+        let _away = Paused::new(broker);
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let status = submit.join().unwrap();
+    assert!(matches!(status, Ok((201, _))), "{status:?}");
+
+    // 2. The broker goes away while the raw objects run: their results cannot go out.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_lines(&log).iter().filter(|l| l.2 == "start").count() < 3 {
+        assert!(Instant::now() < deadline, "the raw objects never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    {
+        let _away = Paused::new(broker);
+        std::thread::sleep(Duration::from_secs(7));
+    }
+    let back = Instant::now();
+    let status = cluster.wait_finished(Duration::from_secs(60));
+    eprintln!(
+        "finished {:.1} s after the broker came back",
+        back.elapsed().as_secs_f64()
+    );
+    assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
+    // Sent again by the processes that held them, not recovered by a retry.
+    for o in status["objects"].as_array().unwrap() {
+        assert_eq!(o["attempt"], 1, "{o}");
+    }
+    // Each raw object ran at its first attempt only. It may have run twice: a send that timed
+    // out here can still reach the broker once it answers again, and is then delivered along
+    // with the one sent again (at least once; the result is applied once).
+    let starts: Vec<(u64, u32)> = log_lines(&log)
+        .iter()
+        .filter(|l| l.2 == "start")
+        .map(|l| (l.0, l.1))
+        .collect();
+    let ids: HashSet<u64> = starts.iter().map(|s| s.0).collect();
+    assert_eq!(ids, HashSet::from([1001, 1002, 1005]), "{starts:?}");
+    assert!(starts.iter().all(|s| s.1 == 1), "{starts:?}");
+    let text = |name: &str| std::fs::read_to_string(cluster.dir.path().join(name)).unwrap();
+    assert!(
+        text("serve.log").contains("publishing Ready events failed; retrying"),
+        "serve never had to send Ready events again"
+    );
+    assert!(
+        text("ingestion.log").contains("publishing results failed; retrying"),
+        "the worker never had to send results again"
+    );
+}

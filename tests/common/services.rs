@@ -119,6 +119,13 @@ pub fn tansu_bin() -> String {
     }
 }
 
+impl TestKafka {
+    /// The broker's process id when the tests started it (not when `KAFKA_BOOTSTRAP` is set).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
 /// `KAFKA_BOOTSTRAP` if set, else a new Tansu broker with durable SQLite storage on a free port.
 pub fn kafka() -> TestKafka {
     if let Ok(bootstrap) = std::env::var("KAFKA_BOOTSTRAP") {

@@ -13,7 +13,7 @@ pub use consumer::{EventFilter, KafkaConsumer, Membership};
 pub use settings::KafkaSettings;
 
 use async_trait::async_trait;
-use orchestrator_bus::{Bus, BusError, Consumer};
+use orchestrator_bus::{Bus, BusError, Consumer, Published, Unsent};
 use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -22,8 +22,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Serialize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Counters of what the bus had to set aside.
@@ -35,12 +35,58 @@ pub struct KafkaStats {
 
 pub struct KafkaBus {
     settings: Arc<KafkaSettings>,
-    producer: FutureProducer,
+    /// Replaced by a fresh one after a publish fails (see [`KafkaBus::renew_producer`]).
+    producer: RwLock<FutureProducer>,
     stats: Arc<KafkaStats>,
 }
 
 pub(crate) fn backend(e: impl std::fmt::Display) -> BusError {
     BusError::Backend(e.to_string())
+}
+
+/// Whether an error is final for the events sent: they, or the configuration, are wrong, and
+/// sending them again cannot help. Any other error (the broker down, slow, moving a leader, or
+/// failing in a way it does not explain) may go away by itself; a producer left unusable
+/// (librdkafka's fatal idempotence errors) is replaced before the next try.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        InvalidMessage
+            | InvalidMessageSize
+            | MessageSizeTooLarge
+            | MessageBatchTooLarge
+            | InvalidRecord
+            | InvalidTimestamp
+            | InvalidTopic
+            | InvalidRequiredAcks
+            | InvalidConfig
+            | InvalidArgument
+            | InvalidType
+            | BadMessage
+            | BadCompression
+            | UnsupportedCompressionType
+            | UnsupportedVersion
+            | UnsupportedForMessageFormat
+            | UnsupportedFeature
+            | NotImplemented
+            | PolicyViolation
+            | TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | SaslAuthenticationFailed
+            | UnsupportedSASLMechanism
+            | Authentication
+            | KeySerialization
+            | ValueSerialization
+    )
+}
+
+/// A Kafka error as a bus error: [`BusError::Unavailable`] when trying again may succeed.
+fn classify(e: &KafkaError) -> BusError {
+    match e.rdkafka_error_code() {
+        Some(code) if is_permanent(code) => BusError::Backend(e.to_string()),
+        _ => BusError::Unavailable(e.to_string()),
+    }
 }
 
 impl KafkaBus {
@@ -49,9 +95,39 @@ impl KafkaBus {
         let producer: FutureProducer = settings.producer_config().create().map_err(backend)?;
         Ok(KafkaBus {
             settings: Arc::new(settings),
-            producer,
+            producer: RwLock::new(producer),
             stats: Arc::default(),
         })
+    }
+
+    /// The producer of the moment (a cheap handle).
+    fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts a fresh producer (a new producer id) in place of one whose sends failed. Such a
+    /// producer may hold sequence numbers the broker no longer agrees with: after requests
+    /// that timed out here and were written by the broker later, Tansu 0.6.0 refuses every
+    /// later batch of that producer with an unknown error. Handles already taken keep the old
+    /// one until they are done with it.
+    fn renew_producer(&self) {
+        match self.settings.producer_config().create::<FutureProducer>() {
+            Ok(fresh) => {
+                let old = match self.producer.write() {
+                    Ok(mut p) => std::mem::replace(&mut *p, fresh),
+                    Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
+                };
+                // Dropping a producer waits a little for what it still holds: not here.
+                tokio::task::spawn_blocking(move || drop(old));
+                tracing::info!("publishing failed: the next publish uses a fresh producer");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create a fresh producer; keeping the old one")
+            }
+        }
     }
 
     pub fn settings(&self) -> &KafkaSettings {
@@ -78,15 +154,21 @@ impl KafkaBus {
         let options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
             .request_timeout(Some(Duration::from_secs(5)));
+        // At start-up the broker may not be up yet: a failed request is worth trying again.
         let results = admin
             .create_topics(&topics, &options)
             .await
-            .map_err(backend)?;
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(BusError::Backend(format!("creating topic {topic}: {code}")));
+                    let why = format!("creating topic {topic}: {code}");
+                    return Err(if is_permanent(code) {
+                        BusError::Backend(why)
+                    } else {
+                        BusError::Unavailable(why)
+                    });
                 }
             }
         }
@@ -95,7 +177,7 @@ impl KafkaBus {
 
     /// Broker metadata within `timeout`, for readiness probes.
     pub async fn check(&self, timeout: Duration) -> Result<(), BusError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
             producer
@@ -108,49 +190,92 @@ impl KafkaBus {
         .map_err(backend)?
     }
 
-    /// Sends every record (keyed by object id, with the attempt's trace context in a
-    /// `traceparent` header), many in flight at once, then waits for all deliveries. A full local
-    /// queue is back-pressure: the send waits for room.
-    async fn send_all<T: Serialize + Traced>(
+    /// Sends every event to its topics (keyed by object id, with the attempt's trace context in
+    /// a `traceparent` header), many in flight at once, then waits for all deliveries. A full
+    /// local queue is back-pressure: the send waits for room. On failure, hands back the events
+    /// with a send that failed (an event sent to two topics goes back whole).
+    async fn send_all<'t, T: Serialize + Traced>(
         &self,
-        records: Vec<(&str, T)>,
-    ) -> Result<(), BusError> {
-        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
-        for (topic, value) in records {
-            let payload = serde_json::to_vec(&value).map_err(backend)?;
+        events: Vec<T>,
+        topics_of: impl Fn(&T) -> &'t [&'t str],
+    ) -> Published<T> {
+        let producer = self.producer();
+        let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(events.len());
+        let mut refused = None;
+        'events: for (i, value) in events.iter().enumerate() {
+            let payload = match serde_json::to_vec(value) {
+                Ok(p) => p,
+                Err(e) => return Err(Unsent::fatal(backend(e))),
+            };
             let key = value.object_id().to_string();
             let trace = value.traceparent();
-            loop {
-                // The schema version is in the body (`schema_version`); a header per message
-                // is a row per message in some brokers' storage, so only the trace has one.
-                let headers = OwnedHeaders::new().insert(Header {
-                    key: "traceparent",
-                    value: Some(trace.as_str()),
-                });
-                let record = FutureRecord::to(topic)
-                    .key(&key)
-                    .payload(&payload)
-                    .headers(headers);
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
+            for topic in topics_of(value) {
+                loop {
+                    // The schema version is in the body (`schema_version`); a header per
+                    // message is a row per message in some brokers' storage, so only the trace
+                    // has one.
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: "traceparent",
+                        value: Some(trace.as_str()),
+                    });
+                    let record = FutureRecord::to(topic)
+                        .key(&key)
+                        .payload(&payload)
+                        .headers(headers);
+                    match producer.send_result(record) {
+                        Ok(delivery) => {
+                            deliveries.push((i, delivery));
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((e, _)) => {
+                            // This event and the ones after it were not sent.
+                            refused = Some((i, classify(&e)));
+                            break 'events;
+                        }
                     }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(backend(e)),
                 }
             }
         }
-        for result in futures::future::join_all(deliveries).await {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(backend(e)),
-                Err(_) => return Err(BusError::Closed),
+        let mut failed = vec![false; events.len()];
+        let mut error = None;
+        if let Some((from, e)) = refused {
+            failed[from..].iter_mut().for_each(|f| *f = true);
+            error = Some(e);
+        }
+        for (i, result) in futures::future::join_all(
+            deliveries
+                .into_iter()
+                .map(|(i, d)| async move { (i, d.await) }),
+        )
+        .await
+        {
+            let e = match result {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => classify(&e),
+                Err(_) => BusError::Closed,
+            };
+            failed[i] = true;
+            error.get_or_insert(e);
+        }
+        match error {
+            None => Ok(()),
+            Some(error) => {
+                self.renew_producer();
+                let events = if error.is_transient() {
+                    events
+                        .into_iter()
+                        .zip(failed)
+                        .filter_map(|(e, f)| f.then_some(e))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Err(Unsent { error, events })
             }
         }
-        Ok(())
     }
 
     fn consumer<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -165,7 +290,7 @@ impl KafkaBus {
             topics,
             group,
             membership,
-            self.producer.clone(),
+            self.producer(),
             self.stats.clone(),
             filter,
         )?;
@@ -180,34 +305,25 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
-    async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Result<(), BusError> {
-        let topics = Zone::ALL.map(|z| self.settings.ready_topic(z));
-        let records = events
-            .into_iter()
-            .map(|e| (topics[e.zone.index()].as_str(), e))
-            .collect();
-        self.send_all(records).await
+    async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Published<ReadyEvent> {
+        let names = Zone::ALL.map(|z| self.settings.ready_topic(z));
+        let topics: [[&str; 1]; 3] = [[&names[0]], [&names[1]], [&names[2]]];
+        self.send_all(events, |e| &topics[e.zone.index()]).await
     }
-    async fn publish_results(&self, events: Vec<ResultEvent>) -> Result<(), BusError> {
-        let topic = self.settings.topic_loaded.as_str();
-        self.send_all(events.into_iter().map(|e| (topic, e)).collect())
-            .await
+    async fn publish_results(&self, events: Vec<ResultEvent>) -> Published<ResultEvent> {
+        let topics = [self.settings.topic_loaded.as_str()];
+        self.send_all(events, |_| &topics).await
     }
-    async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Result<(), BusError> {
-        let topic = self.settings.topic_progress.as_str();
-        self.send_all(events.into_iter().map(|e| (topic, e)).collect())
-            .await
+    async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Published<ProgressEvent> {
+        let topics = [self.settings.topic_progress.as_str()];
+        self.send_all(events, |_| &topics).await
     }
-    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Result<(), BusError> {
-        let (failed, dlq) = (
+    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Published<FailedEvent> {
+        let topics = [
             self.settings.topic_failed.as_str(),
             self.settings.topic_dlq.as_str(),
-        );
-        let records = events
-            .into_iter()
-            .flat_map(|e| [(failed, e.clone()), (dlq, e)])
-            .collect();
-        self.send_all(records).await
+        ];
+        self.send_all(events, |_| &topics).await
     }
     async fn ready_consumer(
         &self,
@@ -256,18 +372,6 @@ pub async fn ensure_topics_with_retry(
     bus: &KafkaBus,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<(), BusError> {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match bus.ensure_topics().await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, bootstrap = %bus.settings.bootstrap, retry_in_ms = delay.as_millis() as u64, "Kafka unreachable; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(15));
-            }
-        }
-    }
+    let what = format!("creating the topics on Kafka at {}", bus.settings.bootstrap);
+    orchestrator_bus::retry::until_ok(&what, stop, || bus.ensure_topics()).await
 }

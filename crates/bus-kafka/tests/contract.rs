@@ -9,7 +9,7 @@ mod services;
 use orchestrator_bus::Bus;
 use orchestrator_bus::contract;
 use orchestrator_bus_kafka::{KafkaBus, KafkaSettings};
-use orchestrator_protocol::{ResultEvent, Zone};
+use orchestrator_protocol::{FailedEvent, ObjectId, ResultEvent, RunId, SCHEMA_VERSION, Zone};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
@@ -120,4 +120,40 @@ async fn unreadable_messages_go_to_the_dlq_and_consumption_goes_on() {
         payloads,
         vec![r#"{"event":"Unknown","id":"x"}"#, "{not json"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_broker_never_takes_hands_every_event_back_as_transient() {
+    // Nothing listens on this port: every send times out.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = KafkaSettings::new(format!("127.0.0.1:{port}"));
+    s.properties = vec![("message.timeout.ms".into(), "500".into())];
+    let bus = KafkaBus::new(s).unwrap();
+    let ready: Vec<_> = [1001, 1002, 1003]
+        .map(|id| contract::ready(id, Zone::Raw))
+        .into();
+    let unsent = bus.publish_ready(ready).await.unwrap_err();
+    assert!(unsent.error.is_transient(), "{}", unsent.error);
+    let ids: Vec<u64> = unsent.events.iter().map(|e| e.id.0).collect();
+    assert_eq!(ids, [1001, 1002, 1003]);
+    // Failed objects go to two topics each, and come back once each.
+    let failed = FailedEvent {
+        event: "ObjectFailed".into(),
+        id: ObjectId(1001),
+        zone: Zone::Raw,
+        name: "o1001".into(),
+        run_id: RunId::new("run-1"),
+        attempt: 3,
+        reason: "exit 1".into(),
+        upstream_failed: 0,
+        ts: 0,
+        schema_version: SCHEMA_VERSION,
+    };
+    let unsent = bus.publish_failed(vec![failed]).await.unwrap_err();
+    assert!(unsent.error.is_transient(), "{}", unsent.error);
+    assert_eq!(unsent.events.len(), 1);
 }

@@ -4,6 +4,7 @@
 #[cfg(feature = "contract")]
 pub mod contract;
 mod memory;
+pub mod retry;
 
 pub use memory::MemoryBus;
 
@@ -14,9 +15,55 @@ use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent,
 pub enum BusError {
     #[error("the bus is closed")]
     Closed,
+    /// The broker cannot be reached, or did not take the events in time: trying again later
+    /// may succeed.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
     #[error("bus backend error: {0}")]
     Backend(String),
 }
+
+impl BusError {
+    /// Whether the same operation may succeed if tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BusError::Unavailable(_))
+    }
+}
+
+/// What a publish did not send, and why. `events` are the ones worth sending again when the
+/// error is transient (empty when it is not).
+#[derive(Debug)]
+pub struct Unsent<T> {
+    pub error: BusError,
+    pub events: Vec<T>,
+}
+
+impl<T> Unsent<T> {
+    /// Nothing worth sending again: the error is final.
+    pub fn fatal(error: BusError) -> Self {
+        Unsent {
+            error,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<T> std::fmt::Display for Unsent<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} events not sent)", self.error, self.events.len())
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for Unsent<T> {}
+
+impl<T> From<Unsent<T>> for BusError {
+    fn from(u: Unsent<T>) -> BusError {
+        u.error
+    }
+}
+
+/// The outcome of a publish.
+pub type Published<T> = Result<(), Unsent<T>>;
 
 /// Names one delivered event, to acknowledge it once handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,15 +89,15 @@ pub trait Consumer<T>: Send {
 }
 
 /// Publishing and subscribing. Publishing takes batches so that a backend can keep many sends
-/// in flight.
+/// in flight; a publish that fails hands back the events it did not send.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Result<(), BusError>;
-    async fn publish_results(&self, events: Vec<ResultEvent>) -> Result<(), BusError>;
-    async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Result<(), BusError>;
+    async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Published<ReadyEvent>;
+    async fn publish_results(&self, events: Vec<ResultEvent>) -> Published<ResultEvent>;
+    async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Published<ProgressEvent>;
     /// Objects that failed for good, for whoever must act on them (Kafka: `TOPIC_FAILED` and
     /// `TOPIC_DLQ`). Nothing in the orchestrator consumes them.
-    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Result<(), BusError>;
+    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Published<FailedEvent>;
     /// Ready events of one zone, shared by every consumer of `group`.
     async fn ready_consumer(
         &self,

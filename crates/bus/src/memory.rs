@@ -2,7 +2,7 @@
 //! work of a topic as a consumer group would. Nothing leaves the process; what a consumer took
 //! and did not acknowledge goes back on the topic when the consumer is dropped.
 
-use crate::{AckToken, Bus, BusError, Consumer, Delivery};
+use crate::{AckToken, Bus, BusError, Consumer, Delivery, Published, Unsent};
 use async_trait::async_trait;
 use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone};
 use std::collections::HashMap;
@@ -65,9 +65,13 @@ impl MemoryBus {
     }
 }
 
-async fn send_all<T>(topic: &Topic<T>, events: Vec<T>) -> Result<(), BusError> {
+async fn send_all<T>(topic: &Topic<T>, events: Vec<T>) -> Published<T> {
     for e in events {
-        topic.tx.send(e).await.map_err(|_| BusError::Closed)?;
+        topic
+            .tx
+            .send(e)
+            .await
+            .map_err(|_| Unsent::fatal(BusError::Closed))?;
     }
     Ok(())
 }
@@ -137,20 +141,24 @@ impl<T: Clone + Send + 'static> Consumer<T> for ChannelConsumer<T> {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Result<(), BusError> {
+    async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Published<ReadyEvent> {
         for e in events {
             let topic = &self.ready[e.zone.index()];
-            topic.tx.send(e).await.map_err(|_| BusError::Closed)?;
+            topic
+                .tx
+                .send(e)
+                .await
+                .map_err(|_| Unsent::fatal(BusError::Closed))?;
         }
         Ok(())
     }
-    async fn publish_results(&self, events: Vec<ResultEvent>) -> Result<(), BusError> {
+    async fn publish_results(&self, events: Vec<ResultEvent>) -> Published<ResultEvent> {
         send_all(&self.results, events).await
     }
-    async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Result<(), BusError> {
+    async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Published<ProgressEvent> {
         send_all(&self.progress, events).await
     }
-    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Result<(), BusError> {
+    async fn publish_failed(&self, events: Vec<FailedEvent>) -> Published<FailedEvent> {
         if let Ok(mut failed) = self.failed.lock() {
             failed.extend(events);
         }

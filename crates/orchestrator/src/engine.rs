@@ -6,7 +6,7 @@ use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
-use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery};
+use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery, retry};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
     AttemptStatus, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId,
@@ -124,6 +124,8 @@ pub struct Engine {
     runs: BTreeMap<RunId, Entry>,
     progress: watch::Sender<ProgressView>,
     actions: Vec<Action>,
+    /// Ends the retries of a publish that fails (see [`Engine::stop_retrying_on`]).
+    stop: CancellationToken,
 }
 
 impl Engine {
@@ -135,7 +137,16 @@ impl Engine {
             runs: BTreeMap::new(),
             progress: watch::channel(ProgressView::default()).0,
             actions: Vec::new(),
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// A publish that fails (the broker is away) is retried with backoff until it succeeds or
+    /// `stop` fires; then the engine stops with the error. The Ready events are recorded before
+    /// they are published, so a successor re-arms them as in flight. `drive` and `drive_with`
+    /// set it to their shutdown token.
+    pub fn stop_retrying_on(&mut self, stop: CancellationToken) {
+        self.stop = stop;
     }
 
     /// A view that follows the progress of every run.
@@ -228,6 +239,7 @@ impl Engine {
         options: DriveOptions,
         mut commands: Option<mpsc::Receiver<EngineCommand>>,
     ) -> Result<(), EngineError> {
+        self.stop = shutdown.clone();
         let mut results = self.bus.result_consumer(GROUP).await?;
         let mut progress = self.bus.progress_consumer(GROUP).await?;
         let mut cancelled = false;
@@ -561,11 +573,19 @@ impl Engine {
                 .with_label_values(&[self.store.kind()])
                 .inc();
         }
+        // An event published twice (a send that timed out but had reached the broker) is
+        // harmless: a worker's result and the orchestrator's records are keyed by attempt.
         if !out.ready.is_empty() {
-            self.bus.publish_ready(out.ready).await?;
+            retry::publish_until_ok("publishing Ready events", &self.stop, out.ready, |r| {
+                self.bus.publish_ready(r)
+            })
+            .await?;
         }
         if !out.failed.is_empty() {
-            self.bus.publish_failed(out.failed).await?;
+            retry::publish_until_ok("publishing failed objects", &self.stop, out.failed, |f| {
+                self.bus.publish_failed(f)
+            })
+            .await?;
         }
         for z in Zone::ALL {
             let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {

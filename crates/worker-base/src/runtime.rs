@@ -3,7 +3,7 @@
 //! with timings, and on shutdown stops taking work and finishes what it started.
 
 use crate::handler::{Handler, Outcome};
-use orchestrator_bus::{AckToken, Bus, BusError};
+use orchestrator_bus::{AckToken, Bus, BusError, retry};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 use std::sync::Arc;
@@ -113,11 +113,14 @@ enum Outgoing {
 
 /// Publishes what the tasks hand over in batches, many sends in flight and none awaited by a
 /// task: a slot is free for the next task as soon as its handler returns. Sends the tokens of
-/// published results back for acknowledgement.
+/// published results back for acknowledgement. Results that cannot be published (the broker is
+/// away) are kept and sent again with backoff until they are out; once `stop` has fired they
+/// get one last try, and what still fails stays unacknowledged, for the group's next worker.
 async fn publisher(
     bus: Arc<dyn Bus>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     done: mpsc::UnboundedSender<AckToken>,
+    stop: CancellationToken,
 ) {
     while let Some(first) = rx.recv().await {
         let mut progress = Vec::new();
@@ -138,14 +141,20 @@ async fn publisher(
             if progress.is_empty() {
                 Ok(())
             } else {
-                bus.publish_progress(progress).await
+                // Advisory: a lost report only makes the orchestrator wait a little longer.
+                bus.publish_progress(progress).await.map_err(BusError::from)
             }
         };
         let results_sent = async {
             if results.is_empty() {
                 Ok(())
             } else {
-                bus.publish_results(results).await
+                // A result sent twice (a send that timed out but had reached the broker) is
+                // applied once: the orchestrator keys it by run, object and attempt.
+                retry::publish_until_ok("publishing results", &stop, results, |r| {
+                    bus.publish_results(r)
+                })
+                .await
             }
         };
         let (p, r) = tokio::join!(progress_sent, results_sent);
@@ -162,7 +171,7 @@ async fn publisher(
             Err(e) => tracing::error!(
                 error = %e,
                 results = tokens.len(),
-                "could not publish results; their Ready events stay unacknowledged (the orchestrator retries them when their lease expires)"
+                "results not published; their Ready events stay unacknowledged and go to the group's next worker after this one stops, or are retried when their lease expires"
             ),
         }
     }
@@ -182,7 +191,7 @@ pub async fn run_worker(
     // Tasks hand their reports to the publisher; it sends the published results' tokens back.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AckToken>();
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    let publishing = tokio::spawn(publisher(bus.clone(), out_rx, done_tx));
+    let publishing = tokio::spawn(publisher(bus.clone(), out_rx, done_tx, shutdown.clone()));
     tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
     loop {
         let mut acks = Vec::new();

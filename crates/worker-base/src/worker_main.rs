@@ -197,8 +197,15 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
             shutdown.clone(),
         ));
     }
-    if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
-        return 0; // stopped before the broker was reached
+    match ensure_topics_with_retry(&bus, &shutdown).await {
+        Ok(()) => {}
+        Err(_) if shutdown.is_cancelled() => return 0, // stopped before the broker was reached
+        Err(e) => {
+            // Not a matter of waiting: the settings (credentials, properties) are wrong.
+            eprintln!("error: Kafka: {e}");
+            tracing::error!(error = %e, "cannot create the topics");
+            return EXIT_CONFIG;
+        }
     }
     let mut config = WorkerConfig::new(zone);
     config.max_workers = args.max_workers.max(1);

@@ -138,8 +138,15 @@ async fn run_server(
     let router = health::health_router(check, render).merge(api_router(api));
     tokio::spawn(health::serve(listener, router, shutdown.clone()));
 
-    if ensure_topics_with_retry(&bus, &shutdown).await.is_err() {
-        return Ok(EXIT_OK); // stopped before Kafka was reached
+    match ensure_topics_with_retry(&bus, &shutdown).await {
+        Ok(()) => {}
+        Err(_) if shutdown.is_cancelled() => return Ok(EXIT_OK), // stopped before Kafka was reached
+        Err(e) => {
+            // Not a matter of waiting: the settings (credentials, properties) are wrong.
+            eprintln!("error: Kafka: {e}");
+            tracing::error!(error = %e, "cannot create the topics");
+            return Ok(EXIT_INVALID);
+        }
     }
     // One writer at a time: stand by until the lease is ours, then keep it renewed.
     let lease_ms = args.writer_lease_seconds.max(1) * 1000;
@@ -183,6 +190,7 @@ async fn drive(
 ) -> anyhow::Result<i32> {
     let dyn_bus: Arc<dyn Bus> = bus.clone();
     let mut engine = Engine::new(dyn_bus, store.clone(), metrics);
+    engine.stop_retrying_on(shutdown.clone());
 
     // 1. Continue what the store holds unfinished.
     let mut continuing = Vec::new();

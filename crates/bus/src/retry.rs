@@ -1,0 +1,190 @@
+//! Retrying a bus operation while the broker is unreachable: exponential backoff with jitter,
+//! each failure logged, until it succeeds, fails for good, or `stop` fires.
+
+use crate::{BusError, Published, Unsent};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::future::Future;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The first pause after a failure; it doubles up to [`MAX_DELAY`], and each pause gets a
+/// random addition of up to as much again, so that processes that failed together do not all
+/// try again together.
+pub const MIN_DELAY: Duration = Duration::from_millis(250);
+pub const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// Runs `op` until it succeeds. A transient error ([`BusError::is_transient`]) is logged with
+/// `what` and tried again after a growing pause; any other error is returned at once. Once
+/// `stop` has fired, the pause under way ends, `op` gets one last try and its error is returned.
+pub async fn until_ok<T, F, Fut>(
+    what: &str,
+    stop: &CancellationToken,
+    mut op: F,
+) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BusError>>,
+{
+    with_state(what, stop, (), |()| {
+        let attempt = op();
+        async move { attempt.await.map_err(|e| (e, ())) }
+    })
+    .await
+}
+
+/// Publishes `events` with `publish` until every one is out, sending again only what a failed
+/// publish handed back (see [`until_ok`] for the errors retried and `stop`).
+pub async fn publish_until_ok<T, F, Fut>(
+    what: &str,
+    stop: &CancellationToken,
+    events: Vec<T>,
+    mut publish: F,
+) -> Result<(), BusError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Published<T>>,
+{
+    with_state(what, stop, events, |events| {
+        let attempt = publish(events);
+        async move {
+            attempt
+                .await
+                .map_err(|Unsent { error, events }| (error, events))
+        }
+    })
+    .await
+}
+
+/// The loop both share: `op` takes the state and, when it fails, hands back the state to
+/// try again with.
+async fn with_state<S, T, F, Fut>(
+    what: &str,
+    stop: &CancellationToken,
+    mut state: S,
+    mut op: F,
+) -> Result<T, BusError>
+where
+    F: FnMut(S) -> Fut,
+    Fut: Future<Output = Result<T, (BusError, S)>>,
+{
+    let mut pauses = ExponentialBuilder::default()
+        .with_min_delay(MIN_DELAY)
+        .with_max_delay(MAX_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match op(state).await {
+            Ok(done) => return Ok(done),
+            Err((error, again)) => {
+                if !error.is_transient() || stop.is_cancelled() {
+                    return Err(error);
+                }
+                let pause = pauses.next().unwrap_or(MAX_DELAY);
+                tracing::warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "{what} failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                state = again;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn failing_until(n: u32, calls: &AtomicU32) -> Result<u32, BusError> {
+        let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call < n {
+            Err(BusError::Unavailable(format!("down (call {call})")))
+        } else {
+            Ok(call)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_a_backend_error_until_it_succeeds() {
+        let calls = AtomicU32::new(0);
+        let stop = CancellationToken::new();
+        let got = until_ok("publishing", &stop, || async { failing_until(6, &calls) }).await;
+        assert!(matches!(got, Ok(6)), "{got:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_that_is_not_transient_is_not_retried() {
+        for error in [
+            || BusError::Closed,
+            || BusError::Backend("message too large".into()),
+        ] {
+            let calls = AtomicU32::new(0);
+            let stop = CancellationToken::new();
+            let got: Result<(), _> = until_ok("publishing", &stop, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(error())
+            })
+            .await;
+            assert!(got.is_err_and(|e| !e.is_transient()));
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publish_sends_again_only_what_was_not_sent() {
+        let mut batches: Vec<Vec<u32>> = Vec::new();
+        let stop = CancellationToken::new();
+        let got = publish_until_ok("publishing", &stop, vec![1, 2, 3, 4], |events| {
+            batches.push(events.clone());
+            // The first try sends the odd ones only.
+            let unsent: Vec<u32> = events
+                .into_iter()
+                .filter(|e| batches.len() == 1 && e % 2 == 0)
+                .collect();
+            async move {
+                if unsent.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Unsent {
+                        error: BusError::Unavailable("timed out".into()),
+                        events: unsent,
+                    })
+                }
+            }
+        })
+        .await;
+        assert!(got.is_ok(), "{got:?}");
+        assert_eq!(batches, vec![vec![1, 2, 3, 4], vec![2, 4]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_the_pause_and_allows_one_last_try() {
+        let calls = AtomicU32::new(0);
+        let stop = CancellationToken::new();
+        let canceller = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                stop.cancel();
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let got = until_ok("publishing", &stop, || async {
+            failing_until(u32::MAX, &calls)
+        })
+        .await;
+        canceller.await.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(60) && waited < Duration::from_millis(60_100),
+            "returned after {waited:?}: the pause under way did not end at the stop"
+        );
+        assert!(matches!(got, Err(BusError::Unavailable(_))), "{got:?}");
+        let n = calls.load(Ordering::SeqCst);
+        // 60 s of pauses growing from 250 ms to at most 20 s (jitter included), then the last try.
+        assert!((4..=12).contains(&n), "{n} calls");
+    }
+}
