@@ -233,40 +233,14 @@ impl Cluster {
         format!("{}.{suffix}", self.prefix)
     }
 
-    /// Every message of one of the cluster's topics: each partition read from its start up to
-    /// its end as it is now (its high watermark).
     /// Waits until each of these processes' logs says its last rebalance gave it partitions.
     pub fn wait_assigned(&self, logs: &[&str], within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let last: Vec<Option<String>> = logs
-                .iter()
-                .map(|log| {
-                    let text =
-                        std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default();
-                    text.lines()
-                        .rev()
-                        .find(|l| {
-                            l.contains("partitions assigned") || l.contains("partitions revoked")
-                        })
-                        .map(str::to_string)
-                })
-                .collect();
-            let has_partitions = |l: &Option<String>| {
-                l.as_deref()
-                    .is_some_and(|l| l.contains("partitions assigned") && !l.contains("count=0"))
-            };
-            if last.iter().all(has_partitions) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not every member has partitions: {last:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let paths: Vec<PathBuf> = logs.iter().map(|l| self.dir.path().join(l)).collect();
+        services::wait_assigned(&paths, within);
     }
 
+    /// Every message of one of the cluster's topics: each partition read from its start up to
+    /// its end as it is now (its high watermark).
     pub fn read_topic(&self, suffix: &str) -> Vec<Read> {
         use rdkafka::Message;
         use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -1,5 +1,6 @@
-//! Real services for the tests: a `redis-server` on a free loopback port (or the one `REDIS_URL`
-//! names), stopped when the test's guard is dropped.
+//! Real services for the tests: a `redis-server` and a Tansu broker on free loopback ports (or
+//! the ones `REDIS_URL` and `KAFKA_BOOTSTRAP` name), stopped when the test's guard is dropped;
+//! and a wait for consumers to have their partitions.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
@@ -190,5 +191,35 @@ fn run_sqlite3(db: &std::path::Path, sql: &str) -> Result<(), String> {
     match child.wait() {
         Ok(s) if s.success() => Ok(()),
         other => Err(format!("{other:?}")),
+    }
+}
+
+/// Waits until each of these consumer logs (at level info) says its last rebalance gave it
+/// partitions.
+pub fn wait_assigned(logs: &[std::path::PathBuf], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let last: Vec<Option<String>> = logs
+            .iter()
+            .map(|log| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.lines()
+                    .rev()
+                    .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
+                    .map(str::to_string)
+            })
+            .collect();
+        let has_partitions = |l: &Option<String>| {
+            l.as_deref()
+                .is_some_and(|l| l.contains("partitions assigned") && !l.contains("count=0"))
+        };
+        if last.iter().all(has_partitions) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every member has partitions: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

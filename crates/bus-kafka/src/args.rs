@@ -61,17 +61,24 @@ impl KafkaArgs {
         s.ready_per_zone = self.ready_topic_per_zone;
         s.partitions = self.kafka_partitions.max(1);
         s.fetch_wait_max_ms = self.kafka_fetch_wait_max_ms;
-        // An empty entry (`KAFKA_PROPERTIES=""`, a trailing comma) names no property.
+        // An empty entry (`KAFKA_PROPERTIES=""`, a trailing comma) names no property; an entry
+        // without `=` after a property continues its value, which may hold commas itself
+        // (`debug=fetch,cgrp`).
         for p in self
             .kafka_properties
             .iter()
             .filter(|p| !p.trim().is_empty())
         {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| format!("Kafka property {p:?}: expected KEY=VALUE"))?;
-            s.properties
-                .push((k.trim().to_string(), v.trim().to_string()));
+            match (p.split_once('='), s.properties.last_mut()) {
+                (Some((k, v)), _) => s
+                    .properties
+                    .push((k.trim().to_string(), v.trim().to_string())),
+                (None, Some((_, value))) => {
+                    value.push(',');
+                    value.push_str(p.trim());
+                }
+                (None, None) => return Err(format!("Kafka property {p:?}: expected KEY=VALUE")),
+            }
         }
         Ok(s)
     }
@@ -112,6 +119,18 @@ mod tests {
             vec![
                 ("linger.ms".to_string(), "5".to_string()),
                 ("security.protocol".to_string(), "SSL".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_may_hold_commas() {
+        let s = settings(&["--kafka-property", "debug=fetch,cgrp,topic,linger.ms=0"]).unwrap();
+        assert_eq!(
+            s.properties,
+            vec![
+                ("debug".to_string(), "fetch,cgrp,topic".to_string()),
+                ("linger.ms".to_string(), "0".to_string())
             ]
         );
     }

@@ -330,17 +330,24 @@ struct RunFigures {
 /// Runs `file` on serve and three workers; returns how long the run took (from its record).
 fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: bool) -> RunFigures {
     let prefix = format!("bench{tag}");
-    // `BENCH_LOG_DIR`: keep each process's log there (at info) to look into a slow run.
+    // `BENCH_LOG_DIR`: keep each process's log there (at info) to look into a slow run. The
+    // workers' logs are always kept (in the bench's directory otherwise): they say when the
+    // workers have their partitions.
     let log_dir = std::env::var_os("BENCH_LOG_DIR").map(PathBuf::from);
+    let log_path = |name: &str| {
+        log_dir
+            .as_deref()
+            .unwrap_or(s.dir.path())
+            .join(format!("{prefix}-{name}.log"))
+    };
     let env = |cmd: &mut Command, name: &str| {
-        let (level, log) = match &log_dir {
-            Some(dir) => (
+        let (level, log) = if log_dir.is_some() || name.ends_with("-worker") {
+            (
                 "info",
-                Stdio::from(
-                    std::fs::File::create(dir.join(format!("{prefix}-{name}.log"))).unwrap(),
-                ),
-            ),
-            None => ("warn", Stdio::null()),
+                Stdio::from(std::fs::File::create(log_path(name)).unwrap()),
+            )
+        } else {
+            ("warn", Stdio::null())
         };
         cmd.env("KAFKA_BOOTSTRAP", &s.bootstrap)
             .env("REDIS_URL", &s.redis_url)
@@ -374,6 +381,16 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
             .env("WORKER_HTTP_ADDR", "127.0.0.1:0");
         workers.push(Proc(cmd.spawn().unwrap()));
     }
+    // Workers run continuously in a deployment: the run starts once they are in their groups,
+    // so that it measures the work, not the workers' start-up.
+    let worker_logs: Vec<PathBuf> = [
+        "ingestion-worker",
+        "standardization-worker",
+        "application-worker",
+    ]
+    .map(log_path)
+    .into();
+    services::wait_assigned(&worker_logs, Duration::from_secs(120));
     let mut cmd = Command::new(bin("orchestrator"));
     env(&mut cmd, "serve");
     cmd.args(["serve", "--http", "127.0.0.1:0"])

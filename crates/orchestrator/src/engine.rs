@@ -126,7 +126,14 @@ pub struct Engine {
     actions: Vec<Action>,
     /// Ends the retries of a publish that fails (see [`Engine::stop_retrying_on`]).
     stop: CancellationToken,
+    /// The consumers of results and progress, once opened (see [`Engine::open_consumers`]).
+    consumers: Option<Consumers>,
 }
+
+type Consumers = (
+    Box<dyn Consumer<ResultEvent>>,
+    Box<dyn Consumer<ProgressEvent>>,
+);
 
 impl Engine {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> Engine {
@@ -138,7 +145,25 @@ impl Engine {
             progress: watch::channel(ProgressView::default()).0,
             actions: Vec::new(),
             stop: CancellationToken::new(),
+            consumers: None,
         }
+    }
+
+    /// Opens the consumers of results and progress now rather than when driving starts, so
+    /// that they have found their position on the bus by the time the first results come
+    /// back: call it before adding runs whose Ready events go out at once.
+    pub async fn open_consumers(&mut self) -> Result<(), EngineError> {
+        if self.consumers.is_none() {
+            self.consumers = Some(self.new_consumers().await?);
+        }
+        Ok(())
+    }
+
+    async fn new_consumers(&self) -> Result<Consumers, EngineError> {
+        Ok((
+            self.bus.result_consumer(GROUP).await?,
+            self.bus.progress_consumer(GROUP).await?,
+        ))
     }
 
     /// A publish that fails (the broker is away) is retried with backoff until it succeeds or
@@ -240,8 +265,10 @@ impl Engine {
         mut commands: Option<mpsc::Receiver<EngineCommand>>,
     ) -> Result<(), EngineError> {
         self.stop = shutdown.clone();
-        let mut results = self.bus.result_consumer(GROUP).await?;
-        let mut progress = self.bus.progress_consumer(GROUP).await?;
+        let (mut results, mut progress) = match self.consumers.take() {
+            Some(opened) => opened,
+            None => self.new_consumers().await?,
+        };
         let mut cancelled = false;
         self.publish_progress();
         while !(options.until_all_finished && self.all_finished()) {

@@ -191,6 +191,8 @@ async fn drive(
     let dyn_bus: Arc<dyn Bus> = bus.clone();
     let mut engine = Engine::new(dyn_bus, store.clone(), metrics);
     engine.stop_retrying_on(shutdown.clone());
+    // Reading results from before the first Ready event goes out.
+    engine.open_consumers().await?;
 
     // 1. Continue what the store holds unfinished.
     let mut continuing = Vec::new();
