@@ -330,3 +330,22 @@ fn config_shows_each_setting_from_its_layer_with_secrets_hidden() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn serve_refuses_a_kafka_property_librdkafka_does_not_know() {
+    // Before any broker is reached: the settings themselves are wrong (exit code 2).
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--http", "127.0.0.1:0", "--store", "memory://"])
+        .env("KAFKA_BOOTSTRAP", "127.0.0.1:9")
+        .env("KAFKA_PROPERTIES", "no.such.property=1")
+        .env_remove("OBJECTS_PATH")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no.such.property"),
+        "{}",
+        text(&out.stderr)
+    );
+}

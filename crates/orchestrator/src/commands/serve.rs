@@ -73,7 +73,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             tracing::warn!(store = %redact_url(&store_url), "{warning}");
             eprintln!("WARNING: {warning}");
         }
-        let bus = Arc::new(KafkaBus::new(settings)?);
+        let bus = match KafkaBus::new(settings) {
+            Ok(bus) => Arc::new(bus),
+            Err(e) => {
+                // librdkafka refuses the settings (an unknown or invalid property).
+                eprintln!("error: Kafka: {e}");
+                return Ok(EXIT_INVALID);
+            }
+        };
         run_server(args, config, store, bus).await
     })
 }
