@@ -44,6 +44,16 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> BusError {
     BusError::Backend(e.to_string())
 }
 
+/// Broker metadata through `producer`'s connections (blocking: run it off the async threads).
+fn metadata(producer: &FutureProducer, timeout: Duration) -> Result<(), BusError> {
+    use rdkafka::producer::Producer;
+    producer
+        .client()
+        .fetch_metadata(None, timeout)
+        .map(|_| ())
+        .map_err(backend)
+}
+
 /// Whether an error is final for the events sent: they, or the configuration, are wrong, and
 /// sending them again cannot help. Any other error (the broker down, slow, moving a leader, or
 /// failing in a way it does not explain) may go away by itself; a producer left unusable
@@ -186,27 +196,15 @@ impl KafkaBus {
     /// it.
     fn connect_producer_soon(&self) {
         let producer = self.producer();
-        tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            let _ = producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(10));
-        });
+        tokio::task::spawn_blocking(move || metadata(&producer, Duration::from_secs(10)));
     }
 
     /// Broker metadata within `timeout`, for readiness probes.
     pub async fn check(&self, timeout: Duration) -> Result<(), BusError> {
         let producer = self.producer();
-        tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|_| ())
-                .map_err(backend)
-        })
-        .await
-        .map_err(backend)?
+        tokio::task::spawn_blocking(move || metadata(&producer, timeout))
+            .await
+            .map_err(backend)?
     }
 
     /// Sends every event to its topics (keyed by object id, with the attempt's trace context in
