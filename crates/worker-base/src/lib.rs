@@ -7,6 +7,7 @@ pub mod handler;
 pub mod health;
 pub mod http;
 pub mod runtime;
+pub mod seen_attempts;
 pub mod simulate;
 pub mod spec;
 pub mod worker_main;

@@ -3,14 +3,19 @@
 //! with timings, and on shutdown stops taking work and finishes what it started.
 
 use crate::handler::{Handler, Outcome};
+use crate::seen_attempts::SeenAttempts;
 use orchestrator_bus::{AckToken, Bus, BusError, retry};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// Finished attempts a worker remembers, to run an attempt delivered again only once.
+const REMEMBERED_ATTEMPTS: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -59,6 +64,9 @@ pub struct WorkerStats {
     pub timed_out: IntCounter,
     pub in_flight: IntGauge,
     pub duration: Histogram,
+    /// Ready events for an attempt this worker runs or has just finished, acknowledged
+    /// without running it again.
+    pub duplicates: IntCounter,
 }
 
 impl WorkerStats {
@@ -81,6 +89,10 @@ impl WorkerStats {
                 "orchestrator_worker_tasks_in_flight",
                 "Tasks running now.",
             ))?,
+            duplicates: IntCounter::with_opts(opts(
+                "orchestrator_worker_duplicate_ready_total",
+                "Ready events for an attempt this worker runs or has just finished, acknowledged without running it again.",
+            ))?,
             duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "orchestrator_worker_task_duration_seconds",
@@ -100,6 +112,7 @@ impl WorkerStats {
         registry.register(Box::new(self.failed.clone()))?;
         registry.register(Box::new(self.timed_out.clone()))?;
         registry.register(Box::new(self.in_flight.clone()))?;
+        registry.register(Box::new(self.duplicates.clone()))?;
         registry.register(Box::new(self.duration.clone()))
     }
 }
@@ -192,6 +205,9 @@ pub async fn run_worker(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AckToken>();
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let publishing = tokio::spawn(publisher(bus.clone(), out_rx, done_tx, shutdown.clone()));
+    let mut seen = SeenAttempts::new(REMEMBERED_ATTEMPTS);
+    // The attempt each task runs, to forget it as running once the task ends.
+    let mut task_keys: HashMap<tokio::task::Id, String> = HashMap::new();
     tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
     loop {
         let mut acks = Vec::new();
@@ -201,8 +217,10 @@ pub async fn run_worker(
         if !acks.is_empty() {
             consumer.ack(acks).await?;
         }
-        while let Some(done) = tasks.try_join_next() {
-            report_join(done);
+        while let Some(done) = tasks.try_join_next_with_id() {
+            if let Some(key) = task_keys.remove(&report_join(done)) {
+                seen.finish(key);
+            }
         }
         // Wait for a free slot first, so that no task is taken that cannot start.
         let first = tokio::select! {
@@ -221,6 +239,21 @@ pub async fn run_worker(
         if batch.is_empty() {
             break; // the bus closed
         }
+        // The same attempt delivered again while it runs here or just after: its first
+        // delivery answers for both. (Its own acknowledgement waits for its result, and a
+        // partition's offset never passes an event not acknowledged, so nothing is lost.)
+        let (batch, again): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|d| seen.start(&d.event.idempotency_key()));
+        if !again.is_empty() {
+            stats.duplicates.inc_by(again.len() as u64);
+            for d in &again {
+                tracing::info!(run = %d.event.run_id, object = %d.event.id, attempt = d.event.attempt, "Ready event delivered again for an attempt run here: not run twice");
+            }
+            consumer
+                .ack(again.into_iter().map(|d| d.token).collect())
+                .await?;
+        }
         let mut permits = vec![first];
         while permits.len() < batch.len() {
             match slots.clone().acquire_owned().await {
@@ -236,15 +269,17 @@ pub async fn run_worker(
                 out_tx.clone(),
             );
             stats.in_flight.inc();
-            tasks.spawn(async move {
+            let key = delivery.event.idempotency_key();
+            let task = tasks.spawn(async move {
                 let result = run_one(&*handler, &config, &stats, &delivery.event, &out).await;
                 drop(permit);
                 let _ = out.send(Outgoing::Result(result, delivery.token));
             });
+            task_keys.insert(task.id(), key);
         }
     }
     // Shutting down: finish and report what was started, then acknowledge it.
-    while let Some(done) = tasks.join_next().await {
+    while let Some(done) = tasks.join_next_with_id().await {
         report_join(done);
     }
     drop(out_tx);
@@ -260,9 +295,14 @@ pub async fn run_worker(
     Ok(())
 }
 
-fn report_join(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(error = %e, "a task panicked");
+/// The id of a task that ended, after logging it if it panicked.
+fn report_join(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, ())) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "a task panicked");
+            e.id()
+        }
     }
 }
 

@@ -231,6 +231,52 @@ async fn shutdown_finishes_started_tasks_and_takes_no_more() {
     );
 }
 
+#[tokio::test]
+async fn an_attempt_delivered_again_runs_once() {
+    let bus = Arc::new(MemoryBus::new());
+    let handler = sleepy(200);
+    let stop = CancellationToken::new();
+    let stats = Arc::new(WorkerStats::new(Zone::Raw).unwrap());
+    let worker = tokio::spawn(run_worker(
+        bus.clone(),
+        handler.clone(),
+        config(4),
+        stats.clone(),
+        stop.clone(),
+    ));
+    let mut results = bus.result_consumer("t").await.unwrap();
+    let mut next_result = async || {
+        let batch = tokio::time::timeout(Duration::from_secs(20), results.next_batch(100))
+            .await
+            .expect("a result in time")
+            .unwrap();
+        batch
+            .into_iter()
+            .map(|d| d.event.attempt)
+            .collect::<Vec<_>>()
+    };
+    // Twice while it runs, and once more after its result.
+    bus.publish_ready(vec![task(1001), task(1001)])
+        .await
+        .unwrap();
+    assert_eq!(next_result().await, [Some(2)]);
+    bus.publish_ready(vec![task(1001)]).await.unwrap();
+    // Another attempt of the same object is another task.
+    let mut again = task(1001);
+    again.attempt = 3;
+    bus.publish_ready(vec![again]).await.unwrap();
+    assert_eq!(next_result().await, [Some(3)]);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    assert_eq!(stats.loaded.get(), 2, "attempt 2 once, attempt 3 once");
+    assert_eq!(stats.duplicates.get(), 2);
+    assert_eq!(
+        bus.ready_backlog(Zone::Raw),
+        0,
+        "every delivery acknowledged"
+    );
+}
+
 async fn run_command(spec: &str, t: &ReadyEvent) -> Outcome {
     let spec: HandlerSpec = spec.parse().unwrap();
     spec.build(1).unwrap().handle(t).await
