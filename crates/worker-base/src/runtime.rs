@@ -3,11 +3,10 @@
 //! with timings, and on shutdown stops taking work and finishes what it started.
 
 use crate::handler::{Handler, Outcome};
-use crate::seen_attempts::SeenAttempts;
+use crate::seen_attempts::{AttemptKey, SeenAttempts, attempt_key};
 use orchestrator_bus::{AckToken, Bus, BusError, retry};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
@@ -206,8 +205,6 @@ pub async fn run_worker(
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let publishing = tokio::spawn(publisher(bus.clone(), out_rx, done_tx, shutdown.clone()));
     let mut seen = SeenAttempts::new(REMEMBERED_ATTEMPTS);
-    // The attempt each task runs, to forget it as running once the task ends.
-    let mut task_keys: HashMap<tokio::task::Id, String> = HashMap::new();
     tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
     loop {
         let mut acks = Vec::new();
@@ -217,8 +214,8 @@ pub async fn run_worker(
         if !acks.is_empty() {
             consumer.ack(acks).await?;
         }
-        while let Some(done) = tasks.try_join_next_with_id() {
-            if let Some(key) = task_keys.remove(&report_join(done)) {
+        while let Some(done) = tasks.try_join_next() {
+            if let Some(key) = report_join(done) {
                 seen.finish(key);
             }
         }
@@ -244,7 +241,7 @@ pub async fn run_worker(
         // partition's offset never passes an event not acknowledged, so nothing is lost.)
         let (batch, again): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .partition(|d| seen.start(&d.event.idempotency_key()));
+            .partition(|d| seen.start(&attempt_key(&d.event)));
         if !again.is_empty() {
             stats.duplicates.inc_by(again.len() as u64);
             for d in &again {
@@ -269,17 +266,16 @@ pub async fn run_worker(
                 out_tx.clone(),
             );
             stats.in_flight.inc();
-            let key = delivery.event.idempotency_key();
-            let task = tasks.spawn(async move {
+            tasks.spawn(async move {
                 let result = run_one(&*handler, &config, &stats, &delivery.event, &out).await;
                 drop(permit);
                 let _ = out.send(Outgoing::Result(result, delivery.token));
+                attempt_key(&delivery.event)
             });
-            task_keys.insert(task.id(), key);
         }
     }
     // Shutting down: finish and report what was started, then acknowledge it.
-    while let Some(done) = tasks.join_next_with_id().await {
+    while let Some(done) = tasks.join_next().await {
         report_join(done);
     }
     drop(out_tx);
@@ -295,13 +291,15 @@ pub async fn run_worker(
     Ok(())
 }
 
-/// The id of a task that ended, after logging it if it panicked.
-fn report_join(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+/// The attempt a task ran, or `None` after logging that it panicked (its attempt then stays
+/// marked as running here: a Ready event for it again is acknowledged without running, and the
+/// orchestrator retries the attempt when its lease expires).
+fn report_join(done: Result<AttemptKey, tokio::task::JoinError>) -> Option<AttemptKey> {
     match done {
-        Ok((id, ())) => id,
+        Ok(key) => Some(key),
         Err(e) => {
             tracing::error!(error = %e, "a task panicked");
-            e.id()
+            None
         }
     }
 }
