@@ -239,18 +239,22 @@ pub async fn run_worker(
         // The same attempt delivered again while it runs here or just after: its first
         // delivery answers for both. (Its own acknowledgement waits for its result, and a
         // partition's offset never passes an event not acknowledged, so nothing is lost.)
-        let (batch, again): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|d| seen.start(&attempt_key(&d.event)));
+        let mut fresh = Vec::with_capacity(batch.len());
+        let mut again = Vec::new();
+        for d in batch {
+            let key = attempt_key(&d.event);
+            if seen.start(&key) {
+                fresh.push((d, key));
+            } else {
+                tracing::info!(run = %d.event.run_id, object = %d.event.id, attempt = d.event.attempt, "Ready event delivered again for an attempt run here: not run twice");
+                again.push(d.token);
+            }
+        }
         if !again.is_empty() {
             stats.duplicates.inc_by(again.len() as u64);
-            for d in &again {
-                tracing::info!(run = %d.event.run_id, object = %d.event.id, attempt = d.event.attempt, "Ready event delivered again for an attempt run here: not run twice");
-            }
-            consumer
-                .ack(again.into_iter().map(|d| d.token).collect())
-                .await?;
+            consumer.ack(again).await?;
         }
+        let batch = fresh;
         let mut permits = vec![first];
         while permits.len() < batch.len() {
             match slots.clone().acquire_owned().await {
@@ -258,7 +262,7 @@ pub async fn run_worker(
                 Err(_) => break,
             }
         }
-        for (delivery, permit) in batch.into_iter().zip(permits) {
+        for ((delivery, key), permit) in batch.into_iter().zip(permits) {
             let (handler, config, stats, out) = (
                 handler.clone(),
                 config.clone(),
@@ -270,7 +274,7 @@ pub async fn run_worker(
                 let result = run_one(&*handler, &config, &stats, &delivery.event, &out).await;
                 drop(permit);
                 let _ = out.send(Outgoing::Result(result, delivery.token));
-                attempt_key(&delivery.event)
+                key
             });
         }
     }
