@@ -82,19 +82,33 @@ fn config(max_workers: usize) -> WorkerConfig {
     c
 }
 
+/// A worker for `config`'s zone on `bus`, stopped by `stop`; with its metrics.
+fn spawn_worker(
+    bus: &Arc<MemoryBus>,
+    handler: Arc<dyn Handler>,
+    config: WorkerConfig,
+    stop: &CancellationToken,
+) -> (
+    tokio::task::JoinHandle<Result<(), worker_base::WorkerError>>,
+    Arc<WorkerStats>,
+) {
+    let stats = Arc::new(WorkerStats::new(config.zone).unwrap());
+    let worker = tokio::spawn(run_worker(
+        bus.clone(),
+        handler,
+        config,
+        stats.clone(),
+        stop.clone(),
+    ));
+    (worker, stats)
+}
+
 #[tokio::test]
 async fn runs_at_most_max_workers_at_once_and_reports_every_task() {
     let bus = Arc::new(MemoryBus::new());
     let handler = sleepy(30);
     let stop = CancellationToken::new();
-    let stats = Arc::new(WorkerStats::new(Zone::Raw).unwrap());
-    let worker = tokio::spawn(run_worker(
-        bus.clone(),
-        handler.clone(),
-        config(3),
-        stats.clone(),
-        stop.clone(),
-    ));
+    let (worker, stats) = spawn_worker(&bus, handler.clone(), config(3), &stop);
     bus.publish_ready((0..20).map(|i| task(1000 + i)).collect())
         .await
         .unwrap();
@@ -126,29 +140,18 @@ async fn a_task_quicker_than_started_after_reports_only_its_result() {
     let stop = CancellationToken::new();
     let mut c = config(4);
     c.started_after = Duration::from_millis(200);
-    let worker = tokio::spawn(run_worker(
-        bus.clone(),
-        sleepy(0),
-        c.clone(),
-        Arc::new(WorkerStats::new(Zone::Raw).unwrap()),
-        stop.clone(),
-    ));
+    let (worker, _) = spawn_worker(&bus, sleepy(0), c.clone(), &stop);
     bus.publish_ready((0..10).map(|i| task(1000 + i)).collect())
         .await
         .unwrap();
     assert_eq!(results(&bus, 10).await.len(), 10);
     // A slow one still says it started, once it has run `started_after`.
-    let slow = tokio::spawn(run_worker(
-        bus.clone(),
-        sleepy(600),
-        WorkerConfig {
-            zone: Zone::Standardized,
-            group: "slow".into(),
-            ..c
-        },
-        Arc::new(WorkerStats::new(Zone::Standardized).unwrap()),
-        stop.clone(),
-    ));
+    let slow_config = WorkerConfig {
+        zone: Zone::Standardized,
+        group: "slow".into(),
+        ..c
+    };
+    let (slow, _) = spawn_worker(&bus, sleepy(600), slow_config, &stop);
     let mut t = task(2001);
     t.zone = Zone::Standardized;
     bus.publish_ready(vec![t]).await.unwrap();
@@ -171,13 +174,7 @@ async fn heartbeats_while_running_and_times_out() {
     let stop = CancellationToken::new();
     let mut c = config(2);
     c.task_timeout = Some(Duration::from_millis(450));
-    let worker = tokio::spawn(run_worker(
-        bus.clone(),
-        sleepy(10_000),
-        c,
-        Arc::new(WorkerStats::new(Zone::Raw).unwrap()),
-        stop.clone(),
-    ));
+    let (worker, _) = spawn_worker(&bus, sleepy(10_000), c, &stop);
     bus.publish_ready(vec![task(1001)]).await.unwrap();
     let got = results(&bus, 1).await;
     assert_eq!(got[0].status, AttemptStatus::Failed);
@@ -204,13 +201,7 @@ async fn heartbeats_while_running_and_times_out() {
 async fn shutdown_finishes_started_tasks_and_takes_no_more() {
     let bus = Arc::new(MemoryBus::new());
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(run_worker(
-        bus.clone(),
-        sleepy(300),
-        config(4),
-        Arc::new(WorkerStats::new(Zone::Raw).unwrap()),
-        stop.clone(),
-    ));
+    let (worker, _) = spawn_worker(&bus, sleepy(300), config(4), &stop);
     bus.publish_ready((0..4).map(|i| task(1000 + i)).collect())
         .await
         .unwrap();
@@ -236,14 +227,7 @@ async fn an_attempt_delivered_again_runs_once() {
     let bus = Arc::new(MemoryBus::new());
     let handler = sleepy(200);
     let stop = CancellationToken::new();
-    let stats = Arc::new(WorkerStats::new(Zone::Raw).unwrap());
-    let worker = tokio::spawn(run_worker(
-        bus.clone(),
-        handler.clone(),
-        config(4),
-        stats.clone(),
-        stop.clone(),
-    ));
+    let (worker, stats) = spawn_worker(&bus, handler.clone(), config(4), &stop);
     let mut results = bus.result_consumer("t").await.unwrap();
     let mut next_result = async || {
         let batch = tokio::time::timeout(Duration::from_secs(20), results.next_batch(100))
