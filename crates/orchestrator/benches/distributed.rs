@@ -369,11 +369,13 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
     };
     let _: () = redis_query(&s.redis_url, redis::cmd("CONFIG").arg("RESETSTAT"));
     let mut workers = Vec::new();
+    let mut worker_logs = Vec::new();
     for w in [
         "ingestion-worker",
         "standardization-worker",
         "application-worker",
     ] {
+        worker_logs.push(log_path(w));
         let mut cmd = Command::new(bin(w));
         env(&mut cmd, w);
         cmd.env("HANDLER", "simulate:0")
@@ -383,13 +385,6 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
     }
     // Workers run continuously in a deployment: the run starts once they are in their groups,
     // so that it measures the work, not the workers' start-up.
-    let worker_logs: Vec<PathBuf> = [
-        "ingestion-worker",
-        "standardization-worker",
-        "application-worker",
-    ]
-    .map(log_path)
-    .into();
     services::wait_assigned(&worker_logs, Duration::from_secs(120));
     let mut cmd = Command::new(bin("orchestrator"));
     env(&mut cmd, "serve");
