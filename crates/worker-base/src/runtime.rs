@@ -4,6 +4,7 @@
 
 use crate::handler::{Handler, Outcome};
 use crate::seen_attempts::{AttemptKey, SeenAttempts, attempt_key};
+use futures::FutureExt;
 use orchestrator_bus::{AckToken, Bus, BusError, retry};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
@@ -295,9 +296,8 @@ pub async fn run_worker(
     Ok(())
 }
 
-/// The attempt a task ran, or `None` after logging that it panicked (its attempt then stays
-/// marked as running here: a Ready event for it again is acknowledged without running, and the
-/// orchestrator retries the attempt when its lease expires).
+/// The attempt a task ran, or `None` after logging that the runtime's own part of the task
+/// panicked (a handler's panic is caught and reported as a failed attempt before this).
 fn report_join(done: Result<AttemptKey, tokio::task::JoinError>) -> Option<AttemptKey> {
     match done {
         Ok(key) => Some(key),
@@ -317,7 +317,11 @@ async fn run_one(
     out: &mpsc::UnboundedSender<Outgoing>,
 ) -> ResultEvent {
     let started = Instant::now();
-    let work = handler.handle(task);
+    // A handler that panics fails its attempt (retryable) like one that returns an error: the
+    // worker goes on, and the delivery is answered and acknowledged like any other.
+    let work = std::panic::AssertUnwindSafe(handler.handle(task))
+        .catch_unwind()
+        .map(|ran| ran.unwrap_or_else(|panic| panicked(&*panic)));
     tokio::pin!(work);
     let now = tokio::time::Instant::now();
     // Started first, then a heartbeat every interval after it.
@@ -360,6 +364,19 @@ async fn run_one(
             tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
             ResultEvent::failed(task, reason, retryable, ms, &config.worker_id)
         }
+    }
+}
+
+/// The failure a panicked handler reports, with its panic message when it has one.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Outcome {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    Outcome::Failed {
+        reason: format!("the handler panicked: {message}"),
+        retryable: true,
     }
 }
 

@@ -261,6 +261,61 @@ async fn an_attempt_delivered_again_runs_once() {
     );
 }
 
+/// Panics on object 1001, loads the others.
+struct PanicsOn1001;
+
+#[async_trait]
+impl Handler for PanicsOn1001 {
+    async fn handle(&self, task: &ReadyEvent) -> Outcome {
+        if task.id == ObjectId(1001) {
+            panic!("no loader for {}", task.name);
+        }
+        Outcome::Loaded { info: "ok".into() }
+    }
+    fn describe(&self) -> String {
+        "panics-on-1001".into()
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_fails_its_attempt_and_the_worker_goes_on() {
+    let bus = Arc::new(MemoryBus::new());
+    let stop = CancellationToken::new();
+    let (worker, stats) = spawn_worker(&bus, Arc::new(PanicsOn1001), config(2), &stop);
+    bus.publish_ready(vec![task(1001), task(1002)])
+        .await
+        .unwrap();
+    let mut got = results(&bus, 2).await;
+    got.sort_by_key(|r| r.id);
+    assert_eq!(got[0].id, ObjectId(1001));
+    assert_eq!(got[0].status, AttemptStatus::Failed);
+    assert_eq!(got[0].attempt, Some(2));
+    assert!(got[0].retryable);
+    assert_eq!(got[0].info, "the handler panicked: no loader for o1001");
+    assert_eq!(got[1].status, AttemptStatus::Loaded);
+    // The next attempt of the panicked object is run, not taken for a duplicate.
+    let mut again = task(1001);
+    again.attempt = 3;
+    bus.publish_ready(vec![again]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while stats.failed.get() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("attempt 3 run in time");
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    assert_eq!((stats.loaded.get(), stats.failed.get()), (1, 2));
+    assert_eq!(stats.in_flight.get(), 0);
+    assert_eq!(stats.duplicates.get(), 0);
+    assert_eq!(
+        bus.ready_backlog(Zone::Raw),
+        0,
+        "every delivery acknowledged"
+    );
+}
+
 async fn run_command(spec: &str, t: &ReadyEvent) -> Outcome {
     let spec: HandlerSpec = spec.parse().unwrap();
     spec.build(1).unwrap().handle(t).await
