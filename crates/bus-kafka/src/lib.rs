@@ -302,8 +302,19 @@ impl KafkaBus {
         membership: Membership,
         filter: Option<EventFilter<T>>,
     ) -> Result<Box<dyn Consumer<T>>, BusError> {
+        self.consumer_with(self.settings.clone(), topics, group, membership, filter)
+    }
+
+    fn consumer_with<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        settings: Arc<KafkaSettings>,
+        topics: &[String],
+        group: &str,
+        membership: Membership,
+        filter: Option<EventFilter<T>>,
+    ) -> Result<Box<dyn Consumer<T>>, BusError> {
         let consumer = KafkaConsumer::<T>::new(
-            self.settings.clone(),
+            settings,
             topics,
             group,
             membership,
@@ -374,7 +385,8 @@ impl Bus for KafkaBus {
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
         // Committed offsets of their own, apart from the results'.
         let group = format!("{group}.progress");
-        self.consumer(
+        self.consumer_with(
+            Arc::new(self.settings.for_progress()),
             std::slice::from_ref(&self.settings.topic_progress),
             &group,
             Membership::AssignAll,

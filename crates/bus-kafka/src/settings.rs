@@ -4,6 +4,10 @@
 use orchestrator_protocol::Zone;
 use rdkafka::ClientConfig;
 
+/// The least time a fetch of progress reports waits on the broker, whatever
+/// `fetch_wait_max_ms` says.
+pub const PROGRESS_FETCH_WAIT_MAX_MS: u32 = 100;
+
 #[derive(Clone, Debug)]
 pub struct KafkaSettings {
     /// `KAFKA_BOOTSTRAP`: host:port[,host:port…].
@@ -69,6 +73,17 @@ impl KafkaSettings {
         t
     }
 
+    /// These settings for the consumer of progress reports. They are advisory (they extend
+    /// leases counted in seconds) and mostly idle, so its fetches wait at least
+    /// [`PROGRESS_FETCH_WAIT_MAX_MS`]: a broker that polls its storage for each fetch (Tansu)
+    /// spends its time on idle fetches, and the links of a chain of objects wait for it.
+    pub fn for_progress(&self) -> KafkaSettings {
+        KafkaSettings {
+            fetch_wait_max_ms: self.fetch_wait_max_ms.max(PROGRESS_FETCH_WAIT_MAX_MS),
+            ..self.clone()
+        }
+    }
+
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
@@ -106,5 +121,29 @@ impl KafkaSettings {
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("session.timeout.ms", "10000");
         self.with_properties(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_fetches_wait_at_least_their_floor_and_keep_a_longer_wait() {
+        let mut s = KafkaSettings::new("127.0.0.1:9092");
+        s.fetch_wait_max_ms = 5;
+        assert_eq!(
+            s.for_progress().fetch_wait_max_ms,
+            PROGRESS_FETCH_WAIT_MAX_MS
+        );
+        assert_eq!(s.fetch_wait_max_ms, 5, "the other consumers keep theirs");
+        s.fetch_wait_max_ms = 500;
+        assert_eq!(s.for_progress().fetch_wait_max_ms, 500);
+        assert_eq!(
+            s.for_progress()
+                .consumer_config("g")
+                .get("fetch.wait.max.ms"),
+            Some("500")
+        );
     }
 }
