@@ -295,17 +295,8 @@ impl KafkaBus {
         }
     }
 
+    /// A consumer of `topics` with `settings` (the bus's own, or adjusted for its topic).
     fn consumer<T: serde::de::DeserializeOwned + Send + 'static>(
-        &self,
-        topics: &[String],
-        group: &str,
-        membership: Membership,
-        filter: Option<EventFilter<T>>,
-    ) -> Result<Box<dyn Consumer<T>>, BusError> {
-        self.consumer_with(self.settings.clone(), topics, group, membership, filter)
-    }
-
-    fn consumer_with<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         settings: Arc<KafkaSettings>,
         topics: &[String],
@@ -362,6 +353,7 @@ impl Bus for KafkaBus {
         let filter: Option<EventFilter<ReadyEvent>> = (!self.settings.ready_per_zone)
             .then(|| Box::new(move |e: &ReadyEvent| e.zone == zone) as EventFilter<ReadyEvent>);
         self.consumer(
+            self.settings.clone(),
             &[self.settings.ready_topic(zone)],
             group,
             Membership::Subscribe,
@@ -373,6 +365,7 @@ impl Bus for KafkaBus {
         group: &str,
     ) -> Result<Box<dyn Consumer<ResultEvent>>, BusError> {
         self.consumer(
+            self.settings.clone(),
             std::slice::from_ref(&self.settings.topic_loaded),
             group,
             Membership::AssignAll,
@@ -385,7 +378,7 @@ impl Bus for KafkaBus {
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
         // Committed offsets of their own, apart from the results'.
         let group = format!("{group}.progress");
-        self.consumer_with(
+        self.consumer(
             Arc::new(self.settings.for_progress()),
             std::slice::from_ref(&self.settings.topic_progress),
             &group,
