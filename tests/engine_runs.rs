@@ -54,7 +54,7 @@ fn meta(id: &str, g: &RunGraph) -> RunMeta {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_in_flight_at_once_both_finish() {
     let bus = Arc::new(MemoryBus::new());
-    let store = open_store("memory://").unwrap();
+    let store = open_store("memory://", None).unwrap();
     let stop = CancellationToken::new();
     let spec: HandlerSpec = "simulate:1:0.2".parse().unwrap();
     let mut workers = Vec::new();

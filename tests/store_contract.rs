@@ -6,7 +6,7 @@
 mod services;
 
 use orchestrator::store::{
-    DeadLetter, RedisSettings, RunMeta, RunStatus, StateStore, StoreError, Transition, WriterLease,
+    DeadLetter, RunMeta, RunStatus, StateStore, StoreError, StoreSettings, Transition, WriterLease,
     open_store, open_store_with,
 };
 use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
@@ -134,11 +134,12 @@ async fn an_empty_store_has_no_runs(store: &dyn StateStore) {
 mod memory {
     #[tokio::test]
     async fn batches_are_applied_and_read_back() {
-        super::batches_are_applied_and_read_back(&*super::open_store("memory://").unwrap()).await;
+        super::batches_are_applied_and_read_back(&*super::open_store("memory://", None).unwrap())
+            .await;
     }
     #[tokio::test]
     async fn an_empty_store_has_no_runs() {
-        super::an_empty_store_has_no_runs(&*super::open_store("memory://").unwrap()).await;
+        super::an_empty_store_has_no_runs(&*super::open_store("memory://", None).unwrap()).await;
     }
 }
 
@@ -149,18 +150,19 @@ mod redb {
     #[tokio::test]
     async fn batches_are_applied_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        super::batches_are_applied_and_read_back(&*super::open_store(&url(&dir)).unwrap()).await;
+        super::batches_are_applied_and_read_back(&*super::open_store(&url(&dir), None).unwrap())
+            .await;
     }
     #[tokio::test]
     async fn an_empty_store_has_no_runs() {
         let dir = tempfile::tempdir().unwrap();
-        super::an_empty_store_has_no_runs(&*super::open_store(&url(&dir)).unwrap()).await;
+        super::an_empty_store_has_no_runs(&*super::open_store(&url(&dir), None).unwrap()).await;
     }
     #[tokio::test]
     async fn what_was_committed_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = super::open_store(&url(&dir)).unwrap();
+            let store = super::open_store(&url(&dir), None).unwrap();
             store
                 .apply(vec![super::Transition::Run(Box::new(super::meta(
                     "run-9", 1,
@@ -168,8 +170,86 @@ mod redb {
                 .await
                 .unwrap();
         }
-        let store = super::open_store(&url(&dir)).unwrap();
+        let store = super::open_store(&url(&dir), None).unwrap();
         assert_eq!(store.runs().await.unwrap().len(), 1);
+    }
+
+    /// A run with an object, a dead letter and its graph.
+    fn run_batch(m: &super::RunMeta) -> Vec<super::Transition> {
+        use super::*;
+        vec![
+            Transition::Run(Box::new(m.clone())),
+            Transition::Object {
+                run: m.run_id.clone(),
+                id: ObjectId(1),
+                record: record(ObjectState::Failed, 1),
+            },
+            Transition::DeadLetter {
+                run: m.run_id.clone(),
+                letter: DeadLetter {
+                    id: ObjectId(1),
+                    attempt: 1,
+                    reason: "no".into(),
+                    at_ms: 1,
+                },
+            },
+            Transition::Graph {
+                run: m.run_id.clone(),
+                objects: std::sync::Arc::new("[]".into()),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn finished_runs_past_their_retention_go_when_another_run_finishes() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let finished = |id: &str, updated_ms: u64| {
+            let mut m = meta(id, 1);
+            m.status = RunStatus::Finished;
+            m.updated_ms = updated_ms;
+            m
+        };
+        let old = finished("run-old", now - 7_200_000);
+        let recent = finished("run-recent", now - 60_000);
+        let mut stalled = meta("run-stalled", 1); // unfinished: kept however old
+        stalled.updated_ms = 1;
+        {
+            let keep_all = open_store(&url(&dir), None).unwrap();
+            for m in [&old, &recent, &stalled] {
+                keep_all.apply(run_batch(m)).await.unwrap();
+            }
+        }
+        // Kept one hour: a batch that finishes no run removes nothing.
+        let store = open_store(&url(&dir), Some(3600)).unwrap();
+        let mut new = meta("run-new", now);
+        store.apply(run_batch(&new)).await.unwrap();
+        assert_eq!(store.runs().await.unwrap().len(), 4);
+        new.status = RunStatus::Finished;
+        store
+            .apply(vec![Transition::Run(Box::new(new.clone()))])
+            .await
+            .unwrap();
+        let ids: Vec<String> = store
+            .runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.run_id.to_string())
+            .collect();
+        assert_eq!(ids, ["run-recent", "run-stalled", "run-new"]);
+        assert!(store.objects(&old.run_id).await.unwrap().is_empty());
+        assert!(store.dead_letters(&old.run_id).await.unwrap().is_empty());
+        assert_eq!(store.graph(&old.run_id).await.unwrap(), None);
+        for kept in [&recent, &stalled, &new] {
+            assert_eq!(store.objects(&kept.run_id).await.unwrap().len(), 1);
+            assert_eq!(store.dead_letters(&kept.run_id).await.unwrap().len(), 1);
+            assert!(store.graph(&kept.run_id).await.unwrap().is_some());
+        }
     }
 }
 
@@ -181,7 +261,7 @@ mod redis {
         ttl: Option<u64>,
     ) -> (services::TestRedis, std::sync::Arc<dyn StateStore>) {
         let redis = services::redis();
-        let settings = RedisSettings {
+        let settings = StoreSettings {
             prefix: services::unique_prefix(test),
             finished_ttl: ttl,
         };
@@ -205,7 +285,7 @@ mod redis {
     #[tokio::test]
     async fn one_writer_at_a_time_and_a_replaced_writer_is_fenced() {
         let redis = services::redis();
-        let settings = RedisSettings {
+        let settings = StoreSettings {
             prefix: services::unique_prefix("lease"),
             finished_ttl: None,
         };
@@ -313,7 +393,7 @@ mod redis {
     }
     #[tokio::test]
     async fn an_unreachable_server_is_a_clear_error() {
-        let settings = RedisSettings::default();
+        let settings = StoreSettings::default();
         let e = open_store_with("redis://:hunter2@127.0.0.1:1/0", &settings)
             .await
             .err()
@@ -326,7 +406,7 @@ mod redis {
 
 #[test]
 fn unknown_urls_are_refused_clearly() {
-    let e = open_store("redis-ish://x")
+    let e = open_store("redis-ish://x", None)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

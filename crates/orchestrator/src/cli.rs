@@ -176,7 +176,8 @@ pub struct RunArgs {
     /// Prefix of every Redis key (with a redis:// store).
     #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
     pub redis_prefix: String,
-    /// Seconds a finished run's Redis keys are kept (0: forever).
+    /// Seconds a finished run is kept in the store (0: forever); Redis expires its keys, the
+    /// embedded store removes it when a later run finishes.
     #[arg(long, env = "RETRY_TTL_SECONDS", default_value_t = 604_800)]
     pub retry_ttl_seconds: u64,
     /// Finish the run kept in the state directory instead of starting a new one.
@@ -244,7 +245,8 @@ pub struct ServeArgs {
     /// Prefix of every Redis key.
     #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
     pub redis_prefix: String,
-    /// Seconds a finished run's Redis keys are kept (0: forever).
+    /// Seconds a finished run is kept in the store (0: forever); Redis expires its keys, the
+    /// embedded store removes it when a later run finishes.
     #[arg(long, env = "RETRY_TTL_SECONDS", default_value_t = 604_800)]
     pub retry_ttl_seconds: u64,
     /// Seconds the writer lease lasts: a standby orchestrator takes over this long after the

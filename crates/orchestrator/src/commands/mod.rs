@@ -13,7 +13,7 @@ use crate::{EXIT_INVALID, EXIT_STATE};
 use orchestrator::cli::SelectArgs;
 use orchestrator::cli::{Command, InputArgs};
 use orchestrator::input::load_file;
-use orchestrator::store::{RedisSettings, StateStore, StoreError, open_store_with};
+use orchestrator::store::{StateStore, StoreError, StoreSettings, open_store_with};
 use orchestrator_core::diagnostics::Severity;
 use orchestrator_core::graph::{Graph, LoadOptions};
 use orchestrator_core::plan::Selection;
@@ -76,8 +76,11 @@ pub fn load_or_report(input: &InputArgs) -> Result<(Graph, String), i32> {
 }
 
 /// Opens a state store; a busy or unreachable store is a state problem (exit 3), reported here.
-pub async fn open_or_report(url: &str, redis: &RedisSettings) -> Result<Arc<dyn StateStore>, i32> {
-    open_store_with(url, redis).await.map_err(|e| {
+pub async fn open_or_report(
+    url: &str,
+    settings: &StoreSettings,
+) -> Result<Arc<dyn StateStore>, i32> {
+    open_store_with(url, settings).await.map_err(|e| {
         eprintln!("error: {e}");
         match e {
             StoreError::Url(_) => EXIT_INVALID,

@@ -12,7 +12,7 @@ use orchestrator::engine::Engine;
 use orchestrator::http::{HttpState, serve};
 use orchestrator::metrics::Metrics;
 use orchestrator::progress;
-use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, state_dir_url};
+use orchestrator::store::{RunMeta, RunStatus, StateStore, StoreSettings, state_dir_url};
 use orchestrator::submit::new_run_id;
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
@@ -80,8 +80,8 @@ async fn execute(
     config: SchedulerConfig,
     store_url: String,
 ) -> anyhow::Result<i32> {
-    let redis = RedisSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
-    let store = match super::open_or_report(&store_url, &redis).await {
+    let store_settings = StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
+    let store = match super::open_or_report(&store_url, &store_settings).await {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

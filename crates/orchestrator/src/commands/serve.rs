@@ -12,7 +12,7 @@ use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
 use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{RedisSettings, RunMeta, RunStatus, StateStore, redact_url};
+use orchestrator::store::{RunMeta, RunStatus, StateStore, StoreSettings, redact_url};
 use orchestrator::submit::{Submission, SubmitError, prepare_run};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
@@ -63,8 +63,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let redis = RedisSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
-        let store = match super::open_or_report(&store_url, &redis).await {
+        let store_settings = StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
+        let store = match super::open_or_report(&store_url, &store_settings).await {
             Ok(s) => s,
             Err(code) => return Ok(code),
         };

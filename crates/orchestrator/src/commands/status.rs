@@ -4,7 +4,7 @@
 use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
-use orchestrator::store::{RedisSettings, StateStore, state_dir_url};
+use orchestrator::store::{StateStore, StoreSettings, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let url = match (&args.store, &args.state_dir) {
@@ -19,7 +19,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_STATE);
         }
     };
-    let redis = RedisSettings {
+    let store_settings = StoreSettings {
         prefix: args.redis_prefix.clone(),
         ..Default::default()
     };
@@ -28,7 +28,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        match super::open_or_report(&url, &redis).await {
+        match super::open_or_report(&url, &store_settings).await {
             Ok(store) => show(&*store, args).await,
             Err(code) => Ok(code),
         }

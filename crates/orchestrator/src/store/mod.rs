@@ -165,28 +165,29 @@ pub trait StateStore: Send + Sync {
     }
 }
 
-/// Settings of the Redis store.
+/// Settings of the stores that keep runs across processes (Redis, redb).
 #[derive(Clone, Debug)]
-pub struct RedisSettings {
-    /// Key prefix (`REDIS_PREFIX`).
+pub struct StoreSettings {
+    /// Prefix of every Redis key (`REDIS_PREFIX`).
     pub prefix: String,
-    /// Seconds a finished run's keys are kept (`RETRY_TTL_SECONDS`); `None` keeps them.
+    /// Seconds a finished run is kept (`RETRY_TTL_SECONDS`); `None` keeps it. Redis expires its
+    /// keys; redb removes it when a later run finishes.
     pub finished_ttl: Option<u64>,
 }
 
-impl RedisSettings {
+impl StoreSettings {
     /// `finished_ttl_seconds` 0 keeps finished runs forever.
     pub fn new(prefix: &str, finished_ttl_seconds: u64) -> Self {
-        RedisSettings {
+        StoreSettings {
             prefix: prefix.to_string(),
             finished_ttl: (finished_ttl_seconds > 0).then_some(finished_ttl_seconds),
         }
     }
 }
 
-impl Default for RedisSettings {
+impl Default for StoreSettings {
     fn default() -> Self {
-        RedisSettings {
+        StoreSettings {
             prefix: "orch".to_string(),
             finished_ttl: Some(7 * 24 * 3600),
         }
@@ -197,18 +198,19 @@ impl Default for RedisSettings {
 /// `redis://…` / `rediss://…`.
 pub async fn open_store_with(
     url: &str,
-    redis: &RedisSettings,
+    settings: &StoreSettings,
 ) -> Result<Arc<dyn StateStore>, StoreError> {
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         return Ok(Arc::new(
-            RedisStore::connect(url, &redis.prefix, redis.finished_ttl).await?,
+            RedisStore::connect(url, &settings.prefix, settings.finished_ttl).await?,
         ));
     }
-    open_store(url)
+    open_store(url, settings.finished_ttl)
 }
 
-/// Opens an embedded store by URL: `memory://` or `redb://PATH`.
-pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
+/// Opens an embedded store by URL: `memory://` or `redb://PATH`, which keeps a finished run
+/// `finished_ttl` seconds (`None`: forever).
+pub fn open_store(url: &str, finished_ttl: Option<u64>) -> Result<Arc<dyn StateStore>, StoreError> {
     if url == "memory://" || url == "memory" {
         return Ok(Arc::new(MemoryStore::default()));
     }
@@ -216,7 +218,10 @@ pub fn open_store(url: &str) -> Result<Arc<dyn StateStore>, StoreError> {
         if path.is_empty() {
             return Err(StoreError::Url(url.to_string()));
         }
-        return Ok(Arc::new(RedbStore::open(PathBuf::from(path))?));
+        return Ok(Arc::new(RedbStore::open(
+            PathBuf::from(path),
+            finished_ttl,
+        )?));
     }
     Err(StoreError::Url(url.to_string()))
 }

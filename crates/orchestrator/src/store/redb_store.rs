@@ -1,13 +1,15 @@
 //! The embedded transactional store (redb, one file): each batch of transitions is one write
-//! transaction, so a kill -9 leaves either all of a batch or none of it.
+//! transaction, so a kill -9 leaves either all of a batch or none of it. Finished runs older than
+//! the retention are removed when another run finishes.
 
-use super::{DeadLetter, RunMeta, StateStore, StoreError, Transition};
+use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
@@ -17,10 +19,14 @@ const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
+    /// How long a finished run is kept (`RETRY_TTL_SECONDS`, in ms); `None` keeps it.
+    finished_ttl_ms: Option<u64>,
 }
 
 impl RedbStore {
-    pub fn open(path: PathBuf) -> Result<RedbStore, StoreError> {
+    /// Opens (or creates) the store at `path`; finished runs are kept `finished_ttl` seconds
+    /// (`None`: forever).
+    pub fn open(path: PathBuf, finished_ttl: Option<u64>) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_path_buf(),
@@ -35,6 +41,7 @@ impl RedbStore {
         let store = RedbStore {
             db: Arc::new(db),
             path,
+            finished_ttl_ms: finished_ttl.map(|s| s.saturating_mul(1000)),
         };
         // Create the tables so that readers never meet a missing one.
         let tx = store.db.begin_write().map_err(|e| err(&store.path, e))?;
@@ -59,6 +66,12 @@ impl RedbStore {
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
     StoreError::Redb {
         path: path.to_path_buf(),
@@ -80,6 +93,13 @@ impl StateStore for RedbStore {
         if batch.is_empty() {
             return Ok(());
         }
+        // A run that finishes here is the moment to let go of those finished long ago.
+        let expired_before = self.finished_ttl_ms.filter(|_| {
+            batch
+                .iter()
+                .any(|t| matches!(t, Transition::Run(meta) if meta.status == RunStatus::Finished))
+        });
+        let expired_before = expired_before.map(|ttl| now_ms().saturating_sub(ttl));
         self.blocking(move |db, path| {
             let tx = db.begin_write().map_err(|e| err(path, e))?;
             {
@@ -107,6 +127,32 @@ impl StateStore for RedbStore {
                                 .insert(run.as_str(), objects.as_bytes())
                                 .map_err(|e| err(path, e))?;
                         }
+                    }
+                }
+                if let Some(before) = expired_before {
+                    let mut expired = Vec::new();
+                    for entry in runs.iter().map_err(|e| err(path, e))? {
+                        let (id, v) = entry.map_err(|e| err(path, e))?;
+                        let meta: RunMeta = decode(v.value())?;
+                        if meta.status == RunStatus::Finished && meta.updated_ms < before {
+                            expired.push(id.value().to_string());
+                        }
+                    }
+                    for id in &expired {
+                        let all = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
+                        objects
+                            .retain_in(all.clone(), |_, _| false)
+                            .map_err(|e| err(path, e))?;
+                        dead.retain_in(all, |_, _| false)
+                            .map_err(|e| err(path, e))?;
+                        graphs.remove(id.as_str()).map_err(|e| err(path, e))?;
+                        runs.remove(id.as_str()).map_err(|e| err(path, e))?;
+                    }
+                    if !expired.is_empty() {
+                        tracing::info!(
+                            runs = expired.len(),
+                            "finished runs past their retention removed from the state store"
+                        );
                     }
                 }
             }
