@@ -347,7 +347,13 @@ mod redis {
     }
     #[tokio::test]
     async fn a_finished_runs_keys_expire() {
-        let (_redis, store) = store("expire", Some(1)).await;
+        let redis = services::redis();
+        let prefix = services::unique_prefix("expire");
+        let settings = StoreSettings {
+            prefix: prefix.clone(),
+            finished_ttl: Some(1),
+        };
+        let store = open_store_with(&redis.url, &settings).await.unwrap();
         let mut m = meta("run-x", 1);
         store
             .apply(vec![
@@ -369,6 +375,18 @@ mod redis {
         tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
         assert!(store.runs().await.unwrap().is_empty());
         assert!(store.objects(&m.run_id).await.unwrap().is_empty());
+        // Listing took the expired run's id out of the index.
+        let client = ::redis::Client::open(redis.url.as_str()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let left: Vec<(String, f64)> = ::redis::cmd("ZRANGE")
+            .arg(format!("{prefix}:runs"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(left, []);
     }
     #[tokio::test]
     async fn a_server_that_keeps_nothing_on_disk_is_reported() {

@@ -3,7 +3,7 @@
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
 //! `{prefix}:run:{id}:graph` (the object definitions it was submitted with). A finished run's
-//! keys expire after the configured time. `{prefix}:writer` holds the writer lease
+//! keys expire after the configured time; its id leaves the index at the next listing. `{prefix}:writer` holds the writer lease
 //! (`HOLDER EPOCH`, with a TTL) and `{prefix}:writer:epoch` its epoch counter: once a process
 //! holds the lease, each of its batches runs as one Lua script that first checks the epoch, so a
 //! process that lost the lease can write nothing more.
@@ -353,12 +353,26 @@ impl StateStore for RedisStore {
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
-        // A run whose keys expired is left out (its id lingers in the index until pruned).
-        let mut runs: Vec<RunMeta> = values
-            .into_iter()
-            .flatten()
-            .map(|v| decode(&v))
-            .collect::<Result<_, _>>()?;
+        // A run whose keys expired is left out, and its id taken out of the index. (A run's
+        // record and its id are written in one transaction: an id without a record expired.)
+        let mut runs: Vec<RunMeta> = Vec::with_capacity(ids.len());
+        let mut expired: Vec<&String> = Vec::new();
+        for (id, value) in ids.iter().zip(values) {
+            match value {
+                Some(v) => runs.push(decode(&v)?),
+                None => expired.push(id),
+            }
+        }
+        if !expired.is_empty() {
+            let removed: Result<i64, _> = redis::cmd("ZREM")
+                .arg(self.runs_key())
+                .arg(&expired)
+                .query_async(&mut con)
+                .await;
+            if let Err(e) = removed {
+                tracing::warn!(error = %self.err(e), "could not remove expired runs from the runs index");
+            }
+        }
         runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
         Ok(runs)
     }
