@@ -29,6 +29,12 @@ fn meta(id: &str, created_ms: u64) -> RunMeta {
     }
 }
 
+/// The ids of the runs a store holds, oldest first.
+async fn run_ids(store: &dyn StateStore) -> Vec<String> {
+    let runs = store.runs().await.unwrap();
+    runs.into_iter().map(|m| m.run_id.to_string()).collect()
+}
+
 fn record(state: ObjectState, attempt: u32) -> ObjectRecord {
     ObjectRecord {
         state,
@@ -234,14 +240,10 @@ mod redb {
             .apply(vec![Transition::Run(Box::new(new.clone()))])
             .await
             .unwrap();
-        let ids: Vec<String> = store
-            .runs()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.run_id.to_string())
-            .collect();
-        assert_eq!(ids, ["run-recent", "run-stalled", "run-new"]);
+        assert_eq!(
+            run_ids(&*store).await,
+            ["run-recent", "run-stalled", "run-new"]
+        );
         assert!(store.objects(&old.run_id).await.unwrap().is_empty());
         assert!(store.dead_letters(&old.run_id).await.unwrap().is_empty());
         assert_eq!(store.graph(&old.run_id).await.unwrap(), None);
@@ -318,14 +320,11 @@ mod redis {
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
         assert!(!a.renew_writer(600).await.unwrap(), "A's renewal must fail");
-        let ids: Vec<String> = b
-            .runs()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.run_id.to_string())
-            .collect();
-        assert_eq!(ids, ["run-a"], "nothing of A's late batch was written");
+        assert_eq!(
+            run_ids(&*b).await,
+            ["run-a"],
+            "nothing of A's late batch was written"
+        );
         b.apply(vec![Transition::Run(Box::new(meta("run-b", 3)))])
             .await
             .unwrap();
