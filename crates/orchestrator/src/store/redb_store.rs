@@ -9,7 +9,6 @@ use orchestrator_protocol::{ObjectId, RunId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
@@ -66,12 +65,6 @@ impl RedbStore {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
     StoreError::Redb {
         path: path.to_path_buf(),
@@ -93,13 +86,20 @@ impl StateStore for RedbStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // A run that finishes here is the moment to let go of those finished long ago.
-        let expired_before = self.finished_ttl_ms.filter(|_| {
-            batch
-                .iter()
-                .any(|t| matches!(t, Transition::Run(meta) if meta.status == RunStatus::Finished))
-        });
-        let expired_before = expired_before.map(|ttl| now_ms().saturating_sub(ttl));
+        // A run that finishes here is the moment to let go of those finished long ago, on the
+        // clock the run records are written with.
+        let finished_at = batch
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Run(meta) if meta.status == RunStatus::Finished => {
+                    Some(meta.updated_ms)
+                }
+                _ => None,
+            })
+            .max();
+        let expired_before = finished_at
+            .zip(self.finished_ttl_ms)
+            .map(|(now, ttl)| now.saturating_sub(ttl));
         self.blocking(move |db, path| {
             let tx = db.begin_write().map_err(|e| err(path, e))?;
             {
