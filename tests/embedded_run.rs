@@ -46,6 +46,50 @@ fn default_run_completes_the_sample() {
 }
 
 #[test]
+fn a_state_directory_keeps_finished_runs_for_their_retention_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let sample = tools("sample-objects.json");
+    let run = |ttl: &str| {
+        let (code, _, err) = run_json(&[
+            sample.to_str().unwrap(),
+            "--handler",
+            "simulate:0",
+            "--state-dir",
+            state,
+            "--retry-ttl-seconds",
+            ttl,
+        ]);
+        assert_eq!(code, 0, "{err}");
+    };
+    let runs = || -> Vec<String> {
+        let out = orchestrator(&["status", "--json", "--state-dir", state]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // 0 keeps finished runs forever.
+    run("0");
+    run("0");
+    let both = runs();
+    assert_eq!(both.len(), 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Kept one second: the two runs finished longer ago go when this one finishes.
+    run("1");
+    let left = runs();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!both.contains(&left[0]));
+    // A run that finished within its retention stays.
+    run("60");
+    assert_eq!(runs().len(), 2);
+}
+
+#[test]
 fn every_object_runs_once_after_all_its_parents() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
