@@ -133,7 +133,10 @@ impl StateStore for RedbStore {
                     let mut expired = Vec::new();
                     for entry in runs.iter().map_err(|e| err(path, e))? {
                         let (id, v) = entry.map_err(|e| err(path, e))?;
-                        let meta: RunMeta = decode(v.value())?;
+                        // A record it cannot read is left alone: tidying never fails a write.
+                        let Ok(meta) = decode::<RunMeta>(v.value()) else {
+                            continue;
+                        };
                         if meta.status == RunStatus::Finished && meta.updated_ms < before {
                             expired.push(id.value().to_string());
                         }

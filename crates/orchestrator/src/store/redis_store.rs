@@ -3,10 +3,11 @@
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
 //! `{prefix}:run:{id}:graph` (the object definitions it was submitted with). A finished run's
-//! keys expire after the configured time; its id leaves the index at the next listing. `{prefix}:writer` holds the writer lease
-//! (`HOLDER EPOCH`, with a TTL) and `{prefix}:writer:epoch` its epoch counter: once a process
-//! holds the lease, each of its batches runs as one Lua script that first checks the epoch, so a
-//! process that lost the lease can write nothing more.
+//! keys expire after the configured time; its id leaves the index at the next listing.
+//! `{prefix}:writer` holds the writer lease (`HOLDER EPOCH`, with a TTL) and
+//! `{prefix}:writer:epoch` its epoch counter: once a process holds the lease, each of its batches
+//! runs as one Lua script that first checks the epoch, so a process that lost the lease can write
+//! nothing more.
 
 use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition, WriterLease};
 use async_trait::async_trait;
