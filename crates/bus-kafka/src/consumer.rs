@@ -4,7 +4,7 @@
 //! acknowledged: what was taken and not handled is delivered again after a restart.
 
 use crate::rebalance::RebalanceLog;
-use crate::{KafkaSettings, KafkaStats, backend};
+use crate::{KafkaSettings, KafkaStats, backend, rejoin};
 use async_trait::async_trait;
 use futures::FutureExt;
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
@@ -42,7 +42,8 @@ struct PartitionState {
 }
 
 pub struct KafkaConsumer<T> {
-    consumer: StreamConsumer<RebalanceLog>,
+    /// Shared with the rejoin watch of a group member (see `rejoin.rs`).
+    consumer: Arc<StreamConsumer<RebalanceLog>>,
     settings: Arc<KafkaSettings>,
     producer: FutureProducer,
     stats: Arc<KafkaStats>,
@@ -62,16 +63,21 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         stats: Arc<KafkaStats>,
         filter: Option<EventFilter<T>>,
     ) -> Result<Self, BusError> {
-        let consumer: StreamConsumer<RebalanceLog> = settings
-            .consumer_config(group)
-            .create_with_context(RebalanceLog {
-                group: group.to_string(),
-            })
-            .map_err(backend)?;
+        let config = settings.consumer_config(group);
+        let session = config
+            .get("session.timeout.ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis);
+        let consumer: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
+            config
+                .create_with_context(RebalanceLog::new(group))
+                .map_err(backend)?,
+        );
         match membership {
             Membership::Subscribe => {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
                 consumer.subscribe(&names).map_err(backend)?;
+                rejoin::watch(Arc::downgrade(&consumer), config, topics.to_vec(), session);
             }
             Membership::AssignAll => {
                 // Every partition, from the group's committed offsets, with no group to join:

@@ -6,6 +6,7 @@
 mod args;
 mod consumer;
 mod rebalance;
+mod rejoin;
 mod settings;
 
 pub use args::KafkaArgs;

@@ -1,13 +1,48 @@
 //! The consumers' client context: logs each partition assignment and revocation of a group
-//! member, so that operators (and tests) can see how a layer's workers share the partitions.
+//! member, so that operators (and tests) can see how a layer's workers share the partitions, and
+//! remembers the member's assignment for the rejoin watch (`rejoin.rs`).
 
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// A consumer context that logs rebalances of group `group`.
 pub struct RebalanceLog {
-    pub group: String,
+    group: String,
+    /// How many partitions the member holds, and since when (`None` before its first
+    /// assignment).
+    assignment: Mutex<Option<(usize, Instant)>>,
+}
+
+impl RebalanceLog {
+    pub fn new(group: &str) -> RebalanceLog {
+        RebalanceLog {
+            group: group.to_string(),
+            assignment: Mutex::new(None),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// How many partitions the member holds, and since when.
+    pub fn assignment(&self) -> Option<(usize, Instant)> {
+        match self.assignment.lock() {
+            Ok(a) => *a,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    fn set_assignment(&self, count: usize) {
+        let now = Some((count, Instant::now()));
+        match self.assignment.lock() {
+            Ok(mut a) => *a = now,
+            Err(poisoned) => *poisoned.into_inner() = now,
+        }
+    }
 }
 
 impl ClientContext for RebalanceLog {}
@@ -15,18 +50,24 @@ impl ClientContext for RebalanceLog {}
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(list) => tracing::info!(
-                group = %self.group,
-                count = list.count(),
-                partitions = %describe(list),
-                "partitions assigned"
-            ),
-            Rebalance::Revoke(list) => tracing::info!(
-                group = %self.group,
-                count = list.count(),
-                partitions = %describe(list),
-                "partitions revoked"
-            ),
+            Rebalance::Assign(list) => {
+                self.set_assignment(list.count());
+                tracing::info!(
+                    group = %self.group,
+                    count = list.count(),
+                    partitions = %describe(list),
+                    "partitions assigned"
+                )
+            }
+            Rebalance::Revoke(list) => {
+                self.set_assignment(0);
+                tracing::info!(
+                    group = %self.group,
+                    count = list.count(),
+                    partitions = %describe(list),
+                    "partitions revoked"
+                )
+            }
             Rebalance::Error(e) => {
                 tracing::warn!(group = %self.group, error = %e, "rebalance failed")
             }
