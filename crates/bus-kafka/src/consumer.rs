@@ -77,7 +77,13 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
             Membership::Subscribe => {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
                 consumer.subscribe(&names).map_err(backend)?;
-                rejoin::watch(Arc::downgrade(&consumer), config, topics.to_vec(), session);
+                rejoin::watch(
+                    Arc::downgrade(&consumer),
+                    config,
+                    topics.to_vec(),
+                    session,
+                    stats.clone(),
+                );
             }
             Membership::AssignAll => {
                 // Every partition, from the group's committed offsets, with no group to join:

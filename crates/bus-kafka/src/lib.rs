@@ -32,6 +32,8 @@ use std::time::Duration;
 pub struct KafkaStats {
     /// Messages that could not be read (bad JSON, unknown shape), sent to the DLQ topic.
     pub malformed: AtomicU64,
+    /// Times a group member joined its group again (see `rejoin.rs`).
+    pub rejoins: AtomicU64,
 }
 
 pub struct KafkaBus {
@@ -320,6 +322,12 @@ impl KafkaBus {
     /// Counts a message set aside (for the bus's metrics).
     pub fn malformed_count(&self) -> u64 {
         self.stats.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Counts the times a consumer of this bus joined its group again, left without partitions
+    /// while events waited (for the bus's metrics).
+    pub fn rejoin_count(&self) -> u64 {
+        self.stats.rejoins.load(Ordering::Relaxed)
     }
 }
 

@@ -8,12 +8,14 @@
 //! partitions' owners commit, so it stays put; after each rejoin that leaves it idle again the
 //! watch waits twice as long, so that it never churns the group.
 
+use crate::KafkaStats;
 use crate::rebalance::RebalanceLog;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How often the watch looks, while the member holds no partitions.
@@ -36,16 +38,18 @@ struct Backlog {
 }
 
 /// Watches `consumer` (made from `config`, subscribed to `topics`, with session timeout
-/// `session`) from a thread of its own, until the consumer is dropped.
+/// `session`) from a thread of its own, until the consumer is dropped; counts its rejoins in
+/// `stats`.
 pub(crate) fn watch(
     consumer: Weak<StreamConsumer<RebalanceLog>>,
     config: ClientConfig,
     topics: Vec<String>,
     session: Duration,
+    stats: Arc<KafkaStats>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("kafka-rejoin".into())
-        .spawn(move || run(consumer, config, topics, session));
+        .spawn(move || run(consumer, config, topics, session, stats));
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start the rejoin watch");
     }
@@ -56,6 +60,7 @@ fn run(
     config: ClientConfig,
     topics: Vec<String>,
     session: Duration,
+    stats: Arc<KafkaStats>,
 ) {
     let base = session + MARGIN;
     let mut wait = base;
@@ -129,6 +134,7 @@ fn run(
                 after_seconds = wait.as_secs(),
                 "this member holds no partitions while events wait unconsumed; joining the group again"
             );
+            stats.rejoins.fetch_add(1, Ordering::Relaxed);
             member.unsubscribe();
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             if let Err(e) = member.subscribe(&names) {

@@ -154,7 +154,20 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         tracing::info!(zone = %zone, address = %local, "serving health and metrics");
         eprintln!("serving health and metrics on http://{local}");
         let registry = prometheus::Registry::new();
-        let rejected = match rejected_counter(zone) {
+        let counters = zone_counter(
+            "orchestrator_worker_messages_rejected_total",
+            "Ready messages that could not be read, sent to the DLQ topic with the reason.",
+            zone,
+        )
+        .and_then(|rejected| {
+            let rejoins = zone_counter(
+                "orchestrator_worker_group_rejoins_total",
+                "Times the worker joined its group again, left without partitions while events waited.",
+                zone,
+            )?;
+            Ok((rejected, rejoins))
+        });
+        let (rejected, rejoins) = match counters {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: metrics: {e}");
@@ -163,7 +176,8 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         };
         let registered = stats
             .register(&registry)
-            .and_then(|()| registry.register(Box::new(rejected.clone())));
+            .and_then(|()| registry.register(Box::new(rejected.clone())))
+            .and_then(|()| registry.register(Box::new(rejoins.clone())));
         if let Err(e) = registered {
             eprintln!("error: metrics: {e}");
             return EXIT_ERROR;
@@ -171,6 +185,7 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         let render_bus = bus.clone();
         let render: MetricsRender = Arc::new(move || {
             health::catch_up(&rejected, render_bus.malformed_count());
+            health::catch_up(&rejoins, render_bus.rejoin_count());
             let mut buf = Vec::new();
             let _ = prometheus::Encoder::encode(
                 &prometheus::TextEncoder::new(),
@@ -230,13 +245,14 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
 }
 
 /// Ready messages this worker could not read and sent to the DLQ topic.
-fn rejected_counter(zone: Zone) -> Result<prometheus::IntCounter, prometheus::Error> {
+/// A counter of the bus's, labelled with the worker's zone.
+fn zone_counter(
+    name: &str,
+    help: &str,
+    zone: Zone,
+) -> Result<prometheus::IntCounter, prometheus::Error> {
     prometheus::IntCounter::with_opts(
-        prometheus::Opts::new(
-            "orchestrator_worker_messages_rejected_total",
-            "Ready messages that could not be read, sent to the DLQ topic with the reason.",
-        )
-        .const_label("zone", zone.short()),
+        prometheus::Opts::new(name, help).const_label("zone", zone.short()),
     )
 }
 
