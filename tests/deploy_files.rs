@@ -235,6 +235,12 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
             continue; // kafka, redis, prometheus: images of their own
         }
         ours += 1;
+        // An exit with an error (a lost writer lease, a broker refusing us) is restarted.
+        assert_eq!(
+            service["restart"].as_str(),
+            Some("on-failure"),
+            "{name}: restart policy"
+        );
         let dockerfile = service["build"]["dockerfile"].as_str().unwrap();
         assert!(root().join(dockerfile).exists(), "{name}: {dockerfile}");
         let (program, command) = service_command(service);
