@@ -49,29 +49,21 @@ impl ClientContext for RebalanceLog {}
 
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => {
-                self.set_assignment(list.count());
-                tracing::info!(
-                    group = %self.group,
-                    count = list.count(),
-                    partitions = %describe(list),
-                    "partitions assigned"
-                )
-            }
-            Rebalance::Revoke(list) => {
-                self.set_assignment(0);
-                tracing::info!(
-                    group = %self.group,
-                    count = list.count(),
-                    partitions = %describe(list),
-                    "partitions revoked"
-                )
-            }
+        let (list, held, what) = match rebalance {
+            Rebalance::Assign(list) => (list, list.count(), "partitions assigned"),
+            Rebalance::Revoke(list) => (list, 0, "partitions revoked"),
             Rebalance::Error(e) => {
-                tracing::warn!(group = %self.group, error = %e, "rebalance failed")
+                tracing::warn!(group = %self.group, error = %e, "rebalance failed");
+                return;
             }
-        }
+        };
+        self.set_assignment(held);
+        tracing::info!(
+            group = %self.group,
+            count = list.count(),
+            partitions = %describe(list),
+            "{what}"
+        );
     }
 }
 
