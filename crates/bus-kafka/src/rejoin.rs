@@ -62,10 +62,7 @@ fn run(
     session: Duration,
     stats: Arc<KafkaStats>,
 ) {
-    let base = session + MARGIN;
-    let mut wait = base;
-    // Per partition with events waiting: its committed offset, and since when it has not moved.
-    let mut unmoved: HashMap<Partition, (i64, Instant)> = HashMap::new();
+    let mut watch = Watch::new(session);
     // The group's offsets are read through a client of its own, never subscribed (so never a
     // member): the member itself is held only for an instant, so that dropping it (leaving the
     // group on shutdown) never waits for these requests.
@@ -79,8 +76,7 @@ fn run(
         let idle_since = match assignment {
             Some((0, since)) => since,
             Some(_) => {
-                wait = base;
-                unmoved.clear();
+                watch.holding();
                 continue;
             }
             None => continue,
@@ -102,47 +98,85 @@ fn run(
                 continue;
             }
         };
-        let now = Instant::now();
-        unmoved.retain(|key, _| backlog.iter().any(|b| &b.partition == key && b.waiting > 0));
+        let Some((stranded, waited)) = watch.idle(Instant::now(), idle_since, backlog) else {
+            continue;
+        };
+        let Some(member) = consumer.upgrade() else {
+            return;
+        };
+        let (topic, partition) = stranded.partition;
+        tracing::warn!(
+            group = member.context().group(),
+            %topic,
+            partition,
+            waiting = stranded.waiting,
+            after_seconds = waited.as_secs(),
+            "this member holds no partitions while events wait unconsumed; joining the group again"
+        );
+        stats.rejoins.fetch_add(1, Ordering::Relaxed);
+        member.unsubscribe();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = member.subscribe(&names) {
+            tracing::warn!(error = %e, "rejoining the group failed");
+        }
+    }
+}
+
+/// When to rejoin, from what the watch sees (no I/O; tested below).
+struct Watch {
+    base: Duration,
+    /// How long a member must have been idle, and a partition's committed offset unmoved with
+    /// events beyond it, before the member rejoins.
+    wait: Duration,
+    /// Per partition with events waiting: its committed offset, and since when it has not moved.
+    unmoved: HashMap<Partition, (i64, Instant)>,
+}
+
+impl Watch {
+    fn new(session: Duration) -> Watch {
+        let base = session + MARGIN;
+        Watch {
+            base,
+            wait: base,
+            unmoved: HashMap::new(),
+        }
+    }
+
+    /// The member holds partitions: nothing to watch.
+    fn holding(&mut self) {
+        self.wait = self.base;
+        self.unmoved.clear();
+    }
+
+    /// The member has held nothing since `idle_since`, and the group stands at `backlog` at
+    /// `now`. Returns the partition to rejoin for, with the wait it took; the next rejoin then
+    /// waits twice as long.
+    fn idle(
+        &mut self,
+        now: Instant,
+        idle_since: Instant,
+        backlog: Vec<Backlog>,
+    ) -> Option<(Backlog, Duration)> {
+        self.unmoved
+            .retain(|key, _| backlog.iter().any(|b| &b.partition == key && b.waiting > 0));
         let mut stranded = None;
         for b in backlog.into_iter().filter(|b| b.waiting > 0) {
-            let since = unmoved
+            let since = self
+                .unmoved
                 .entry(b.partition.clone())
                 .or_insert((b.committed, now));
             if since.0 != b.committed {
                 *since = (b.committed, now);
             }
-            if now.duration_since(since.1) >= wait {
+            if now.duration_since(since.1) >= self.wait {
                 stranded.get_or_insert(b);
             }
         }
-        if let Some(Backlog {
-            partition: (topic, partition),
-            waiting,
-            ..
-        }) = stranded
-            && now.duration_since(idle_since) >= wait
-        {
-            let Some(member) = consumer.upgrade() else {
-                return;
-            };
-            tracing::warn!(
-                group = member.context().group(),
-                %topic,
-                partition,
-                waiting,
-                after_seconds = wait.as_secs(),
-                "this member holds no partitions while events wait unconsumed; joining the group again"
-            );
-            stats.rejoins.fetch_add(1, Ordering::Relaxed);
-            member.unsubscribe();
-            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            if let Err(e) = member.subscribe(&names) {
-                tracing::warn!(error = %e, "rejoining the group failed");
-            }
-            wait = (wait * 2).min(MAX_WAIT);
-            unmoved.clear();
-        }
+        let stranded = stranded.filter(|_| now.duration_since(idle_since) >= self.wait)?;
+        let waited = self.wait;
+        self.wait = (self.wait * 2).min(MAX_WAIT);
+        self.unmoved.clear();
+        Some((stranded, waited))
     }
 }
 
@@ -173,4 +207,102 @@ fn backlog(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<Backlog>, K
         });
     }
     Ok(backlog)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+
+    const SESSION: Duration = Duration::from_secs(10);
+
+    fn at(partition: i32, committed: i64, high: i64) -> Backlog {
+        Backlog {
+            partition: ("ready".to_string(), partition),
+            committed,
+            waiting: high - committed,
+        }
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn an_idle_member_stays_while_the_owners_commit() {
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        for step in 1..=60u64 {
+            let committed = step as i64 * 10; // the owner moves on every 5 s
+            let seen = watch.idle(
+                t0 + secs(step * 5),
+                t0,
+                vec![at(0, committed, committed + 500)],
+            );
+            assert!(seen.is_none(), "rejoined at {} s", step * 5);
+        }
+    }
+
+    #[test]
+    fn an_idle_member_stays_when_nothing_waits() {
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        for step in 1..=60u64 {
+            let seen = watch.idle(t0 + secs(step * 5), t0, vec![at(0, 40, 40), at(1, 7, 7)]);
+            assert!(seen.is_none());
+        }
+    }
+
+    #[test]
+    fn a_member_rejoins_once_events_have_waited_past_the_session_and_then_waits_longer() {
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        let stuck = || vec![at(0, 100, 150), at(1, 30, 30)];
+        // Session 10 s + 5 s: nothing before 15 s of an unmoved offset.
+        for s in [5, 10] {
+            assert!(watch.idle(t0 + secs(s), t0, stuck()).is_none(), "at {s} s");
+        }
+        // First seen at 5 s: unmoved for 15 s at 20 s.
+        assert!(watch.idle(t0 + secs(15), t0, stuck()).is_none());
+        let (stranded, waited) = watch.idle(t0 + secs(20), t0, stuck()).expect("a rejoin");
+        assert_eq!(stranded.partition, ("ready".to_string(), 0));
+        assert_eq!((stranded.waiting, waited), (50, secs(15)));
+        // Rejoined at 20 s and idle again: the next rejoin waits 30 s.
+        let rejoined = t0 + secs(20);
+        for s in [25, 30, 40, 50] {
+            assert!(
+                watch.idle(t0 + secs(s), rejoined, stuck()).is_none(),
+                "at {s} s"
+            );
+        }
+        let (_, waited) = watch
+            .idle(t0 + secs(55), rejoined, stuck())
+            .expect("a second rejoin");
+        assert_eq!(waited, secs(30));
+        // Partitions again: the wait is back to 15 s.
+        watch.holding();
+        assert_eq!(watch.wait, secs(15));
+    }
+
+    #[test]
+    fn a_member_that_just_became_idle_waits_its_own_time() {
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        // The offset has not moved for a minute, but the member lost its partitions at 55 s.
+        for s in (5..=60).step_by(5) {
+            let seen = watch.idle(t0 + secs(s), t0 + secs(55), vec![at(2, 9, 10)]);
+            assert!(seen.is_none(), "at {s} s");
+        }
+        assert!(
+            watch
+                .idle(t0 + secs(70), t0 + secs(55), vec![at(2, 9, 10)])
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn the_wait_between_rejoins_has_a_ceiling() {
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        for _ in 0..10 {
+            watch.wait = (watch.wait * 2).min(MAX_WAIT);
+        }
+        assert_eq!(watch.wait, MAX_WAIT);
+        assert!(watch.idle(t0 + secs(1), t0, vec![at(0, 1, 2)]).is_none());
+    }
 }
