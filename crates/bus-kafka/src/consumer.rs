@@ -81,7 +81,7 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                     Arc::downgrade(&consumer),
                     config,
                     topics.to_vec(),
-                    session,
+                    session.max(settings.longest_task.unwrap_or_default()),
                     stats.clone(),
                 );
             }

@@ -6,7 +6,8 @@
 //! restarted at once after a crash) without partitions, and never assigns them once the dead
 //! member is dropped. A legitimately idle member (more workers than partitions) sees its
 //! partitions' owners commit, so it stays put; after each rejoin that leaves it idle again the
-//! watch waits twice as long, so that it never churns the group.
+//! watch waits twice as long, so that it never churns the group. Owners busy with tasks longer
+//! than the wait commit nothing meanwhile: a task timeout, when set, lengthens the wait to match.
 
 use crate::KafkaStats;
 use crate::rebalance::RebalanceLog;
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 
 /// How often the watch looks, while the member holds no partitions.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
-/// Added to the session timeout: by then the broker has dropped any dead member.
+/// Added to the grace (the session timeout, or a longer task timeout): by then the broker has
+/// dropped any dead member, and a live owner has committed (auto-commit runs every 5 s).
 const MARGIN: Duration = Duration::from_secs(5);
 /// The longest wait between two rejoins.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -37,19 +39,20 @@ struct Backlog {
     waiting: i64,
 }
 
-/// Watches `consumer` (made from `config`, subscribed to `topics`, with session timeout
-/// `session`) from a thread of its own, until the consumer is dropped; counts its rejoins in
-/// `stats`.
+/// Watches `consumer` (made from `config`, subscribed to `topics`) from a thread of its own,
+/// until the consumer is dropped; counts its rejoins in `stats`. `grace` is the longer of the
+/// group's session timeout (by then a dead member is dropped) and the longest a task may run
+/// (by then a live owner has committed).
 pub(crate) fn watch(
     consumer: Weak<StreamConsumer<RebalanceLog>>,
     config: ClientConfig,
     topics: Vec<String>,
-    session: Duration,
+    grace: Duration,
     stats: Arc<KafkaStats>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("kafka-rejoin".into())
-        .spawn(move || run(consumer, config, topics, session, stats));
+        .spawn(move || run(consumer, config, topics, grace, stats));
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start the rejoin watch");
     }
@@ -59,10 +62,10 @@ fn run(
     consumer: Weak<StreamConsumer<RebalanceLog>>,
     config: ClientConfig,
     topics: Vec<String>,
-    session: Duration,
+    grace: Duration,
     stats: Arc<KafkaStats>,
 ) {
-    let mut watch = Watch::new(session);
+    let mut watch = Watch::new(grace);
     // The group's offsets are read through a client of its own, never subscribed (so never a
     // member): the member itself is held only for an instant, so that dropping it (leaving the
     // group on shutdown) never waits for these requests.
@@ -133,8 +136,8 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(session: Duration) -> Watch {
-        let base = session + MARGIN;
+    fn new(grace: Duration) -> Watch {
+        let base = grace + MARGIN;
         Watch {
             base,
             wait: base,

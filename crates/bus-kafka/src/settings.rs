@@ -3,6 +3,7 @@
 
 use orchestrator_protocol::Zone;
 use rdkafka::ClientConfig;
+use std::time::Duration;
 
 /// The least time a fetch of progress reports waits on the broker, whatever
 /// `fetch_wait_max_ms` says.
@@ -30,6 +31,10 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u32,
     /// librdkafka properties passed through as they are (`security.protocol`, `sasl.*`, …).
     pub properties: Vec<(String, String)>,
+    /// The longest a task of a consumer's process may run (a worker's `TASK_TIMEOUT_SECONDS`),
+    /// when bounded: a partition's owner then commits at least that often, and the rejoin watch
+    /// of an idle member waits at least that long (see `rejoin.rs`).
+    pub longest_task: Option<Duration>,
 }
 
 impl KafkaSettings {
@@ -45,6 +50,7 @@ impl KafkaSettings {
             partitions: 3,
             fetch_wait_max_ms: 10,
             properties: Vec::new(),
+            longest_task: None,
         }
     }
 

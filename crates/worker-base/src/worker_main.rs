@@ -108,13 +108,15 @@ fn init_logging(level: &str, format: &str) {
 }
 
 async fn run(zone: Zone, args: WorkerArgs) -> i32 {
-    let settings = match args.kafka.settings() {
+    let mut settings = match args.kafka.settings() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_CONFIG;
         }
     };
+    // No task runs longer: an idle member's rejoin watch waits at least this long.
+    settings.longest_task = args.task_timeout_seconds.map(Duration::from_secs);
     let handler = match args.handler.build(args.seed) {
         Ok(h) => h,
         Err(e) => {
