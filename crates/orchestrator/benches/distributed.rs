@@ -261,10 +261,10 @@ fn create_topic(s: &Services, rt: &tokio::runtime::Runtime, topic: &str, partiti
 /// answered on another at once, and the answer read back before the next is sent; each way
 /// with the product's producer settings and a consumer waiting at most `fetch_wait_ms`, as the
 /// orchestrator and a worker do. Microseconds per round trip (two hops), sorted.
-fn round_trips(s: &Services, n: usize, fetch_wait_ms: u32) -> Vec<i64> {
+fn round_trips(s: &Services, n: usize, fetch_wait_ms: u32, tag: &str) -> Vec<i64> {
     let (ping, pong) = (
-        format!("ping{fetch_wait_ms}"),
-        format!("pong{fetch_wait_ms}"),
+        format!("ping{tag}{fetch_wait_ms}"),
+        format!("pong{tag}{fetch_wait_ms}"),
     );
     let rt = runtime();
     create_topic(s, &rt, &ping, 3);
@@ -560,7 +560,7 @@ fn main() {
         println!(
             "calibration: produce {produce:.0} msg/s, consume {consume:.0} msg/s; min/2 = {floor:.0}"
         );
-        let trips = round_trips(&s, 300, 5);
+        let trips = round_trips(&s, 300, 5, "first");
         println!(
             "calibration: round trip with no work (two hops, as a chain link; fetch.wait.max.ms=5) p50 {:.1} ms, p99 {:.1} ms",
             percentile(&trips, 0.5) as f64 / 1000.0,
@@ -578,6 +578,14 @@ fn main() {
                 lost(&f)
             );
         }
+        // The broker alone again, now that it holds the runs above: what the chain's links are
+        // measured against.
+        let trips = round_trips(&s, 300, 5, "chain");
+        println!(
+            "calibration before the chain: round trip p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&trips, 0.5) as f64 / 1000.0,
+            percentile(&trips, 0.99) as f64 / 1000.0
+        );
         let (file, ids) = chain(s.dir.path(), 1000);
         let f = run(&s, &file, &format!("{engine}chain"), 5, true);
         let mut links: Vec<i64> = ids
