@@ -246,7 +246,6 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
     }
 }
 
-/// Ready messages this worker could not read and sent to the DLQ topic.
 /// A counter of the bus's, labelled with the worker's zone.
 fn zone_counter(
     name: &str,
