@@ -22,6 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `serve`'s start timeout in these runs. With `simulate:0` no attempt waits anywhere near this
+/// for a worker: one whose Ready event or result the broker lost (Tansu's memory engine, see
+/// BENCHMARKS.md) is sent again after it instead of the default 300 s, and counted.
+const START_TIMEOUT_SECONDS: u64 = 10;
+
 /// Stops its process with SIGTERM (a worker then leaves its group, so that the next run's
 /// workers are not held up by a dead member), SIGKILL if it lingers.
 struct Proc(Child);
@@ -393,10 +398,7 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
     cmd.args(["serve", "--http", "127.0.0.1:0"])
         .env("OBJECTS_PATH", file)
         .env("MAX_IN_FLIGHT", "4000")
-        // With `simulate:0` no attempt waits anywhere near this for a worker: one whose Ready
-        // event or result the broker lost (Tansu's memory engine, see BENCHMARKS.md) is sent
-        // again after 10 s instead of the default 300, and counted.
-        .env("START_TIMEOUT_SECONDS", "10");
+        .env("START_TIMEOUT_SECONDS", START_TIMEOUT_SECONDS.to_string());
     let serve = Proc(cmd.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(1800);
     let meta: serde_json::Value = loop {
@@ -622,13 +624,13 @@ fn main() {
 }
 
 /// What a run lost on the broker, if anything: attempts sent again after the start timeout
-/// (no attempt fails with `simulate:0`), each costing the run 10 s.
+/// (no attempt fails with `simulate:0`), each costing the run that long.
 fn lost(f: &RunFigures) -> String {
     if f.retries == 0 {
         return String::new();
     }
     format!(
-        "; LOST MESSAGES: {} attempts sent again after the 10 s start timeout (in the time above)",
+        "; LOST MESSAGES: {} attempts sent again after the {START_TIMEOUT_SECONDS} s start timeout (in the time above)",
         f.retries
     )
 }
