@@ -27,6 +27,8 @@ const MARGIN: Duration = Duration::from_secs(5);
 /// The longest wait between two rejoins.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a subscription that failed after a rejoin's unsubscribe is tried again.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
 type Partition = (String, i32);
 
@@ -118,10 +120,29 @@ fn run(
         );
         stats.rejoins.fetch_add(1, Ordering::Relaxed);
         member.unsubscribe();
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        if let Err(e) = member.subscribe(&names) {
-            tracing::warn!(error = %e, "rejoining the group failed");
+        drop(member);
+        subscribe_again(&consumer, &topics);
+    }
+}
+
+/// Subscribes the member to `topics` again, trying until it takes or the member is dropped: a
+/// member left unsubscribed would consume nothing, and the watch rejoins only while it waits.
+fn subscribe_again(consumer: &Weak<StreamConsumer<RebalanceLog>>, topics: &[String]) {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    loop {
+        let Some(member) = consumer.upgrade() else {
+            return;
+        };
+        match member.subscribe(&names) {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(
+                error = %e,
+                retry_in_seconds = RESUBSCRIBE_EVERY.as_secs(),
+                "rejoining the group failed; trying again"
+            ),
         }
+        drop(member);
+        std::thread::sleep(RESUBSCRIBE_EVERY);
     }
 }
 
