@@ -503,24 +503,28 @@ impl Run {
         // re-leases) every attempt in flight. This halves the writes of a run.
     }
 
+    /// The index and record of the object a result names, unless it is unknown or already
+    /// finished (then the result is ignored, and said so in `out`).
+    fn unfinished(&self, id: ObjectId, out: &mut Vec<Action>) -> Option<(u32, ObjectRecord)> {
+        let reason = match self.graph.index_of(id) {
+            None => IgnoredReason::UnknownObject,
+            Some(i) if !self.records[i as usize].state.is_terminal() => {
+                return Some((i, self.records[i as usize]));
+            }
+            Some(_) => IgnoredReason::AlreadyFinished,
+        };
+        out.push(Action::Ignored {
+            id,
+            reason,
+            is_result: true,
+        });
+        None
+    }
+
     fn loaded(&mut self, id: ObjectId, attempt: Option<u32>, now: u64, out: &mut Vec<Action>) {
-        let Some(i) = self.graph.index_of(id) else {
-            out.push(Action::Ignored {
-                id,
-                reason: IgnoredReason::UnknownObject,
-                is_result: true,
-            });
+        let Some((i, rec)) = self.unfinished(id, out) else {
             return;
         };
-        let rec = self.records[i as usize];
-        if rec.state.is_terminal() {
-            out.push(Action::Ignored {
-                id,
-                reason: IgnoredReason::AlreadyFinished,
-                is_result: true,
-            });
-            return;
-        }
         let attempt = attempt.unwrap_or(rec.attempt);
         let was_sent = matches!(
             rec.state,
@@ -568,23 +572,9 @@ impl Run {
         now: u64,
         out: &mut Vec<Action>,
     ) {
-        let Some(i) = self.graph.index_of(id) else {
-            out.push(Action::Ignored {
-                id,
-                reason: IgnoredReason::UnknownObject,
-                is_result: true,
-            });
+        let Some((i, rec)) = self.unfinished(id, out) else {
             return;
         };
-        let rec = self.records[i as usize];
-        if rec.state.is_terminal() {
-            out.push(Action::Ignored {
-                id,
-                reason: IgnoredReason::AlreadyFinished,
-                is_result: true,
-            });
-            return;
-        }
         if attempt.unwrap_or(rec.attempt) != rec.attempt || !rec.state.is_in_flight() {
             out.push(Action::Ignored {
                 id,
