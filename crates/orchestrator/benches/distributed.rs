@@ -3,7 +3,8 @@
 //! redis-server, on both of Tansu's storage engines. Build the binaries first, then run:
 //! `cargo build --release --workspace --bins && cargo bench -p orchestrator --bench distributed`
 //! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes;
-//! `BENCH_LOG_DIR=DIR` keeps every process's log in DIR).
+//! `BENCH_PARTITIONS=3` for three partitions per topic instead of one; `BENCH_LOG_DIR=DIR` keeps
+//! every process's log in DIR).
 //! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
 //! second, and the time of a chain link through it with no work), objects per second and Redis
 //! commands per object on generated graphs, and on a 1,000-deep chain the time from an object's
@@ -26,6 +27,17 @@ use std::time::{Duration, Instant};
 /// for a worker: one whose Ready event or result the broker lost (Tansu's memory engine, see
 /// BENCHMARKS.md) is sent again after it instead of the default 300 s, and counted.
 const START_TIMEOUT_SECONDS: u64 = 10;
+
+/// Partitions of every topic (`BENCH_PARTITIONS`): one by default, as each layer has one worker
+/// here (the README's advice: no more partitions than the workers that read them; on Tansu every
+/// partition a consumer names costs the broker queries on each fetch, found or not).
+fn partitions() -> i32 {
+    std::env::var("BENCH_PARTITIONS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .filter(|&p| p > 0)
+        .unwrap_or(1)
+}
 
 /// Stops its process with SIGTERM (a worker then leaves its group, so that the next run's
 /// workers are not held up by a dead member), SIGKILL if it lingers.
@@ -165,7 +177,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn calibrate(s: &Services, n: usize) -> (f64, f64) {
     let topic = "calibration";
     let rt = runtime();
-    create_topic(s, &rt, topic, 3);
+    create_topic(s, &rt, topic, partitions());
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &s.bootstrap)
         .set("enable.idempotence", "true")
@@ -231,7 +243,7 @@ fn redis_calls(url: &str) -> u64 {
         .sum()
 }
 
-/// A consumer of the three partitions of `topic` from their beginning, with no group to join.
+/// A consumer of every partition of `topic` from its beginning, with no group to join.
 fn reader(s: &Services, group: &str, topic: &str, fetch_wait_ms: u32) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &s.bootstrap)
@@ -241,7 +253,7 @@ fn reader(s: &Services, group: &str, topic: &str, fetch_wait_ms: u32) -> BaseCon
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
-    for p in 0..3 {
+    for p in 0..partitions() {
         list.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
@@ -272,8 +284,8 @@ fn round_trips(s: &Services, n: usize, fetch_wait_ms: u32, tag: &str) -> Vec<i64
         format!("pong{tag}{fetch_wait_ms}"),
     );
     let rt = runtime();
-    create_topic(s, &rt, &ping, 3);
-    create_topic(s, &rt, &pong, 3);
+    create_topic(s, &rt, &ping, partitions());
+    create_topic(s, &rt, &pong, partitions());
     let producer = || -> FutureProducer {
         orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
             .producer_config()
@@ -365,7 +377,7 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
             .env("TOPIC_FAILED", format!("{prefix}.failed"))
             .env("TOPIC_DLQ", format!("{prefix}.dlq"))
             .env("READY_TOPIC_PER_ZONE", "true")
-            .env("KAFKA_PARTITIONS", "3")
+            .env("KAFKA_PARTITIONS", partitions().to_string())
             .env("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait_ms.to_string())
             .env("LOG_LEVEL", level)
             .stdout(Stdio::null())
@@ -464,7 +476,7 @@ fn read_topic(s: &Services, topic: &str) -> HashMap<u64, i64> {
         .unwrap();
     let mut list = TopicPartitionList::new();
     let mut remaining = HashMap::new();
-    for p in 0..3 {
+    for p in 0..partitions() {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .unwrap();
@@ -555,7 +567,10 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     for engine in engines {
-        println!("== Tansu {engine} engine");
+        println!(
+            "== Tansu {engine} engine, {} partition(s) per topic",
+            partitions()
+        );
         let s = services(engine);
         let (produce, consume) = calibrate(&s, 50_000);
         let floor = produce.min(consume) / 2.0;
