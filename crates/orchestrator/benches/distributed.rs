@@ -6,9 +6,9 @@
 //! `BENCH_PARTITIONS=3` for three partitions per topic instead of one; `BENCH_LOG_DIR=DIR` keeps
 //! every process's log in DIR).
 //! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
-//! second, and the time of a chain link through it with no work), objects per second and Redis
-//! commands per object on generated graphs, and on a 1,000-deep chain the time from an object's
-//! parent's result to its own, p50 and p99.
+//! second, both at once with the product's messages, and the time of a chain link through it
+//! with no work), objects per second and Redis commands per object on generated graphs, and on
+//! a 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../tests/common/services.rs"]
@@ -219,6 +219,67 @@ fn calibrate(s: &Services, n: usize) -> (f64, f64) {
     }
     let consume = n as f64 / started.elapsed().as_secs_f64();
     (produce, consume)
+}
+
+/// The broker writing and serving at once, as in a run: `n` messages of the product's shape (400
+/// bytes, one `traceparent` header) sent with the product's producer settings while one consumer
+/// reads them. Messages per second, each produced and consumed; a run moves two per object (its
+/// Ready and its result). On Tansu's SQLite engine this is the broker's own limit (its storage is
+/// one connection behind a lock); on memory, one producer and one consumer are the limit, and a
+/// run's several clients go beyond it.
+fn calibrate_both(s: &Services, n: usize) -> f64 {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let topic = "calibration-both";
+    let rt = runtime();
+    create_topic(s, &rt, topic, partitions());
+    let producer: FutureProducer = orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
+        .producer_config()
+        .create()
+        .unwrap();
+    let consumer = reader(s, "calibration", topic, 10);
+    let payload = "x".repeat(400);
+    let trace = orchestrator_protocol::traceparent(
+        &orchestrator_protocol::RunId::new("run-calibration"),
+        orchestrator_protocol::ObjectId(1),
+        1,
+    );
+    let started = Instant::now();
+    let reading = std::thread::spawn(move || {
+        for read in 0..n {
+            match consumer.poll(Duration::from_secs(30)) {
+                Some(m) => drop(m.unwrap()),
+                None => panic!("calibration: only {read} of {n} consumed"),
+            }
+        }
+    });
+    rt.block_on(async {
+        let mut deliveries = Vec::with_capacity(n);
+        for i in 0..n {
+            let key = i.to_string();
+            loop {
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "traceparent",
+                    value: Some(&trace),
+                });
+                let record = FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(headers);
+                match producer.send_result(record) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        }
+        for d in futures::future::join_all(deliveries).await {
+            d.unwrap().unwrap();
+        }
+    });
+    reading.join().unwrap();
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 fn redis_query<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) -> T {
@@ -577,6 +638,11 @@ fn main() {
         println!(
             "calibration: produce {produce:.0} msg/s, consume {consume:.0} msg/s; min/2 = {floor:.0}"
         );
+        let at_once = calibrate_both(&s, 50_000) / 2.0;
+        println!(
+            "calibration: produced and consumed at once (the product's messages, with their header): {:.0} msg/s; /2 = {at_once:.0}",
+            at_once * 2.0
+        );
         let trips = round_trips(&s, 300, 5, "first");
         println!(
             "calibration: round trip with no work (two hops, as a chain link; fetch.wait.max.ms=5) p50 {:.1} ms, p99 {:.1} ms",
@@ -588,9 +654,10 @@ fn main() {
             let f = run(&s, &file, &format!("{engine}{i}"), 10, false);
             let rate = f.objects as f64 / f.seconds;
             println!(
-                "{n} objects: {:.2} s, {rate:.0} objects/s ({:.2} of min/2), {:.2} Redis commands per object{}",
+                "{n} objects: {:.2} s, {rate:.0} objects/s ({:.2} of min/2, {:.2} of at-once/2), {:.2} Redis commands per object{}",
                 f.seconds,
                 rate / floor,
+                rate / at_once,
                 f.commands as f64 / f.objects as f64,
                 lost(&f)
             );
