@@ -515,7 +515,7 @@ fn ten_thousand_objects_load_once_in_effect_and_no_ready_precedes_its_parents_re
 
 /// Plays one of the old system's Python workers until `stop`: reads every Ready event of the
 /// shared topic in its own group, and answers each with the old result shape only (no attempt, no
-/// Started, no heartbeats). Returns how many it answered.
+/// Started, no heartbeats; `info` a string or null). Returns how many it answered.
 fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -546,12 +546,17 @@ fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::Atom
             };
             let ready: serde_json::Value =
                 serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            // Python's None where there is nothing to say, as some old workers send.
+            let info = match answered % 2 {
+                0 => serde_json::json!("loaded by the old worker"),
+                _ => serde_json::Value::Null,
+            };
             let result = serde_json::json!({
                 "event": "ObjectLoaded",
                 "id": ready["id"],
                 "status": "loaded",
                 "zone": ready["zone"],
-                "info": "loaded by the old worker",
+                "info": info,
                 "run_id": ready["run_id"],
             })
             .to_string();

@@ -74,8 +74,9 @@ pub struct ResultEvent {
     pub id: ObjectId,
     pub status: AttemptStatus,
     pub zone: Zone,
-    /// A short word from the handler: what was loaded, or why it failed.
-    #[serde(default)]
+    /// A short word from the handler: what was loaded, or why it failed. An old worker's
+    /// `null` reads as empty, a number or an object as its JSON.
+    #[serde(default, deserialize_with = "lenient_text")]
     pub info: String,
     pub run_id: RunId,
     /// Absent in the old workers' results: taken as the current attempt.
@@ -87,8 +88,8 @@ pub struct ResultEvent {
     /// How long the handler ran, in milliseconds.
     #[serde(default)]
     pub duration_ms: u64,
-    /// Which worker answered.
-    #[serde(default)]
+    /// Which worker answered (read as `info` is).
+    #[serde(default, deserialize_with = "lenient_text")]
     pub worker: String,
     #[serde(default = "schema_version")]
     pub schema_version: u32,
@@ -96,6 +97,16 @@ pub struct ResultEvent {
 
 fn default_true() -> bool {
     true
+}
+
+/// A free-text field as the old workers fill it: a string as it is, `null` as empty, anything
+/// else (a number, an object of figures) as its JSON, rather than refusing the whole result.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 impl ResultEvent {
@@ -237,6 +248,18 @@ mod tests {
             (ObjectId(2001), AttemptStatus::Failed, Zone::Standardized)
         );
         assert_eq!(ev.info, "");
+    }
+
+    #[test]
+    fn old_worker_result_with_a_null_or_structured_info_parses() {
+        // Python's None for "nothing to say", or a dict of figures.
+        let json = r#"{"event":"ObjectLoaded","id":1001,"status":"loaded","zone":"1-Raw","info":null,"run_id":"r1","worker":null}"#;
+        let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((ev.info.as_str(), ev.worker.as_str()), ("", ""));
+        let json = r#"{"event":"ObjectLoaded","id":1001,"status":"failed","zone":"1-Raw","info":{"rows":0,"error":"empty"},"run_id":"r1","worker":7}"#;
+        let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ev.info, r#"{"error":"empty","rows":0}"#);
+        assert_eq!(ev.worker, "7");
     }
 
     #[test]
