@@ -185,26 +185,8 @@ fn calibrate(s: &Services, n: usize) -> (f64, f64) {
         .set("linger.ms", "2")
         .create()
         .unwrap();
-    let payload = "x".repeat(400);
     let started = Instant::now();
-    rt.block_on(async {
-        let mut deliveries = Vec::with_capacity(n);
-        for i in 0..n {
-            let key = i.to_string();
-            loop {
-                match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
-                    Ok(d) => {
-                        deliveries.push(d);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-                }
-            }
-        }
-        for d in futures::future::join_all(deliveries).await {
-            d.unwrap().unwrap();
-        }
-    });
+    produce_all(&rt, &producer, topic, n, None);
     let produce = n as f64 / started.elapsed().as_secs_f64();
     let consumer = reader(s, "calibration", topic, 10);
     let started = Instant::now();
@@ -228,7 +210,6 @@ fn calibrate(s: &Services, n: usize) -> (f64, f64) {
 /// one connection behind a lock); on memory, one producer and one consumer are the limit, and a
 /// run's several clients go beyond it.
 fn calibrate_both(s: &Services, n: usize) -> f64 {
-    use rdkafka::message::{Header, OwnedHeaders};
     let topic = "calibration-both";
     let rt = runtime();
     create_topic(s, &rt, topic, partitions());
@@ -237,7 +218,6 @@ fn calibrate_both(s: &Services, n: usize) -> f64 {
         .create()
         .unwrap();
     let consumer = reader(s, "calibration", topic, 10);
-    let payload = "x".repeat(400);
     let trace = orchestrator_protocol::traceparent(
         &orchestrator_protocol::RunId::new("run-calibration"),
         orchestrator_protocol::ObjectId(1),
@@ -252,19 +232,35 @@ fn calibrate_both(s: &Services, n: usize) -> f64 {
             }
         }
     });
+    produce_all(&rt, &producer, topic, n, Some(&trace));
+    reading.join().unwrap();
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sends `n` messages of 400 bytes to `topic`, with a `traceparent` header when `trace` is
+/// given, many in flight (waiting whenever the local queue is full); returns once the broker has
+/// acknowledged them all.
+fn produce_all(
+    rt: &tokio::runtime::Runtime,
+    producer: &FutureProducer,
+    topic: &str,
+    n: usize,
+    trace: Option<&str>,
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let payload = "x".repeat(400);
     rt.block_on(async {
         let mut deliveries = Vec::with_capacity(n);
         for i in 0..n {
             let key = i.to_string();
             loop {
-                let headers = OwnedHeaders::new().insert(Header {
-                    key: "traceparent",
-                    value: Some(&trace),
-                });
-                let record = FutureRecord::to(topic)
-                    .key(&key)
-                    .payload(&payload)
-                    .headers(headers);
+                let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+                if let Some(trace) = trace {
+                    record = record.headers(OwnedHeaders::new().insert(Header {
+                        key: "traceparent",
+                        value: Some(trace),
+                    }));
+                }
                 match producer.send_result(record) {
                     Ok(d) => {
                         deliveries.push(d);
@@ -278,8 +274,6 @@ fn calibrate_both(s: &Services, n: usize) -> f64 {
             d.unwrap().unwrap();
         }
     });
-    reading.join().unwrap();
-    n as f64 / started.elapsed().as_secs_f64()
 }
 
 fn redis_query<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) -> T {
