@@ -515,7 +515,8 @@ fn ten_thousand_objects_load_once_in_effect_and_no_ready_precedes_its_parents_re
 
 /// Plays one of the old system's Python workers until `stop`: reads every Ready event of the
 /// shared topic in its own group, and answers each with the old result shape only (no attempt, no
-/// Started, no heartbeats; `info` a string or null). Returns how many it answered.
+/// Started, no heartbeats; `info` a string or null, `zone` now and then one of its own). Returns
+/// how many it answered.
 fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -551,15 +552,19 @@ fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::Atom
                 0 => serde_json::json!("loaded by the old worker"),
                 _ => serde_json::Value::Null,
             };
-            let result = serde_json::json!({
+            let mut result = serde_json::json!({
                 "event": "ObjectLoaded",
                 "id": ready["id"],
                 "status": "loaded",
                 "zone": ready["zone"],
                 "info": info,
                 "run_id": ready["run_id"],
-            })
-            .to_string();
+            });
+            // And one that names its zone its own way.
+            if answered % 3 == 2 {
+                result["zone"] = serde_json::json!("Bronze");
+            }
+            let result = result.to_string();
             let key = ready["id"].to_string();
             producer
                 .send(

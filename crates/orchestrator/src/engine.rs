@@ -381,7 +381,11 @@ impl Engine {
 
     /// Counts a result as received and turns it into the scheduler's event.
     fn result_event(&self, r: ResultEvent) -> (RunId, Event, bool) {
-        let zone = [r.zone.short()];
+        // The zone labels the metric only; an old worker may leave it out.
+        let zone = [r
+            .zone
+            .or_else(|| Zone::from_legacy_id(r.id.0))
+            .map_or("unknown", Zone::short)];
         let event = match r.status {
             AttemptStatus::Loaded => {
                 self.metrics.loaded_received.with_label_values(&zone).inc();

@@ -73,7 +73,11 @@ pub struct ResultEvent {
     pub event: String,
     pub id: ObjectId,
     pub status: AttemptStatus,
-    pub zone: Zone,
+    /// The object's zone, as the Ready event gave it. Only informative (the run knows each
+    /// object's zone): an old worker's result with no zone, or one that does not parse, is
+    /// still applied.
+    #[serde(default, deserialize_with = "lenient_zone")]
+    pub zone: Option<Zone>,
     /// A short word from the handler: what was loaded, or why it failed. An old worker's
     /// `null` reads as empty, a number or an object as its JSON.
     #[serde(default, deserialize_with = "lenient_text")]
@@ -106,6 +110,14 @@ fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Err
         serde_json::Value::String(s) => s,
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
+    })
+}
+
+/// A result's zone: `None` when absent, null or not a zone.
+fn lenient_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Zone>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
     })
 }
 
@@ -150,7 +162,7 @@ impl ResultEvent {
             event: object_loaded(),
             id: ready.id,
             status,
-            zone: ready.zone,
+            zone: Some(ready.zone),
             info,
             run_id: ready.run_id.clone(),
             attempt: Some(ready.attempt),
@@ -245,8 +257,25 @@ mod tests {
         let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (ev.id, ev.status, ev.zone),
-            (ObjectId(2001), AttemptStatus::Failed, Zone::Standardized)
+            (
+                ObjectId(2001),
+                AttemptStatus::Failed,
+                Some(Zone::Standardized)
+            )
         );
+        // The zone is informative: a result without one, or with one we cannot read, counts.
+        for zone in [
+            r#""#,
+            r#","zone":null"#,
+            r#","zone":"Bronze""#,
+            r#","zone":2"#,
+        ] {
+            let json = format!(
+                r#"{{"event":"ObjectLoaded","id":2001,"status":"loaded","run_id":"r1"{zone}}}"#
+            );
+            let ev: ResultEvent = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((ev.id, ev.zone), (ObjectId(2001), None), "{json}");
+        }
         assert_eq!(ev.info, "");
     }
 
