@@ -87,10 +87,11 @@ pub struct ResultEvent {
     #[serde(default)]
     pub attempt: Option<u32>,
     /// Whether a failure may be retried (ignored for `loaded`). Old workers: true.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", deserialize_with = "lenient_retryable")]
     pub retryable: bool,
-    /// How long the handler ran, in milliseconds.
-    #[serde(default)]
+    /// How long the handler ran, in milliseconds. A fraction (Python's
+    /// `(time.time() - t0) * 1000`) is rounded; null or anything else reads as 0.
+    #[serde(default, deserialize_with = "lenient_millis")]
     pub duration_ms: u64,
     /// Which worker answered (read as `info` is).
     #[serde(default, deserialize_with = "lenient_text")]
@@ -111,6 +112,20 @@ fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Err
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     })
+}
+
+/// Whether a failure may be retried: `true` unless the worker says `false` (null, or anything
+/// not a boolean, reads as the old workers' `true`).
+fn lenient_retryable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_bool().unwrap_or(true))
+}
+
+/// A duration in milliseconds as a worker may write it: whole, fractional, or not at all.
+fn lenient_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f > 0.0).map(|f| f.round() as u64))
+        .unwrap_or(0))
 }
 
 /// A result's zone: `None` when absent, null or not a zone.
@@ -280,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn old_worker_result_with_a_null_or_structured_info_parses() {
+    fn a_result_with_loosely_typed_fields_is_read() {
         // Python's None for "nothing to say", or a dict of figures.
         let json = r#"{"event":"ObjectLoaded","id":1001,"status":"loaded","zone":"1-Raw","info":null,"run_id":"r1","worker":null}"#;
         let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
@@ -289,6 +304,17 @@ mod tests {
         let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ev.info, r#"{"error":"empty","rows":0}"#);
         assert_eq!(ev.worker, "7");
+        let json = r#"{"event":"ObjectLoaded","id":1001,"status":"failed","zone":"1-Raw","run_id":"r1","retryable":null}"#;
+        let ev: ResultEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ev.retryable);
+        // A duration in fractional milliseconds, or null.
+        for (duration, ms) in [("12.6", 13), ("null", 0), ("-3.0", 0), ("250", 250)] {
+            let json = format!(
+                r#"{{"event":"ObjectLoaded","id":1001,"status":"loaded","zone":"1-Raw","run_id":"r1","duration_ms":{duration}}}"#
+            );
+            let ev: ResultEvent = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ev.duration_ms, ms, "{json}");
+        }
     }
 
     #[test]
