@@ -228,6 +228,10 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
     let compose = yaml("docker-compose.yml");
     let services = compose["services"].as_hash().unwrap();
     let mut http_ports: BTreeMap<String, u16> = BTreeMap::new();
+    // Settings that `serve` and every worker must share: a worker on another topic layout, or
+    // on other partition counts, would never see its Ready events.
+    const SHARED: [&str; 3] = ["READY_TOPIC_PER_ZONE", "KAFKA_PARTITIONS", "TOPIC_READY"];
+    let mut shared: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut ours = 0;
     for (name, service) in services {
         let name = name.as_str().unwrap().to_string();
@@ -264,6 +268,12 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
                     "{name}: {host}"
                 );
             }
+            if let Some(key) = SHARED.iter().find(|s| **s == k) {
+                shared
+                    .entry(*key)
+                    .or_default()
+                    .insert(v.as_str().unwrap().to_string());
+            }
             if k == "REDIS_HOST" {
                 let host = v.as_str().unwrap();
                 assert!(
@@ -290,6 +300,9 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
         }
     }
     assert_eq!(ours, 4, "the orchestrator and three workers");
+    for (k, values) in &shared {
+        assert_eq!(values.len(), 1, "{k} differs between services: {values:?}");
+    }
     for w in [
         "ingestion-worker",
         "standardization-worker",
@@ -314,10 +327,27 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
         redis.windows(2).any(|w| w == ["--appendonly", "yes"]),
         "{redis:?}"
     );
-    let kafka = &services[&Yaml::String("kafka".into())]["environment"];
+    let kafka_service = &services[&Yaml::String("kafka".into())];
+    let kafka = &kafka_service["environment"];
     assert_eq!(
         kafka["KAFKA_PROCESS_ROLES"].as_str(),
         Some("broker,controller")
+    );
+    // Kafka advertises the address our services use, and one for clients on the host (the old
+    // system's workers) on a published port.
+    let advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap();
+    assert!(advertised.contains("//kafka:9092"), "{advertised}");
+    let published: Vec<&str> = kafka_service["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(
+        published
+            .iter()
+            .any(|p| advertised.contains(&format!("//localhost:{}", p.split(':').next().unwrap()))),
+        "{advertised} {published:?}"
     );
 
     // Prometheus scrapes every one of our services on its HTTP port, by DNS name.
