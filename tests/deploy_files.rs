@@ -53,6 +53,15 @@ fn accepted_env(name: &str, args: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The strings of a YAML list.
+fn strings(list: &Yaml) -> Vec<&str> {
+    list.as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect()
+}
+
 /// The port of an address such as `0.0.0.0:8080`.
 fn port(addr: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
@@ -317,12 +326,7 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
     );
 
     // Redis keeps what it is told (append-only file), Kafka runs in KRaft mode.
-    let redis: Vec<&str> = services[&Yaml::String("redis".into())]["command"]
-        .as_vec()
-        .unwrap()
-        .iter()
-        .filter_map(Yaml::as_str)
-        .collect();
+    let redis = strings(&services[&Yaml::String("redis".into())]["command"]);
     assert!(
         redis.windows(2).any(|w| w == ["--appendonly", "yes"]),
         "{redis:?}"
@@ -337,12 +341,7 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
     // system's workers) on a published port.
     let advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap();
     assert!(advertised.contains("//kafka:9092"), "{advertised}");
-    let published: Vec<&str> = kafka_service["ports"]
-        .as_vec()
-        .unwrap()
-        .iter()
-        .filter_map(Yaml::as_str)
-        .collect();
+    let published = strings(&kafka_service["ports"]);
     assert!(
         published
             .iter()
