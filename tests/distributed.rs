@@ -703,7 +703,16 @@ fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back(
                 .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
         }
     });
-    std::thread::sleep(Duration::from_secs(5));
+    // The outage lasts until serve has seen its publish fail (2 s after it sent, however long a
+    // loaded machine takes to bring the submission that far).
+    assert!(
+        wait_for_line(
+            &cluster,
+            "serve.log",
+            "publishing Ready events failed; retrying"
+        ),
+        "serve never had to send Ready events again"
+    );
     drop(away);
     let status = submit.join().unwrap();
     assert!(matches!(status, Ok((201, _))), "{status:?}");
@@ -716,7 +725,14 @@ fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back(
     }
     {
         let _away = Paused::new(broker);
-        std::thread::sleep(Duration::from_secs(7));
+        assert!(
+            wait_for_line(
+                &cluster,
+                "ingestion.log",
+                "publishing results failed; retrying"
+            ),
+            "the worker never had to send results again"
+        );
     }
     let back = Instant::now();
     let status = cluster.wait_finished(Duration::from_secs(60));
@@ -739,13 +755,17 @@ fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back(
         .collect();
     starts.sort_unstable();
     assert_eq!(starts, [(1001, 1), (1002, 1), (1005, 1)]);
-    let text = |name: &str| std::fs::read_to_string(cluster.dir.path().join(name)).unwrap();
-    assert!(
-        text("serve.log").contains("publishing Ready events failed; retrying"),
-        "serve never had to send Ready events again"
-    );
-    assert!(
-        text("ingestion.log").contains("publishing results failed; retrying"),
-        "the worker never had to send results again"
-    );
+}
+
+/// Whether the cluster's log `name` shows `line` within a minute.
+fn wait_for_line(cluster: &Cluster, name: &str, line: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(cluster.dir.path().join(name)).unwrap_or_default();
+        if text.contains(line) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
