@@ -277,9 +277,9 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
                     "{name}: {host}"
                 );
             }
-            if let Some(key) = SHARED.iter().find(|s| **s == k) {
+            if SHARED.contains(&k) {
                 shared
-                    .entry(*key)
+                    .entry(k)
                     .or_default()
                     .insert(v.as_str().unwrap().to_string());
             }

@@ -367,17 +367,10 @@ fn a_standby_serve_takes_over_when_the_writer_is_killed() {
     // The second stands by: alive, not ready, and its runs API refuses work.
     let _second = cluster.serve(Some(&file), &lease, "serve-2.log");
     let base2 = cluster.http_base("serve-2.log");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(cluster.dir().join("serve-2.log"))
-        .unwrap_or_default()
-        .contains("standing by")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the second serve did not stand by"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        cluster.wait_for_line("serve-2.log", "standing by"),
+        "the second serve did not stand by"
+    );
     let (code, body) = http_status(&format!("{base2}/health/readiness"));
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("standby"), "{body}");
@@ -706,11 +699,7 @@ fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back(
     // The outage lasts until serve has seen its publish fail (2 s after it sent, however long a
     // loaded machine takes to bring the submission that far).
     assert!(
-        wait_for_line(
-            &cluster,
-            "serve.log",
-            "publishing Ready events failed; retrying"
-        ),
+        cluster.wait_for_line("serve.log", "publishing Ready events failed; retrying"),
         "serve never had to send Ready events again"
     );
     drop(away);
@@ -726,11 +715,7 @@ fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back(
     {
         let _away = Paused::new(broker);
         assert!(
-            wait_for_line(
-                &cluster,
-                "ingestion.log",
-                "publishing results failed; retrying"
-            ),
+            cluster.wait_for_line("ingestion.log", "publishing results failed; retrying"),
             "the worker never had to send results again"
         );
     }
@@ -755,17 +740,4 @@ fn ready_events_and_results_wait_out_a_broker_outage_and_go_out_when_it_is_back(
         .collect();
     starts.sort_unstable();
     assert_eq!(starts, [(1001, 1), (1002, 1), (1005, 1)]);
-}
-
-/// Whether the cluster's log `name` shows `line` within a minute.
-fn wait_for_line(cluster: &Cluster, name: &str, line: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(cluster.dir.path().join(name)).unwrap_or_default();
-        if text.contains(line) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }

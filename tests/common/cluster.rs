@@ -165,6 +165,19 @@ impl Cluster {
         }
     }
 
+    /// Whether the cluster's log `log` shows `line` within a minute.
+    pub fn wait_for_line(&self, log: &str, line: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default();
+            if text.contains(line) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Waits until `/health/readiness` answers 200 (the serve at `base` is the writer).
     pub fn wait_ready(&self, base: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -190,15 +190,7 @@ fn calibrate(s: &Services, n: usize) -> (f64, f64) {
     let produce = n as f64 / started.elapsed().as_secs_f64();
     let consumer = reader(s, "calibration", topic, 10);
     let started = Instant::now();
-    let mut read = 0;
-    while read < n {
-        if let Some(m) = consumer.poll(Duration::from_secs(30)) {
-            m.unwrap();
-            read += 1;
-        } else {
-            panic!("calibration: only {read} of {n} consumed");
-        }
-    }
+    consume_all(&consumer, n);
     let consume = n as f64 / started.elapsed().as_secs_f64();
     (produce, consume)
 }
@@ -224,17 +216,20 @@ fn calibrate_both(s: &Services, n: usize) -> f64 {
         1,
     );
     let started = Instant::now();
-    let reading = std::thread::spawn(move || {
-        for read in 0..n {
-            match consumer.poll(Duration::from_secs(30)) {
-                Some(m) => drop(m.unwrap()),
-                None => panic!("calibration: only {read} of {n} consumed"),
-            }
-        }
-    });
+    let reading = std::thread::spawn(move || consume_all(&consumer, n));
     produce_all(&rt, &producer, topic, n, Some(&trace));
     reading.join().unwrap();
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Reads `n` messages from `consumer`.
+fn consume_all(consumer: &BaseConsumer, n: usize) {
+    for read in 0..n {
+        match consumer.poll(Duration::from_secs(30)) {
+            Some(m) => drop(m.unwrap()),
+            None => panic!("calibration: only {read} of {n} consumed"),
+        }
+    }
 }
 
 /// Sends `n` messages of 400 bytes to `topic`, with a `traceparent` header when `trace` is
