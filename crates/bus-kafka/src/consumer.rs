@@ -154,16 +154,13 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
     fn reject(&self, msg: &OwnedMessage, reason: String) {
         self.stats.malformed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %reason, "message set aside to the DLQ topic");
-        let body = serde_json::json!({
-            "event": "MessageRejected",
-            "schema_version": SCHEMA_VERSION,
-            "reason": reason,
-            "topic": msg.topic(),
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            "payload": String::from_utf8_lossy(msg.payload().unwrap_or_default()),
-        })
-        .to_string();
+        let body = rejected_record(
+            &reason,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            msg.payload().unwrap_or_default(),
+        );
         // Enqueued without waiting, so that taking messages stays cancel-safe.
         if let Err((e, _)) = self
             .producer
@@ -240,5 +237,73 @@ impl<T> Drop for KafkaConsumer<T> {
     fn drop(&mut self) {
         // Commit what was stored, so that the group's next consumer resumes exactly there.
         let _ = self.consumer.commit_consumer_state(CommitMode::Sync);
+    }
+}
+
+/// Bytes of a rejected payload the DLQ record carries: enough to see what it was, small enough
+/// that the record always fits in a message whatever the payload's size.
+pub const REJECTED_HEAD_BYTES: usize = 4096;
+
+/// The DLQ record of a message nobody can handle: the reason, where it was, and the head of its
+/// payload with the payload's size and SHA-256 (to find it again on the topic).
+pub fn rejected_record(
+    reason: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+) -> String {
+    use sha2::Digest;
+    let head = &payload[..payload.len().min(REJECTED_HEAD_BYTES)];
+    let hash: String = sha2::Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut reason = reason.to_string();
+    if reason.len() > REJECTED_HEAD_BYTES {
+        let mut end = REJECTED_HEAD_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    serde_json::json!({
+        "event": "MessageRejected",
+        "schema_version": SCHEMA_VERSION,
+        "reason": reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "payload": String::from_utf8_lossy(head),
+        "payload_bytes": payload.len(),
+        "payload_truncated": head.len() < payload.len(),
+        "payload_sha256": hash,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod rejected_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_poison_message_gives_a_small_record_with_its_size_and_hash() {
+        let payload = vec![b'"'; 900 * 1024];
+        let record = rejected_record("unreadable message: x", "t", 2, 7, &payload);
+        assert!(
+            record.len() < 3 * REJECTED_HEAD_BYTES,
+            "{} bytes",
+            record.len()
+        );
+        let v: serde_json::Value = serde_json::from_str(&record).unwrap_or_default();
+        assert_eq!(v["payload_bytes"], 900 * 1024);
+        assert_eq!(v["payload_truncated"], true);
+        assert_eq!(v["payload_sha256"].as_str().map(str::len), Some(64));
+        let small = rejected_record("r", "t", 0, 0, b"{oops");
+        let v: serde_json::Value = serde_json::from_str(&small).unwrap_or_default();
+        assert_eq!(
+            (v["payload"].as_str(), v["payload_truncated"].as_bool()),
+            (Some("{oops"), Some(false))
+        );
     }
 }

@@ -1,14 +1,13 @@
 //! Builds and checks the graph of a whole object file: duplicate ids, self-parents, missing
 //! parents, layer inversions and cycles, all reported together; then orders it topologically.
 
+use crate::cycles::report_cycles;
 use crate::diagnostics::{Problem, Report};
 use crate::objects::{ObjectDef, read_object};
 use orchestrator_protocol::ObjectId;
-use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::value::RawValue;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// What to do with a parent that is not in the file.
@@ -21,11 +20,27 @@ pub enum MissingParents {
     External,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// Default for `--max-object-bytes` (`MAX_OBJECT_BYTES`): 1 MiB.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
     pub missing_parents: MissingParents,
     /// Warnings count as errors.
     pub strict: bool,
+    /// An object whose JSON is larger is an error: every event about it carries it whole, and
+    /// must fit in one broker message.
+    pub max_object_bytes: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            missing_parents: MissingParents::default(),
+            strict: false,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+        }
+    }
 }
 
 /// A valid object graph, in file order, with parent and child lists by index.
@@ -75,7 +90,12 @@ pub struct Loaded {
 /// Parses, reads and validates a whole object file. The text is kept, shared: each object's
 /// JSON is a slice of it.
 pub fn load_graph(text: impl Into<String>, options: LoadOptions) -> Loaded {
-    let text: Arc<String> = Arc::new(text.into());
+    let mut text: String = text.into();
+    // A byte order mark, as some editors write one: not part of the JSON.
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    let text: Arc<String> = Arc::new(text);
     let mut report = Report::default();
     let elements: Vec<&RawValue> = match serde_json::from_str(&text) {
         Ok(v) => v,
@@ -103,6 +123,7 @@ pub fn load_graph(text: impl Into<String>, options: LoadOptions) -> Loaded {
         }
     };
     let objects = read_all(&text, &elements, &mut report);
+    report_oversized(&elements, &objects, options.max_object_bytes, &mut report);
     drop(elements);
     let graph = build(objects, options, &mut report);
     if options.strict {
@@ -114,6 +135,32 @@ pub fn load_graph(text: impl Into<String>, options: LoadOptions) -> Loaded {
         graph
     };
     Loaded { graph, report }
+}
+
+/// Every object larger than `limit` is an error, named by its id when it could be read.
+fn report_oversized(
+    elements: &[&RawValue],
+    objects: &[ObjectDef],
+    limit: usize,
+    report: &mut Report,
+) {
+    let mut by_index = objects.iter().map(|o| (o.index, o.id)).peekable();
+    for (index, raw) in elements.iter().enumerate() {
+        let size = raw.get().len();
+        while by_index.next_if(|(i, _)| *i < index).is_some() {}
+        if size <= limit {
+            continue;
+        }
+        let id = by_index.next_if(|(i, _)| *i == index).map(|(_, id)| id);
+        report.push(Problem::error(
+            Some(index),
+            id,
+            None,
+            format!(
+                "the object is {size} bytes, more than the limit of {limit} (--max-object-bytes, MAX_OBJECT_BYTES)"
+            ),
+        ));
+    }
 }
 
 /// Below this many objects, reading is not worth a second thread.
@@ -306,74 +353,6 @@ fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report)
     None
 }
 
-/// One problem per strongly connected component: a cycle through it, printed as a path in which
-/// each object needs the next (`3001 -> 2001 -> 3001`).
-fn report_cycles(graph: &Graph, pg: &DiGraph<(), ()>, report: &mut Report) {
-    let mut component = vec![usize::MAX; graph.len()];
-    let mut cycles = Vec::new();
-    for (ci, scc) in kosaraju_scc(pg).into_iter().enumerate() {
-        if scc.len() < 2 {
-            continue;
-        }
-        for ix in &scc {
-            component[ix.index()] = ci;
-        }
-        let start = scc.iter().map(|ix| ix.index() as u32).min().unwrap_or(0);
-        cycles.push((start, ci, scc.len()));
-    }
-    cycles.sort();
-    for (start, ci, size) in cycles {
-        let path = cycle_through(graph, start, |v| component[v as usize] == ci);
-        let text: Vec<String> = path
-            .iter()
-            .map(|&i| graph.objects[i as usize].id.to_string())
-            .collect();
-        let o = &graph.objects[start as usize];
-        let more = if size > path.len() - 1 {
-            format!(" ({size} objects are caught in this cycle group)")
-        } else {
-            String::new()
-        };
-        report.push(Problem::error(
-            Some(o.index),
-            Some(o.id),
-            Some("IdObjet_Parent"),
-            format!("cycle: {}{more}", text.join(" -> ")),
-        ));
-    }
-}
-
-/// The shortest cycle through `start` inside one component, in "needs" order, start repeated at
-/// the end.
-fn cycle_through(graph: &Graph, start: u32, inside: impl Fn(u32) -> bool) -> Vec<u32> {
-    // Breadth-first along "needs" edges (child -> parent) from start until start comes back.
-    let mut came_from: FxHashMap<u32, u32> = FxHashMap::default();
-    let mut queue = VecDeque::from([start]);
-    while let Some(v) = queue.pop_front() {
-        for &p in graph.parents(v) {
-            if !inside(p) {
-                continue;
-            }
-            if p == start {
-                let mut path = vec![v];
-                let mut cur = v;
-                while cur != start {
-                    cur = came_from.get(&cur).copied().unwrap_or(start);
-                    path.push(cur);
-                }
-                path.reverse();
-                path.push(start);
-                return path;
-            }
-            if p != start && !came_from.contains_key(&p) {
-                came_from.insert(p, v);
-                queue.push_back(p);
-            }
-        }
-    }
-    vec![start, start]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,7 +439,7 @@ mod tests {
             json,
             LoadOptions {
                 missing_parents: MissingParents::External,
-                strict: false,
+                ..LoadOptions::default()
             },
         );
         let g = l
@@ -473,6 +452,7 @@ mod tests {
             LoadOptions {
                 missing_parents: MissingParents::External,
                 strict: true,
+                ..LoadOptions::default()
             },
         );
         assert!(strict.graph.is_none());

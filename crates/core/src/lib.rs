@@ -1,6 +1,8 @@
 //! The pure core of the orchestrator: object definitions and their validation, the graph, the
 //! plan, the seeded generator and the scheduler. No I/O, no clock, no async runtime.
 
+pub mod compact;
+mod cycles;
 pub mod diagnostics;
 pub mod generate;
 pub mod graph;

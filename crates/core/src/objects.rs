@@ -3,7 +3,8 @@
 
 use crate::diagnostics::{Problem, Report};
 use crate::parents::{
-    ParsedParents, number_to_id, parse_parent_number, parse_parent_text, parse_parents, type_name,
+    ParsedParents, number_to_id, parse_parent_number, parse_parent_text, parse_parents, shorten,
+    type_name,
 };
 use orchestrator_protocol::{ObjectId, RawJson, Zone};
 use serde::{Deserialize, Serialize};
@@ -109,17 +110,30 @@ enum Scalar<'a> {
     Str(Cow<'a, str>),
     Num(serde_json::Number),
     Other(Value),
+    /// Valid JSON syntax that names no value we can hold (a lone surrogate in a string, a
+    /// number out of range, nesting past the parser's depth), with the reason.
+    Unreadable(String),
 }
 
 impl Scalar<'_> {
-    fn type_name(&self) -> &'static str {
-        match self {
+    /// Why this value is not of the `expected` type.
+    fn wrong(&self, expected: &str) -> String {
+        let got = match self {
             Scalar::Null => "null",
             Scalar::Str(_) => "a string",
             Scalar::Num(_) => "a number",
             Scalar::Other(v) => type_name(v),
-        }
+            Scalar::Unreadable(why) => return why.clone(),
+        };
+        format!("expected {expected}, got {got}")
     }
+}
+
+/// A value that could not be read, as a message naming its text and the parser's reason.
+fn unreadable(text: &str, e: &serde_json::Error) -> Scalar<'static> {
+    let reason = e.to_string();
+    let reason = reason.split(" at line ").next().unwrap_or(&reason);
+    Scalar::Unreadable(format!("cannot read {}: {reason}", shorten(text)))
 }
 
 fn scalar(raw: Option<&RawValue>) -> Scalar<'_> {
@@ -129,14 +143,12 @@ fn scalar(raw: Option<&RawValue>) -> Scalar<'_> {
         Some(b'"') if !t.contains('\\') && t.len() >= 2 => {
             Scalar::Str(Cow::Borrowed(&t[1..t.len() - 1]))
         }
-        Some(b'"') => {
-            serde_json::from_str::<String>(t).map_or(Scalar::Null, |s| Scalar::Str(Cow::Owned(s)))
-        }
-        Some(b'-' | b'0'..=b'9') => {
-            serde_json::from_str::<serde_json::Number>(t).map_or(Scalar::Null, Scalar::Num)
-        }
+        Some(b'"') => serde_json::from_str::<String>(t)
+            .map_or_else(|e| unreadable(t, &e), |s| Scalar::Str(Cow::Owned(s))),
+        Some(b'-' | b'0'..=b'9') => serde_json::from_str::<serde_json::Number>(t)
+            .map_or_else(|e| unreadable(t, &e), Scalar::Num),
         Some(b'n') => Scalar::Null,
-        _ => serde_json::from_str::<Value>(t).map_or(Scalar::Null, Scalar::Other),
+        _ => serde_json::from_str::<Value>(t).map_or_else(|e| unreadable(t, &e), Scalar::Other),
     }
 }
 
@@ -193,7 +205,7 @@ pub fn read_object(
                     Some(index),
                     None,
                     Some("IdObjet"),
-                    format!("{s:?} is not a numeric id"),
+                    format!("{:?} is not a numeric id", shorten(&s)),
                 ));
                 return None;
             }
@@ -212,10 +224,7 @@ pub fn read_object(
                 Some(index),
                 None,
                 Some("IdObjet"),
-                format!(
-                    "expected a number or a numeric string, got {}",
-                    other.type_name()
-                ),
+                other.wrong("a number or a numeric string"),
             ));
             return None;
         }
@@ -233,6 +242,7 @@ pub fn read_object(
         Scalar::Str(s) => Ok(parse_parent_text(&s)),
         Scalar::Num(n) => Ok(parse_parent_number(&n)),
         Scalar::Other(v) => parse_parents(&v),
+        unreadable @ Scalar::Unreadable(_) => Err(unreadable.wrong("")),
     };
     let parents = match parsed {
         Ok(p) => {
@@ -300,11 +310,7 @@ pub fn read_object(
             }
         }
         other => {
-            error(
-                report,
-                "Zone",
-                format!("expected a string, got {}", other.type_name()),
-            );
+            error(report, "Zone", other.wrong("a string"));
             None
         }
     };
@@ -313,11 +319,7 @@ pub fn read_object(
         Scalar::Str(s) => s.into_owned(),
         Scalar::Null => id.to_string(),
         other => {
-            error(
-                report,
-                "NomObjet",
-                format!("expected a string, got {}", other.type_name()),
-            );
+            error(report, "NomObjet", other.wrong("a string"));
             usable = false;
             String::new()
         }
@@ -341,8 +343,8 @@ pub fn read_object(
                 report,
                 "Criticité",
                 format!(
-                    "expected a string, got {}; using {}",
-                    other.type_name(),
+                    "{}; using {}",
+                    other.wrong("a string"),
                     Criticality::default().as_str()
                 ),
             );
@@ -354,11 +356,7 @@ pub fn read_object(
         Scalar::Null => true,
         Scalar::Str(s) => s.trim().eq_ignore_ascii_case("actif"),
         other => {
-            error(
-                report,
-                "EtatObjet",
-                format!("expected a string, got {}", other.type_name()),
-            );
+            error(report, "EtatObjet", other.wrong("a string"));
             usable = false;
             true
         }
@@ -374,7 +372,7 @@ pub fn read_object(
                     Some(index),
                     Some(id),
                     Some(field),
-                    format!("expected a string, got {}", other.type_name()),
+                    other.wrong("a string"),
                 ));
                 usable = false;
                 None

@@ -3,6 +3,7 @@
 
 use orchestrator_protocol::ObjectId;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What a parent field says, with the oddities found while reading it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -29,9 +30,9 @@ pub fn parse_parents(value: &Value) -> Result<ParsedParents, String> {
                 match item {
                     Value::Number(n) => push_number(&mut out, n),
                     Value::String(s) => push_text(&mut out, s),
-                    Value::Null => {}
                     other => out.invalid.push(format!(
-                        "list item {other} is {}, expected a number or a string",
+                        "list item {} is {}, expected a number or a string",
+                        shorten(&other.to_string()),
                         type_name(other)
                     )),
                 }
@@ -98,21 +99,60 @@ fn push_text(out: &mut ParsedParents, s: &str) {
         if token.is_empty() {
             continue;
         }
-        let digits: String = token.chars().filter(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() {
-            out.invalid.push(format!("token {token:?} has no digit"));
-            continue;
+        match token_id(token) {
+            Ok(id) => {
+                if !token.bytes().all(|b| b.is_ascii_digit()) {
+                    out.noisy.push((token.to_string(), id));
+                }
+                push_id(out, id);
+            }
+            Err(why) => out.invalid.push(why),
         }
-        let Ok(n) = digits.parse::<u64>() else {
-            out.invalid
-                .push(format!("token {token:?} is too large to be an id"));
-            continue;
+    }
+}
+
+/// The id a text token names. A token of digits is that number; a token with other characters
+/// around its digits keeps them only when it holds exactly one run of digits and no sign or
+/// decimal point (`"garbage2003x"`), since `"-1002"`, `"1002.5"` or `"10x02"` name no id that
+/// could be told for sure.
+fn token_id(token: &str) -> Result<ObjectId, String> {
+    let shown = shorten(token);
+    let runs = token
+        .as_bytes()
+        .split(|b| !b.is_ascii_digit())
+        .filter(|run| !run.is_empty())
+        .count();
+    if runs == 0 {
+        return Err(format!("token {shown:?} has no digit"));
+    }
+    if runs > 1 {
+        return Err(format!(
+            "token {shown:?} holds {runs} separate runs of digits; write one id per token"
+        ));
+    }
+    if let Some(c) = token.chars().find(|c| matches!(c, '-' | '+' | '.')) {
+        let what = if c == '.' {
+            "a decimal point"
+        } else {
+            "a sign"
         };
-        let id = ObjectId(n);
-        if digits.len() != token.len() {
-            out.noisy.push((token.to_string(), id));
-        }
-        push_id(out, id);
+        return Err(format!(
+            "token {shown:?} has {what}: an id is a non-negative whole number"
+        ));
+    }
+    let digits: String = token.chars().filter(char::is_ascii_digit).collect();
+    digits
+        .parse::<u64>()
+        .map(ObjectId)
+        .map_err(|_| format!("token {shown:?} is too large to be an id"))
+}
+
+/// A token as shown in a message: at most 80 characters.
+pub fn shorten(text: &str) -> Cow<'_, str> {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
     }
 }
 
@@ -188,6 +228,33 @@ mod tests {
         let p = parse_parents(&json!("2006,2001,2006, 2006")).unwrap_or_default();
         assert_eq!(p.ids, vec![ObjectId(2006), ObjectId(2001)]);
         assert_eq!(p.repeated, vec![ObjectId(2006)]);
+    }
+
+    #[test]
+    fn tokens_that_name_no_sure_id_are_errors_not_digits() {
+        for text in [
+            "1002.5",
+            "-1002",
+            "+1002",
+            "10x02",
+            "1e3",
+            "99999999999999999999999",
+        ] {
+            let p = parse_parents(&json!(text)).unwrap_or_default();
+            assert!(p.ids.is_empty(), "{text}: read as {:?}", p.ids);
+            assert_eq!(p.invalid.len(), 1, "{text}");
+            assert!(p.invalid[0].contains(text), "{}", p.invalid[0]);
+        }
+        let p = parse_parents(&json!("x2003y;#2004")).unwrap_or_default();
+        assert_eq!(p.ids, vec![ObjectId(2003), ObjectId(2004)]);
+        assert!(p.invalid.is_empty());
+    }
+
+    #[test]
+    fn null_in_a_list_is_an_error() {
+        let p = parse_parents(&json!([1001, null])).unwrap_or_default();
+        assert_eq!(p.ids, vec![ObjectId(1001)]);
+        assert_eq!(p.invalid.len(), 1);
     }
 
     #[test]

@@ -2,16 +2,18 @@
 //! (counts and a page of its objects) and cancel one. Runs the engine holds are answered from
 //! memory, as they stand now; finished ones from the store.
 
+use crate::api_body::{SubmitBudget, read_body};
+use crate::auth::{ApiTokens, require_token};
 use crate::engine::EngineCommand;
-use crate::role::SharedRole;
+use crate::role::{Role, SharedRole};
 use crate::run_view::{MAX_PAGE, ObjectQuery, RunView};
 use crate::store::{RunMeta, RunStatus, StateStore};
 use crate::submit::{Submission, SubmitError, prepare_run};
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,29 +33,42 @@ pub struct ApiState {
     pub config: SchedulerConfig,
     /// Largest body `POST /api/runs` takes.
     pub max_input_bytes: u64,
+    /// Larger objects are refused (`MAX_OBJECT_BYTES`).
+    pub max_object_bytes: usize,
     /// Work is refused unless this orchestrator is the writer.
     pub role: Arc<SharedRole>,
+    /// Who may call the API (empty: anyone who reaches it).
+    pub tokens: Arc<ApiTokens>,
+    /// The memory submissions in progress may hold together.
+    pub budget: SubmitBudget,
 }
 
+/// How long a request that comes while `serve` is still starting waits for it to be ready.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub fn api_router(state: Arc<ApiState>) -> Router {
-    let limit = usize::try_from(state.max_input_bytes).unwrap_or(usize::MAX);
     let standby_state = state.clone();
+    let tokens = state.tokens.clone();
     Router::new()
-        .route(
-            "/api/runs",
-            post(submit).get(list).layer(DefaultBodyLimit::max(limit)),
-        )
+        .route("/api/runs", post(submit).get(list))
         .route("/api/runs/{id}", get(inspect))
         .route("/api/runs/{id}/cancel", post(cancel))
         .layer(axum::middleware::from_fn(move |request, next: Next| {
-            let not_ready = standby_state.role.not_ready();
+            let role = standby_state.role.clone();
             async move {
-                match not_ready {
+                // While starting (broker or store not reached yet), wait a little rather
+                // than refuse: a script that starts `serve` and submits at once just works.
+                let started = tokio::time::Instant::now();
+                while role.get() == Role::Starting && started.elapsed() < START_WAIT {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                match role.not_ready() {
                     None => next.run(request).await,
                     Some(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
                 }
             }
         }))
+        .layer(axum::middleware::from_fn_with_state(tokens, require_token))
         .with_state(state)
 }
 
@@ -88,17 +103,15 @@ struct SubmitQuery {
 async fn submit(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<SubmitQuery>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    let text = match String::from_utf8(body.to_vec()) {
-        Ok(t) => t,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not UTF-8 text: {e}"),
-            );
-        }
+    let body = match read_body(&headers, body, state.max_input_bytes, &state.budget).await {
+        Ok(b) => b,
+        Err(refused) => return refused.into_response(),
     };
+    // The budget stays taken until the run is handed over and the answer made.
+    let (text, _held) = (body.text, body.held);
     let external = match query.missing_parents.as_deref() {
         None | Some("error") => false,
         Some("external") => true,
@@ -134,6 +147,7 @@ async fn submit(
         targets,
         missing_parents_external: external,
         strict: query.strict,
+        max_object_bytes: state.max_object_bytes,
     };
     let config = state.config.clone();
     // Validation of a large file takes a while: off the async threads.

@@ -1,9 +1,11 @@
 //! The command line: subcommands and their options. Each option with an env variable keeps the
 //! old system's name where it had one; the command line beats the environment.
 
+use crate::api_body::DEFAULT_SUBMIT_MEMORY_BYTES;
 use crate::input::DEFAULT_MAX_INPUT_BYTES;
 use crate::progress::ProgressMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use orchestrator_core::graph::DEFAULT_MAX_OBJECT_BYTES;
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::scheduler::{SchedulerConfig, ZonePolicy};
 use orchestrator_protocol::{ObjectId, Zone};
@@ -97,6 +99,9 @@ pub struct InputArgs {
     /// Refuse files larger than this.
     #[arg(long, default_value_t = DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: u64,
+    /// An object whose JSON is larger than this is an error (each event carries it whole).
+    #[arg(long, env = "MAX_OBJECT_BYTES", default_value_t = DEFAULT_MAX_OBJECT_BYTES)]
+    pub max_object_bytes: usize,
 }
 
 /// Which objects take part.
@@ -225,9 +230,13 @@ pub struct ServeArgs {
     /// What a parent that is not in the file means.
     #[arg(long, env = "MISSING_PARENTS", value_enum, default_value_t = MissingParentsArg::Error)]
     pub missing_parents: MissingParentsArg,
-    /// Refuse object files larger than this.
-    #[arg(long, default_value_t = DEFAULT_MAX_INPUT_BYTES)]
+    /// Refuse object files (and `POST /api/runs` bodies) larger than this.
+    #[arg(long, env = "MAX_INPUT_BYTES", default_value_t = DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: u64,
+    /// An object whose JSON is larger than this is refused at submission: each event carries
+    /// it whole, and must fit in one broker message.
+    #[arg(long, env = "MAX_OBJECT_BYTES", default_value_t = DEFAULT_MAX_OBJECT_BYTES)]
+    pub max_object_bytes: usize,
     #[command(flatten)]
     pub kafka: orchestrator_bus_kafka::KafkaArgs,
     /// The state store by URL: redis://[user:password@]host:port[/db], rediss://…, redb://PATH.
@@ -253,9 +262,21 @@ pub struct ServeArgs {
     /// writer died (a clean stop hands over at once).
     #[arg(long, env = "WRITER_LEASE_SECONDS", default_value_t = 10)]
     pub writer_lease_seconds: u64,
-    /// Address of the runs API, /health/* and /metrics (port 0 picks a free port).
-    #[arg(long = "http", env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
-    pub http: String,
+    /// Address of the runs API, /health/* and /metrics (port 0 picks a free port). Default:
+    /// 127.0.0.1:8080 without API tokens, 0.0.0.0:8080 with them.
+    #[arg(long = "http", env = "HTTP_ADDR")]
+    pub http: Option<String>,
+    /// A read-write token of the runs API (`Authorization: Bearer TOKEN`); at least 16
+    /// characters. Health and metrics stay open.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// A file of API tokens, one per line: `ro TOKEN` (read-only) or `rw TOKEN` (read-write).
+    #[arg(long, env = "API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// Memory the bodies of submissions in progress may hold together; past it `POST
+    /// /api/runs` answers 503 with Retry-After.
+    #[arg(long, env = "SUBMIT_MEMORY_BYTES", default_value_t = DEFAULT_SUBMIT_MEMORY_BYTES)]
+    pub submit_memory_bytes: u64,
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
 }

@@ -3,6 +3,8 @@
 //! serves health and metrics.
 
 pub mod api;
+pub mod api_body;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod engine;

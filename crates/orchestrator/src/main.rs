@@ -1,6 +1,29 @@
 //! The `orchestrator` binary: parses the command line, sets up logging and runs a subcommand.
 //! Exit codes: 0 success, 1 a run ended with failures, 2 invalid input or usage, 3 a state
-//! directory problem (nothing to resume, another graph), 4 any other error, 130 interrupted.
+//! directory problem (nothing to resume, another graph), 4 any other error, 130 interrupted,
+//! 141 standard output closed (as after SIGPIPE).
+
+/// `println!` for a command's output: a reader that went away (`validate | head`) ends the
+/// command quietly, a write that fails (`/dev/full`) is an error message; never a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            crate::output_failed(e);
+        }
+    }};
+}
+
+/// `print!` for a command's output, as [`outln`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = write!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
+            crate::output_failed(e);
+        }
+    }};
+}
 
 mod commands;
 
@@ -16,6 +39,18 @@ pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_STATE: i32 = 3;
 pub const EXIT_ERROR: i32 = 4;
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// Standard output was closed by its reader: the code a shell shows for SIGPIPE.
+pub const EXIT_CLOSED_PIPE: i32 = 141;
+
+/// Ends the process after standard output failed: quietly when its reader is gone, with the
+/// error otherwise (a full disk). What the command stored is stored already.
+fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(EXIT_CLOSED_PIPE);
+    }
+    eprintln!("error: cannot write the output: {e}");
+    std::process::exit(EXIT_ERROR);
+}
 
 fn main() {
     let parsed = parse_layered(Cli::command(), std::env::args_os().collect())
@@ -39,11 +74,31 @@ fn main() {
     let code = match commands::dispatch(cli.command, &matches, &from_file) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            EXIT_ERROR
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                EXIT_CLOSED_PIPE
+            } else {
+                eprintln!("error: {e:#}");
+                exit_code_of(&e)
+            }
         }
     };
     std::process::exit(code);
+}
+
+/// The documented code of an error no command handled: the state store's (a full disk, a
+/// damaged file, Redis away past the writer lease) is 3, any other 4.
+fn exit_code_of(e: &anyhow::Error) -> i32 {
+    use orchestrator::engine::EngineError;
+    use orchestrator::store::StoreError;
+    let is_store = e.chain().any(|c| {
+        c.downcast_ref::<StoreError>().is_some()
+            || matches!(c.downcast_ref::<EngineError>(), Some(EngineError::Store(_)))
+    });
+    if is_store { EXIT_STATE } else { EXIT_ERROR }
 }
 
 fn init_logging(format: LogFormat, level: &str) {

@@ -24,6 +24,8 @@ pub struct Submission {
     pub missing_parents_external: bool,
     /// Warnings are errors.
     pub strict: bool,
+    /// Larger objects are refused (`MAX_OBJECT_BYTES`).
+    pub max_object_bytes: usize,
 }
 
 /// A run that passed validation, with what to tell the submitter.
@@ -54,7 +56,6 @@ pub fn prepare_run(
     submission: Submission,
     config: &SchedulerConfig,
 ) -> Result<PreparedRun, SubmitError> {
-    let objects = Arc::new(submission.text.clone());
     let options = LoadOptions {
         missing_parents: if submission.missing_parents_external {
             MissingParents::External
@@ -62,11 +63,14 @@ pub fn prepare_run(
             MissingParents::Error
         },
         strict: submission.strict,
+        max_object_bytes: submission.max_object_bytes,
     };
     let loaded = load_graph(submission.text, options);
     let Some(graph) = loaded.graph else {
         return Err(SubmitError::Invalid(loaded.report));
     };
+    // Stored as its objects, compact: never the body as it came (padding included).
+    let objects = Arc::new(graph.to_compact_json());
     let selection = Selection::for_targets(&graph, &submission.targets, None)?;
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
     drop(graph);

@@ -1,6 +1,7 @@
 //! What every worker shares: the `Handler` trait, the built-in handlers (simulate, command,
 //! http) chosen by a SPEC string, and the runtime that takes Ready tasks for one zone from a bus.
 
+pub mod bounded_output;
 pub mod command;
 pub mod config_file;
 pub mod handler;

@@ -126,10 +126,9 @@ impl HandlerSpec {
                 fail_probability: *fail_probability,
                 seed,
             }),
-            HandlerSpec::Command { program, args } => Arc::new(CommandHandler {
-                program: program.clone(),
-                args: args.clone(),
-            }),
+            HandlerSpec::Command { program, args } => {
+                Arc::new(CommandHandler::new(program.clone(), args.clone()))
+            }
             HandlerSpec::Http { url } => Arc::new(HttpHandler::new(url.clone()).map_err(
                 |reason| SpecError::Invalid {
                     spec: self.to_string(),

@@ -30,9 +30,10 @@ pub struct WorkerArgs {
     /// Tasks run at once.
     #[arg(long, env = "MAX_WORKERS", default_value_t = 4)]
     pub max_workers: usize,
-    /// The handler SPEC: simulate[:MS[:FAIL_PROB]], command:PROGRAM [ARGS...] or http:URL.
-    #[arg(long, env = "HANDLER", default_value = "simulate:100")]
-    pub handler: HandlerSpec,
+    /// The handler SPEC: command:PROGRAM [ARGS...], http:URL, or simulate[:MS[:FAIL_PROB]]
+    /// for a demo. Required: a worker never pretends to load by default.
+    #[arg(long, env = "HANDLER")]
+    pub handler: Option<HandlerSpec>,
     /// Address for /health/* and /metrics; port 0 picks a free port (logged).
     #[arg(long, env = "WORKER_HTTP_ADDR")]
     pub http_addr: Option<String>,
@@ -117,7 +118,13 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
     };
     // No task runs longer: an idle member's rejoin watch waits at least this long.
     settings.longest_task = args.task_timeout_seconds.map(Duration::from_secs);
-    let handler = match args.handler.build(args.seed) {
+    let Some(spec) = args.handler.clone() else {
+        eprintln!(
+            "error: no handler: set HANDLER (or --handler) to command:PROGRAM, http:URL, or simulate[:MS] for a demo"
+        );
+        return EXIT_CONFIG;
+    };
+    let handler = match spec.build(args.seed) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
@@ -231,7 +238,7 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
     if let Some(id) = args.worker_id {
         config.worker_id = id;
     }
-    tracing::info!(zone = %zone, handler = %args.handler, max_workers = config.max_workers, group = %config.group, "worker started");
+    tracing::info!(zone = %zone, handler = %spec, max_workers = config.max_workers, group = %config.group, "worker started");
     ready.store(true, Ordering::Relaxed);
     let dyn_bus: Arc<dyn Bus> = bus.clone();
     match run_worker(dyn_bus, handler, config, stats, shutdown).await {

@@ -13,6 +13,7 @@ const SECRET_WORDS: [&str; 5] = ["password", "secret", "jaas", "token", "key"];
 fn hide(env: &str, value: &str) -> String {
     match env {
         "REDIS_URL" | "HANDLER" => redact_url(value),
+        "API_TOKEN" if !value.is_empty() => "***".to_string(),
         "KAFKA_PROPERTIES" => value
             .split(',')
             .map(|kv| match kv.split_once('=') {
@@ -67,17 +68,17 @@ pub fn config(
             .iter()
             .map(|(k, v, s)| json!({ "name": k, "value": v, "source": s }))
             .collect();
-        println!("{}", json!({ "settings": settings }));
+        outln!("{}", json!({ "settings": settings }));
     } else {
         let width = rows
             .iter()
             .map(|r| r.0.len() + r.1.len() + 1)
             .max()
             .unwrap_or(0);
-        println!("# orchestrator serve: command line > environment > config file > default");
+        outln!("# orchestrator serve: command line > environment > config file > default");
         for (k, v, s) in rows {
             let line = format!("{k}={v}");
-            println!("{line:width$}  # {s}");
+            outln!("{line:width$}  # {s}");
         }
     }
     EXIT_OK

@@ -51,6 +51,7 @@ pub fn load_or_report(input: &InputArgs) -> Result<(Graph, String), i32> {
     let options = LoadOptions {
         missing_parents: input.missing_parents.into(),
         strict: input.strict,
+        max_object_bytes: input.max_object_bytes,
     };
     let loaded = match load_file(&input.file, input.max_input_bytes, options) {
         Ok(l) => l,

@@ -17,12 +17,12 @@ pub fn plan(args: PlanArgs) -> i32 {
     };
     let plan = Plan::new(&graph, &selection);
     match args.format {
-        PlanFormat::Text => print!("{}", plan.to_text()),
-        PlanFormat::Json => println!(
+        PlanFormat::Text => out!("{}", plan.to_text()),
+        PlanFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&plan).unwrap_or_default()
         ),
-        PlanFormat::Dot => print!("{}", plan.to_dot(&graph)),
+        PlanFormat::Dot => out!("{}", plan.to_dot(&graph)),
     }
     EXIT_OK
 }

@@ -368,16 +368,16 @@ async fn print_summary(
     let dead = store.dead_letters(&meta.run_id).await.unwrap_or_default();
     if json {
         let v = serde_json::json!({ "run_id": meta.run_id, "graph_version": meta.graph_version, "summary": s, "dead_letters": dead, "seconds": elapsed.as_secs_f64() });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "run {} (graph {}) in {:.2} s",
         meta.run_id,
         meta.graph_version,
         elapsed.as_secs_f64()
     );
-    println!(
+    outln!(
         "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8} {:>10}",
         "zone",
         "objects",
@@ -390,7 +390,7 @@ async fn print_summary(
     );
     for z in Zone::ALL {
         let zs = &s.zones[z.index()];
-        println!(
+        outln!(
             "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8} {:>9.2}s",
             z.as_str(),
             zs.objects,
@@ -402,18 +402,26 @@ async fn print_summary(
             zs.duration_ms as f64 / 1000.0
         );
     }
-    println!(
+    outln!(
         "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8}",
-        "total", s.objects, s.loaded, s.failed, s.upstream_failed, s.cancelled, s.retries
+        "total",
+        s.objects,
+        s.loaded,
+        s.failed,
+        s.upstream_failed,
+        s.cancelled,
+        s.retries
     );
     for d in dead.iter().take(20) {
-        println!(
+        outln!(
             "dead letter: object {} (attempt {}): {}",
-            d.id, d.attempt, d.reason
+            d.id,
+            d.attempt,
+            d.reason
         );
     }
     if dead.len() > 20 {
-        println!(
+        outln!(
             "... and {} more dead letters (orchestrator status --json)",
             dead.len() - 20
         );

@@ -7,6 +7,8 @@ use super::writer_lease::{become_writer, hand_back, keep_lease, writer_id};
 use crate::{EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
 use orchestrator::api::{ApiState, api_router};
+use orchestrator::api_body::SubmitBudget;
+use orchestrator::auth::ApiTokens;
 use orchestrator::cli::ServeArgs;
 use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
 use orchestrator::input::read_limited;
@@ -58,6 +60,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         );
         return Ok(EXIT_INVALID);
     };
+    let tokens = match ApiTokens::load(args.api_token.as_deref(), args.api_tokens_file.as_deref()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,7 +90,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 return Ok(EXIT_INVALID);
             }
         };
-        run_server(args, config, store, bus).await
+        run_server(args, config, store, bus, tokens).await
     })
 }
 
@@ -90,19 +99,35 @@ async fn run_server(
     config: SchedulerConfig,
     store: Arc<dyn StateStore>,
     bus: Arc<KafkaBus>,
+    tokens: Arc<ApiTokens>,
 ) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
     tokio::spawn(worker_base::worker_main::cancel_on_signal(shutdown.clone()));
     let metrics = Arc::new(Metrics::new()?);
 
-    let listener = match tokio::net::TcpListener::bind(&args.http).await {
+    let http = args.http.clone().unwrap_or_else(|| {
+        if tokens.is_empty() {
+            "127.0.0.1:8080"
+        } else {
+            "0.0.0.0:8080"
+        }
+        .to_string()
+    });
+    let listener = match tokio::net::TcpListener::bind(&http).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: HTTP_ADDR {}: cannot listen: {e}", args.http);
+            eprintln!("error: HTTP_ADDR {http}: cannot listen: {e}");
             return Ok(EXIT_INVALID);
         }
     };
     let local = listener.local_addr()?;
+    if tokens.is_empty() && !local.ip().is_loopback() {
+        let warning = format!(
+            "the runs API on {local} is open to anyone who reaches it: set API_TOKEN or API_TOKENS_FILE"
+        );
+        tracing::warn!("{warning}");
+        eprintln!("WARNING: {warning}");
+    }
     eprintln!("serving the runs API, health and metrics on http://{local}");
     tracing::info!(address = %local, "serving the runs API, health and metrics");
     // A standby (another orchestrator holds the writer lease) is alive but not ready.
@@ -140,7 +165,10 @@ async fn run_server(
         commands: command_tx,
         config: config.clone(),
         max_input_bytes: args.max_input_bytes,
+        max_object_bytes: args.max_object_bytes,
         role: role.clone(),
+        tokens,
+        budget: SubmitBudget::new(args.submit_memory_bytes.max(args.max_input_bytes)),
     });
     let router = health::health_router(check, render).merge(api_router(api));
     tokio::spawn(health::serve(listener, router, shutdown.clone()));
@@ -220,7 +248,12 @@ async fn drive(
     }
 
     // 2. The run of OBJECTS_PATH, unless its graph's run is already under way.
-    if let Some(path) = &args.objects_path {
+    // An empty OBJECTS_PATH (as a compose file may pass on) means no run at start-up.
+    if let Some(path) = args
+        .objects_path
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         let text = match read_limited(path, args.max_input_bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -235,6 +268,7 @@ async fn drive(
             missing_parents_external: args.missing_parents
                 == orchestrator::cli::MissingParentsArg::External,
             strict: false,
+            max_object_bytes: args.max_object_bytes,
         };
         let prepared = match prepare_run(submission, &config) {
             Ok(p) => p,
@@ -294,6 +328,8 @@ async fn restore(
         LoadOptions {
             missing_parents,
             strict: false,
+            // Accepted once: the limit of the day it was submitted holds.
+            max_object_bytes: usize::MAX,
         },
     );
     let graph = loaded.graph.ok_or_else(|| {

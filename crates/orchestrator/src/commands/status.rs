@@ -57,26 +57,38 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
             "objects": objects.iter().map(|(id, r)| serde_json::json!({"id": id, "state": r.state, "attempt": r.attempt, "retries": r.retries})).collect::<Vec<_>>(),
             "dead_letters": dead,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
     }
     for r in &runs {
         let marker = if r.run_id == meta.run_id { "*" } else { " " };
-        println!(
+        outln!(
             "{marker} {}  {:?}  graph {}  {} objects  {}",
-            r.run_id, r.status, r.graph_version, r.objects, r.source
+            r.run_id,
+            r.status,
+            r.graph_version,
+            r.objects,
+            r.source
         );
     }
     if let Some(s) = &meta.summary {
-        println!(
+        outln!(
             "run {}: loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
-            meta.run_id, s.loaded, s.failed, s.upstream_failed, s.cancelled, s.pending, s.retries
+            meta.run_id,
+            s.loaded,
+            s.failed,
+            s.upstream_failed,
+            s.cancelled,
+            s.pending,
+            s.retries
         );
     }
     for d in dead {
-        println!(
+        outln!(
             "dead letter: object {} (attempt {}): {}",
-            d.id, d.attempt, d.reason
+            d.id,
+            d.attempt,
+            d.reason
         );
     }
     Ok(EXIT_OK)

@@ -18,37 +18,43 @@ pub fn validate(args: ValidateArgs) -> i32 {
             "plan": plan,
             "warnings": warnings.lines().collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return EXIT_OK;
     }
     eprint!("{warnings}");
-    println!("{}: valid", args.input.file.display());
-    println!("objects: {} ({} edges)", graph.len(), graph.edge_count());
-    println!(
+    outln!("{}: valid", args.input.file.display());
+    outln!("objects: {} ({} edges)", graph.len(), graph.edge_count());
+    outln!(
         "per zone (run): 1-Raw {}, 2-Standardized {}, 3-Application {}",
-        plan.per_zone.raw, plan.per_zone.standardized, plan.per_zone.application
+        plan.per_zone.raw,
+        plan.per_zone.standardized,
+        plan.per_zone.application
     );
-    println!(
+    outln!(
         "roots: {}   terminals: {}   depth: {}",
-        plan.roots, plan.terminals, plan.depth
+        plan.roots,
+        plan.terminals,
+        plan.depth
     );
-    println!(
+    outln!(
         "widest level: {} ({} objects)   shared parents: {}",
-        plan.widest_level, plan.widest_level_size, plan.shared_parents
+        plan.widest_level,
+        plan.widest_level_size,
+        plan.shared_parents
     );
     if !plan.disabled.is_empty() {
         let ids: Vec<String> = plan.disabled.iter().map(|i| i.to_string()).collect();
-        println!("disabled (not run, treated as loaded): {}", ids.join(", "));
+        outln!("disabled (not run, treated as loaded): {}", ids.join(", "));
     }
     if !graph.external_parents.is_empty() {
-        println!(
+        outln!(
             "external parents (treated as loaded): {}",
             graph.external_parents.len()
         );
     }
     let warning_count = warnings.lines().count();
     if warning_count > 0 {
-        println!("warnings: {warning_count} (see stderr)");
+        outln!("warnings: {warning_count} (see stderr)");
     }
     EXIT_OK
 }

@@ -32,7 +32,7 @@ impl RedbStore {
                 source,
             })?;
         }
-        let db = match Database::create(&path) {
+        let db = match create_guarded(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Busy { path }),
             Err(e) => return Err(err(&path, e)),
@@ -63,6 +63,27 @@ impl RedbStore {
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// `Database::create`, with redb's own panics turned into an error. Workaround: redb 3.1
+/// asserts (`raw_file_len() >= layout().len()`) instead of returning an error when the file is
+/// shorter than its header says (a truncated copy, a disk that filled up), which would end the
+/// process with a backtrace. The panic's message is kept for the error, not printed.
+fn create_guarded(path: &std::path::Path) -> Result<Database, redb::DatabaseError> {
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Database::create(path));
+    std::panic::set_hook(quiet);
+    opened.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the file cannot be read".to_string());
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
+            format!("damaged or truncated ({why})"),
+        )))
+    })
 }
 
 fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
