@@ -48,7 +48,8 @@ fn accepted_env(name: &str, args: &[&str]) -> BTreeSet<String> {
         .join(" ");
     help.split("[env: ")
         .skip(1)
-        .filter_map(|rest| rest.split('=').next())
+        // `[env: NAME=VALUE]`, or `[env: NAME]` for a secret whose value is hidden.
+        .filter_map(|rest| rest.split(['=', ']']).next())
         .map(str::to_string)
         .collect()
 }
@@ -122,20 +123,34 @@ fn service_command(service: &Yaml) -> (String, Vec<String>) {
             })
             .unwrap_or_default()
     };
-    let entry = list(&service["entrypoint"]);
-    let command = list(&service["command"]);
-    if let Some(first) = entry.first() {
-        return (first.clone(), command);
-    }
-    // The Dockerfile's ENTRYPOINT.
+    // The service's entrypoint and command, else the Dockerfile's.
     let dockerfile = service["build"]["dockerfile"].as_str().unwrap();
-    let entry = instructions(dockerfile)
-        .into_iter()
-        .rfind(|(op, _)| op == "ENTRYPOINT")
-        .map(|(_, a)| a)
-        .unwrap();
-    let entry: Vec<String> = serde_json::from_str(&entry).unwrap();
-    (entry[0].clone(), command)
+    let from_dockerfile = |instruction: &str| -> Vec<String> {
+        instructions(dockerfile)
+            .into_iter()
+            .rfind(|(op, _)| op == instruction)
+            .map(|(_, a)| serde_json::from_str(&a).unwrap())
+            .unwrap_or_default()
+    };
+    let mut argv = list(&service["entrypoint"]);
+    if argv.is_empty() {
+        argv = from_dockerfile("ENTRYPOINT");
+    }
+    let command = list(&service["command"]);
+    argv.extend(if command.is_empty() {
+        from_dockerfile("CMD")
+    } else {
+        command
+    });
+    // The init process that reaps handlers' children runs the program.
+    if argv.first().is_some_and(|a| a.ends_with("/tini")) {
+        argv.remove(0);
+        if argv.first().is_some_and(|a| a == "--") {
+            argv.remove(0);
+        }
+    }
+    let program = argv.remove(0);
+    (program, argv)
 }
 
 #[test]
@@ -163,6 +178,32 @@ fn the_dockerfiles_build_workspace_binaries_and_set_only_env_they_accept() {
                 .any(|(op, a)| op == "RUN" && a.contains("cargo chef cook")),
             "{file}"
         );
+        // Stripped binaries, an init process as PID 1, a health check on the HTTP port.
+        assert!(
+            ops.iter()
+                .any(|(op, a)| op == "ARG" && a == "CARGO_PROFILE_RELEASE_STRIP=symbols"),
+            "{file}: binaries not stripped"
+        );
+        let entry = ops
+            .iter()
+            .rfind(|(op, _)| op == "ENTRYPOINT")
+            .map(|(_, a)| a.clone())
+            .unwrap();
+        assert!(
+            entry.starts_with(r#"["/usr/bin/tini", "--""#),
+            "{file}: {entry}"
+        );
+        assert!(
+            ops.iter()
+                .any(|(op, a)| op == "RUN" && a.contains("apt-get install") && a.contains(" tini")),
+            "{file}: tini is not installed"
+        );
+        let health = ops
+            .iter()
+            .find(|(op, _)| op == "HEALTHCHECK")
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("{file}: no HEALTHCHECK"));
+        assert!(health.contains("/health/liveness"), "{file}: {health}");
         let user = ops
             .iter()
             .rfind(|(op, _)| op == "USER")
@@ -216,11 +257,15 @@ fn the_dockerfiles_build_workspace_binaries_and_set_only_env_they_accept() {
             .filter(|(op, _)| op == "EXPOSE")
             .map(|(_, a)| a.parse().unwrap())
             .collect();
-        let http = env
+        let (http_var, http) = env
             .iter()
             .find(|(k, _)| k.ends_with("HTTP_ADDR"))
-            .map(|(_, v)| port(v))
+            .map(|(k, v)| (k.clone(), port(v)))
             .unwrap();
+        assert!(
+            health.contains(&format!("${{{http_var}##*:}}")),
+            "{file}: the health check does not follow {http_var}"
+        );
         assert_eq!(exposed, vec![http], "{file}: EXPOSE and the HTTP address");
         // What the Dockerfiles copy from the project exists.
         for (op, args) in &ops {
@@ -242,6 +287,7 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
     const SHARED: [&str; 3] = ["READY_TOPIC_PER_ZONE", "KAFKA_PARTITIONS", "TOPIC_READY"];
     let mut shared: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut ours = 0;
+    let mut images: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, service) in services {
         let name = name.as_str().unwrap().to_string();
         if service["build"].is_badvalue() {
@@ -256,6 +302,23 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
         );
         let dockerfile = service["build"]["dockerfile"].as_str().unwrap();
         assert!(root().join(dockerfile).exists(), "{name}: {dockerfile}");
+        images
+            .entry(dockerfile.to_string())
+            .or_default()
+            .insert(service["image"].as_str().unwrap_or_default().to_string());
+        // A health check, and a start once what it needs is healthy.
+        let test = strings(&service["healthcheck"]["test"]).join(" ");
+        assert!(
+            test.contains("/health/liveness"),
+            "{name}: health check {test:?}"
+        );
+        for (dep, how) in service["depends_on"].as_hash().unwrap() {
+            assert_eq!(
+                how["condition"].as_str(),
+                Some("service_healthy"),
+                "{name}: depends on {dep:?}"
+            );
+        }
         let (program, command) = service_command(service);
         let sub: Vec<&str> = command.iter().take(1).map(String::as_str).collect();
         let accepted = accepted_env(&program, &sub);
@@ -309,6 +372,27 @@ fn the_compose_stack_agrees_with_the_binaries_and_prometheus_scrapes_them() {
         }
     }
     assert_eq!(ours, 4, "the orchestrator and three workers");
+    // One named image per Dockerfile: the three workers share theirs.
+    for (dockerfile, names) in &images {
+        assert_eq!(names.len(), 1, "{dockerfile}: images {names:?}");
+        assert!(
+            !names.iter().any(String::is_empty),
+            "{dockerfile}: an unnamed image"
+        );
+    }
+    // The API is closed by a token; Prometheus starts once the orchestrator is healthy.
+    let orchestrator = &services[&Yaml::String("orchestrator".into())];
+    assert!(
+        orchestrator["environment"]["API_TOKEN"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 16),
+        "the compose file sets no API token"
+    );
+    assert_eq!(
+        services[&Yaml::String("prometheus".into())]["depends_on"]["orchestrator"]["condition"]
+            .as_str(),
+        Some("service_healthy")
+    );
     for (k, values) in &shared {
         assert_eq!(values.len(), 1, "{k} differs between services: {values:?}");
     }

@@ -506,10 +506,14 @@ fn ten_thousand_objects_load_once_in_effect_and_no_ready_precedes_its_parents_re
     );
 }
 
+/// The object the old worker fails once, the old way.
+const LEGACY_FAILS_ONCE: u64 = 2001;
+
 /// Plays one of the old system's Python workers until `stop`: reads every Ready event of the
 /// shared topic in its own group, and answers each with the old result shape only (no attempt, no
-/// Started, no heartbeats; `info` a string or null, `zone` now and then one of its own). Returns
-/// how many it answered.
+/// Started, no heartbeats; `info` a string or null, `zone` now and then one of its own). Its
+/// first attempt of [`LEGACY_FAILS_ONCE`] fails as theirs do: a failed result on the failed and
+/// DLQ topics, never on the loaded one. Returns how many Ready events it answered.
 fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -533,6 +537,7 @@ fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::Atom
             .create()
             .unwrap();
         let mut answered = 0;
+        let mut failed_once = false;
         while !stop.load(Ordering::Relaxed) {
             let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
             else {
@@ -557,18 +562,25 @@ fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::Atom
             if answered % 3 == 2 {
                 result["zone"] = serde_json::json!("Bronze");
             }
+            let mut topics = vec![cluster.topic("loaded")];
+            if ready["id"] == LEGACY_FAILS_ONCE && !failed_once {
+                failed_once = true;
+                result["status"] = serde_json::json!("failed");
+                result["info"] = serde_json::json!("source file locked");
+                topics = vec![cluster.topic("failed"), cluster.topic("dlq")];
+            }
             let result = result.to_string();
             let key = ready["id"].to_string();
-            producer
-                .send(
-                    FutureRecord::to(&cluster.topic("loaded"))
-                        .key(&key)
-                        .payload(&result),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
+            for topic in &topics {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&result),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
             answered += 1;
         }
         answered
@@ -587,13 +599,14 @@ fn the_old_systems_workers_keep_working_on_the_shared_ready_topic() {
         let status = cluster.wait_finished(Duration::from_secs(120));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
-        assert_eq!(status["run"]["summary"]["retries"], 0, "{status}");
+        // The old way of failing was read at once (not after the 300 s start timeout).
+        assert_eq!(status["run"]["summary"]["retries"], 1, "{status}");
         worker.join().unwrap()
     });
-    assert_eq!(answered, 9, "one Ready event per object");
+    assert_eq!(answered, 10, "one Ready event per object, and 2001's retry");
     // The Ready events keep the old fields and types.
     let ready = cluster.read_topic("ready");
-    assert_eq!(ready.len(), 9);
+    assert_eq!(ready.len(), 10);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

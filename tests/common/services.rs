@@ -12,6 +12,9 @@ pub struct TestRedis {
     pub url: String,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
+    /// The server's port and persistence options, to start it again (see [`TestRedis::restart`]).
+    port: u16,
+    persistence: &'static [&'static str],
 }
 
 impl TestRedis {
@@ -19,6 +22,53 @@ impl TestRedis {
     pub fn is_own(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Stops the server (`signal`: "TERM" lets it save, "KILL" does not), leaves it down for
+    /// `down`, and starts it again on the same port with the same files.
+    pub fn restart(&mut self, signal: &str, down: Duration) {
+        let mut child = self.child.take().expect("a server of the test's own");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        std::thread::sleep(down);
+        let dir = self._dir.as_ref().unwrap().path().to_path_buf();
+        self.child = Some(start_redis(&dir, self.port, self.persistence));
+    }
+}
+
+/// Persistence of the default test server: none.
+const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+/// Append-only file, synced every second, as a production Redis keeps its data.
+const AOF: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "everysec",
+];
+
+fn start_redis(dir: &std::path::Path, port: u16, persistence: &[&str]) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(persistence)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed for these tests (tools/test.sh installs it: apt-get install redis-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for TestRedis {
@@ -45,29 +95,28 @@ pub fn redis() -> TestRedis {
             url,
             child: None,
             _dir: None,
+            port: 0,
+            persistence: NO_PERSISTENCE,
         };
     }
+    own_redis(NO_PERSISTENCE)
+}
+
+/// A new `redis-server` of the test's own with an append-only file, to restart mid-test.
+pub fn durable_redis() -> TestRedis {
+    own_redis(AOF)
+}
+
+fn own_redis(persistence: &'static [&'static str]) -> TestRedis {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed for these tests (tools/test.sh installs it: apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = start_redis(dir.path(), port, persistence);
     TestRedis {
         url: format!("redis://127.0.0.1:{port}"),
         child: Some(child),
         _dir: Some(dir),
+        port,
+        persistence,
     }
 }
 

@@ -31,6 +31,10 @@ pub enum Membership {
 /// Which events of the topic are for this consumer.
 pub type EventFilter<T> = Box<dyn Fn(&T) -> bool + Send>;
 
+/// Which messages are for this consumer, decided before they are read (topic, payload): a
+/// message it skips is neither delivered nor set aside as unreadable.
+pub type RawFilter = Box<dyn Fn(&str, &[u8]) -> bool + Send>;
+
 #[derive(Default)]
 struct PartitionState {
     /// Offsets handed out and not acknowledged.
@@ -48,6 +52,7 @@ pub struct KafkaConsumer<T> {
     producer: FutureProducer,
     stats: Arc<KafkaStats>,
     filter: Option<EventFilter<T>>,
+    raw_filter: Option<RawFilter>,
     next_token: u64,
     delivered: HashMap<u64, (Arc<str>, i32, i64)>,
     partitions: BTreeMap<(Arc<str>, i32), PartitionState>,
@@ -114,10 +119,17 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
             producer,
             stats,
             filter,
+            raw_filter: None,
             next_token: 0,
             delivered: HashMap::new(),
             partitions: BTreeMap::new(),
         })
+    }
+
+    /// Skips, before reading them, the messages `keep` says are not for this consumer.
+    pub(crate) fn with_raw_filter(mut self, keep: RawFilter) -> Self {
+        self.raw_filter = Some(keep);
+        self
     }
 
     /// Reads one message: a delivery, or `None` when it was set aside or is not for us.
@@ -130,6 +142,13 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
             .or_default();
         state.next = state.next.max(offset + 1);
         let payload = msg.payload().unwrap_or_default();
+        if self
+            .raw_filter
+            .as_ref()
+            .is_some_and(|keep| !keep(msg.topic(), payload))
+        {
+            return None;
+        }
         let event = match serde_json::from_slice::<T>(payload) {
             Ok(event) => event,
             Err(e) => {

@@ -5,6 +5,7 @@
 
 mod args;
 mod consumer;
+mod legacy;
 mod rebalance;
 mod rejoin;
 mod settings;
@@ -333,6 +334,9 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
+    fn max_event_bytes(&self) -> Option<usize> {
+        Some(self.settings.max_event_bytes())
+    }
     async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Published<ReadyEvent> {
         let names = Zone::ALL.map(|z| self.settings.ready_topic(z));
         let topics: [[&str; 1]; 3] = [[&names[0]], [&names[1]], [&names[2]]];
@@ -369,17 +373,31 @@ impl Bus for KafkaBus {
             filter,
         )
     }
+    /// Results from `TOPIC_LOADED`, and the failed results the old system's workers publish
+    /// to `TOPIC_FAILED` instead (`{"event":"ObjectLoaded","status":"failed",…}`); the
+    /// orchestrator's own `ObjectFailed` events on that topic are not results and are skipped.
     async fn result_consumer(
         &self,
         group: &str,
     ) -> Result<Box<dyn Consumer<ResultEvent>>, BusError> {
-        self.consumer(
+        let failed_topic = self.settings.topic_failed.clone();
+        let topics = [
+            self.settings.topic_loaded.clone(),
+            self.settings.topic_failed.clone(),
+        ];
+        let consumer = KafkaConsumer::<ResultEvent>::new(
             self.settings.clone(),
-            std::slice::from_ref(&self.settings.topic_loaded),
+            &topics,
             group,
             Membership::AssignAll,
+            self.producer(),
+            self.stats.clone(),
             None,
-        )
+        )?
+        .with_raw_filter(Box::new(move |topic, payload| {
+            topic != failed_topic || legacy::is_worker_result(payload)
+        }));
+        Ok(Box::new(consumer))
     }
     async fn progress_consumer(
         &self,

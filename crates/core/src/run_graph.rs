@@ -54,7 +54,7 @@ impl RunGraph {
                     id: o.id,
                     zone: o.zone,
                     criticality: o.criticality,
-                    name: o.name.clone(),
+                    name: event_name(&o.name),
                     raw: o.raw.clone(),
                 });
             }
@@ -199,6 +199,22 @@ impl RunGraph {
     pub fn version(&self) -> &str {
         &self.version
     }
+}
+
+/// Longest name an event carries (`name` of Ready and failed events, logs); the object's
+/// JSON, which the event also carries, keeps the whole `NomObjet`.
+pub const MAX_EVENT_NAME_BYTES: usize = 1024;
+
+/// `name` cut to [`MAX_EVENT_NAME_BYTES`] on a character boundary, marked with `…` when cut.
+pub fn event_name(name: &str) -> String {
+    if name.len() <= MAX_EVENT_NAME_BYTES {
+        return name.to_string();
+    }
+    let mut end = MAX_EVENT_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &name[..end])
 }
 
 fn version_of(nodes: &[RunNode], parent_offsets: &[u32], parent_list: &[u32]) -> String {

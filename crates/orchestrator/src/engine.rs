@@ -3,9 +3,11 @@
 //! publishes the Ready events, and keeps metrics and the progress view up to date.
 
 use crate::clock::now_ms;
+use crate::event_size::check_ready_size;
 use crate::metrics::Metrics;
 use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery, retry};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
@@ -20,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 /// Events taken from the bus per loop turn (and so per store batch).
 const BATCH: usize = 8192;
 const GROUP: &str = "orchestrator";
+/// The longest pause between two tries of a store write while the store is away.
+const STORE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -128,6 +132,11 @@ pub struct Engine {
     stop: CancellationToken,
     /// The consumers of results and progress, once opened (see [`Engine::open_consumers`]).
     consumers: Option<Consumers>,
+    /// The largest event the bus carries, if it has a limit.
+    max_event_bytes: Option<usize>,
+    /// Failures found while carrying out actions (a Ready event too large to send), to feed
+    /// back to their runs before the turn's batch is written.
+    undeliverable: Vec<(RunId, Event)>,
 }
 
 type Consumers = (
@@ -138,6 +147,7 @@ type Consumers = (
 impl Engine {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> Engine {
         Engine {
+            max_event_bytes: bus.max_event_bytes(),
             bus,
             store,
             metrics,
@@ -146,6 +156,7 @@ impl Engine {
             actions: Vec::new(),
             stop: CancellationToken::new(),
             consumers: None,
+            undeliverable: Vec::new(),
         }
     }
 
@@ -208,7 +219,18 @@ impl Engine {
         }
         self.carry_out(&id, &mut actions, &mut out, true);
         self.actions = actions;
+        self.settle(&mut out);
         self.commit(out).await
+    }
+
+    /// Feeds back the failures carrying out found, until there are none (a failure may free
+    /// room for other objects, whose events may not fit either).
+    fn settle(&mut self, out: &mut Outbox) {
+        while !self.undeliverable.is_empty() {
+            let failures = std::mem::take(&mut self.undeliverable);
+            let events = failures.into_iter().map(|(r, e)| (r, e, false)).collect();
+            self.apply(events, out);
+        }
     }
 
     /// Runs held (unfinished ones, and finished ones unless forgotten).
@@ -361,6 +383,7 @@ impl Engine {
                     self.each_run(&mut out, false, |e, now, actions| e.run.tick(now, actions));
                 }
             }
+            self.settle(&mut out);
             self.commit(out).await?;
             // At-least-once: what was taken from the bus is acknowledged only once stored.
             if !result_acks.is_empty() {
@@ -470,7 +493,7 @@ impl Engine {
                         .ready_published
                         .with_label_values(&[node.zone.short()])
                         .inc();
-                    out.ready.push(ReadyEvent {
+                    let ready = ReadyEvent {
                         event: "ObjectReady".into(),
                         id: node.id,
                         zone: node.zone,
@@ -482,7 +505,20 @@ impl Engine {
                         graph_version: entry.meta.graph_version.clone(),
                         object: node.raw.clone(),
                         schema_version: SCHEMA_VERSION,
-                    });
+                    };
+                    match self.max_event_bytes.map(|l| check_ready_size(&ready, l)) {
+                        Some(Err(reason)) => {
+                            tracing::error!(run = %id, object = %node.id, attempt, %reason, "Ready event too large for the bus");
+                            let failed = Event::Failed {
+                                id: node.id,
+                                attempt: Some(attempt),
+                                reason,
+                                retryable: false,
+                            };
+                            self.undeliverable.push((id.clone(), failed));
+                        }
+                        _ => out.ready.push(ready),
+                    }
                 }
                 Action::ResultAccepted {
                     index,
@@ -595,10 +631,45 @@ impl Engine {
         }
     }
 
+    /// Writes a batch, riding out a store that is away for a while (Redis restarting): the
+    /// batch is tried again with growing pauses, and nothing is published or taken from the bus
+    /// meanwhile. A batch is a set of records, so writing it twice is harmless. Only an error
+    /// that waiting cannot cure (fenced, a damaged file) or `stop` ends it.
+    async fn store_until_ok(&self, batch: Vec<Transition>) -> Result<(), EngineError> {
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(retry::MIN_DELAY)
+            .with_max_delay(STORE_MAX_PAUSE)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut failed = false;
+        loop {
+            match self.store.apply(batch.clone()).await {
+                Ok(()) => {
+                    if failed {
+                        tracing::warn!("the state store is back; writing again");
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && !self.stop.is_cancelled() => {
+                    failed = true;
+                    self.metrics.store_errors.inc();
+                    let pause = pauses.next().unwrap_or(STORE_MAX_PAUSE);
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "writing the state store failed; nothing is dispatched until it is back");
+                    tokio::select! {
+                        _ = self.stop.cancelled() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
     async fn commit(&self, out: Outbox) -> Result<(), EngineError> {
         if !out.tx.is_empty() {
-            self.store.apply(out.tx).await?;
+            self.store_until_ok(out.tx).await?;
             self.metrics
                 .store_batches
                 .with_label_values(&[self.store.kind()])

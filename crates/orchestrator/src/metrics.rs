@@ -26,6 +26,8 @@ pub struct Metrics {
     pub store_batches: IntCounterVec,
     /// Messages nobody could read, set aside to the DLQ topic.
     pub messages_rejected: IntCounter,
+    /// Store writes that failed and were tried again (the store away for a while).
+    pub store_errors: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +75,14 @@ impl Metrics {
             "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
         )?;
         registry.register(Box::new(messages_rejected.clone()))?;
+        let store_errors = IntCounter::new(
+            "orchestrator_store_errors_total",
+            "State store writes that failed and were tried again (the store unreachable for a while).",
+        )?;
+        registry.register(Box::new(store_errors.clone()))?;
         let m = Metrics {
             messages_rejected,
+            store_errors,
             ready_published: counter(
                 &registry,
                 "orchestrator_ready_published_total",

@@ -108,6 +108,11 @@ pub enum InFlightOnRestore {
     /// Leave them with their workers, which may still be running them, under a fresh lease: a
     /// worker that is alive reports or heartbeats; one that is gone lets the lease run out.
     Rearm,
+    /// Send them again at once, same attempt, and leave them to their workers under a fresh
+    /// lease (a server's restart): an event the dead process stored but never published goes
+    /// out now rather than after its lease, and a worker that runs or has run that attempt
+    /// drops the copy. A cancelled run's are only re-armed.
+    Republish,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,7 +251,10 @@ impl Run {
                         self.finish(i, ObjectState::Cancelled, now);
                     }
                     InFlightOnRestore::Resend => self.send(i, rec.attempt, now, out),
-                    InFlightOnRestore::Rearm => {
+                    InFlightOnRestore::Republish if !self.cancelled => {
+                        self.send(i, rec.attempt, now, out)
+                    }
+                    InFlightOnRestore::Rearm | InFlightOnRestore::Republish => {
                         let zone = self.graph.node(i).zone.index();
                         self.in_flight[zone] += 1;
                         let r = &mut self.records[i as usize];

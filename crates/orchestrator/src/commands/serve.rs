@@ -364,6 +364,6 @@ async fn restore(
         meta.seed,
         records,
         meta.cancelled,
-        InFlightOnRestore::Rearm,
+        InFlightOnRestore::Republish,
     ))
 }

@@ -113,6 +113,23 @@ pub enum StoreError {
     Fenced { ours: u64 },
 }
 
+impl StoreError {
+    /// Whether the same write may succeed later: the store unreachable, restarting or loading
+    /// its data. A fenced writer, a damaged file or a record that does not decode are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || matches!(source.retry_method(), redis::RetryMethod::WaitAndRetry)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The outcome of asking for the writer lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriterLease {

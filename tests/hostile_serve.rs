@@ -1,0 +1,367 @@
+//! `orchestrator serve` under hostile input and faults, on a real broker and Redis: submissions
+//! that cannot be read or are too large are refused at the door, the API is closed by tokens, an
+//! event too large for the bus fails its object (not the process), and a Redis restart or a kill
+//! -9 of `serve` costs a pause, never the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/cluster.rs"]
+mod cluster;
+#[path = "common/mod.rs"]
+mod common;
+#[path = "common/services.rs"]
+mod services;
+
+use cluster::{Cluster, Proc};
+use common::*;
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn send(request: RequestBuilder) -> (StatusCode, Value) {
+    let r = request.send().unwrap();
+    let status = r.status();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn post(base: &str, body: impl Into<String>) -> (StatusCode, Value) {
+    send(client().post(format!("{base}/api/runs")).body(body.into()))
+}
+
+/// Raw object 1001, and 2001 whose parent field is `parent` (JSON text).
+fn with_parent(parent: &str) -> String {
+    format!(
+        r#"[{{"IdObjet":1001,"Zone":"1-Raw"}},{{"IdObjet":2001,"Zone":"2-Standardized","IdObjet_Parent":{parent}}}]"#
+    )
+}
+
+fn alive(proc: &mut Proc) -> bool {
+    proc.0.try_wait().unwrap().is_none()
+}
+
+#[test]
+fn hostile_submissions_are_refused_at_the_door_and_serve_stays_up() {
+    let cluster = Cluster::new("hostileapi");
+    let mut serve = cluster.serve(
+        None,
+        &["--max-input-bytes", "100000", "--max-object-bytes", "10000"],
+        "serve.log",
+    );
+    let base = cluster.http_base("serve.log");
+    cluster.wait_ready(&base);
+
+    // A parent that cannot be read is an error naming the object and the field, never "no
+    // parent".
+    let deep = format!("{}1001{}", "[".repeat(200), "]".repeat(200));
+    for parent in [
+        r#""1001\ud800""#,
+        "[1001, 1e400]",
+        "1e400",
+        deep.as_str(),
+        r#""1002.5""#,
+        r#""-1002""#,
+    ] {
+        let (status, body) = post(&base, with_parent(parent));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{parent}: {body}");
+        let problem = &body["problems"][0];
+        assert_eq!(
+            (&problem["id"], &problem["index"], &problem["field"]),
+            (&json!(2001), &json!(1), &json!("IdObjet_Parent")),
+            "{parent}: {body}"
+        );
+    }
+
+    // Every object over the object limit is listed.
+    let name = "n".repeat(20_000);
+    let body = format!(
+        r#"[{{"IdObjet":1001,"Zone":"1-Raw","NomObjet":"{name}"}},{{"IdObjet":1002,"Zone":"1-Raw"}},{{"IdObjet":1003,"Zone":"1-Raw","NomObjet":"{name}"}}]"#
+    );
+    let (status, body) = post(&base, body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let listed: Vec<&Value> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["message"]
+                .as_str()
+                .unwrap()
+                .contains("more than the limit")
+        })
+        .map(|p| &p["id"])
+        .collect();
+    assert_eq!(listed, vec![&json!(1001), &json!(1003)], "{body}");
+
+    // Past the input limit: 413, declared or not.
+    let big = format!("[{}]", " ".repeat(150_000));
+    let (status, _) = post(&base, big.clone());
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Streamed, with no Content-Length: refused once the limit is passed.
+    let streamed = reqwest::blocking::Body::new(std::io::Cursor::new(big.into_bytes()));
+    let (status, _) = send(client().post(format!("{base}/api/runs")).body(streamed));
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Not JSON: 415 (curl's default form type included).
+    let (status, _) = send(
+        client()
+            .post(format!("{base}/api/runs"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(with_parent("1001")),
+    );
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Padding is not stored: the run keeps its objects as compact JSON.
+    let padded = format!("{}[]{}", " ".repeat(40_000), "\n".repeat(40_000));
+    let (status, body) = post(&base, padded);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run = body["run_id"].as_str().unwrap();
+    let mut redis = redis::Client::open(cluster.redis.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(format!("{}:run:{run}:graph", cluster.prefix))
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(stored, "[]");
+
+    assert!(alive(&mut serve), "serve stopped");
+    let (status, _) = send(client().get(format!("{base}/health/readiness")));
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn tokens_close_the_api_and_leave_health_and_metrics_open() {
+    let cluster = Cluster::new("tokens");
+    let tokens = cluster.dir().join("tokens");
+    std::fs::write(&tokens, "# who may look\nro reader-token-0123456789\n").unwrap();
+    let tokens = tokens.to_str().unwrap();
+    let mut serve = serve_on_all_interfaces(
+        &cluster,
+        &[
+            ("API_TOKEN", "writer-token-0123456789"),
+            ("API_TOKENS_FILE", tokens),
+        ],
+        "serve.log",
+    );
+    let base = cluster
+        .http_base("serve.log")
+        .replace("0.0.0.0", "127.0.0.1");
+    cluster.wait_ready(&base);
+    let runs = format!("{base}/api/runs");
+    let (status, _) = send(client().get(&runs));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(client().get(&runs).bearer_auth("writer-token-012345678"));
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a token one character short"
+    );
+    let (status, _) = send(client().get(&runs).bearer_auth("reader-token-0123456789"));
+    assert_eq!(status, StatusCode::OK);
+    let layered = std::fs::read_to_string(fixture("layered.json")).unwrap();
+    let submit = |token: Option<&str>| {
+        let r = client().post(&runs).body(layered.clone());
+        send(match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        })
+    };
+    assert_eq!(submit(None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        submit(Some("reader-token-0123456789")).0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        submit(Some("writer-token-0123456789")).0,
+        StatusCode::CREATED
+    );
+    for open in ["/health/liveness", "/health/readiness", "/metrics"] {
+        let (status, _) = send(client().get(format!("{base}{open}")));
+        assert_eq!(status, StatusCode::OK, "{open}");
+    }
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+    let log = std::fs::read_to_string(cluster.dir().join("serve.log")).unwrap();
+    assert!(!log.contains("0123456789"), "a token in the log: {log}");
+
+    // Without tokens, bound beyond loopback: a loud warning.
+    let _open = serve_on_all_interfaces(&cluster, &[], "open.log");
+    assert!(cluster.wait_for_line("open.log", "open to anyone who reaches it"));
+}
+
+/// `serve` listening on every interface, with `env` added to the cluster's.
+fn serve_on_all_interfaces(cluster: &Cluster, env: &[(&str, &str)], log: &str) -> Proc {
+    let mut cmd = std::process::Command::new(bin());
+    cluster.env(&mut cmd);
+    cmd.args(["serve", "--http", "0.0.0.0:0"])
+        .env_remove("OBJECTS_PATH")
+        .envs(env.iter().copied());
+    let log = std::fs::File::create(cluster.dir().join(log)).unwrap();
+    Proc(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A file of `n` objects in three layers (each object of a layer has the one before as parent).
+fn chain_file(dir: &Path, objects: &[Value]) -> PathBuf {
+    let file = dir.join("objects.json");
+    std::fs::write(&file, serde_json::to_string(objects).unwrap()).unwrap();
+    file
+}
+
+#[test]
+fn a_ready_event_too_large_for_the_bus_fails_its_object_not_serve() {
+    let mut cluster = Cluster::new("toolarge");
+    // A bus whose messages hold 100 kB: the 150 kB object passes the 1 MiB object limit but
+    // can never be sent.
+    cluster.kafka_properties = Some("message.max.bytes=100000".to_string());
+    let file = chain_file(
+        cluster.dir(),
+        &[
+            json!({"IdObjet": 1001, "Zone": "1-Raw", "Payload": "p".repeat(150_000)}),
+            json!({"IdObjet": 1002, "Zone": "1-Raw"}),
+            json!({"IdObjet": 2001, "Zone": "2-Standardized", "IdObjet_Parent": 1001}),
+            json!({"IdObjet": 2002, "Zone": "2-Standardized", "IdObjet_Parent": "1002"}),
+        ],
+    );
+    let mut serve = cluster.serve(Some(&file), &[], "serve.log");
+    let _workers = cluster.workers("simulate:10");
+    let status = cluster.wait_finished(Duration::from_secs(120));
+    let summary = &status["run"]["summary"];
+    assert_eq!(
+        (
+            &summary["loaded"],
+            &summary["failed"],
+            &summary["upstream_failed"]
+        ),
+        (&json!(2), &json!(1), &json!(1)),
+        "{status}"
+    );
+    let letter = &status["dead_letters"][0];
+    assert_eq!(letter["id"], 1001, "{status}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than the bus's message limit"),
+        "{letter}"
+    );
+    assert!(alive(&mut serve), "serve stopped");
+}
+
+/// Waits until the latest run has at least `n` objects loaded.
+fn wait_loaded(cluster: &Cluster, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = cluster.status();
+        if s["objects"].is_array() && ids_in_state(&s, "loaded").len() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress: {}",
+            s["run"]["summary"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn generated(cluster: &Cluster, objects: usize) -> PathBuf {
+    let file = cluster.dir().join("objects.json");
+    let out = orchestrator(&[
+        "generate",
+        "--objects",
+        &objects.to_string(),
+        "--seed",
+        "3",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    file
+}
+
+#[test]
+fn serve_rides_out_a_redis_restart_whether_stopped_or_killed() {
+    for signal in ["TERM", "KILL"] {
+        let mut cluster = Cluster::new("redisrestart");
+        cluster.redis = services::durable_redis();
+        let file = generated(&cluster, 300);
+        let mut serve = cluster.serve(Some(&file), &[], "serve.log");
+        let _workers = cluster.workers("simulate:30");
+        wait_loaded(&cluster, 30);
+        cluster.redis.restart(signal, Duration::from_millis(1500));
+        // The outage was seen, and serve went on.
+        assert!(
+            cluster.wait_for_line("serve.log", "writing the state store failed")
+                || cluster.wait_for_line("serve.log", "could not renew the writer lease"),
+            "{signal}: serve never met the outage"
+        );
+        let status = cluster.wait_finished(Duration::from_secs(180));
+        assert!(alive(&mut serve), "{signal}: serve stopped");
+        assert_eq!(
+            status["run"]["summary"]["loaded"], 300,
+            "{signal}: {status}"
+        );
+        assert_eq!(status["run"]["summary"]["retries"], 0, "{signal}: {status}");
+    }
+}
+
+#[test]
+fn attempts_in_flight_when_serve_is_killed_go_out_again_at_once() {
+    let cluster = Cluster::new("republish");
+    let file = generated(&cluster, 200);
+    // Default lease and start timeout (30 s, 300 s): an attempt left to them would show as a
+    // retry, or would not finish within the test's time.
+    let long = ["--lease-seconds", "30", "--start-timeout-seconds", "300"];
+    let mut serve = cluster.serve(Some(&file), &long, "serve-1.log");
+    let _workers = cluster.workers("simulate:100");
+    wait_loaded(&cluster, 40);
+    serve.0.kill().unwrap();
+    serve.0.wait().unwrap();
+    let in_flight: Vec<u64> = {
+        let s = cluster.status();
+        ["dispatched", "running"]
+            .iter()
+            .flat_map(|state| ids_in_state(&s, state))
+            .collect()
+    };
+    assert!(!in_flight.is_empty(), "nothing in flight at the kill");
+    let _serve = cluster.serve(Some(&file), &long, "serve-2.log");
+    let status = cluster.wait_finished(Duration::from_secs(120));
+    assert_eq!(status["run"]["summary"]["loaded"], 200, "{status}");
+    assert_eq!(status["run"]["summary"]["retries"], 0, "{status}");
+    // Each attempt in flight at the kill was published again under the same attempt.
+    let mut copies: HashMap<(u64, u64), usize> = HashMap::new();
+    let zones = ["ready.raw", "ready.standardized", "ready.application"];
+    for r in zones.iter().flat_map(|z| cluster.read_topic(z)) {
+        let key = (
+            r.value["id"].as_u64().unwrap(),
+            r.value["attempt"].as_u64().unwrap(),
+        );
+        *copies.entry(key).or_default() += 1;
+    }
+    for id in in_flight {
+        assert!(
+            copies.get(&(id, 1)).is_some_and(|&n| n >= 2),
+            "object {id}: its attempt was not published again"
+        );
+        assert!(
+            !copies.contains_key(&(id, 2)),
+            "object {id}: a second attempt"
+        );
+    }
+}
