@@ -174,6 +174,14 @@ impl TestKafka {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+
+    /// What the broker the tests started has logged (empty for one of `KAFKA_BOOTSTRAP`).
+    pub fn log(&self) -> String {
+        self._dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.path().join("broker.log")).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// `KAFKA_BOOTSTRAP` if set, else a new Tansu broker with durable SQLite storage on a free port.
@@ -188,11 +196,12 @@ pub fn kafka() -> TestKafka {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
     let child = Command::new(tansu_bin())
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
         .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .expect("tansu must be installed for these tests (tools/test.sh installs it with cargo install)");
     let deadline = Instant::now() + Duration::from_secs(30);

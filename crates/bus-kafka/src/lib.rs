@@ -155,16 +155,42 @@ impl KafkaBus {
 
     /// Creates the bus's topics with `settings.partitions` partitions where they do not exist,
     /// and connects the producer meanwhile (at start-up, so that the first publish is not held
-    /// up).
+    /// up). Only the missing ones are asked for, so that a broker logs no "already exists"
+    /// error for every process that starts.
     pub async fn ensure_topics(&self) -> Result<(), BusError> {
         self.connect_producer_soon();
+        let producer = self.producer();
+        let existing = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(5))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                        .map(|t| t.name().to_string())
+                        .collect::<std::collections::HashSet<String>>()
+                })
+        })
+        .await
+        .map_err(backend)?
+        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let names: Vec<String> = self
+            .settings
+            .all_topics()
+            .into_iter()
+            .filter(|t| !existing.contains(t))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.settings.bootstrap);
         for (k, v) in &self.settings.properties {
             config.set(k, v);
         }
         let admin: AdminClient<DefaultClientContext> = config.create().map_err(backend)?;
-        let names = self.settings.all_topics();
         let topics: Vec<NewTopic> = names
             .iter()
             .map(|t| NewTopic::new(t, self.settings.partitions, TopicReplication::Fixed(1)))

@@ -5,15 +5,21 @@
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// A partition of a topic.
+pub type Partition = (String, i32);
+
+/// The partitions a member holds, and since when.
+pub type Assignment = (BTreeSet<Partition>, Instant);
 
 /// A consumer context that logs rebalances of group `group`.
 pub struct RebalanceLog {
     group: String,
-    /// How many partitions the member holds, and since when (`None` before its first
-    /// assignment).
-    assignment: Mutex<Option<(usize, Instant)>>,
+    /// The partitions the member holds, and since when (`None` before its first assignment).
+    assignment: Mutex<Option<Assignment>>,
 }
 
 impl RebalanceLog {
@@ -28,16 +34,16 @@ impl RebalanceLog {
         &self.group
     }
 
-    /// How many partitions the member holds, and since when.
-    pub fn assignment(&self) -> Option<(usize, Instant)> {
+    /// The partitions the member holds, and since when.
+    pub fn assignment(&self) -> Option<Assignment> {
         match self.assignment.lock() {
-            Ok(a) => *a,
-            Err(poisoned) => *poisoned.into_inner(),
+            Ok(a) => a.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn set_assignment(&self, count: usize) {
-        let now = Some((count, Instant::now()));
+    fn set_assignment(&self, held: BTreeSet<Partition>) {
+        let now = Some((held, Instant::now()));
         match self.assignment.lock() {
             Ok(mut a) => *a = now,
             Err(poisoned) => *poisoned.into_inner() = now,
@@ -50,8 +56,15 @@ impl ClientContext for RebalanceLog {}
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (list, held, what) = match rebalance {
-            Rebalance::Assign(list) => (list, list.count(), "partitions assigned"),
-            Rebalance::Revoke(list) => (list, 0, "partitions revoked"),
+            Rebalance::Assign(list) => (
+                list,
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect(),
+                "partitions assigned",
+            ),
+            Rebalance::Revoke(list) => (list, BTreeSet::new(), "partitions revoked"),
             Rebalance::Error(e) => {
                 tracing::warn!(group = %self.group, error = %e, "rebalance failed");
                 return;

@@ -1,25 +1,29 @@
-//! The rejoin watch of a group member: a member left without partitions while a partition of its
-//! topics has events that nobody consumes joins its group again, so that a broker's failed
-//! rebalance cannot strand a layer's work.
+//! The rejoin watch of a group member (a workaround for Tansu 0.6.0's group bug): a member that
+//! sees events wait on a partition of its topics that it does not hold, and that nobody consumes,
+//! joins its group again, so that a broker's failed rebalance cannot strand a layer's work.
 //!
 //! Tansu 0.6.0 can leave a member that joins while a dead member is still in the group (a worker
-//! restarted at once after a crash) without partitions, and never assigns them once the dead
-//! member is dropped. A legitimately idle member (more workers than partitions) sees its
-//! partitions' owners commit, so it stays put; after each rejoin that leaves it idle again the
-//! watch waits twice as long, so that it never churns the group. Owners busy with tasks longer
-//! than the wait commit nothing meanwhile: a task timeout, when set, lengthens the wait to match.
+//! restarted at once after a crash) without partitions, or with only some of them, and never
+//! assigns the others once the dead member is dropped: a partition with no live owner. A
+//! partition that a live member owns sees its offset committed as the owner works, so the others
+//! stay put (more workers than partitions, or a fair share); after each rejoin that leaves a
+//! partition stranded again the watch waits twice as long, so that it never churns the group.
+//! Owners busy with tasks longer than the wait commit nothing meanwhile: a task timeout, when set,
+//! lengthens the wait to match. On Apache Kafka, whose groups do not strand partitions, only
+//! such an owner can trigger it, and the cost is one rebalance (events in flight delivered again,
+//! under their idempotency keys).
 
 use crate::KafkaStats;
 use crate::rebalance::RebalanceLog;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// How often the watch looks, while the member holds no partitions.
+/// How often the watch looks at the partitions the member does not hold.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Added to the grace (the session timeout, or a longer task timeout): by then the broker has
 /// dropped any dead member, and a live owner has committed (auto-commit runs every 5 s).
@@ -30,7 +34,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a subscription that failed after a rejoin's unsubscribe is tried again.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
-type Partition = (String, i32);
+use crate::rebalance::Partition;
 
 /// One partition as the group stands on it.
 struct Backlog {
@@ -78,13 +82,8 @@ fn run(
             Some(member) => member.context().assignment(),
             None => return,
         };
-        let idle_since = match assignment {
-            Some((0, since)) => since,
-            Some(_) => {
-                watch.holding();
-                continue;
-            }
-            None => continue,
+        let Some((held, held_since)) = assignment else {
+            continue; // not yet in the group
         };
         let probe = match &mut probe {
             Some(p) => &*p,
@@ -103,7 +102,8 @@ fn run(
                 continue;
             }
         };
-        let Some((stranded, waited)) = watch.idle(Instant::now(), idle_since, backlog) else {
+        let Some((stranded, waited)) = watch.check(Instant::now(), &held, held_since, backlog)
+        else {
             continue;
         };
         let Some(member) = consumer.upgrade() else {
@@ -115,8 +115,9 @@ fn run(
             %topic,
             partition,
             waiting = stranded.waiting,
+            held = held.len(),
             after_seconds = waited.as_secs(),
-            "this member holds no partitions while events wait unconsumed; joining the group again"
+            "events wait unconsumed on a partition this member does not hold; joining the group again"
         );
         stats.rejoins.fetch_add(1, Ordering::Relaxed);
         member.unsubscribe();
@@ -149,8 +150,8 @@ fn subscribe_again(consumer: &Weak<StreamConsumer<RebalanceLog>>, topics: &[Stri
 /// When to rejoin, from what the watch sees (no I/O; tested below).
 struct Watch {
     base: Duration,
-    /// How long a member must have been idle, and a partition's committed offset unmoved with
-    /// events beyond it, before the member rejoins.
+    /// How long a member must have held its partitions, and a partition it does not hold its
+    /// committed offset unmoved with events beyond it, before the member rejoins.
     wait: Duration,
     /// Per partition with events waiting: its committed offset, and since when it has not moved.
     unmoved: HashMap<Partition, (i64, Instant)>,
@@ -166,25 +167,34 @@ impl Watch {
         }
     }
 
-    /// The member holds partitions: nothing to watch.
-    fn holding(&mut self) {
+    /// Nothing waits where the member does not look: the wait is back to its base.
+    fn settled(&mut self) {
         self.wait = self.base;
         self.unmoved.clear();
     }
 
-    /// The member has held nothing since `idle_since`, and the group stands at `backlog` at
-    /// `now`. Returns the partition to rejoin for, with the wait it took; the next rejoin then
-    /// waits twice as long.
-    fn idle(
+    /// The member has held `held` since `held_since`, and the group stands at `backlog` at
+    /// `now`. Returns a partition it does not hold whose events have waited unconsumed for the
+    /// wait, with the wait it took; the next rejoin then waits twice as long.
+    fn check(
         &mut self,
         now: Instant,
-        idle_since: Instant,
+        held: &BTreeSet<Partition>,
+        held_since: Instant,
         backlog: Vec<Backlog>,
     ) -> Option<(Backlog, Duration)> {
+        let foreign: Vec<Backlog> = backlog
+            .into_iter()
+            .filter(|b| b.waiting > 0 && !held.contains(&b.partition))
+            .collect();
+        if foreign.is_empty() {
+            self.settled();
+            return None;
+        }
         self.unmoved
-            .retain(|key, _| backlog.iter().any(|b| &b.partition == key && b.waiting > 0));
+            .retain(|key, _| foreign.iter().any(|b| &b.partition == key));
         let mut stranded = None;
-        for b in backlog.into_iter().filter(|b| b.waiting > 0) {
+        for b in foreign {
             let since = self
                 .unmoved
                 .entry(b.partition.clone())
@@ -196,7 +206,7 @@ impl Watch {
                 stranded.get_or_insert(b);
             }
         }
-        let stranded = stranded.filter(|_| now.duration_since(idle_since) >= self.wait)?;
+        let stranded = stranded.filter(|_| now.duration_since(held_since) >= self.wait)?;
         let waited = self.wait;
         self.wait = (self.wait * 2).min(MAX_WAIT);
         self.unmoved.clear();
@@ -252,12 +262,63 @@ mod tests {
         Duration::from_secs(n)
     }
 
+    /// A member that holds no partitions.
+    fn idle(
+        watch: &mut Watch,
+        now: Instant,
+        since: Instant,
+        backlog: Vec<Backlog>,
+    ) -> Option<(Backlog, Duration)> {
+        watch.check(now, &BTreeSet::new(), since, backlog)
+    }
+
+    fn holding(partitions: &[i32]) -> BTreeSet<Partition> {
+        partitions
+            .iter()
+            .map(|p| ("ready".to_string(), *p))
+            .collect()
+    }
+
+    #[test]
+    fn a_member_holding_some_partitions_rejoins_for_one_nobody_owns() {
+        // The case seen on Tansu: the restarted worker holds 0 and 1, partition 2 has no owner.
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        let held = holding(&[0, 1]);
+        let stuck = |own: i64| vec![at(0, own, own + 40), at(1, own, own), at(2, 300, 966)];
+        for s in [5, 10, 15] {
+            let seen = watch.check(t0 + secs(s), &held, t0, stuck(s as i64));
+            assert!(seen.is_none(), "at {s} s");
+        }
+        let (stranded, waited) = watch
+            .check(t0 + secs(20), &held, t0, stuck(20))
+            .expect("a rejoin");
+        assert_eq!(stranded.partition, ("ready".to_string(), 2));
+        assert_eq!((stranded.waiting, waited), (666, secs(15)));
+    }
+
+    #[test]
+    fn a_member_holding_some_partitions_stays_while_the_others_owners_commit() {
+        let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
+        let held = holding(&[0]);
+        for step in 1..=60u64 {
+            let theirs = step as i64 * 25;
+            let seen = watch.check(
+                t0 + secs(step * 5),
+                &held,
+                t0,
+                vec![at(0, 5, 5), at(1, theirs, theirs + 200)],
+            );
+            assert!(seen.is_none(), "rejoined at {} s", step * 5);
+        }
+    }
+
     #[test]
     fn an_idle_member_stays_while_the_owners_commit() {
         let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
         for step in 1..=60u64 {
             let committed = step as i64 * 10; // the owner moves on every 5 s
-            let seen = watch.idle(
+            let seen = idle(
+                &mut watch,
                 t0 + secs(step * 5),
                 t0,
                 vec![at(0, committed, committed + 500)],
@@ -270,7 +331,12 @@ mod tests {
     fn an_idle_member_stays_when_nothing_waits() {
         let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
         for step in 1..=60u64 {
-            let seen = watch.idle(t0 + secs(step * 5), t0, vec![at(0, 40, 40), at(1, 7, 7)]);
+            let seen = idle(
+                &mut watch,
+                t0 + secs(step * 5),
+                t0,
+                vec![at(0, 40, 40), at(1, 7, 7)],
+            );
             assert!(seen.is_none());
         }
     }
@@ -281,27 +347,34 @@ mod tests {
         let stuck = || vec![at(0, 100, 150), at(1, 30, 30)];
         // Session 10 s + 5 s: nothing before 15 s of an unmoved offset.
         for s in [5, 10] {
-            assert!(watch.idle(t0 + secs(s), t0, stuck()).is_none(), "at {s} s");
+            assert!(
+                idle(&mut watch, t0 + secs(s), t0, stuck()).is_none(),
+                "at {s} s"
+            );
         }
         // First seen at 5 s: unmoved for 15 s at 20 s.
-        assert!(watch.idle(t0 + secs(15), t0, stuck()).is_none());
-        let (stranded, waited) = watch.idle(t0 + secs(20), t0, stuck()).expect("a rejoin");
+        assert!(idle(&mut watch, t0 + secs(15), t0, stuck()).is_none());
+        let (stranded, waited) = idle(&mut watch, t0 + secs(20), t0, stuck()).expect("a rejoin");
         assert_eq!(stranded.partition, ("ready".to_string(), 0));
         assert_eq!((stranded.waiting, waited), (50, secs(15)));
         // Rejoined at 20 s and idle again: the next rejoin waits 30 s.
         let rejoined = t0 + secs(20);
         for s in [25, 30, 40, 50] {
             assert!(
-                watch.idle(t0 + secs(s), rejoined, stuck()).is_none(),
+                idle(&mut watch, t0 + secs(s), rejoined, stuck()).is_none(),
                 "at {s} s"
             );
         }
-        let (_, waited) = watch
-            .idle(t0 + secs(55), rejoined, stuck())
-            .expect("a second rejoin");
+        let (_, waited) =
+            idle(&mut watch, t0 + secs(55), rejoined, stuck()).expect("a second rejoin");
         assert_eq!(waited, secs(30));
-        // Partitions again: the wait is back to 15 s.
-        watch.holding();
+        // Every partition with events held again: the wait is back to 15 s.
+        let all: BTreeSet<Partition> = [0, 1].map(|p| ("ready".to_string(), p)).into();
+        assert!(
+            watch
+                .check(t0 + secs(60), &all, rejoined, stuck())
+                .is_none()
+        );
         assert_eq!(watch.wait, secs(15));
     }
 
@@ -310,14 +383,10 @@ mod tests {
         let (t0, mut watch) = (Instant::now(), Watch::new(SESSION));
         // The offset has not moved for a minute, but the member lost its partitions at 55 s.
         for s in (5..=60).step_by(5) {
-            let seen = watch.idle(t0 + secs(s), t0 + secs(55), vec![at(2, 9, 10)]);
+            let seen = idle(&mut watch, t0 + secs(s), t0 + secs(55), vec![at(2, 9, 10)]);
             assert!(seen.is_none(), "at {s} s");
         }
-        assert!(
-            watch
-                .idle(t0 + secs(70), t0 + secs(55), vec![at(2, 9, 10)])
-                .is_some()
-        );
+        assert!(idle(&mut watch, t0 + secs(70), t0 + secs(55), vec![at(2, 9, 10)]).is_some());
     }
 
     #[test]
@@ -327,6 +396,6 @@ mod tests {
             watch.wait = (watch.wait * 2).min(MAX_WAIT);
         }
         assert_eq!(watch.wait, MAX_WAIT);
-        assert!(watch.idle(t0 + secs(1), t0, vec![at(0, 1, 2)]).is_none());
+        assert!(idle(&mut watch, t0 + secs(1), t0, vec![at(0, 1, 2)]).is_none());
     }
 }
