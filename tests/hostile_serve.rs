@@ -327,13 +327,15 @@ fn serve_rides_out_a_redis_restart_whether_stopped_or_killed() {
 #[test]
 fn attempts_in_flight_when_serve_is_killed_go_out_again_at_once() {
     let cluster = Cluster::new("republish");
-    let file = generated(&cluster, 200);
+    let file = generated(&cluster, 60);
     // Default lease and start timeout (30 s, 300 s): an attempt left to them would show as a
     // retry, or would not finish within the test's time.
     let long = ["--lease-seconds", "30", "--start-timeout-seconds", "300"];
     let mut serve = cluster.serve(Some(&file), &long, "serve-1.log");
-    let _workers = cluster.workers("simulate:100");
-    wait_loaded(&cluster, 40);
+    // Tasks longer than the 2 s in which a restarted serve reads the results already out: the
+    // attempts still running then are published again.
+    let _workers = cluster.workers("simulate:1500");
+    wait_loaded(&cluster, 10);
     serve.0.kill().unwrap();
     serve.0.wait().unwrap();
     let in_flight: Vec<u64> = {
@@ -346,9 +348,10 @@ fn attempts_in_flight_when_serve_is_killed_go_out_again_at_once() {
     assert!(!in_flight.is_empty(), "nothing in flight at the kill");
     let _serve = cluster.serve(Some(&file), &long, "serve-2.log");
     let status = cluster.wait_finished(Duration::from_secs(120));
-    assert_eq!(status["run"]["summary"]["loaded"], 200, "{status}");
+    assert_eq!(status["run"]["summary"]["loaded"], 60, "{status}");
     assert_eq!(status["run"]["summary"]["retries"], 0, "{status}");
-    // Each attempt in flight at the kill was published again under the same attempt.
+    // The attempts in flight at the kill that nobody answered were published again under the
+    // same attempt (those whose results were on the bus were read first), never as a new one.
     let mut copies: HashMap<(u64, u64), usize> = HashMap::new();
     let zones = ["ready.raw", "ready.standardized", "ready.application"];
     for r in zones.iter().flat_map(|z| cluster.read_topic(z)) {
@@ -358,14 +361,16 @@ fn attempts_in_flight_when_serve_is_killed_go_out_again_at_once() {
         );
         *copies.entry(key).or_default() += 1;
     }
+    let again = in_flight
+        .iter()
+        .filter(|&&id| copies.get(&(id, 1)).is_some_and(|&n| n >= 2))
+        .count();
+    assert!(again > 0, "no attempt in flight was published again");
     for id in in_flight {
-        assert!(
-            copies.get(&(id, 1)).is_some_and(|&n| n >= 2),
-            "object {id}: its attempt was not published again"
-        );
         assert!(
             !copies.contains_key(&(id, 2)),
             "object {id}: a second attempt"
         );
     }
+    eprintln!("{again} attempts in flight at the kill were published again");
 }

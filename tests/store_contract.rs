@@ -335,9 +335,25 @@ mod redis {
             WriterLease::Held { .. }
         ));
         b.release_writer().await.unwrap();
+        let WriterLease::Acquired { epoch: third } = a.acquire_writer("a", 60_000).await.unwrap()
+        else {
+            panic!("the released lease was not acquired");
+        };
+        assert!(third > second);
+        // A lease whose holder is known to be gone is taken over at once, and only that one.
+        let wrong = b.take_over_writer("b", 5_000, "b 1").await.unwrap();
+        assert!(matches!(wrong, WriterLease::Held { .. }), "{wrong:?}");
+        let held = format!("a {third}");
+        let taken = b.take_over_writer("b", 5_000, &held).await.unwrap();
         assert!(
-            matches!(a.acquire_writer("a", 600).await.unwrap(), WriterLease::Acquired { epoch } if epoch > second)
+            matches!(taken, WriterLease::Acquired { epoch } if epoch > third),
+            "{taken:?}"
         );
+        let e = a
+            .apply(vec![Transition::Run(Box::new(meta("run-gone", 4)))])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
     }
     #[tokio::test]
     async fn an_empty_store_has_no_runs() {

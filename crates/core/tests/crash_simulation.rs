@@ -132,7 +132,7 @@ impl World {
             self.seed,
             self.stored.clone(),
             false,
-            InFlightOnRestore::Republish,
+            InFlightOnRestore::Republish { after_ms: 20 },
         );
         out.clear();
         self.run.start(self.now, out);

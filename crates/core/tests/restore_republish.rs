@@ -1,6 +1,7 @@
 //! A server's restart (`InFlightOnRestore::Republish`): attempts that were in flight are sent
-//! again at once under the same attempt, instead of waiting out their lease; a late result of
-//! that attempt is still taken, and a cancelled run's in-flight attempts are only re-armed.
+//! again under the same attempt moments after the start, instead of waiting out their lease,
+//! unless their worker reports first; a late result of that attempt is still taken, and a
+//! cancelled run's in-flight attempts are only re-armed.
 
 use orchestrator_core::graph::{LoadOptions, load_graph};
 use orchestrator_core::plan::Selection;
@@ -49,35 +50,57 @@ fn in_flight_attempts_go_out_again_at_once_with_the_same_attempt() {
     assert_eq!(dispatched(&out), vec![(0, 1), (1, 1)]);
     let records = run.records().to_vec();
 
-    let mut restored = Run::restore(
-        g.clone(),
-        config(),
-        1,
-        records.clone(),
-        false,
-        InFlightOnRestore::Republish,
-    );
+    let republish = InFlightOnRestore::Republish { after_ms: 2_000 };
+    let mut restored = Run::restore(g.clone(), config(), 1, records.clone(), false, republish);
     out.clear();
     restored.start(10, &mut out);
-    assert_eq!(dispatched(&out), vec![(0, 1), (1, 1)], "sent again at once");
+    assert!(
+        dispatched(&out).is_empty(),
+        "the results on the bus are read first"
+    );
+    // 1001's result was on the bus: taken, and nothing of it is sent again.
+    restored.handle(
+        Event::Loaded {
+            id: ObjectId(1001),
+            attempt: Some(1),
+        },
+        500,
+        &mut out,
+    );
+    out.clear();
+    restored.tick(2_009, &mut out);
+    assert!(dispatched(&out).is_empty(), "{out:?}");
+    restored.tick(2_010, &mut out);
+    assert_eq!(
+        dispatched(&out),
+        vec![(1, 1)],
+        "1002's attempt sent again, same attempt"
+    );
     // The worker that had the first copy answers: taken, and the child goes out.
-    for id in [1001, 1002] {
-        restored.handle(
-            Event::Loaded {
-                id: ObjectId(id),
-                attempt: Some(1),
-            },
-            20,
-            &mut out,
-        );
-    }
-    assert_eq!(restored.record(2).state, ObjectState::Dispatched);
-    assert_eq!(restored.record(0).state, ObjectState::Loaded);
+    out.clear();
+    restored.handle(
+        Event::Loaded {
+            id: ObjectId(1002),
+            attempt: Some(1),
+        },
+        2_020,
+        &mut out,
+    );
+    assert_eq!(dispatched(&out), vec![(2, 1)]);
+    assert_eq!(restored.record(1).state, ObjectState::Loaded);
+    // Never retried: the start timeout and the lease are far away.
+    out.clear();
+    restored.tick(100_000, &mut out);
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Expired { .. })),
+        "{out:?}"
+    );
 
     // A cancelled run sends nothing again: its in-flight attempts wait under a fresh lease.
-    let mut cancelled = Run::restore(g, config(), 1, records, true, InFlightOnRestore::Republish);
+    let mut cancelled = Run::restore(g, config(), 1, records, true, republish);
     out.clear();
     cancelled.start(10, &mut out);
+    cancelled.tick(5_000, &mut out);
     assert!(dispatched(&out).is_empty(), "{out:?}");
     assert_eq!(cancelled.record(0).state, ObjectState::Running);
 }

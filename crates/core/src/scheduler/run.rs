@@ -108,11 +108,12 @@ pub enum InFlightOnRestore {
     /// Leave them with their workers, which may still be running them, under a fresh lease: a
     /// worker that is alive reports or heartbeats; one that is gone lets the lease run out.
     Rearm,
-    /// Send them again at once, same attempt, and leave them to their workers under a fresh
-    /// lease (a server's restart): an event the dead process stored but never published goes
-    /// out now rather than after its lease, and a worker that runs or has run that attempt
-    /// drops the copy. A cancelled run's are only re-armed.
-    Republish,
+    /// Send them again, same attempt, `after_ms` from the start unless a worker reports on them
+    /// first (a server's restart): an event the dead process stored but never published goes
+    /// out within moments rather than after its lease, the results already on the bus are read
+    /// before (so that no object that loaded is sent again), and a worker that runs or has run
+    /// that attempt drops the copy. A cancelled run's are only re-armed.
+    Republish { after_ms: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +129,8 @@ enum TimerKind {
     RetryDue,
     LeaseEnd,
     StartDeadline,
+    /// An attempt in flight at a restart is sent again (see [`InFlightOnRestore::Republish`]).
+    RepublishDue,
 }
 
 /// One run of one graph.
@@ -251,10 +254,17 @@ impl Run {
                         self.finish(i, ObjectState::Cancelled, now);
                     }
                     InFlightOnRestore::Resend => self.send(i, rec.attempt, now, out),
-                    InFlightOnRestore::Republish if !self.cancelled => {
-                        self.send(i, rec.attempt, now, out)
+                    InFlightOnRestore::Republish { after_ms } if !self.cancelled => {
+                        let zone = self.graph.node(i).zone.index();
+                        self.in_flight[zone] += 1;
+                        let r = &mut self.records[i as usize];
+                        r.state = ObjectState::Dispatched;
+                        r.due_ms = now.saturating_add(after_ms);
+                        let due = r.due_ms;
+                        self.timers
+                            .push(Reverse((due, i, rec.attempt, TimerKind::RepublishDue)));
                     }
-                    InFlightOnRestore::Rearm | InFlightOnRestore::Republish => {
+                    InFlightOnRestore::Rearm | InFlightOnRestore::Republish { .. } => {
                         let zone = self.graph.node(i).zone.index();
                         self.in_flight[zone] += 1;
                         let r = &mut self.records[i as usize];
@@ -361,6 +371,9 @@ impl Run {
                     reason: reason.clone(),
                 });
                 self.fail_attempt(i, reason, true, now, out);
+            }
+            (TimerKind::RepublishDue, ObjectState::Dispatched) => {
+                self.publish(i, attempt, now, out)
             }
             (TimerKind::StartDeadline, ObjectState::Dispatched) => {
                 let reason = format!(
@@ -695,6 +708,12 @@ impl Run {
 
     fn send(&mut self, i: u32, attempt: u32, now: u64, out: &mut Vec<Action>) {
         let zone = self.graph.node(i).zone.index();
+        self.in_flight[zone] += 1;
+        self.publish(i, attempt, now, out);
+    }
+
+    /// Dispatches `attempt` of `i`, already counted in flight.
+    fn publish(&mut self, i: u32, attempt: u32, now: u64, out: &mut Vec<Action>) {
         let rec = &mut self.records[i as usize];
         rec.attempt = attempt;
         rec.state = ObjectState::Dispatched;
@@ -705,7 +724,6 @@ impl Run {
             self.deadlines
                 .push_back((rec.due_ms, i, attempt, TimerKind::StartDeadline));
         }
-        self.in_flight[zone] += 1;
         self.mark(i);
         out.push(Action::Dispatch { index: i, attempt });
     }

@@ -29,6 +29,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use worker_base::health::{self, MetricsRender, ReadinessCheck};
 
+/// After a restart, attempts that were in flight and that no worker reports on within this
+/// long are published again (same attempt): time enough to read the results already on the bus.
+const REPUBLISH_AFTER_MS: u64 = 2_000;
+
 /// Default in-flight window per zone for a server.
 const SERVE_IN_FLIGHT: u32 = 1000;
 
@@ -364,6 +368,8 @@ async fn restore(
         meta.seed,
         records,
         meta.cancelled,
-        InFlightOnRestore::Republish,
+        InFlightOnRestore::Republish {
+            after_ms: REPUBLISH_AFTER_MS,
+        },
     ))
 }

@@ -55,11 +55,19 @@ pub async fn become_writer(
     role: &SharedRole,
 ) -> anyhow::Result<bool> {
     let mut said = String::new();
+    let mut dead = String::new();
     loop {
-        match store.acquire_writer(holder, lease_ms).await {
+        match store.take_over_writer(holder, lease_ms, &dead).await {
             Ok(WriterLease::Acquired { epoch }) => {
                 tracing::info!(holder, epoch, "this orchestrator is the writer");
                 return Ok(true);
+            }
+            Ok(WriterLease::Held { holder: other }) if other != dead && is_dead_here(&other) => {
+                // A writer of this host that is gone (killed): take its lease now rather than
+                // wait for it to run out.
+                tracing::warn!(writer = %other, "the writer's process is gone; taking its lease over");
+                dead = other;
+                continue;
             }
             Ok(WriterLease::Held { holder: other }) => {
                 role.set(Role::Standby);
@@ -116,13 +124,61 @@ pub async fn keep_lease(
 
 /// Names this process in the writer lease: host, pid and a random suffix.
 pub fn writer_id() -> String {
-    let host = std::env::var("HOSTNAME")
+    format!(
+        "{}/{}/{:04x}",
+        host_name(),
+        std::process::id(),
+        fastrand::u16(..)
+    )
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "orchestrator".to_string());
-    format!("{host}/{}/{:04x}", std::process::id(), fastrand::u16(..))
+        .unwrap_or_else(|| "orchestrator".to_string())
+}
+
+/// Whether a lease value (`HOST/PID/SUFFIX EPOCH`) names a process of this host that no longer
+/// runs: then nobody renews it, and waiting for it to run out only delays the run. Only where
+/// `/proc` tells (Linux); a pid taken again by another process reads as alive (the safe side),
+/// but our own pid under another name is a predecessor (a container restarted).
+fn is_dead_here(lease: &str) -> bool {
+    let holder = lease.split(' ').next().unwrap_or_default();
+    let mut parts = holder.rsplitn(3, '/');
+    let (_suffix, pid, host) = (parts.next(), parts.next(), parts.next());
+    let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    host == Some(host_name().as_str())
+        && std::path::Path::new("/proc/self").exists()
+        && (pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_of_a_gone_process_of_this_host_is_dead_others_are_not() {
+        let host = host_name();
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone = child.id();
+        let _ = child.wait();
+        assert!(is_dead_here(&format!("{host}/{gone}/beef 7")));
+        assert!(is_dead_here(&format!(
+            "{host}/{}/beef 7",
+            std::process::id()
+        )));
+        // Alive (pid 1 always is), another host, or unreadable: not dead.
+        assert!(!is_dead_here(&format!("{host}/1/beef 7")));
+        assert!(!is_dead_here(&format!("elsewhere/{gone}/beef 7")));
+        assert!(!is_dead_here("garbage"));
+    }
 }
 
 /// After the work is done or stopped: if the lease was lost (`lost`, or a write refused as fenced),

@@ -172,6 +172,17 @@ pub trait StateStore: Send + Sync {
     async fn acquire_writer(&self, _holder: &str, _ttl_ms: u64) -> Result<WriterLease, StoreError> {
         Ok(WriterLease::Acquired { epoch: 0 })
     }
+    /// As [`StateStore::acquire_writer`], and takes the lease over from `dead` (a lease value
+    /// `HOLDER EPOCH`, as `WriterLease::Held` gives it) if it still holds it: its holder is
+    /// known to be gone. A new epoch fences it all the same, were it alive after all.
+    async fn take_over_writer(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        _dead: &str,
+    ) -> Result<WriterLease, StoreError> {
+        self.acquire_writer(holder, ttl_ms).await
+    }
     /// Extends the lease; `false` when it was lost (expired and taken, or never held).
     async fn renew_writer(&self, _ttl_ms: u64) -> Result<bool, StoreError> {
         Ok(true)

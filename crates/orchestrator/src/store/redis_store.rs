@@ -23,7 +23,7 @@ const HSET_CHUNK: usize = 1000;
 /// Takes the lease if free: returns {epoch, ""} or {0, current holder}.
 const ACQUIRE: &str = r"
 local cur = redis.call('GET', KEYS[1])
-if cur then return {0, cur} end
+if cur and cur ~= ARGV[3] then return {0, cur} end
 local e = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. e, 'PX', ARGV[2])
 return {e, ''}
@@ -283,12 +283,22 @@ impl StateStore for RedisStore {
     }
 
     async fn acquire_writer(&self, holder: &str, ttl_ms: u64) -> Result<WriterLease, StoreError> {
+        self.take_over_writer(holder, ttl_ms, "").await
+    }
+
+    async fn take_over_writer(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+        dead: &str,
+    ) -> Result<WriterLease, StoreError> {
         let mut con = self.con.clone();
         let (epoch, current): (u64, String) = redis::Script::new(ACQUIRE)
             .key(self.writer_key())
             .key(self.epoch_key())
             .arg(holder)
             .arg(ttl_ms.max(1))
+            .arg(dead)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
