@@ -157,30 +157,6 @@ fn is_dead_here(lease: &str) -> bool {
         && (pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lease_of_a_gone_process_of_this_host_is_dead_others_are_not() {
-        let host = host_name();
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let gone = child.id();
-        let _ = child.wait();
-        assert!(is_dead_here(&format!("{host}/{gone}/beef 7")));
-        assert!(is_dead_here(&format!(
-            "{host}/{}/beef 7",
-            std::process::id()
-        )));
-        // Alive (pid 1 always is), another host, or unreadable: not dead.
-        assert!(!is_dead_here(&format!("{host}/1/beef 7")));
-        assert!(!is_dead_here(&format!("elsewhere/{gone}/beef 7")));
-        assert!(!is_dead_here("garbage"));
-    }
-}
-
 /// After the work is done or stopped: if the lease was lost (`lost`, or a write refused as fenced),
 /// says so and gives the exit code (3); otherwise gives the lease up so a standby takes over at once.
 pub async fn hand_back<T>(
@@ -205,4 +181,28 @@ pub async fn hand_back<T>(
         tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_of_a_gone_process_of_this_host_is_dead_others_are_not() {
+        let host = host_name();
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone = child.id();
+        let _ = child.wait();
+        assert!(is_dead_here(&format!("{host}/{gone}/beef 7")));
+        assert!(is_dead_here(&format!(
+            "{host}/{}/beef 7",
+            std::process::id()
+        )));
+        // Alive (pid 1 always is), another host, or unreadable: not dead.
+        assert!(!is_dead_here(&format!("{host}/1/beef 7")));
+        assert!(!is_dead_here(&format!("elsewhere/{gone}/beef 7")));
+        assert!(!is_dead_here("garbage"));
+    }
 }
