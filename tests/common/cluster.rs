@@ -42,6 +42,8 @@ pub struct Cluster {
     pub kafka_properties: Option<String>,
     /// `READY_TOPIC_PER_ZONE` (true unless a test plays the old system's workers).
     pub ready_per_zone: bool,
+    /// `KAFKA_PARTITIONS` of the cluster's topics.
+    pub partitions: u32,
 }
 
 impl Drop for Cluster {
@@ -90,6 +92,7 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             kafka_properties: None,
             ready_per_zone: true,
+            partitions: 2,
         }
     }
 
@@ -105,7 +108,7 @@ impl Cluster {
             .env("TOPIC_FAILED", format!("{p}.failed"))
             .env("TOPIC_DLQ", format!("{p}.dlq"))
             .env("READY_TOPIC_PER_ZONE", self.ready_per_zone.to_string())
-            .env("KAFKA_PARTITIONS", "2")
+            .env("KAFKA_PARTITIONS", self.partitions.to_string())
             .env("LOG_LEVEL", "info")
             .env_remove("HANDLER")
             .env_remove("MAX_WORKERS")

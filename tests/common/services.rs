@@ -175,6 +175,21 @@ impl TestKafka {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Stops the broker (`signal`: "TERM" or "KILL"), leaves it down for `down`, and starts it
+    /// again on the same port with the same storage.
+    pub fn restart(&mut self, signal: &str, down: Duration) {
+        let mut child = self.child.take().expect("a broker of the test's own");
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        std::thread::sleep(down);
+        let port = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+        let dir = self._dir.as_ref().unwrap().path().to_path_buf();
+        self.child = Some(start_tansu(&dir, port));
+    }
+
     /// What the broker the tests started has logged (empty for one of `KAFKA_BOOTSTRAP`).
     pub fn log(&self) -> String {
         self._dir
@@ -182,6 +197,32 @@ impl TestKafka {
             .and_then(|d| std::fs::read_to_string(d.path().join("broker.log")).ok())
             .unwrap_or_default()
     }
+}
+
+/// Starts Tansu on `port` with its SQLite storage in `dir` (appending to `dir/broker.log`).
+fn start_tansu(dir: &std::path::Path, port: u16) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))
+        .unwrap();
+    let child = Command::new(tansu_bin())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("tansu must be installed for these tests (tools/test.sh installs it with cargo install)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 /// `KAFKA_BOOTSTRAP` if set, else a new Tansu broker with durable SQLite storage on a free port.
@@ -195,23 +236,7 @@ pub fn kafka() -> TestKafka {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
-    let child = Command::new(tansu_bin())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
-        .current_dir(dir.path())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("tansu must be installed for these tests (tools/test.sh installs it with cargo install)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tansu did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = start_tansu(dir.path(), port);
     index_tansu_headers(dir.path());
     TestKafka {
         bootstrap: format!("127.0.0.1:{port}"),
