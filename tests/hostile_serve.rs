@@ -17,6 +17,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,14 @@ fn hostile_submissions_are_refused_at_the_door_and_serve_stays_up() {
     let cluster = Cluster::new("hostileapi");
     let mut serve = cluster.serve(
         None,
-        &["--max-input-bytes", "100000", "--max-object-bytes", "10000"],
+        &[
+            "--max-input-bytes",
+            "100000",
+            "--max-object-bytes",
+            "10000",
+            "--submit-memory-bytes",
+            "150000",
+        ],
         "serve.log",
     );
     let base = cluster.http_base("serve.log");
@@ -105,10 +113,62 @@ fn hostile_submissions_are_refused_at_the_door_and_serve_stays_up() {
     let big = format!("[{}]", " ".repeat(150_000));
     let (status, _) = post(&base, big.clone());
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    // Streamed, with no Content-Length: refused once the limit is passed.
-    let streamed = reqwest::blocking::Body::new(std::io::Cursor::new(big.into_bytes()));
-    let (status, _) = send(client().post(format!("{base}/api/runs")).body(streamed));
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Streamed in chunks, with no Content-Length: refused once the limit is passed, without
+    // waiting for the rest (the server may hang up while the client still sends).
+    let host = base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/runs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    for chunk in big.as_bytes().chunks(10_000) {
+        let sent = write!(stream, "{:x}\r\n", chunk.len())
+            .and_then(|()| stream.write_all(chunk))
+            .and_then(|()| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            break; // refused already
+        }
+    }
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Submissions in progress share a memory budget: while one holds 90 kB (its body still
+    // coming), another of 90 kB is told to come back later, before it is read.
+    let host = base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        slow,
+        "POST /api/runs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 90000\r\n\r\n["
+    )
+    .unwrap();
+    slow.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = client()
+        .post(format!("{base}/api/runs"))
+        .body(format!("[{}]", " ".repeat(89_998)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    drop(slow);
+    // The budget is back once the slow one is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = post(&base, format!("[{}]", " ".repeat(89_998)));
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the budget never came back: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Not JSON: 415 (curl's default form type included).
     let (status, _) = send(
