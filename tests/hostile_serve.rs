@@ -434,3 +434,20 @@ fn attempts_in_flight_when_serve_is_killed_go_out_again_at_once() {
     }
     eprintln!("{again} attempts in flight at the kill were published again");
 }
+
+#[test]
+fn serve_started_before_redis_waits_for_it() {
+    let mut cluster = Cluster::new("redislate");
+    cluster.redis = services::durable_redis();
+    cluster.redis.stop("TERM");
+    let mut serve = cluster.serve(Some(&fixture("layered.json")), &[], "serve.log");
+    assert!(cluster.wait_for_line("serve.log", "cannot reach the state store; retrying"));
+    assert!(
+        alive(&mut serve),
+        "serve gave up on a store that is not up yet"
+    );
+    cluster.redis.start();
+    let _workers = cluster.workers("simulate:10");
+    let status = cluster.wait_finished(Duration::from_secs(120));
+    assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
+}

@@ -26,6 +26,13 @@ impl TestRedis {
     /// Stops the server (`signal`: "TERM" lets it save, "KILL" does not), leaves it down for
     /// `down`, and starts it again on the same port with the same files.
     pub fn restart(&mut self, signal: &str, down: Duration) {
+        self.stop(signal);
+        std::thread::sleep(down);
+        self.start();
+    }
+
+    /// Stops the server with `signal` ("TERM" lets it save, "KILL" does not).
+    pub fn stop(&mut self, signal: &str) {
         let mut child = self.child.take().expect("a server of the test's own");
         let pid = child.id().to_string();
         Command::new("kill")
@@ -33,7 +40,10 @@ impl TestRedis {
             .status()
             .unwrap();
         child.wait().unwrap();
-        std::thread::sleep(down);
+    }
+
+    /// Starts the stopped server again on its port, with its files.
+    pub fn start(&mut self) {
         let dir = self._dir.as_ref().unwrap().path().to_path_buf();
         self.child = Some(start_redis(&dir, self.port, self.persistence));
     }

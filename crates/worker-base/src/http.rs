@@ -1,6 +1,7 @@
 //! `http:URL`: POSTs the Ready event's JSON to a service. 2xx is loaded, 4xx fails for good,
-//! 5xx and network errors are retried.
+//! 5xx and network errors are retried. The response body is read in bounded memory.
 
+use crate::bounded_output::{BoundedOutput, DEFAULT_KEPT_BYTES};
 use crate::handler::{Handler, Outcome, tail};
 use async_trait::async_trait;
 use orchestrator_protocol::ReadyEvent;
@@ -50,7 +51,7 @@ impl Handler for HttpHandler {
             }
         };
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text = read_bounded(response).await.text();
         if status.is_success() {
             Outcome::Loaded {
                 info: tail(&text, 200),
@@ -67,4 +68,14 @@ impl Handler for HttpHandler {
     fn describe(&self) -> String {
         format!("http:{}", self.url)
     }
+}
+
+/// A response body, its first and last bytes kept however long it is; what cannot be read
+/// (the connection dropped mid-body) ends it.
+async fn read_bounded(mut response: reqwest::Response) -> BoundedOutput {
+    let mut out = BoundedOutput::new(DEFAULT_KEPT_BYTES);
+    while let Ok(Some(chunk)) = response.chunk().await {
+        out.push(&chunk);
+    }
+    out
 }

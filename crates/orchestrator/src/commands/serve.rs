@@ -4,7 +4,7 @@
 //! the workers, applies their results, and serves health and metrics.
 
 use super::writer_lease::{become_writer, hand_back, keep_lease, writer_id};
-use crate::{EXIT_INVALID, EXIT_OK};
+use crate::{EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::api::{ApiState, api_router};
 use orchestrator::api_body::SubmitBudget;
@@ -14,7 +14,9 @@ use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
 use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{RunMeta, RunStatus, StateStore, StoreSettings, redact_url};
+use orchestrator::store::{
+    RunMeta, RunStatus, StateStore, StoreError, StoreSettings, open_store_with, redact_url,
+};
 use orchestrator::submit::{Submission, SubmitError, prepare_run};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
@@ -76,9 +78,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(worker_base::worker_main::cancel_on_signal(shutdown.clone()));
         let store_settings = StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
-        let store = match super::open_or_report(&store_url, &store_settings).await {
-            Ok(s) => s,
+        let store = match open_store_waiting(&store_url, &store_settings, &shutdown).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(EXIT_OK), // stopped before the store was reached
             Err(code) => return Ok(code),
         };
         tracing::info!(store = %redact_url(&store_url), "state store open");
@@ -94,8 +99,38 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 return Ok(EXIT_INVALID);
             }
         };
-        run_server(args, config, store, bus, tokens).await
+        run_server(args, config, store, bus, tokens, shutdown).await
     })
+}
+
+/// Opens the store, waiting with growing pauses while it is unreachable (Redis starting after
+/// us); `None` if stopped first. Settings it refuses are reported at once (exit code).
+async fn open_store_waiting(
+    url: &str,
+    settings: &StoreSettings,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<dyn StateStore>>, i32> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match open_store_with(url, settings).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "cannot reach the state store; retrying");
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(match e {
+                    StoreError::Url(_) => EXIT_INVALID,
+                    _ => EXIT_STATE,
+                });
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }
 
 async fn run_server(
@@ -104,9 +139,8 @@ async fn run_server(
     store: Arc<dyn StateStore>,
     bus: Arc<KafkaBus>,
     tokens: Arc<ApiTokens>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<i32> {
-    let shutdown = CancellationToken::new();
-    tokio::spawn(worker_base::worker_main::cancel_on_signal(shutdown.clone()));
     let metrics = Arc::new(Metrics::new()?);
 
     let http = args.http.clone().unwrap_or_else(|| {
