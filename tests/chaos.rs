@@ -32,8 +32,9 @@ fn undisturbed() -> Duration {
     static BASELINE: OnceLock<Duration> = OnceLock::new();
     *BASELINE.get_or_init(|| {
         let chaos = Chaos::new("baseline", 2);
-        let (elapsed, _) = chaos.finish(Duration::from_secs(600));
-        eprintln!("undisturbed: {OBJECTS} objects in {elapsed:?}");
+        let (elapsed, status) = chaos.finish(Duration::from_secs(600));
+        let copies = check_messages(&chaos.cluster, &chaos.file, &status);
+        eprintln!("undisturbed: {OBJECTS} objects in {elapsed:?}; {copies}");
         elapsed
     })
 }
@@ -57,17 +58,7 @@ impl Chaos {
         let mut cluster = Cluster::new(name);
         cluster.partitions = partitions;
         prepare(&mut cluster);
-        let file = cluster.dir().join("objects.json");
-        let out = orchestrator(&[
-            "generate",
-            "--objects",
-            &OBJECTS.to_string(),
-            "--seed",
-            "11",
-            "-o",
-            file.to_str().unwrap(),
-        ]);
-        assert!(out.status.success());
+        let file = generated(cluster.dir(), OBJECTS, 11);
         let started = Instant::now();
         let serve = cluster.serve(Some(&file), &TIMEOUTS, "serve-0.log");
         let workers = ZONES
@@ -81,23 +72,6 @@ impl Chaos {
             workers,
             started,
             restarts: 0,
-        }
-    }
-
-    /// Waits until at least `n` objects are stored as loaded.
-    fn wait_loaded(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let s = self.cluster.status();
-            if s["objects"].is_array() && ids_in_state(&s, "loaded").len() >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stalled: {}",
-                s["run"]["summary"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -212,7 +186,7 @@ fn serve_killed_with_sigkill_five_times() {
     let baseline = undisturbed();
     let mut chaos = Chaos::new("chaos-serve", 2);
     for k in 1..=5 {
-        chaos.wait_loaded(k * OBJECTS / 7);
+        chaos.cluster.wait_loaded(k * OBJECTS / 7);
         chaos.restart_serve();
     }
     // Each restart: the lease taken over at once, 2 s to read the results on the bus, and a
@@ -226,7 +200,7 @@ fn random_workers_killed_with_sigkill_five_times_on_three_partitions() {
     let mut chaos = Chaos::new("chaos-workers", 3);
     let mut rng = fastrand::Rng::with_seed(7);
     for k in 1..=5 {
-        chaos.wait_loaded(k * OBJECTS / 7);
+        chaos.cluster.wait_loaded(k * OBJECTS / 7);
         chaos.restart_worker(rng.usize(0..ZONES.len()));
     }
     // Each kill: the group's session (10 s) before the dead member's partitions move, and, on
@@ -238,7 +212,7 @@ fn random_workers_killed_with_sigkill_five_times_on_three_partitions() {
 fn the_broker_restarted_on_its_sqlite_storage() {
     let baseline = undisturbed();
     let mut chaos = Chaos::new("chaos-broker", 2);
-    chaos.wait_loaded(OBJECTS / 3);
+    chaos.cluster.wait_loaded(OBJECTS / 3);
     chaos.cluster.kafka.restart("TERM", Duration::from_secs(2));
     // The outage, a publish that timed out (30 s) and the pauses before trying again (10 s),
     // and the group's session.
@@ -249,7 +223,7 @@ fn the_broker_restarted_on_its_sqlite_storage() {
 fn redis_restarted_with_its_append_only_file() {
     let baseline = undisturbed();
     let mut chaos = Chaos::with("chaos-redis", 2, |c| c.redis = services::durable_redis());
-    chaos.wait_loaded(OBJECTS / 3);
+    chaos.cluster.wait_loaded(OBJECTS / 3);
     chaos
         .cluster
         .redis
@@ -263,7 +237,7 @@ fn redis_restarted_with_its_append_only_file() {
 fn a_thousand_poison_messages() {
     let baseline = undisturbed();
     let chaos = Chaos::new("chaos-poison", 2);
-    chaos.wait_loaded(OBJECTS / 4);
+    chaos.cluster.wait_loaded(OBJECTS / 4);
     poison(&chaos.cluster, 1_000);
     chaos.check(baseline, Duration::from_secs(10));
     let rejected = chaos
@@ -276,42 +250,26 @@ fn a_thousand_poison_messages() {
 }
 
 /// Sends `n` unreadable messages, half to the results topic and half to the progress topic;
-/// some are large (900 kB), as a broken producer's would be.
+/// one in a hundred is large (900 kB), as a broken producer's would be.
 fn poison(cluster: &Cluster, n: usize) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &cluster.kafka.bootstrap)
-            .create()
-            .unwrap();
-        let big = format!(
-            "{{\"event\":\"ObjectLoaded\",\"pad\":\"{}",
-            "x".repeat(900_000)
-        );
-        let producer = &producer;
-        let mut sends = Vec::new();
-        for k in 0..n {
-            let topic = cluster.topic(if k % 2 == 0 { "loaded" } else { "progress" });
-            let payload = match k % 100 {
-                0 => big.clone(),
-                1 => "\u{0}\u{1}binary".to_string(),
-                _ => format!("{{\"id\": \"poison-{k}\", \"status\": 42}}"),
-            };
-            sends.push(async move {
-                producer
-                    .send(
-                        FutureRecord::to(&topic).key("poison").payload(&payload),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map_err(|(e, _)| e)
-                    .unwrap();
-            });
-        }
-        futures::future::join_all(sends).await;
-    });
+    let big = format!(
+        "{{\"event\":\"ObjectLoaded\",\"pad\":\"{}",
+        "x".repeat(900_000)
+    );
+    let payloads: Vec<String> = (0..n)
+        .map(|k| match k % 100 {
+            0 | 1 => big.clone(),
+            2 => "\u{0}\u{1}binary".to_string(),
+            _ => format!("{{\"id\": \"poison-{k}\", \"status\": 42}}"),
+        })
+        .collect();
+    for (topic, half) in [("loaded", 0), ("progress", 1)] {
+        let part: Vec<&str> = payloads
+            .iter()
+            .skip(half)
+            .step_by(2)
+            .map(String::as_str)
+            .collect();
+        cluster.produce(topic, &part);
+    }
 }

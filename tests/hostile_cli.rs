@@ -6,17 +6,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{bin, orchestrator, text};
+use common::{bin, hostile_parents, orchestrator, text, with_parent};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-/// Raw object 1001 and 2001, whose parent field is `parent` (JSON text).
-fn with_parent(parent: &str) -> String {
-    format!(
-        r#"[{{"IdObjet":1001,"Zone":"1-Raw"}},{{"IdObjet":2001,"Zone":"2-Standardized","IdObjet_Parent":{parent}}}]"#
-    )
-}
 
 fn write(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
@@ -27,15 +20,7 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
 #[test]
 fn unreadable_parents_are_errors_and_nothing_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let deep = format!("{}1001{}", "[".repeat(200), "]".repeat(200));
-    for parent in [
-        r#""1001\ud800""#,
-        "[1001, 1e400]",
-        "1e400",
-        deep.as_str(),
-        r#""1002.5""#,
-        r#""-1002""#,
-    ] {
+    for parent in &hostile_parents() {
         let file = write(dir.path(), "objects.json", &with_parent(parent));
         let out = orchestrator(&["validate", &file]);
         let stderr = text(&out.stderr);
@@ -96,15 +81,15 @@ fn an_object_over_the_size_limit_is_refused_by_name() {
     );
 }
 
-/// Runs `args`, reads the first bytes of its output, then closes the pipe.
-fn with_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+/// Runs `args`, reads the first `read` bytes of its output, then closes the pipe.
+fn with_closed_pipe(args: &[&str], read: usize) -> (Option<i32>, String) {
     let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = [0u8; 16];
+    let mut first = vec![0u8; read];
     child
         .stdout
         .as_mut()
@@ -129,15 +114,20 @@ fn a_closed_pipe_ends_quietly_and_a_full_device_is_an_error() {
     ]);
     assert!(out.status.success());
     let file = file.to_str().unwrap();
+    // Outputs far larger than a pipe's buffer, so that the writes after the close fail.
     for args in [
         &["plan", file, "--format", "dot"][..],
-        &["plan", file, "--format", "json"][..],
         &["generate", "--objects", "20000"][..],
     ] {
-        let (code, stderr) = with_closed_pipe(args);
+        let (code, stderr) = with_closed_pipe(args, 16);
         assert_eq!(code, Some(141), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+    // A short output, its reader gone before the command writes (it reads 20,000 objects
+    // first): `validate FILE | head -0`.
+    let (code, stderr) = with_closed_pipe(&["validate", file], 0);
+    assert_eq!(code, Some(141), "validate: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     for args in [
         &["validate", file][..],
         &["plan", file, "--format", "dot"][..],
@@ -200,4 +190,44 @@ fn a_worker_without_a_handler_refuses_to_start() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn a_full_state_disk_is_a_state_error() {
+    // A 256 KiB file system for the state directory: mounting one needs root, as CI is.
+    if text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() != "0" {
+        eprintln!("skipped: mounting a small file system needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount of a tmpfs failed");
+    let file = common::generated(dir.path(), 3000, 1);
+    let out = orchestrator(&[
+        "run",
+        file.to_str().unwrap(),
+        "--handler",
+        "simulate:0",
+        "--progress",
+        "none",
+        "--state-dir",
+        small.join("state").to_str().unwrap(),
+    ]);
+    let _ = Command::new("umount").arg(&small).status();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

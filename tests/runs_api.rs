@@ -11,22 +11,14 @@ mod common;
 #[path = "common/services.rs"]
 mod services;
 
-use cluster::Cluster;
+use cluster::{Cluster, http};
 use common::*;
 use reqwest::StatusCode;
-use reqwest::blocking::Client;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 fn post(base: &str, path: &str, body: String) -> (StatusCode, Value) {
-    let r = client()
+    let r = http()
         .post(format!("{base}{path}"))
         .body(body)
         .send()
@@ -36,7 +28,7 @@ fn post(base: &str, path: &str, body: String) -> (StatusCode, Value) {
 }
 
 fn get(base: &str, path: &str) -> (StatusCode, Value) {
-    let r = client().get(format!("{base}{path}")).send().unwrap();
+    let r = http().get(format!("{base}{path}")).send().unwrap();
     let status = r.status();
     (status, r.json().unwrap_or(Value::Null))
 }
@@ -163,7 +155,7 @@ fn runs_are_submitted_followed_and_cancelled_over_http() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // A large run cancelled right away: it finishes with cancelled objects, not all loaded.
-    let big = std::fs::read_to_string(generated(cluster.dir(), 3000)).unwrap();
+    let big = std::fs::read_to_string(generated(cluster.dir(), 3000, 7)).unwrap();
     let (status, third) = post(&base, "/api/runs", big);
     assert_eq!(status, StatusCode::CREATED, "{third}");
     let id3 = third["run_id"].as_str().unwrap();
@@ -186,19 +178,4 @@ fn runs_are_submitted_followed_and_cancelled_over_http() {
 
 fn read_fixture(name: &str) -> String {
     std::fs::read_to_string(fixture(name)).unwrap()
-}
-
-fn generated(dir: &std::path::Path, objects: usize) -> std::path::PathBuf {
-    let file = dir.join(format!("generated-{objects}.json"));
-    let out = orchestrator(&[
-        "generate",
-        "--objects",
-        &objects.to_string(),
-        "--seed",
-        "7",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
-    file
 }

@@ -19,6 +19,14 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// An HTTP client for the cluster's APIs, with a timeout.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// Kills its process when dropped, so that a failing test leaves nothing behind.
 pub struct Proc(pub Child);
 
@@ -227,6 +235,23 @@ impl Cluster {
         }
     }
 
+    /// Waits until the latest run has at least `n` objects stored as loaded.
+    pub fn wait_loaded(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let s = self.status();
+            if s["objects"].is_array() && ids_in_state(&s, "loaded").len() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no progress: {}",
+                s["run"]["summary"]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn workers(&self, handler: &str) -> Vec<Proc> {
         ["ingestion", "standardization", "application"]
             .iter()
@@ -343,16 +368,19 @@ impl Cluster {
                 .create()
                 .unwrap();
             let topic = self.topic(suffix);
-            for p in payloads {
+            let (producer, topic) = (&producer, &topic);
+            // Many in flight at once, as a busy producer sends them.
+            let sends = payloads.iter().map(|p| async move {
                 producer
                     .send(
-                        FutureRecord::<(), _>::to(&topic).payload(*p),
-                        Duration::from_secs(10),
+                        FutureRecord::<(), _>::to(topic).payload(*p),
+                        Duration::from_secs(30),
                     )
                     .await
                     .map_err(|(e, _)| e)
                     .unwrap();
-            }
+            });
+            futures::future::join_all(sends).await;
         })
     }
 }

@@ -137,3 +137,39 @@ pub fn ids_in_state(status: &serde_json::Value, state: &str) -> Vec<u64> {
         .map(|o| o["id"].as_u64().unwrap())
         .collect()
 }
+
+/// A seeded generated graph of `objects` objects in `dir` (`orchestrator generate`).
+pub fn generated(dir: &Path, objects: usize, seed: u64) -> PathBuf {
+    let file = dir.join(format!("generated-{objects}-{seed}.json"));
+    let out = orchestrator(&[
+        "generate",
+        "--objects",
+        &objects.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    file
+}
+
+/// Raw object 1001, and 2001 whose `IdObjet_Parent` is `parent` (JSON text, hostile or not).
+pub fn with_parent(parent: &str) -> String {
+    format!(
+        r#"[{{"IdObjet":1001,"Zone":"1-Raw"}},{{"IdObjet":2001,"Zone":"2-Standardized","IdObjet_Parent":{parent}}}]"#
+    )
+}
+
+/// `IdObjet_Parent` values that are valid JSON but name no parent that can be read: a lone
+/// surrogate, numbers out of range, nesting past the parser's depth, a decimal point, a sign.
+pub fn hostile_parents() -> Vec<String> {
+    vec![
+        r#""1001\ud800""#.to_string(),
+        "[1001, 1e400]".to_string(),
+        "1e400".to_string(),
+        format!("{}1001{}", "[".repeat(200), "]".repeat(200)),
+        r#""1002.5""#.to_string(),
+        r#""-1002""#.to_string(),
+    ]
+}

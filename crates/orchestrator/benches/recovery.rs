@@ -16,7 +16,7 @@ mod services;
 
 use cluster::{Cluster, Proc};
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OBJECTS: usize = 10_000;
 const KILLS: usize = 5;
@@ -25,33 +25,14 @@ const TIMEOUTS: [&str; 4] = ["--lease-seconds", "30", "--start-timeout-seconds",
 /// Seconds from the run's creation to its end, as its record says; and its retries.
 fn run(kills: usize) -> (f64, u64) {
     let cluster = Cluster::new("recovery");
-    let file = cluster.dir().join("objects.json");
-    let out = orchestrator(&[
-        "generate",
-        "--objects",
-        &OBJECTS.to_string(),
-        "--seed",
-        "11",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
+    let file = generated(cluster.dir(), OBJECTS, 11);
     let _workers: Vec<Proc> = ["ingestion", "standardization", "application"]
         .iter()
         .map(|z| cluster.worker(z, "simulate:0", &format!("{z}.log")))
         .collect();
     let mut serve = cluster.serve(Some(&file), &TIMEOUTS, "serve-0.log");
     for k in 1..=kills {
-        let target = k * OBJECTS / (kills + 2);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let s = cluster.status();
-            if s["objects"].is_array() && ids_in_state(&s, "loaded").len() >= target {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no progress");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        cluster.wait_loaded(k * OBJECTS / (kills + 2));
         serve.0.kill().unwrap();
         serve.0.wait().unwrap();
         serve = cluster.serve(Some(&file), &TIMEOUTS, &format!("serve-{k}.log"));

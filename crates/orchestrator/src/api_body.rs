@@ -17,6 +17,10 @@ pub const DEFAULT_SUBMIT_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
 /// Seconds a client refused for want of memory is told to wait.
 const RETRY_AFTER_SECONDS: u64 = 5;
 
+/// What a submission holds per byte of its body: the text, and the compact copy stored with
+/// the run (the objects read from it are slices of the text).
+pub const BYTES_HELD_PER_BODY_BYTE: usize = 2;
+
 /// The memory submissions may hold at once, in bytes.
 #[derive(Debug, Clone)]
 pub struct SubmitBudget {
@@ -33,11 +37,12 @@ impl SubmitBudget {
         }
     }
 
-    /// Takes `n` more bytes for `held`, or refuses at once.
+    /// Takes what `n` more bytes of body hold for `held`, or refuses at once.
     fn take(&self, held: &mut Option<OwnedSemaphorePermit>, n: usize) -> Result<(), BodyRefused> {
         if n == 0 {
             return Ok(());
         }
+        let n = n.saturating_mul(BYTES_HELD_PER_BODY_BYTE);
         let n = u32::try_from(n).map_err(|_| BodyRefused::Busy)?;
         let permit = self
             .bytes
@@ -184,7 +189,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_budget_refuses_what_it_cannot_hold_and_frees_what_is_dropped() {
-        let budget = SubmitBudget::new(100);
+        // 60 bytes of body hold 120: one at a time in 200.
+        let budget = SubmitBudget::new(200);
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(60));
         let first = read_body(&headers, Body::from("x".repeat(60)), 1000, &budget).await;
