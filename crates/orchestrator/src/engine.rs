@@ -2,13 +2,14 @@
 //! ticks to each run, writes the changed records to the store in one atomic batch, then
 //! publishes the Ready events, and keeps metrics and the progress view up to date.
 
+mod commit;
+
 use crate::clock::now_ms;
 use crate::event_size::check_ready_size;
 use crate::metrics::Metrics;
 use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
-use backon::{BackoffBuilder, ExponentialBuilder};
-use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery, retry};
+use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
     AttemptStatus, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId,
@@ -22,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 /// Events taken from the bus per loop turn (and so per store batch).
 const BATCH: usize = 8192;
 const GROUP: &str = "orchestrator";
-/// The longest pause between two tries of a store write while the store is away.
-const STORE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -221,16 +220,6 @@ impl Engine {
         self.actions = actions;
         self.settle(&mut out);
         self.commit(out).await
-    }
-
-    /// Feeds back the failures carrying out found, until there are none (a failure may free
-    /// room for other objects, whose events may not fit either).
-    fn settle(&mut self, out: &mut Outbox) {
-        while !self.undeliverable.is_empty() {
-            let failures = std::mem::take(&mut self.undeliverable);
-            let events = failures.into_iter().map(|(r, e)| (r, e, false)).collect();
-            self.apply(events, out);
-        }
     }
 
     /// Runs held (unfinished ones, and finished ones unless forgotten).
@@ -629,83 +618,6 @@ impl Engine {
             entry.meta.summary = Some(entry.run.summary());
             out.tx.push(Transition::Run(Box::new(entry.meta.clone())));
         }
-    }
-
-    /// Writes a batch, riding out a store that is away for a while (Redis restarting): the
-    /// batch is tried again with growing pauses, and nothing is published or taken from the bus
-    /// meanwhile. A batch is a set of records, so writing it twice is harmless. Only an error
-    /// that waiting cannot cure (fenced, a damaged file) or `stop` ends it.
-    async fn store_until_ok(&self, batch: Vec<Transition>) -> Result<(), EngineError> {
-        let mut pauses = ExponentialBuilder::default()
-            .with_min_delay(retry::MIN_DELAY)
-            .with_max_delay(STORE_MAX_PAUSE)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut failed = false;
-        loop {
-            match self.store.apply(batch.clone()).await {
-                Ok(()) => {
-                    if failed {
-                        tracing::warn!("the state store is back; writing again");
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.is_transient() && !self.stop.is_cancelled() => {
-                    failed = true;
-                    self.metrics.store_errors.inc();
-                    let pause = pauses.next().unwrap_or(STORE_MAX_PAUSE);
-                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "writing the state store failed; nothing is dispatched until it is back");
-                    tokio::select! {
-                        _ = self.stop.cancelled() => {}
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
-    async fn commit(&self, out: Outbox) -> Result<(), EngineError> {
-        if !out.tx.is_empty() {
-            self.store_until_ok(out.tx).await?;
-            self.metrics
-                .store_batches
-                .with_label_values(&[self.store.kind()])
-                .inc();
-        }
-        // An event published twice (a send that timed out but had reached the broker) is
-        // harmless: a worker's result and the orchestrator's records are keyed by attempt.
-        if !out.ready.is_empty() {
-            retry::publish_until_ok("publishing Ready events", &self.stop, out.ready, |r| {
-                self.bus.publish_ready(r)
-            })
-            .await?;
-        }
-        if !out.failed.is_empty() {
-            retry::publish_until_ok("publishing failed objects", &self.stop, out.failed, |f| {
-                self.bus.publish_failed(f)
-            })
-            .await?;
-        }
-        for z in Zone::ALL {
-            let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {
-                (
-                    f + i64::from(e.run.in_flight(z)),
-                    w + e.run.waiting(z) as i64,
-                )
-            });
-            self.metrics
-                .in_flight
-                .with_label_values(&[z.short()])
-                .set(in_flight);
-            self.metrics
-                .waiting
-                .with_label_values(&[z.short()])
-                .set(waiting);
-        }
-        Ok(())
     }
 
     /// Tells the progress view that nothing more will come (after `drive`, even on an error).

@@ -1,0 +1,101 @@
+//! The end of each turn of the engine's loop: the failures found while carrying out actions
+//! fed back, the batch written to the store (riding out a store that is away for a while),
+//! then the events published.
+
+use super::{Engine, EngineError, Outbox};
+use crate::store::Transition;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use orchestrator_bus::retry;
+use orchestrator_protocol::Zone;
+
+/// The longest pause between two tries of a store write while the store is away.
+const STORE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Engine {
+    /// Feeds back the failures carrying out found, until there are none (a failure may free
+    /// room for other objects, whose events may not fit either).
+    pub(super) fn settle(&mut self, out: &mut Outbox) {
+        while !self.undeliverable.is_empty() {
+            let failures = std::mem::take(&mut self.undeliverable);
+            let events = failures.into_iter().map(|(r, e)| (r, e, false)).collect();
+            self.apply(events, out);
+        }
+    }
+
+    /// Writes a batch, riding out a store that is away for a while (Redis restarting): the
+    /// batch is tried again with growing pauses, and nothing is published or taken from the bus
+    /// meanwhile. A batch is a set of records, so writing it twice is harmless. Only an error
+    /// that waiting cannot cure (fenced, a damaged file) or `stop` ends it.
+    async fn store_until_ok(&self, batch: Vec<Transition>) -> Result<(), EngineError> {
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(retry::MIN_DELAY)
+            .with_max_delay(STORE_MAX_PAUSE)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut failed = false;
+        loop {
+            match self.store.apply(batch.clone()).await {
+                Ok(()) => {
+                    if failed {
+                        tracing::warn!("the state store is back; writing again");
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && !self.stop.is_cancelled() => {
+                    failed = true;
+                    self.metrics.store_errors.inc();
+                    let pause = pauses.next().unwrap_or(STORE_MAX_PAUSE);
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "writing the state store failed; nothing is dispatched until it is back");
+                    tokio::select! {
+                        _ = self.stop.cancelled() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
+    pub(super) async fn commit(&self, out: Outbox) -> Result<(), EngineError> {
+        if !out.tx.is_empty() {
+            self.store_until_ok(out.tx).await?;
+            self.metrics
+                .store_batches
+                .with_label_values(&[self.store.kind()])
+                .inc();
+        }
+        // An event published twice (a send that timed out but had reached the broker) is
+        // harmless: a worker's result and the orchestrator's records are keyed by attempt.
+        if !out.ready.is_empty() {
+            retry::publish_until_ok("publishing Ready events", &self.stop, out.ready, |r| {
+                self.bus.publish_ready(r)
+            })
+            .await?;
+        }
+        if !out.failed.is_empty() {
+            retry::publish_until_ok("publishing failed objects", &self.stop, out.failed, |f| {
+                self.bus.publish_failed(f)
+            })
+            .await?;
+        }
+        for z in Zone::ALL {
+            let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {
+                (
+                    f + i64::from(e.run.in_flight(z)),
+                    w + e.run.waiting(z) as i64,
+                )
+            });
+            self.metrics
+                .in_flight
+                .with_label_values(&[z.short()])
+                .set(in_flight);
+            self.metrics
+                .waiting
+                .with_label_values(&[z.short()])
+                .set(waiting);
+        }
+        Ok(())
+    }
+}
