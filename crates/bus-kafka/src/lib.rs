@@ -95,6 +95,31 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// What became of one event of a publish.
+enum Fate {
+    Sent,
+    /// Not sent; worth sending again when the publish's error is transient.
+    Failed,
+    /// Can never be sent, and why.
+    Rejected(String),
+}
+
+/// Whether `e` says the message is larger than the producer or the broker takes: sending it
+/// again cannot help, but the other events of the publish are not concerned.
+fn is_too_large(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(MessageSizeTooLarge | InvalidMessageSize | MessageBatchTooLarge)
+    )
+}
+
+fn too_large_reason(e: &KafkaError, size: usize) -> String {
+    format!(
+        "the message ({size} bytes) is larger than the bus takes ({e}); raise message.max.bytes in KAFKA_PROPERTIES and on the broker, or lower MAX_OBJECT_BYTES"
+    )
+}
+
 /// A Kafka error as a bus error: [`BusError::Unavailable`] when trying again may succeed.
 fn classify(e: &KafkaError) -> BusError {
     match e.rdkafka_error_code() {
@@ -240,7 +265,8 @@ impl KafkaBus {
     /// Sends every event to its topics (keyed by object id, with the attempt's trace context in
     /// a `traceparent` header), many in flight at once, then waits for all deliveries. A full
     /// local queue is back-pressure: the send waits for room. On failure, hands back the events
-    /// with a send that failed (an event sent to two topics goes back whole).
+    /// with a send that failed (an event sent to two topics goes back whole), and apart from
+    /// them the events too large to ever be sent, which do not stop the others.
     async fn send_all<'t, T: Serialize + Traced>(
         &self,
         events: Vec<T>,
@@ -248,7 +274,8 @@ impl KafkaBus {
     ) -> Published<T> {
         let producer = self.producer();
         let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(events.len());
-        let mut refused = None;
+        let mut fates: Vec<Fate> = (0..events.len()).map(|_| Fate::Sent).collect();
+        let mut error = None;
         'events: for (i, value) in events.iter().enumerate() {
             let payload = match serde_json::to_vec(value) {
                 Ok(p) => p,
@@ -277,20 +304,19 @@ impl KafkaBus {
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
+                        Err((e, _)) if is_too_large(&e) => {
+                            fates[i] = Fate::Rejected(too_large_reason(&e, payload.len()));
+                            continue 'events;
+                        }
                         Err((e, _)) => {
                             // This event and the ones after it were not sent.
-                            refused = Some((i, classify(&e)));
+                            fates[i..].iter_mut().for_each(|f| *f = Fate::Failed);
+                            error = Some(classify(&e));
                             break 'events;
                         }
                     }
                 }
             }
-        }
-        let mut failed = vec![false; events.len()];
-        let mut error = None;
-        if let Some((from, e)) = refused {
-            failed[from..].iter_mut().for_each(|f| *f = true);
-            error = Some(e);
         }
         for (i, result) in futures::future::join_all(
             deliveries
@@ -299,30 +325,42 @@ impl KafkaBus {
         )
         .await
         {
-            let e = match result {
-                Ok(Ok(_)) => continue,
-                Ok(Err((e, _))) => classify(&e),
-                Err(_) => BusError::Closed,
-            };
-            failed[i] = true;
-            error.get_or_insert(e);
-        }
-        match error {
-            None => Ok(()),
-            Some(error) => {
-                self.renew_producer();
-                let events = if error.is_transient() {
-                    events
-                        .into_iter()
-                        .zip(failed)
-                        .filter_map(|(e, f)| f.then_some(e))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                Err(Unsent { error, events })
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, message))) if is_too_large(&e) => {
+                    let size = rdkafka::Message::payload(&message).map_or(0, <[u8]>::len);
+                    fates[i] = Fate::Rejected(too_large_reason(&e, size));
+                }
+                Ok(Err((e, _))) => {
+                    fates[i] = Fate::Failed;
+                    error.get_or_insert(classify(&e));
+                }
+                Err(_) => {
+                    fates[i] = Fate::Failed;
+                    error.get_or_insert(BusError::Closed);
+                }
             }
         }
+        let refused = fates
+            .iter()
+            .filter(|f| matches!(f, Fate::Rejected(_)))
+            .count();
+        if error.is_none() && refused == 0 {
+            return Ok(());
+        }
+        self.renew_producer();
+        let error =
+            error.unwrap_or_else(|| BusError::Rejected(format!("{refused} events too large")));
+        let again = error.is_transient();
+        let mut unsent = Unsent::again(error, Vec::new());
+        for (event, fate) in events.into_iter().zip(fates) {
+            match fate {
+                Fate::Failed if again => unsent.events.push(event),
+                Fate::Rejected(reason) => unsent.rejected.push((event, reason)),
+                _ => {}
+            }
+        }
+        Err(unsent)
     }
 
     /// A consumer of `topics` with `settings` (the bus's own, or adjusted for its topic).

@@ -157,3 +157,52 @@ async fn a_publish_the_broker_never_takes_hands_every_event_back_as_transient() 
     assert!(unsent.error.is_transient(), "{}", unsent.error);
     assert_eq!(unsent.events.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_a_message_is_refused_alone_and_the_others_go_out() {
+    let kafka = services::kafka();
+    let mut s = KafkaSettings::new(&kafka.bootstrap);
+    let p = services::unique_prefix("toolarge");
+    s.topic_ready = format!("{p}.ready");
+    s.topic_loaded = format!("{p}.loaded");
+    s.topic_progress = format!("{p}.progress");
+    s.topic_failed = format!("{p}.failed");
+    s.topic_dlq = format!("{p}.dlq");
+    s.fetch_wait_max_ms = 10;
+    s.properties
+        .push(("message.max.bytes".into(), "100000".into()));
+    let bus = KafkaBus::new(s).unwrap();
+    bus.ensure_topics().await.unwrap();
+    let mut huge = contract::ready(2, Zone::Raw);
+    huge.object = orchestrator_protocol::RawJson::from_string(format!(
+        "{{\"IdObjet\":2,\"Pad\":\"{}\"}}",
+        "x".repeat(150_000)
+    ));
+    let events = vec![
+        contract::ready(1, Zone::Raw),
+        huge,
+        contract::ready(3, Zone::Raw),
+    ];
+    let unsent = bus.publish_ready(events).await.unwrap_err();
+    assert!(
+        matches!(unsent.error, orchestrator_bus::BusError::Rejected(_)),
+        "{}",
+        unsent.error
+    );
+    assert!(unsent.events.is_empty());
+    let refused: Vec<u64> = unsent.rejected.iter().map(|(e, _)| e.id.0).collect();
+    assert_eq!(refused, vec![2]);
+    assert!(unsent.rejected[0].1.contains("larger than the bus takes"));
+    // The other two went out.
+    let mut consumer = bus.ready_consumer(Zone::Raw, "toolarge").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let batch = tokio::time::timeout(Duration::from_secs(60), consumer.next_batch(10))
+            .await
+            .expect("the small events arrive")
+            .unwrap();
+        got.extend(batch.into_iter().map(|d| d.event.id.0));
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 3]);
+}

@@ -21,6 +21,10 @@ pub enum BusError {
     Unavailable(String),
     #[error("bus backend error: {0}")]
     Backend(String),
+    /// Some events can never be sent (larger than a message may be); they are in
+    /// [`Unsent::rejected`] with their reasons, and the others went out.
+    #[error("events refused for good: {0}")]
+    Rejected(String),
 }
 
 impl BusError {
@@ -31,11 +35,13 @@ impl BusError {
 }
 
 /// What a publish did not send, and why. `events` are the ones worth sending again when the
-/// error is transient (empty when it is not).
+/// error is transient (empty when it is not); `rejected` the ones that can never be sent (a
+/// message too large), each with the reason, whatever happened to the others.
 #[derive(Debug)]
 pub struct Unsent<T> {
     pub error: BusError,
     pub events: Vec<T>,
+    pub rejected: Vec<(T, String)>,
 }
 
 impl<T> Unsent<T> {
@@ -44,6 +50,16 @@ impl<T> Unsent<T> {
         Unsent {
             error,
             events: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// `events` to send again after a transient `error`.
+    pub fn again(error: BusError, events: Vec<T>) -> Self {
+        Unsent {
+            error,
+            events,
+            rejected: Vec::new(),
         }
     }
 }

@@ -33,23 +33,37 @@ where
 }
 
 /// Publishes `events` with `publish` until every one is out, sending again only what a failed
-/// publish handed back (see [`until_ok`] for the errors retried and `stop`).
+/// publish handed back (see [`until_ok`] for the errors retried and `stop`). Returns the events
+/// the bus refused for good (too large to ever be sent), with their reasons: the caller decides
+/// what becomes of them.
 pub async fn publish_until_ok<T, F, Fut>(
     what: &str,
     stop: &CancellationToken,
     events: Vec<T>,
     mut publish: F,
-) -> Result<(), BusError>
+) -> Result<Vec<(T, String)>, BusError>
 where
     F: FnMut(Vec<T>) -> Fut,
     Fut: Future<Output = Published<T>>,
 {
-    with_state(what, stop, events, |events| {
+    with_state(what, stop, (events, Vec::new()), |(events, mut refused)| {
         let attempt = publish(events);
         async move {
-            attempt
-                .await
-                .map_err(|Unsent { error, events }| (error, events))
+            match attempt.await {
+                Ok(()) => Ok(refused),
+                Err(Unsent {
+                    error,
+                    events,
+                    rejected,
+                }) => {
+                    refused.extend(rejected);
+                    match error {
+                        // Only refusals: everything else went out.
+                        BusError::Rejected(_) if events.is_empty() => Ok(refused),
+                        error => Err((error, (events, refused))),
+                    }
+                }
+            }
         }
     })
     .await
@@ -148,16 +162,50 @@ mod tests {
                 if unsent.is_empty() {
                     Ok(())
                 } else {
-                    Err(Unsent {
-                        error: BusError::Unavailable("timed out".into()),
-                        events: unsent,
-                    })
+                    Err(Unsent::again(
+                        BusError::Unavailable("timed out".into()),
+                        unsent,
+                    ))
                 }
             }
         })
         .await;
-        assert!(got.is_ok(), "{got:?}");
+        assert!(got.is_ok_and(|refused| refused.is_empty()));
         assert_eq!(batches, vec![vec![1, 2, 3, 4], vec![2, 4]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_refused_for_good_are_handed_back_and_the_others_go_out() {
+        let mut batches: Vec<Vec<u32>> = Vec::new();
+        let stop = CancellationToken::new();
+        let got = publish_until_ok("publishing", &stop, vec![1, 2, 3, 4], |events| {
+            batches.push(events.clone());
+            // The first try: 3 can never be sent, 4 timed out; the second sends 4.
+            let first = batches.len() == 1;
+            async move {
+                if !first {
+                    return Ok(());
+                }
+                Err(Unsent {
+                    error: BusError::Unavailable("timed out".into()),
+                    events: vec![4],
+                    rejected: vec![(3, "too large".to_string())],
+                })
+            }
+        })
+        .await;
+        assert_eq!(got.ok(), Some(vec![(3, "too large".to_string())]));
+        assert_eq!(batches, vec![vec![1, 2, 3, 4], vec![4]]);
+        // Refusals alone end the publish at once.
+        let only = publish_until_ok("publishing", &stop, vec![7], |_| async {
+            Err(Unsent {
+                error: BusError::Rejected("1 event".into()),
+                events: Vec::new(),
+                rejected: vec![(7, "too large".to_string())],
+            })
+        })
+        .await;
+        assert_eq!(only.ok().map(|r| r.len()), Some(1));
     }
 
     #[tokio::test(start_paused = true)]

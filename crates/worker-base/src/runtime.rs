@@ -168,6 +168,12 @@ async fn publisher(
                     bus.publish_results(r)
                 })
                 .await
+                .map(|refused| {
+                    // A result is small (its info and reason are cut short): never seen.
+                    for (result, reason) in refused {
+                        tracing::error!(run = %result.run_id, object = %result.id, %reason, "the bus refused a result for good; its attempt will expire and be retried");
+                    }
+                })
             }
         };
         let (p, r) = tokio::join!(progress_sent, results_sent);

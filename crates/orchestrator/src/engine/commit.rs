@@ -6,6 +6,7 @@ use super::{Engine, EngineError, Outbox};
 use crate::store::Transition;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use orchestrator_bus::retry;
+use orchestrator_core::scheduler::Event;
 use orchestrator_protocol::Zone;
 
 /// The longest pause between two tries of a store write while the store is away.
@@ -58,7 +59,20 @@ impl Engine {
     }
 
     /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
-    pub(super) async fn commit(&self, out: Outbox) -> Result<(), EngineError> {
+    /// What the bus refuses for good fails its object, in a turn of its own that follows at once.
+    pub(super) async fn commit(&mut self, out: Outbox) -> Result<(), EngineError> {
+        let mut out = out;
+        loop {
+            self.commit_one(out).await?;
+            if self.undeliverable.is_empty() {
+                return Ok(());
+            }
+            out = Outbox::default();
+            self.settle(&mut out);
+        }
+    }
+
+    async fn commit_one(&mut self, out: Outbox) -> Result<(), EngineError> {
         if !out.tx.is_empty() {
             self.store_until_ok(out.tx).await?;
             self.metrics
@@ -69,16 +83,32 @@ impl Engine {
         // An event published twice (a send that timed out but had reached the broker) is
         // harmless: a worker's result and the orchestrator's records are keyed by attempt.
         if !out.ready.is_empty() {
-            retry::publish_until_ok("publishing Ready events", &self.stop, out.ready, |r| {
-                self.bus.publish_ready(r)
-            })
-            .await?;
+            let bus = self.bus.clone();
+            let refused =
+                retry::publish_until_ok("publishing Ready events", &self.stop, out.ready, |r| {
+                    bus.publish_ready(r)
+                })
+                .await?;
+            for (ready, reason) in refused {
+                tracing::error!(run = %ready.run_id, object = %ready.id, attempt = ready.attempt, %reason, "the bus refused the Ready event for good");
+                let failed = Event::Failed {
+                    id: ready.id,
+                    attempt: Some(ready.attempt),
+                    reason: format!("the Ready event can never be sent: {reason}"),
+                    retryable: false,
+                };
+                self.undeliverable.push((ready.run_id, failed));
+            }
         }
         if !out.failed.is_empty() {
-            retry::publish_until_ok("publishing failed objects", &self.stop, out.failed, |f| {
-                self.bus.publish_failed(f)
-            })
-            .await?;
+            let refused =
+                retry::publish_until_ok("publishing failed objects", &self.stop, out.failed, |f| {
+                    self.bus.publish_failed(f)
+                })
+                .await?;
+            for (failed, reason) in refused {
+                tracing::error!(run = %failed.run_id, object = %failed.id, %reason, "the bus refused the failed-object event for good (the failure is stored)");
+            }
         }
         for z in Zone::ALL {
             let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {
