@@ -1,5 +1,6 @@
 //! `simulate[:MS[:FAIL_PROB]]`: waits MS milliseconds and fails with probability FAIL_PROB,
-//! drawn from a seed and the attempt's key, so a demo or a benchmark is reproducible.
+//! drawn from a seed, the object and the attempt (not the run's id, which holds its start time),
+//! so that a demo or a benchmark run again with the same seed fails the same attempts.
 
 use crate::handler::{Handler, Outcome};
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ impl Handler for SimulateHandler {
         }
         if self.fail_probability > 0.0 {
             let mut h = DefaultHasher::new();
-            (self.seed, task.run_id.as_str(), task.id.0, task.attempt).hash(&mut h);
+            (self.seed, task.id.0, task.attempt).hash(&mut h);
             if fastrand::Rng::with_seed(h.finish()).f64() < self.fail_probability {
                 return Outcome::Failed {
                     reason: "simulated failure".into(),
