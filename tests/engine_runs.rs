@@ -48,6 +48,7 @@ fn meta(id: &str, g: &RunGraph) -> RunMeta {
         summary: None,
         targets: Vec::new(),
         missing_parents_external: false,
+        zone: None,
     }
 }
 

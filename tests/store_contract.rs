@@ -26,6 +26,7 @@ fn meta(id: &str, created_ms: u64) -> RunMeta {
         summary: None,
         targets: Vec::new(),
         missing_parents_external: false,
+        zone: None,
     }
 }
 

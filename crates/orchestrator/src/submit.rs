@@ -93,6 +93,7 @@ pub fn prepare_run(
         summary: None,
         targets: submission.targets,
         missing_parents_external: submission.missing_parents_external,
+        zone: None,
     };
     let warnings = loaded
         .report

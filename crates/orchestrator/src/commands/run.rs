@@ -41,6 +41,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
+    // A run kept in a store keeps its objects too, so that another process (`serve` on the
+    // same Redis) can take it over.
+    let objects = (args.state_dir.is_some() || args.store.is_some())
+        .then(|| Arc::new(graph.to_compact_json()));
     drop(graph);
     let handlers = match HandlerSet::new(args.handler.clone(), &args.zone_handlers) {
         Ok(h) => h,
@@ -70,16 +74,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(execute(args, run_graph, handlers, config, store_url))
+    let run = Prepared {
+        graph: run_graph,
+        objects,
+        handlers,
+        config,
+    };
+    runtime.block_on(execute(args, run, store_url))
 }
 
-async fn execute(
-    args: RunArgs,
+/// What a run needs once its file is read and checked.
+struct Prepared {
     graph: Arc<RunGraph>,
+    /// The objects as compact JSON, to store with a new run (`None` with the memory store).
+    objects: Option<Arc<String>>,
     handlers: HandlerSet,
     config: SchedulerConfig,
-    store_url: String,
-) -> anyhow::Result<i32> {
+}
+
+async fn execute(args: RunArgs, prepared: Prepared, store_url: String) -> anyhow::Result<i32> {
     let store_settings = StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
     let store = match super::open_or_report(&store_url, &store_settings).await {
         Ok(s) => s,
@@ -99,7 +112,7 @@ async fn execute(
         interrupt.clone(),
         lease_lost.clone(),
     ));
-    let code = drive_run(args, graph, handlers, config, store.clone(), interrupt).await;
+    let code = drive_run(args, prepared, store.clone(), interrupt).await;
     keeper.abort();
     if let Some(code) =
         writer_lease::hand_back(&*store, lease_lost.load(Ordering::Relaxed), &code).await
@@ -113,12 +126,16 @@ async fn execute(
 /// driven to its end by the in-process workers.
 async fn drive_run(
     args: RunArgs,
-    graph: Arc<RunGraph>,
-    handlers: HandlerSet,
-    config: SchedulerConfig,
+    prepared: Prepared,
     store: Arc<dyn StateStore>,
     interrupt: CancellationToken,
 ) -> anyhow::Result<i32> {
+    let Prepared {
+        graph,
+        objects,
+        handlers,
+        config,
+    } = prepared;
     let source = args.input.file.display().to_string();
     let Some((meta, run, rerun)) = prepare_run(&args, &*store, &graph, &config, &source).await?
     else {
@@ -183,12 +200,18 @@ async fn drive_run(
     let run_id = meta.run_id.clone();
     let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
     engine
-        .add_run(meta, run, None, |run, now, out| {
-            if rerun {
-                let n = run.reset_failed(now, out);
-                eprintln!("running {n} failed, upstream-failed or cancelled objects again");
-            }
-        })
+        // A new run's objects are stored with it; a resumed one has them already.
+        .add_run(
+            meta,
+            run,
+            objects.filter(|_| !args.resume),
+            |run, now, out| {
+                if rerun {
+                    let n = run.reset_failed(now, out);
+                    eprintln!("running {n} failed, upstream-failed or cancelled objects again");
+                }
+            },
+        )
         .await?;
     let view = engine.progress();
     let progress_task = tokio::spawn(progress::show(view, args.progress));
@@ -262,8 +285,11 @@ async fn prepare_run(
             seed,
             objects: graph.len(),
             summary: None,
-            targets: Vec::new(),
-            missing_parents_external: false,
+            // The selection it was started with, so that another process can rebuild it.
+            targets: args.select.target_ids(),
+            missing_parents_external: args.input.missing_parents
+                == orchestrator::cli::MissingParentsArg::External,
+            zone: args.select.zone,
         };
         return Ok(Some((
             meta,

@@ -383,7 +383,7 @@ async fn restore(
         )
     })?;
     let selection =
-        Selection::for_targets(&graph, &meta.targets, None).map_err(|e| e.to_string())?;
+        Selection::for_targets(&graph, &meta.targets, meta.zone).map_err(|e| e.to_string())?;
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
     if run_graph.version() != meta.graph_version {
         return Err(format!(

@@ -12,7 +12,7 @@ pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;
 use orchestrator_core::scheduler::{ObjectRecord, RunSummary};
-use orchestrator_protocol::{ObjectId, RunId};
+use orchestrator_protocol::{ObjectId, RunId, Zone};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +46,9 @@ pub struct RunMeta {
     pub targets: Vec<ObjectId>,
     #[serde(default)]
     pub missing_parents_external: bool,
+    /// The zone the run was restricted to (`--zone`), with the ancestors it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<Zone>,
 }
 
 /// An object that failed for good.
