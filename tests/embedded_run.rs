@@ -522,6 +522,11 @@ fn rerun_failed_runs_only_what_did_not_load() {
     let (code, v, err) = run_json(&resume);
     assert_eq!(code, 0, "{err}");
     assert_eq!(v["summary"]["loaded"], 9);
+    // What failed loaded: no dead letter is left, in the summary or in the store.
+    assert_eq!(v["dead_letters"], serde_json::json!([]), "{v}");
+    let out = orchestrator(&["status", "--json", "--state-dir", state.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["dead_letters"], serde_json::json!([]), "{status}");
     let lines = log_lines(&log);
     let mut runs: HashMap<u64, usize> = HashMap::new();
     for l in lines.iter().filter(|l| l.2 == "start") {

@@ -130,6 +130,32 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
         Some(objects.as_str())
     );
     assert_eq!(store.graph(&r1).await.unwrap(), None);
+    // A rerun clears the run's dead letters; a failure after the clear keeps its own.
+    let letter = |id: u64| Transition::DeadLetter {
+        run: r1.clone(),
+        letter: DeadLetter {
+            id: ObjectId(id),
+            attempt: 5,
+            reason: "again".into(),
+            at_ms: 100,
+        },
+    };
+    store
+        .apply(vec![
+            letter(1001),
+            Transition::DeadLettersCleared { run: r1.clone() },
+            letter(3001),
+        ])
+        .await
+        .unwrap();
+    let left: Vec<u64> = store
+        .dead_letters(&r1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id.0)
+        .collect();
+    assert_eq!(left, vec![3001]);
     store.ping().await.unwrap();
 }
 

@@ -597,6 +597,11 @@ impl Engine {
                     tracing::debug!(run = %id, %object, reason = reason.as_str(), "report ignored");
                 }
                 Action::Finished => meta_changed = true,
+                Action::FailuresReset => {
+                    out.tx
+                        .push(Transition::DeadLettersCleared { run: id.clone() });
+                    meta_changed = true;
+                }
             }
         }
         for i in entry.run.take_changed() {

@@ -98,6 +98,8 @@ pub enum Action {
     },
     /// Every object is terminal.
     Finished,
+    /// The objects that had failed run again ([`Run::reset_failed`]): their dead letters go.
+    FailuresReset,
 }
 
 /// What a restored run does with the attempts that were in flight when it stopped.
@@ -435,6 +437,7 @@ impl Run {
         }
         self.cancelled = false;
         self.status = RunStatus::Running;
+        out.push(Action::FailuresReset);
         self.start(now, out);
         reset
     }

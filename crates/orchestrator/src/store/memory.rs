@@ -47,6 +47,9 @@ impl StateStore for MemoryStore {
                 Transition::DeadLetter { run, letter } => {
                     inner.dead.entry(run).or_default().push(letter)
                 }
+                Transition::DeadLettersCleared { run } => {
+                    inner.dead.remove(&run);
+                }
                 Transition::Graph { run, objects } => {
                     inner.graphs.insert(run, objects);
                 }

@@ -73,6 +73,11 @@ pub enum Transition {
         run: RunId,
         letter: DeadLetter,
     },
+    /// Every dead letter of the run goes (its failures run again): what failed is no longer
+    /// dead; what fails again gets a letter of its own, later in the batch or after.
+    DeadLettersCleared {
+        run: RunId,
+    },
     /// The object definitions a run was submitted with (its file's JSON), kept so that another
     /// process can take the run over.
     Graph {

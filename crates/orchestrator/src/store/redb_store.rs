@@ -143,6 +143,12 @@ impl StateStore for RedbStore {
                             dead.insert((run.as_str(), letter.id.0), encode(letter)?.as_slice())
                                 .map_err(|e| err(path, e))?;
                         }
+                        Transition::DeadLettersCleared { run } => {
+                            dead.retain_in((run.as_str(), 0)..=(run.as_str(), u64::MAX), |_, _| {
+                                false
+                            })
+                            .map_err(|e| err(path, e))?;
+                        }
                         Transition::Graph { run, objects } => {
                             graphs
                                 .insert(run.as_str(), objects.as_bytes())

@@ -180,6 +180,13 @@ impl RedisStore {
                         .or_default()
                         .push((letter.id.0, encode(letter)?));
                 }
+                Transition::DeadLettersCleared { run } => {
+                    // Letters earlier in the batch go with the rest; later ones are written
+                    // after (the hashes are written at the end).
+                    let key = self.dead_key(run);
+                    dead.remove(&key);
+                    cmds.push(vec!["DEL".into(), key]);
+                }
                 Transition::Graph { run, objects } => {
                     cmds.push(vec![
                         "SET".into(),
