@@ -48,14 +48,19 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> BusError {
     BusError::Backend(e.to_string())
 }
 
-/// Broker metadata through `producer`'s connections (blocking: run it off the async threads).
-fn metadata(producer: &FutureProducer, timeout: Duration) -> Result<(), BusError> {
+/// Broker metadata through `producer`'s connections: the topics that exist (blocking: run it
+/// off the async threads).
+fn metadata(
+    producer: &FutureProducer,
+    timeout: Duration,
+) -> Result<std::collections::HashSet<String>, KafkaError> {
     use rdkafka::producer::Producer;
-    producer
-        .client()
-        .fetch_metadata(None, timeout)
-        .map(|_| ())
-        .map_err(backend)
+    let m = producer.client().fetch_metadata(None, timeout)?;
+    Ok(m.topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.name().to_string())
+        .collect())
 }
 
 /// Whether an error is final for the events sent: they, or the configuration, are wrong, and
@@ -116,7 +121,7 @@ fn is_too_large(e: &KafkaError) -> bool {
 
 fn too_large_reason(e: &KafkaError, size: usize) -> String {
     format!(
-        "the message ({size} bytes) is larger than the bus takes ({e}); raise message.max.bytes in KAFKA_PROPERTIES and on the broker, or lower MAX_OBJECT_BYTES"
+        "the message ({size} bytes) is more than the bus's message limit ({e}); raise message.max.bytes in KAFKA_PROPERTIES and on the broker, or lower MAX_OBJECT_BYTES"
     )
 }
 
@@ -185,22 +190,11 @@ impl KafkaBus {
     pub async fn ensure_topics(&self) -> Result<(), BusError> {
         self.connect_producer_soon();
         let producer = self.producer();
-        let existing = tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(5))
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                        .map(|t| t.name().to_string())
-                        .collect::<std::collections::HashSet<String>>()
-                })
-        })
-        .await
-        .map_err(backend)?
-        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let existing =
+            tokio::task::spawn_blocking(move || metadata(&producer, Duration::from_secs(5)))
+                .await
+                .map_err(backend)?
+                .map_err(|e| BusError::Unavailable(e.to_string()))?;
         let names: Vec<String> = self
             .settings
             .all_topics()
@@ -260,6 +254,8 @@ impl KafkaBus {
         tokio::task::spawn_blocking(move || metadata(&producer, timeout))
             .await
             .map_err(backend)?
+            .map(|_| ())
+            .map_err(backend)
     }
 
     /// Sends every event to its topics (keyed by object id, with the attempt's trace context in
@@ -398,9 +394,6 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
-    fn max_event_bytes(&self) -> Option<usize> {
-        Some(self.settings.max_event_bytes())
-    }
     async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Published<ReadyEvent> {
         let names = Zone::ALL.map(|z| self.settings.ready_topic(z));
         let topics: [[&str; 1]; 3] = [[&names[0]], [&names[1]], [&names[2]]];

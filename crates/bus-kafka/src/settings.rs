@@ -103,21 +103,6 @@ impl KafkaSettings {
         c
     }
 
-    /// The largest event body a message can carry: the producer's `message.max.bytes`
-    /// (librdkafka's default 1,000,000 unless `KAFKA_PROPERTIES` sets it), less room for the
-    /// key, the `traceparent` header and the record's framing.
-    pub fn max_event_bytes(&self) -> usize {
-        const LIBRDKAFKA_DEFAULT: usize = 1_000_000;
-        const FRAMING: usize = 512;
-        self.properties
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "message.max.bytes")
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or(LIBRDKAFKA_DEFAULT)
-            .saturating_sub(FRAMING)
-    }
-
     /// Idempotent, acks=all, with a bounded local queue. Sent at once (`linger.ms=0`): each link
     /// of a chain of objects is two messages, and a linger is paid on each. Under load, what
     /// queues while requests are in flight still goes out in batches.

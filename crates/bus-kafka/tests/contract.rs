@@ -192,7 +192,11 @@ async fn an_event_too_large_for_a_message_is_refused_alone_and_the_others_go_out
     assert!(unsent.events.is_empty());
     let refused: Vec<u64> = unsent.rejected.iter().map(|(e, _)| e.id.0).collect();
     assert_eq!(refused, vec![2]);
-    assert!(unsent.rejected[0].1.contains("larger than the bus takes"));
+    assert!(
+        unsent.rejected[0]
+            .1
+            .contains("more than the bus's message limit")
+    );
     // The other two went out.
     let mut consumer = bus.ready_consumer(Zone::Raw, "toolarge").await.unwrap();
     let mut got = Vec::new();

@@ -114,11 +114,6 @@ pub trait Bus: Send + Sync + 'static {
     /// Objects that failed for good, for whoever must act on them (Kafka: `TOPIC_FAILED` and
     /// `TOPIC_DLQ`). Nothing in the orchestrator consumes them.
     async fn publish_failed(&self, events: Vec<FailedEvent>) -> Published<FailedEvent>;
-    /// The largest event, in bytes of JSON, this bus can carry (`None`: no limit). An event
-    /// over it can never be sent, however often it is tried.
-    fn max_event_bytes(&self) -> Option<usize> {
-        None
-    }
     /// Ready events of one zone, shared by every consumer of `group`.
     async fn ready_consumer(
         &self,

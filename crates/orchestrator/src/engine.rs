@@ -5,7 +5,6 @@
 mod commit;
 
 use crate::clock::now_ms;
-use crate::event_size::check_ready_size;
 use crate::metrics::Metrics;
 use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
@@ -131,11 +130,6 @@ pub struct Engine {
     stop: CancellationToken,
     /// The consumers of results and progress, once opened (see [`Engine::open_consumers`]).
     consumers: Option<Consumers>,
-    /// The largest event the bus carries, if it has a limit.
-    max_event_bytes: Option<usize>,
-    /// Failures found while carrying out actions (a Ready event too large to send), to feed
-    /// back to their runs before the turn's batch is written.
-    undeliverable: Vec<(RunId, Event)>,
 }
 
 type Consumers = (
@@ -146,7 +140,6 @@ type Consumers = (
 impl Engine {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> Engine {
         Engine {
-            max_event_bytes: bus.max_event_bytes(),
             bus,
             store,
             metrics,
@@ -155,7 +148,6 @@ impl Engine {
             actions: Vec::new(),
             stop: CancellationToken::new(),
             consumers: None,
-            undeliverable: Vec::new(),
         }
     }
 
@@ -218,7 +210,6 @@ impl Engine {
         }
         self.carry_out(&id, &mut actions, &mut out, true);
         self.actions = actions;
-        self.settle(&mut out);
         self.commit(out).await
     }
 
@@ -372,7 +363,6 @@ impl Engine {
                     self.each_run(&mut out, false, |e, now, actions| e.run.tick(now, actions));
                 }
             }
-            self.settle(&mut out);
             self.commit(out).await?;
             // At-least-once: what was taken from the bus is acknowledged only once stored.
             if !result_acks.is_empty() {
@@ -482,7 +472,7 @@ impl Engine {
                         .ready_published
                         .with_label_values(&[node.zone.short()])
                         .inc();
-                    let ready = ReadyEvent {
+                    out.ready.push(ReadyEvent {
                         event: "ObjectReady".into(),
                         id: node.id,
                         zone: node.zone,
@@ -494,20 +484,7 @@ impl Engine {
                         graph_version: entry.meta.graph_version.clone(),
                         object: node.raw.clone(),
                         schema_version: SCHEMA_VERSION,
-                    };
-                    match self.max_event_bytes.map(|l| check_ready_size(&ready, l)) {
-                        Some(Err(reason)) => {
-                            tracing::error!(run = %id, object = %node.id, attempt, %reason, "Ready event too large for the bus");
-                            let failed = Event::Failed {
-                                id: node.id,
-                                attempt: Some(attempt),
-                                reason,
-                                retryable: false,
-                            };
-                            self.undeliverable.push((id.clone(), failed));
-                        }
-                        _ => out.ready.push(ready),
-                    }
+                    });
                 }
                 Action::ResultAccepted {
                     index,

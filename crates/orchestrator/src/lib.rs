@@ -8,7 +8,6 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod engine;
-pub mod event_size;
 pub mod http;
 pub mod input;
 pub mod metrics;

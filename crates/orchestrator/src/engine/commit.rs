@@ -1,28 +1,18 @@
-//! The end of each turn of the engine's loop: the failures found while carrying out actions
-//! fed back, the batch written to the store (riding out a store that is away for a while),
-//! then the events published.
+//! The end of each turn of the engine's loop: the batch written to the store (riding out a
+//! store that is away for a while), then the events published, and what the bus refused for
+//! good fed back to its runs.
 
 use super::{Engine, EngineError, Outbox};
 use crate::store::Transition;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use orchestrator_bus::retry;
 use orchestrator_core::scheduler::Event;
-use orchestrator_protocol::Zone;
+use orchestrator_protocol::{RunId, Zone};
 
 /// The longest pause between two tries of a store write while the store is away.
 const STORE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Engine {
-    /// Feeds back the failures carrying out found, until there are none (a failure may free
-    /// room for other objects, whose events may not fit either).
-    pub(super) fn settle(&mut self, out: &mut Outbox) {
-        while !self.undeliverable.is_empty() {
-            let failures = std::mem::take(&mut self.undeliverable);
-            let events = failures.into_iter().map(|(r, e)| (r, e, false)).collect();
-            self.apply(events, out);
-        }
-    }
-
     /// Writes a batch, riding out a store that is away for a while (Redis restarting): the
     /// batch is tried again with growing pauses, and nothing is published or taken from the bus
     /// meanwhile. A batch is a set of records, so writing it twice is harmless. Only an error
@@ -60,19 +50,20 @@ impl Engine {
 
     /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
     /// What the bus refuses for good fails its object, in a turn of its own that follows at once.
-    pub(super) async fn commit(&mut self, out: Outbox) -> Result<(), EngineError> {
-        let mut out = out;
+    pub(super) async fn commit(&mut self, mut out: Outbox) -> Result<(), EngineError> {
         loop {
-            self.commit_one(out).await?;
-            if self.undeliverable.is_empty() {
+            let refused = self.commit_one(out).await?;
+            if refused.is_empty() {
                 return Ok(());
             }
             out = Outbox::default();
-            self.settle(&mut out);
+            self.apply(refused, &mut out);
         }
     }
 
-    async fn commit_one(&mut self, out: Outbox) -> Result<(), EngineError> {
+    /// Writes one batch and publishes its events; returns the failures of the objects whose
+    /// Ready events the bus refused for good.
+    async fn commit_one(&self, out: Outbox) -> Result<Vec<(RunId, Event, bool)>, EngineError> {
         if !out.tx.is_empty() {
             self.store_until_ok(out.tx).await?;
             self.metrics
@@ -82,11 +73,11 @@ impl Engine {
         }
         // An event published twice (a send that timed out but had reached the broker) is
         // harmless: a worker's result and the orchestrator's records are keyed by attempt.
+        let mut failures = Vec::new();
         if !out.ready.is_empty() {
-            let bus = self.bus.clone();
             let refused =
                 retry::publish_until_ok("publishing Ready events", &self.stop, out.ready, |r| {
-                    bus.publish_ready(r)
+                    self.bus.publish_ready(r)
                 })
                 .await?;
             for (ready, reason) in refused {
@@ -97,7 +88,7 @@ impl Engine {
                     reason: format!("the Ready event can never be sent: {reason}"),
                     retryable: false,
                 };
-                self.undeliverable.push((ready.run_id, failed));
+                failures.push((ready.run_id, failed, false));
             }
         }
         if !out.failed.is_empty() {
@@ -126,6 +117,6 @@ impl Engine {
                 .with_label_values(&[z.short()])
                 .set(waiting);
         }
-        Ok(())
+        Ok(failures)
     }
 }
