@@ -278,14 +278,7 @@ pub fn rejected_record(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut reason = reason.to_string();
-    if reason.len() > REJECTED_HEAD_BYTES {
-        let mut end = REJECTED_HEAD_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
+    let reason = &reason[..reason.floor_char_boundary(REJECTED_HEAD_BYTES)];
     serde_json::json!({
         "event": "MessageRejected",
         "schema_version": SCHEMA_VERSION,

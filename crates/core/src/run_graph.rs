@@ -210,11 +210,10 @@ pub fn event_name(name: &str) -> String {
     if name.len() <= MAX_EVENT_NAME_BYTES {
         return name.to_string();
     }
-    let mut end = MAX_EVENT_NAME_BYTES;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &name[..end])
+    format!(
+        "{}…",
+        &name[..name.floor_char_boundary(MAX_EVENT_NAME_BYTES)]
+    )
 }
 
 fn version_of(nodes: &[RunNode], parent_offsets: &[u32], parent_list: &[u32]) -> String {

@@ -28,9 +28,5 @@ pub fn tail(text: &str, max: usize) -> String {
     if t.len() <= max {
         return t.to_string();
     }
-    let mut start = t.len() - max;
-    while !t.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &t[start..])
+    format!("…{}", &t[t.ceil_char_boundary(t.len() - max)..])
 }
