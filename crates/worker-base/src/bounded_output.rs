@@ -1,6 +1,7 @@
 //! A program's output read in bounded memory: the first and the last bytes are kept, with a
 //! count of what lay between, however much the program writes.
 
+use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Default bytes kept of each stream: half from its start, half from its end.
@@ -10,9 +11,8 @@ pub const DEFAULT_KEPT_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BoundedOutput {
     head: Vec<u8>,
-    /// A ring of the last bytes once the head is full; `tail_start` is its oldest byte.
-    tail: Vec<u8>,
-    tail_start: usize,
+    /// The last bytes once the head is full, at most `half` of them.
+    tail: VecDeque<u8>,
     total: u64,
     half: usize,
 }
@@ -32,21 +32,10 @@ impl BoundedOutput {
             self.head.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
         }
-        if bytes.len() >= self.half {
-            self.tail.clear();
-            self.tail
-                .extend_from_slice(&bytes[bytes.len() - self.half..]);
-            self.tail_start = 0;
-            return;
-        }
-        for &b in bytes {
-            if self.tail.len() < self.half {
-                self.tail.push(b);
-            } else {
-                self.tail[self.tail_start] = b;
-                self.tail_start = (self.tail_start + 1) % self.half;
-            }
-        }
+        let bytes = &bytes[bytes.len().saturating_sub(self.half)..];
+        let over = (self.tail.len() + bytes.len()).saturating_sub(self.half);
+        self.tail.drain(..over);
+        self.tail.extend(bytes);
     }
 
     /// Bytes written in all, kept or not.
@@ -56,9 +45,7 @@ impl BoundedOutput {
 
     /// The kept text: whole when it fit, else head, a marker naming what was left out, tail.
     pub fn text(&self) -> String {
-        let mut tail = Vec::with_capacity(self.tail.len());
-        tail.extend_from_slice(&self.tail[self.tail_start..]);
-        tail.extend_from_slice(&self.tail[..self.tail_start]);
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
         let kept = (self.head.len() + tail.len()) as u64;
         let head = String::from_utf8_lossy(&self.head);
         let tail = String::from_utf8_lossy(&tail);
