@@ -242,7 +242,7 @@ pub fn read_object(
         Scalar::Str(s) => Ok(parse_parent_text(&s)),
         Scalar::Num(n) => Ok(parse_parent_number(&n)),
         Scalar::Other(v) => parse_parents(&v),
-        unreadable @ Scalar::Unreadable(_) => Err(unreadable.wrong("")),
+        Scalar::Unreadable(why) => Err(why),
     };
     let parents = match parsed {
         Ok(p) => {

@@ -19,7 +19,7 @@ const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// What a submission holds per byte of its body: the text, and the compact copy stored with
 /// the run (the objects read from it are slices of the text).
-pub const BYTES_HELD_PER_BODY_BYTE: usize = 2;
+const BYTES_HELD_PER_BODY_BYTE: usize = 2;
 
 /// The memory submissions may hold at once, in bytes.
 #[derive(Debug, Clone)]
@@ -28,8 +28,11 @@ pub struct SubmitBudget {
 }
 
 impl SubmitBudget {
-    pub fn new(bytes: u64) -> SubmitBudget {
-        let bytes = usize::try_from(bytes)
+    /// A budget of `bytes`, raised when needed so that a body of `largest_body` bytes (the
+    /// input limit) always fits alone.
+    pub fn new(bytes: u64, largest_body: u64) -> SubmitBudget {
+        let floor = largest_body.saturating_mul(BYTES_HELD_PER_BODY_BYTE as u64);
+        let bytes = usize::try_from(bytes.max(floor))
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         SubmitBudget {
@@ -190,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn the_budget_refuses_what_it_cannot_hold_and_frees_what_is_dropped() {
         // 60 bytes of body hold 120: one at a time in 200.
-        let budget = SubmitBudget::new(200);
+        let budget = SubmitBudget::new(200, 0);
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(60));
         let first = read_body(&headers, Body::from("x".repeat(60)), 1000, &budget).await;

@@ -7,7 +7,7 @@ use super::writer_lease::{become_writer, hand_back, keep_lease, writer_id};
 use crate::{EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::api::{ApiState, api_router};
-use orchestrator::api_body::{BYTES_HELD_PER_BODY_BYTE, SubmitBudget};
+use orchestrator::api_body::SubmitBudget;
 use orchestrator::auth::ApiTokens;
 use orchestrator::cli::ServeArgs;
 use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
@@ -206,13 +206,7 @@ async fn run_server(
         max_object_bytes: args.max_object_bytes,
         role: role.clone(),
         tokens,
-        // A submission as large as allowed must always fit, alone.
-        budget: SubmitBudget::new(
-            args.submit_memory_bytes.max(
-                args.max_input_bytes
-                    .saturating_mul(BYTES_HELD_PER_BODY_BYTE as u64),
-            ),
-        ),
+        budget: SubmitBudget::new(args.submit_memory_bytes, args.max_input_bytes),
     });
     let router = health::health_router(check, render).merge(api_router(api));
     tokio::spawn(health::serve(listener, router, shutdown.clone()));
