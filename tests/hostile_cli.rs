@@ -148,17 +148,7 @@ fn a_closed_pipe_ends_quietly_and_a_full_device_is_an_error() {
 fn a_truncated_state_file_is_a_state_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let sample = common::tools("sample-objects.json");
-    let out = orchestrator(&[
-        "run",
-        sample.to_str().unwrap(),
-        "--handler",
-        "simulate:0",
-        "--progress",
-        "none",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let out = run_with_state(&common::tools("sample-objects.json"), &state);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let db = state.join("state.redb");
     let whole = std::fs::read(&db).unwrap();
@@ -174,12 +164,7 @@ fn a_truncated_state_file_is_a_state_error_not_a_panic() {
 
 #[test]
 fn a_worker_without_a_handler_refuses_to_start() {
-    let worker = Path::new(bin()).with_file_name("ingestion-worker");
-    assert!(
-        worker.exists(),
-        "run `cargo build --workspace --bins` first"
-    );
-    let out = Command::new(worker)
+    let out = Command::new(common::workspace_bin("ingestion-worker"))
         .env_clear()
         .env("KAFKA_BOOTSTRAP", "127.0.0.1:1")
         .output()
@@ -215,7 +200,17 @@ fn a_full_state_disk_is_a_state_error() {
         .unwrap();
     assert!(mounted.success(), "mount of a tmpfs failed");
     let file = common::generated(dir.path(), 3000, 1);
-    let out = orchestrator(&[
+    let out = run_with_state(&file, &small.join("state"));
+    let _ = Command::new("umount").arg(&small).status();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `orchestrator run FILE` with no work per object, its state kept in `state`.
+fn run_with_state(file: &Path, state: &Path) -> std::process::Output {
+    orchestrator(&[
         "run",
         file.to_str().unwrap(),
         "--handler",
@@ -223,11 +218,6 @@ fn a_full_state_disk_is_a_state_error() {
         "--progress",
         "none",
         "--state-dir",
-        small.join("state").to_str().unwrap(),
-    ]);
-    let _ = Command::new("umount").arg(&small).status();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+        state.to_str().unwrap(),
+    ])
 }

@@ -8,17 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A binary of the workspace, next to `orchestrator` (tools/test.sh builds them all).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let path = Path::new(bin()).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
-}
-
 /// An HTTP client for the cluster's APIs, with a timeout.
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

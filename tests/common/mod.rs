@@ -23,6 +23,17 @@ pub fn tools(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A binary of the workspace, next to `orchestrator` (tools/test.sh builds them all).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = Path::new(bin()).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
 /// Runs the binary to completion.
 pub fn orchestrator(args: &[&str]) -> Output {
     Command::new(bin())
