@@ -70,15 +70,20 @@ fn start_redis(dir: &std::path::Path, port: u16, persistence: &[&str]) -> Child 
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server must be installed for these tests (tools/test.sh installs it: apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_for_port(port, "redis-server", Duration::from_secs(10));
+    child
+}
+
+/// Waits until `name` listens on `port` of loopback, at most `within`.
+fn wait_for_port(port: u16, name: &str, within: Duration) {
+    let deadline = Instant::now() + within;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "redis-server did not start on port {port}"
+            "{name} did not start on port {port}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
 }
 
 impl Drop for TestRedis {
@@ -224,14 +229,7 @@ fn start_tansu(dir: &std::path::Path, port: u16) -> Child {
         .stderr(log)
         .spawn()
         .expect("tansu must be installed for these tests (tools/test.sh installs it with cargo install)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tansu did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, "tansu", Duration::from_secs(30));
     child
 }
 
