@@ -4,7 +4,7 @@
 //! acknowledged: what was taken and not handled is delivered again after a restart.
 
 use crate::rebalance::RebalanceLog;
-use crate::{KafkaSettings, KafkaStats, backend, rejoin};
+use crate::{KafkaSettings, KafkaStats, backend, classify, rejoin};
 use async_trait::async_trait;
 use futures::FutureExt;
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
@@ -95,9 +95,10 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                 // a successor takes over at once, with no dead member's partitions to wait for.
                 let mut list = TopicPartitionList::new();
                 for topic in topics {
+                    // A broker away for a while is worth waiting for (the caller retries).
                     let metadata = consumer
                         .fetch_metadata(Some(topic), Duration::from_secs(10))
-                        .map_err(backend)?;
+                        .map_err(|e| classify(&e))?;
                     for t in metadata.topics() {
                         for p in t.partitions() {
                             list.add_partition_offset(topic, p.id(), Offset::Stored)

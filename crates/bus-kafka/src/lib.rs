@@ -126,7 +126,7 @@ fn too_large_reason(e: &KafkaError, size: usize) -> String {
 }
 
 /// A Kafka error as a bus error: [`BusError::Unavailable`] when trying again may succeed.
-fn classify(e: &KafkaError) -> BusError {
+pub(crate) fn classify(e: &KafkaError) -> BusError {
     match e.rdkafka_error_code() {
         Some(code) if is_permanent(code) => BusError::Backend(e.to_string()),
         _ => BusError::Unavailable(e.to_string()),

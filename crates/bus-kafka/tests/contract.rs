@@ -210,3 +210,27 @@ async fn an_event_too_large_for_a_message_is_refused_alone_and_the_others_go_out
     got.sort_unstable();
     assert_eq!(got, vec![1, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_the_result_consumer_while_the_broker_is_away_is_worth_trying_again() {
+    let kafka = services::kafka();
+    let Some(pid) = kafka.pid() else {
+        eprintln!("not run: KAFKA_BOOTSTRAP names a broker this test cannot pause");
+        return;
+    };
+    let bus = bus(&kafka, "away", false).await;
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    let opened = bus.result_consumer("away").await;
+    signal("-CONT");
+    let Err(e) = opened else {
+        panic!("a consumer opened with the broker paused");
+    };
+    assert!(e.is_transient(), "{e}");
+    assert!(bus.result_consumer("away").await.is_ok());
+}

@@ -8,7 +8,7 @@ use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::run_view::{ObjectQuery, RunView};
 use crate::store::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
-use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery};
+use orchestrator_bus::{AckToken, Bus, BusError, Consumer, Delivery, retry};
 use orchestrator_core::scheduler::{Action, Event, Run};
 use orchestrator_protocol::{
     AttemptStatus, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, RunId,
@@ -161,11 +161,17 @@ impl Engine {
         Ok(())
     }
 
+    /// The consumers of results and progress, waiting with backoff while the broker is away
+    /// (until `stop`, see [`Engine::stop_retrying_on`]).
     async fn new_consumers(&self) -> Result<Consumers, EngineError> {
-        Ok((
-            self.bus.result_consumer(GROUP).await?,
-            self.bus.progress_consumer(GROUP).await?,
-        ))
+        let what = "opening the consumers of results and progress";
+        Ok(retry::until_ok(what, &self.stop, || async {
+            Ok((
+                self.bus.result_consumer(GROUP).await?,
+                self.bus.progress_consumer(GROUP).await?,
+            ))
+        })
+        .await?)
     }
 
     /// A publish that fails (the broker is away) is retried with backoff until it succeeds or

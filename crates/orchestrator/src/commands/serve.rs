@@ -227,7 +227,8 @@ async fn run_server(
     if !become_writer(&*store, &holder, lease_ms, &shutdown, &role).await? {
         return Ok(EXIT_OK); // stopped while standing by
     }
-    role.set(Role::Writer);
+    // The writer from now on, ready once its engine can read the bus (see `drive`).
+    role.set(Role::Starting);
     let lost = Arc::new(AtomicBool::new(false));
     tokio::spawn(keep_lease(
         store.clone(),
@@ -235,13 +236,16 @@ async fn run_server(
         shutdown.clone(),
         lost.clone(),
     ));
+    let dyn_bus: Arc<dyn Bus> = bus;
+    let mut engine = Engine::new(dyn_bus, store.clone(), metrics);
+    engine.stop_retrying_on(shutdown.clone());
     let result = drive(
         args,
         config,
         store.clone(),
-        bus,
-        metrics,
+        engine,
         commands,
+        &role,
         shutdown,
     )
     .await;
@@ -251,21 +255,20 @@ async fn run_server(
     result
 }
 
-/// Continues the stored runs, starts OBJECTS_PATH's, and drives until shutdown.
+/// Opens the engine's consumers (then this orchestrator is ready: the writer, able to work),
+/// continues the stored runs, starts OBJECTS_PATH's, and drives until shutdown.
 async fn drive(
     args: ServeArgs,
     config: SchedulerConfig,
     store: Arc<dyn StateStore>,
-    bus: Arc<KafkaBus>,
-    metrics: Arc<Metrics>,
+    mut engine: Engine,
     commands: tokio::sync::mpsc::Receiver<EngineCommand>,
+    role: &SharedRole,
     shutdown: CancellationToken,
 ) -> anyhow::Result<i32> {
-    let dyn_bus: Arc<dyn Bus> = bus.clone();
-    let mut engine = Engine::new(dyn_bus, store.clone(), metrics);
-    engine.stop_retrying_on(shutdown.clone());
-    // Reading results from before the first Ready event goes out.
+    // Reading results from before the first Ready event goes out (waiting out a broker away).
     engine.open_consumers().await?;
+    role.set(Role::Writer);
 
     // 1. Continue what the store holds unfinished.
     let mut continuing = Vec::new();
