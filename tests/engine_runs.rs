@@ -4,7 +4,7 @@
 
 use orchestrator::engine::Engine;
 use orchestrator::metrics::Metrics;
-use orchestrator::store::{RunMeta, RunStatus, open_store};
+use orchestrator::store::{RunHeader, RunStatus, open_store};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::generate::{GenerateOptions, generate};
 use orchestrator_core::graph::{LoadOptions, load_graph};
@@ -34,8 +34,8 @@ fn graph(objects: usize, seed: u64) -> Arc<RunGraph> {
     Arc::new(RunGraph::new(&g, &Selection::all(&g)))
 }
 
-fn meta(id: &str, g: &RunGraph) -> RunMeta {
-    RunMeta {
+fn meta(id: &str, g: &RunGraph) -> RunHeader {
+    RunHeader {
         run_id: RunId::new(id),
         graph_version: g.version().to_string(),
         source: "generated".into(),
@@ -45,10 +45,8 @@ fn meta(id: &str, g: &RunGraph) -> RunMeta {
         cancelled: false,
         seed: 1,
         objects: g.len(),
-        summary: None,
-        targets: Vec::new(),
-        missing_parents_external: false,
-        zone: None,
+        options: Default::default(),
+        counts: Default::default(),
     }
 }
 
@@ -89,8 +87,7 @@ async fn two_runs_in_flight_at_once_both_finish() {
     );
     engine
         .add_run(
-            meta("run-a", &a),
-            Run::new(a.clone(), config.clone(), 1),
+            Run::new(a.clone(), config.clone(), meta("run-a", &a)),
             None,
             |_, _, _| {},
         )
@@ -98,8 +95,7 @@ async fn two_runs_in_flight_at_once_both_finish() {
         .unwrap();
     engine
         .add_run(
-            meta("run-b", &b),
-            Run::new(b.clone(), config, 2),
+            Run::new(b.clone(), config, meta("run-b", &b)),
             None,
             |_, _, _| {},
         )
@@ -139,6 +135,10 @@ async fn two_runs_in_flight_at_once_both_finish() {
         assert_eq!(loaded, s.loaded);
     }
     let runs = store.runs().await.unwrap();
+    for r in &runs {
+        let held = engine.run(&r.run_id).unwrap();
+        assert_eq!(r.counts, *held.counts(), "the stored counts are the run's");
+    }
     assert!(
         runs.iter().all(|r| r.status == RunStatus::Finished),
         "{runs:?}"

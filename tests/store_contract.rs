@@ -6,14 +6,14 @@
 mod services;
 
 use orchestrator::store::{
-    DeadLetter, RunMeta, RunStatus, StateStore, StoreError, StoreSettings, Transition, WriterLease,
-    open_store, open_store_with,
+    DeadLetter, RunHeader, RunStatus, StateStore, StoreError, StoreSettings, Transition,
+    WriterLease, open_store, open_store_with,
 };
 use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
 use orchestrator_protocol::{ObjectId, RunId};
 
-fn meta(id: &str, created_ms: u64) -> RunMeta {
-    RunMeta {
+fn meta(id: &str, created_ms: u64) -> RunHeader {
+    RunHeader {
         run_id: RunId::new(id),
         graph_version: "abc".into(),
         source: "objects.json".into(),
@@ -23,10 +23,8 @@ fn meta(id: &str, created_ms: u64) -> RunMeta {
         cancelled: false,
         seed: 7,
         objects: 2,
-        summary: None,
-        targets: Vec::new(),
-        missing_parents_external: false,
-        zone: None,
+        options: Default::default(),
+        counts: Default::default(),
     }
 }
 
@@ -208,7 +206,7 @@ mod redb {
     }
 
     /// A run with an object, a dead letter and its graph.
-    fn run_batch(m: &super::RunMeta) -> Vec<super::Transition> {
+    fn run_batch(m: &super::RunHeader) -> Vec<super::Transition> {
         use super::*;
         vec![
             Transition::Run(Box::new(m.clone())),

@@ -11,7 +11,8 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// What to do with a parent that is not in the file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MissingParents {
     /// An error (the default).
     #[default]

@@ -10,9 +10,10 @@
 use orchestrator_core::objects::Criticality;
 use orchestrator_core::run_graph::{RunGraph, RunNode};
 use orchestrator_core::scheduler::{
-    Action, Event, InFlightOnRestore, ObjectRecord, ObjectState, Run, SchedulerConfig, ZonePolicy,
+    Action, Event, InFlightOnRestore, ObjectState, Run, RunHeader, RunSnapshot, SchedulerConfig,
+    ZonePolicy,
 };
-use orchestrator_protocol::{ObjectId, RawJson, Zone};
+use orchestrator_protocol::{ObjectId, RawJson, RunId, Zone};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ struct World {
     rng: fastrand::Rng,
     now: u64,
     run: Run,
-    stored: Vec<ObjectRecord>,
+    stored: RunSnapshot,
     ready: Vec<(u64, u32, u32)>,
     results: Vec<(u64, Event)>,
     /// Results the engine took and has not acknowledged (stored) yet.
@@ -98,8 +99,12 @@ impl World {
         let mut rng = fastrand::Rng::with_seed(seed);
         let graph = graph(&mut rng);
         let config = config(&mut rng);
-        let run = Run::new(graph.clone(), config.clone(), seed);
-        let stored = run.records().to_vec();
+        let run = Run::new(
+            graph.clone(),
+            config.clone(),
+            RunHeader::new(RunId::new("sim"), seed),
+        );
+        let stored = run.snapshot();
         World {
             graph,
             config,
@@ -126,14 +131,13 @@ impl World {
     fn restore(&mut self, out: &mut Vec<Action>) {
         self.seen.crashes += 1;
         self.results.append(&mut self.unacked);
-        self.run = Run::restore(
+        self.run = Run::from_snapshot(
             self.graph.clone(),
             self.config.clone(),
-            self.seed,
             self.stored.clone(),
-            false,
             InFlightOnRestore::Republish { after_ms: 20 },
-        );
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         out.clear();
         self.run.start(self.now, out);
     }
@@ -142,14 +146,19 @@ impl World {
     /// Returns false when the engine crashed (the caller restores it).
     fn commit(&mut self, step: u32, out: &mut Vec<Action>) -> bool {
         let calm = self.calm(step);
-        let changed = self.run.take_changed();
+        let delta = self.run.take_delta();
         // A batch that fails, or a crash before it is stored: nothing of the step happened.
         if !calm && self.rng.u8(0..100) < 3 {
             self.seen.failed_batches += 1;
             return false;
         }
-        for i in changed {
-            self.stored[i as usize] = *self.run.record(i);
+        if let Some(delta) = delta {
+            self.stored.header = delta.header;
+            for (id, record) in delta.records {
+                if let Some(i) = self.graph.index_of(id) {
+                    self.stored.records[i as usize].1 = record;
+                }
+            }
         }
         self.unacked.clear();
         // A crash after the batch is stored and before (some of) its events are published.
@@ -183,13 +192,13 @@ impl World {
     fn check_publish(&self, index: u32, attempt: u32) {
         let seed = self.seed;
         assert_ne!(
-            self.stored[index as usize].state,
+            self.stored.records[index as usize].1.state,
             ObjectState::Loaded,
             "seed {seed}: object {index} (attempt {attempt}) published after its load was stored"
         );
         for &p in self.graph.parents(index) {
             assert_eq!(
-                self.stored[p as usize].state,
+                self.stored.records[p as usize].1.state,
                 ObjectState::Loaded,
                 "seed {seed}: object {index} published before its parent {p} was stored as loaded"
             );
@@ -292,7 +301,13 @@ fn simulate(seed: u64) -> Seen {
         world.run.is_finished(),
         "seed {seed}: the run did not finish"
     );
-    for (i, r) in world.stored.iter().enumerate() {
+    let counts = world.stored.header.counts;
+    assert_eq!(
+        counts.in_state(ObjectState::Loaded),
+        world.graph.len(),
+        "seed {seed}: the stored counts disagree with the stored records"
+    );
+    for (i, (_, r)) in world.stored.records.iter().enumerate() {
         assert_eq!(
             r.state,
             ObjectState::Loaded,

@@ -7,9 +7,9 @@ use orchestrator_core::graph::{LoadOptions, load_graph};
 use orchestrator_core::plan::Selection;
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
-    Action, Event, InFlightOnRestore, ObjectState, Run, SchedulerConfig,
+    Action, Event, InFlightOnRestore, ObjectState, Run, RunHeader, RunSnapshot, SchedulerConfig,
 };
-use orchestrator_protocol::ObjectId;
+use orchestrator_protocol::{ObjectId, RunId};
 use std::sync::Arc;
 
 fn graph() -> Arc<RunGraph> {
@@ -44,14 +44,14 @@ fn config() -> SchedulerConfig {
 #[test]
 fn in_flight_attempts_go_out_again_at_once_with_the_same_attempt() {
     let g = graph();
-    let mut run = Run::new(g.clone(), config(), 1);
+    let mut run = Run::new(g.clone(), config(), RunHeader::new(RunId::new("r"), 1));
     let mut out = Vec::new();
     run.start(0, &mut out);
     assert_eq!(dispatched(&out), vec![(0, 1), (1, 1)]);
-    let records = run.records().to_vec();
+    let stored = run.snapshot();
 
     let republish = InFlightOnRestore::Republish { after_ms: 2_000 };
-    let mut restored = Run::restore(g.clone(), config(), 1, records.clone(), false, republish);
+    let mut restored = restore(&g, stored.clone(), republish);
     out.clear();
     restored.start(10, &mut out);
     assert!(
@@ -97,10 +97,16 @@ fn in_flight_attempts_go_out_again_at_once_with_the_same_attempt() {
     );
 
     // A cancelled run sends nothing again: its in-flight attempts wait under a fresh lease.
-    let mut cancelled = Run::restore(g, config(), 1, records, true, republish);
+    let mut stored = stored;
+    stored.header.cancelled = true;
+    let mut cancelled = restore(&g, stored, republish);
     out.clear();
     cancelled.start(10, &mut out);
     cancelled.tick(5_000, &mut out);
     assert!(dispatched(&out).is_empty(), "{out:?}");
     assert_eq!(cancelled.record(0).state, ObjectState::Running);
+}
+
+fn restore(g: &Arc<RunGraph>, stored: RunSnapshot, policy: InFlightOnRestore) -> Run {
+    Run::from_snapshot(g.clone(), config(), stored, policy).unwrap_or_else(|e| panic!("{e}"))
 }

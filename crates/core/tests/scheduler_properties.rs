@@ -3,8 +3,10 @@
 
 use orchestrator_core::objects::Criticality;
 use orchestrator_core::run_graph::{RunGraph, RunNode};
-use orchestrator_core::scheduler::{Action, Event, ObjectState, Run, SchedulerConfig, ZonePolicy};
-use orchestrator_protocol::{ObjectId, Zone};
+use orchestrator_core::scheduler::{
+    Action, Event, ObjectState, Run, RunHeader, SchedulerConfig, ZonePolicy,
+};
+use orchestrator_protocol::{ObjectId, RunId, Zone};
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -91,7 +93,11 @@ fn config(case: &Case) -> SchedulerConfig {
 fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
     let graph = build(case);
     let n = graph.len();
-    let mut run = Run::new(graph.clone(), config(case), case.seed);
+    let mut run = Run::new(
+        graph.clone(),
+        config(case),
+        RunHeader::new(RunId::new("p"), case.seed),
+    );
     let mut rng = fastrand::Rng::with_seed(case.seed ^ 0x5eed);
     let mut now = 0u64;
     let mut out = Vec::new();
@@ -226,6 +232,9 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
             }
             trace.push(format!("{now}:{action:?}"));
         }
+        if check && (step % 64 == 0 || run.is_finished()) {
+            assert_counts_match_records(&run);
+        }
         if run.is_finished() {
             break;
         }
@@ -240,6 +249,23 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
         }
     }
     (trace, run)
+}
+
+/// The counts the run keeps step by step are the counts of its records, zone by zone.
+fn assert_counts_match_records(run: &Run) {
+    let graph = run.graph();
+    for zone in Zone::ALL {
+        for state in ObjectState::ALL {
+            let recount = (0..graph.len() as u32)
+                .filter(|&i| graph.node(i).zone == zone && run.record(i).state == state)
+                .count();
+            assert_eq!(
+                run.counts().zone(zone).in_state(state),
+                recount,
+                "{zone:?} {state:?}"
+            );
+        }
+    }
 }
 
 proptest! {

@@ -8,7 +8,8 @@ use orchestrator_core::generate::{GenerateOptions, generate};
 use orchestrator_core::graph::{LoadOptions, load_graph};
 use orchestrator_core::plan::{Plan, Selection};
 use orchestrator_core::run_graph::RunGraph;
-use orchestrator_core::scheduler::{Action, Event, Run, SchedulerConfig};
+use orchestrator_core::scheduler::{Action, Event, Run, RunHeader, SchedulerConfig};
+use orchestrator_protocol::RunId;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,7 +77,8 @@ fn core(objects: usize) {
     drop(graph);
     let mut best = f64::MAX;
     for _ in 0..3 {
-        let mut run = Run::new(run_graph.clone(), SchedulerConfig::default(), 1);
+        let header = RunHeader::new(RunId::new("bench"), 1);
+        let mut run = Run::new(run_graph.clone(), SchedulerConfig::default(), header);
         let mut out = Vec::new();
         let mut queue = Vec::new();
         let start = Instant::now();
@@ -99,7 +101,7 @@ fn core(objects: usize) {
                 );
                 completions += 1;
             }
-            let _ = run.take_changed();
+            let _ = run.take_delta();
         }
         assert_eq!(completions, run_graph.len());
         best = best.min(start.elapsed().as_secs_f64());

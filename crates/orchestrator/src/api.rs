@@ -4,11 +4,12 @@
 
 use crate::api_body::{SubmitBudget, read_body};
 use crate::auth::{ApiTokens, require_token};
+use crate::clock::now_ms;
 use crate::engine::EngineCommand;
+use crate::open::{Submission, SubmitError, open_new};
 use crate::role::{Role, SharedRole};
-use crate::run_view::{MAX_PAGE, ObjectQuery, RunView};
-use crate::store::{RunMeta, RunStatus, StateStore};
-use crate::submit::{Submission, SubmitError, prepare_run};
+use crate::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
+use crate::store::{RunHeader, RunStatus, StateStore};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -18,7 +19,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
-use orchestrator_core::scheduler::SchedulerConfig;
+use orchestrator_core::graph::MissingParents;
+use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
 use orchestrator_protocol::{ObjectId, RunId};
 use serde::Deserialize;
 use serde_json::json;
@@ -144,18 +146,26 @@ async fn submit(
     let submission = Submission {
         text,
         source: query.source.unwrap_or_else(|| "api".to_string()),
-        targets,
-        missing_parents_external: external,
+        options: RunOptions {
+            targets,
+            zone: None,
+            missing_parents: if external {
+                MissingParents::External
+            } else {
+                MissingParents::Error
+            },
+        },
+        seed: None,
         strict: query.strict,
         max_object_bytes: state.max_object_bytes,
     };
     let config = state.config.clone();
     // Validation of a large file takes a while: off the async threads.
-    let prepared = match tokio::task::spawn_blocking(move || prepare_run(submission, &config)).await
-    {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    let prepared =
+        match tokio::task::spawn_blocking(move || open_new(submission, &config, now_ms())).await {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
     let prepared = match prepared {
         Ok(p) => p,
         Err(SubmitError::Invalid(report)) => {
@@ -172,17 +182,17 @@ async fn submit(
         }
         Err(e @ SubmitError::Selection(_)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let header = prepared.run.header();
     let body = json!({
-        "run_id": prepared.meta.run_id,
-        "graph_version": prepared.meta.graph_version,
-        "objects": prepared.meta.objects,
+        "run_id": header.run_id,
+        "graph_version": header.graph_version,
+        "objects": header.objects,
         "zones": prepared.zones,
         "warnings": prepared.warnings.iter().take(MAX_LISTED_PROBLEMS).collect::<Vec<_>>(),
         "warning_count": prepared.warnings.len(),
     });
     let (reply, answer) = oneshot::channel();
     let command = EngineCommand::Submit {
-        meta: Box::new(prepared.meta),
         run: Box::new(prepared.run),
         objects: prepared.objects,
         reply,
@@ -229,19 +239,28 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
     let Ok(live) = answer.await else {
         return engine_gone();
     };
-    let mut runs: BTreeMap<RunId, RunMeta> =
+    let mut runs: BTreeMap<RunId, RunHeader> =
         stored.into_iter().map(|m| (m.run_id.clone(), m)).collect();
+    // What the engine does not hold, nothing runs: an unfinished one was interrupted.
+    for m in runs.values_mut() {
+        m.status = m.status.seen_by_reader(false);
+    }
     for m in live {
         runs.insert(m.run_id.clone(), m);
     }
-    let mut runs: Vec<RunMeta> = runs
+    let mut runs: Vec<RunHeader> = runs
         .into_values()
         .filter(|m| query.status.is_none_or(|s| m.status == s))
         .collect();
     runs.sort_by(|a, b| (b.created_ms, &b.run_id).cmp(&(a.created_ms, &a.run_id)));
     let total = runs.len();
     let limit = query.limit.min(MAX_PAGE);
-    let page: Vec<RunMeta> = runs.into_iter().skip(query.offset).take(limit).collect();
+    let page: Vec<RunReport> = runs
+        .into_iter()
+        .skip(query.offset)
+        .take(limit)
+        .map(RunReport::from)
+        .collect();
     Json(json!({ "total": total, "offset": query.offset, "limit": limit, "runs": page }))
         .into_response()
 }
@@ -271,9 +290,10 @@ async fn inspect(
         Ok(meta) => meta,
         Err(e) => return store_error(e),
     };
-    let Some(meta) = meta else {
+    let Some(mut meta) = meta else {
         return error(StatusCode::NOT_FOUND, format!("run {run} not found"));
     };
+    meta.status = meta.status.seen_by_reader(false);
     let records = match state.store.objects(&run).await {
         Ok(r) => r,
         Err(e) => return store_error(e),

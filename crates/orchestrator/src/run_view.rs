@@ -1,8 +1,8 @@
 //! What the HTTP API shows of one run: counts per state and a page of its objects, built the same
 //! way from a run held in memory or from the records of the store.
 
-use crate::store::RunMeta;
-use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
+use crate::store::RunHeader;
+use orchestrator_core::scheduler::{ObjectRecord, ObjectState, RunSummary};
 use orchestrator_protocol::ObjectId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +35,23 @@ impl Default for ObjectQuery {
     }
 }
 
+/// A run as users see it, in the API and in `status --json`: its header with its summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub header: RunHeader,
+    pub summary: RunSummary,
+}
+
+impl From<RunHeader> for RunReport {
+    fn from(header: RunHeader) -> Self {
+        RunReport {
+            summary: header.counts.summary(),
+            header,
+        }
+    }
+}
+
 /// One object's state in a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectView {
@@ -48,7 +65,7 @@ pub struct ObjectView {
 /// A run with its counts and one page of its objects, ordered by id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunView {
-    pub run: RunMeta,
+    pub run: RunReport,
     /// Objects per state (every object of the run, whatever the page).
     pub counts: BTreeMap<String, usize>,
     /// Objects that match the query's state filter.
@@ -59,44 +76,44 @@ pub struct RunView {
 }
 
 impl RunView {
-    /// Builds the view; objects the records do not name (never changed) are waiting.
+    /// Builds the view: the counts are the run's own (kept with every change, read at O(1));
+    /// the page comes from `records`, ordered by id. Objects the stored records do not name
+    /// never changed: they are waiting, and counted so.
     pub fn build(
-        run: RunMeta,
+        run: RunHeader,
         records: impl Iterator<Item = (ObjectId, ObjectRecord)>,
         query: &ObjectQuery,
     ) -> RunView {
         let limit = query.limit.min(MAX_PAGE);
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut matching = Vec::new();
-        let mut seen = 0usize;
-        for (id, r) in records {
-            seen += 1;
-            *counts.entry(r.state.as_str().to_string()).or_default() += 1;
-            if query.state.is_none_or(|s| s == r.state) {
-                matching.push(ObjectView {
-                    id,
-                    state: r.state,
-                    attempt: r.attempt,
-                    failures: r.failures,
-                    retries: r.retries,
-                });
+        for state in ObjectState::ALL {
+            let n = run.counts.in_state(state);
+            if n > 0 {
+                counts.insert(state.as_str().to_string(), n);
             }
         }
-        let unseen = run.objects.saturating_sub(seen);
-        if unseen > 0 {
-            *counts
-                .entry(ObjectState::Waiting.as_str().to_string())
-                .or_default() += unseen;
-        }
+        let total = match query.state {
+            Some(state) => run.counts.in_state(state),
+            None => run.objects,
+        };
+        let mut matching: Vec<ObjectView> = records
+            .filter(|(_, r)| query.state.is_none_or(|s| s == r.state))
+            .map(|(id, r)| ObjectView {
+                id,
+                state: r.state,
+                attempt: r.attempt,
+                failures: r.failures,
+                retries: r.retries,
+            })
+            .collect();
         matching.sort_by_key(|o| o.id);
-        let total = matching.len();
         let objects = matching
             .into_iter()
             .skip(query.offset)
             .take(limit)
             .collect();
         RunView {
-            run,
+            run: run.into(),
             counts,
             matching: total,
             offset: query.offset,

@@ -1,18 +1,28 @@
-//! The scheduler: one run as a state machine that takes events (worker progress and results,
-//! clock ticks, cancel, reset) and returns actions (dispatch, retry, dead letter). Pure: the
-//! caller supplies the time and the random seed, so a run is reproducible.
+//! The scheduler: one run as an aggregate (header and object records) that takes events (worker
+//! progress and results, clock ticks, cancel, interrupt, rerun) and returns actions (dispatch,
+//! retry, dead letter) and one delta for the store. Pure: the caller supplies the time, and the
+//! run's seed every random draw, so a run is reproducible.
 
 mod backoff;
 mod config;
+mod counts;
+mod delta;
+mod header;
 mod queue;
 mod run;
 mod state;
+mod steps;
 mod summary;
+mod transitions;
 
 pub use backoff::backoff_delay_ms;
 pub use config::{SchedulerConfig, ZonePolicy};
-pub use run::{Action, Event, IgnoredReason, InFlightOnRestore, Run, RunStatus};
+pub use counts::{RunCounts, ZoneCounts};
+pub use delta::{DeadLetter, RunDelta, RunSnapshot};
+pub use header::{RunHeader, RunOptions, RunStatus};
+pub use run::{GraphMismatch, InFlightOnRestore, Run};
 pub use state::{ObjectRecord, ObjectState};
+pub use steps::{Action, Event, IgnoredReason};
 pub use summary::{RunSummary, ZoneSummary};
 
 #[cfg(test)]

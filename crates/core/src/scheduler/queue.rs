@@ -29,6 +29,7 @@ impl ReadyQueue {
         index
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

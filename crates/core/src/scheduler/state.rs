@@ -25,6 +25,18 @@ pub enum ObjectState {
 }
 
 impl ObjectState {
+    pub const ALL: [ObjectState; 9] = [
+        ObjectState::Waiting,
+        ObjectState::Queued,
+        ObjectState::Dispatched,
+        ObjectState::Running,
+        ObjectState::RetryWait,
+        ObjectState::Loaded,
+        ObjectState::Failed,
+        ObjectState::UpstreamFailed,
+        ObjectState::Cancelled,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

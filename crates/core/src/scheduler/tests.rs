@@ -41,13 +41,21 @@ fn dispatched(out: &[Action]) -> Vec<(u32, u32)> {
         .collect()
 }
 
+fn new_run(graph: Arc<RunGraph>, config: SchedulerConfig, seed: u64) -> Run {
+    Run::new(
+        graph,
+        config,
+        RunHeader::new(orchestrator_protocol::RunId::new("t"), seed),
+    )
+}
+
 fn id(i: u64) -> ObjectId {
     ObjectId(i)
 }
 
 #[test]
 fn releases_children_once_when_all_parents_loaded() {
-    let mut run = Run::new(diamond(), SchedulerConfig::default(), 1);
+    let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     // The longest path goes first: 1000 (rank 3) before 1001 (rank 1).
@@ -125,7 +133,7 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
         max_retries: 2,
         ..Default::default()
     };
-    let mut run = Run::new(diamond(), config, 7);
+    let mut run = new_run(diamond(), config, 7);
     let mut out = Vec::new();
     run.start(0, &mut out);
     run.handle(
@@ -210,7 +218,7 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
 
 #[test]
 fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
-    let mut run = Run::new(diamond(), SchedulerConfig::default(), 1);
+    let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     run.handle(
@@ -271,7 +279,7 @@ fn lease_runs_from_started_and_heartbeats_renew_it() {
         lease_ms: 100,
         ..Default::default()
     };
-    let mut run = Run::new(diamond(), config, 1);
+    let mut run = new_run(diamond(), config, 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     // Waiting in a queue: no lease yet, nothing expires.
@@ -339,7 +347,7 @@ fn schedule_to_start_timeout_covers_lost_ready_events() {
         schedule_to_start_ms: Some(50),
         ..Default::default()
     };
-    let mut run = Run::new(diamond(), config, 1);
+    let mut run = new_run(diamond(), config, 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     out.clear();
@@ -356,7 +364,7 @@ fn schedule_to_start_timeout_covers_lost_ready_events() {
 fn zone_limit_holds_work_back_in_priority_order() {
     let mut config = SchedulerConfig::default();
     config.zones[Zone::Raw.index()].max_in_flight = Some(1);
-    let mut run = Run::new(diamond(), config, 1);
+    let mut run = new_run(diamond(), config, 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     assert_eq!(dispatched(&out), vec![(0, 1)]);
@@ -376,7 +384,7 @@ fn zone_limit_holds_work_back_in_priority_order() {
 
 #[test]
 fn cancel_stops_dispatch_but_records_in_flight_results() {
-    let mut run = Run::new(diamond(), SchedulerConfig::default(), 1);
+    let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     run.cancel(1, &mut out);
@@ -412,7 +420,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
         max_retries: 0,
         ..Default::default()
     };
-    let mut run = Run::new(diamond(), config, 1);
+    let mut run = new_run(diamond(), config, 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     run.handle(
@@ -475,7 +483,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
 #[test]
 fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
     let graph = diamond();
-    let mut run = Run::new(graph.clone(), SchedulerConfig::default(), 1);
+    let mut run = new_run(graph.clone(), SchedulerConfig::default(), 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
     run.handle(
@@ -494,15 +502,14 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
         1,
         &mut out,
     );
-    let records = run.records().to_vec();
-    let mut resumed = Run::restore(
+    let stored = run.snapshot();
+    let mut resumed = Run::from_snapshot(
         graph.clone(),
         SchedulerConfig::default(),
-        1,
-        records.clone(),
-        false,
+        stored.clone(),
         InFlightOnRestore::Resend,
-    );
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     out.clear();
     resumed.start(5, &mut out);
     let mut sent = dispatched(&out);
@@ -516,7 +523,8 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
         lease_ms: 100,
         ..Default::default()
     };
-    let mut rearmed = Run::restore(graph, config, 1, records, false, InFlightOnRestore::Rearm);
+    let mut rearmed = Run::from_snapshot(graph, config, stored, InFlightOnRestore::Rearm)
+        .unwrap_or_else(|e| panic!("{e}"));
     out.clear();
     rearmed.start(1_000, &mut out);
     assert!(dispatched(&out).is_empty(), "{out:?}");

@@ -11,13 +11,13 @@ use orchestrator::clock::now_ms;
 use orchestrator::engine::Engine;
 use orchestrator::http::{HttpState, serve};
 use orchestrator::metrics::Metrics;
+use orchestrator::open::{OpenError, new_run_id, open_snapshot};
 use orchestrator::progress;
-use orchestrator::store::{RunMeta, RunStatus, StateStore, StoreSettings, state_dir_url};
-use orchestrator::submit::new_run_id;
+use orchestrator::store::{RunHeader, StateStore, StoreSettings, state_dir_url};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
-    InFlightOnRestore, ObjectRecord, ObjectState, Run, RunSummary, SchedulerConfig,
+    InFlightOnRestore, ObjectState, Run, RunOptions, RunSummary, SchedulerConfig,
 };
 use orchestrator_protocol::Zone;
 use std::sync::Arc;
@@ -137,17 +137,16 @@ async fn drive_run(
         config,
     } = prepared;
     let source = args.input.file.display().to_string();
-    let Some((meta, run, rerun)) = prepare_run(&args, &*store, &graph, &config, &source).await?
-    else {
+    let Some((run, rerun)) = prepare_run(&args, &*store, &graph, &config, &source).await? else {
         return Ok(EXIT_STATE);
     };
-    if meta.status == RunStatus::Finished && !rerun {
+    if run.is_finished() && !rerun {
         let summary = run.summary();
         eprintln!(
             "run {} already finished; add --rerun-failed to run its failures again",
-            meta.run_id
+            run.header().run_id
         );
-        print_summary(&meta, &summary, &*store, Duration::ZERO, args.json).await?;
+        print_summary(run.header(), &summary, &*store, Duration::ZERO, args.json).await?;
         return Ok(if summary.all_loaded() {
             EXIT_OK
         } else {
@@ -180,7 +179,7 @@ async fn drive_run(
     let stop_workers = CancellationToken::new();
     let mut workers = Vec::new();
     for zone in Zone::ALL {
-        let handler = handlers.spec(zone).build(meta.seed)?;
+        let handler = handlers.spec(zone).build(run.header().seed)?;
         let mut wc = WorkerConfig::new(zone);
         wc.max_workers = args.max_workers.max(1);
         wc.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
@@ -197,21 +196,16 @@ async fn drive_run(
     }
 
     let started = Instant::now();
-    let run_id = meta.run_id.clone();
+    let run_id = run.header().run_id.clone();
     let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
     engine
         // A new run's objects are stored with it; a resumed one has them already.
-        .add_run(
-            meta,
-            run,
-            objects.filter(|_| !args.resume),
-            |run, now, out| {
-                if rerun {
-                    let n = run.reset_failed(now, out);
-                    eprintln!("running {n} failed, upstream-failed or cancelled objects again");
-                }
-            },
-        )
+        .add_run(run, objects.filter(|_| !args.resume), |run, now, out| {
+            if rerun {
+                let n = run.reset_failed(now, out);
+                eprintln!("running {n} failed, upstream-failed or cancelled objects again");
+            }
+        })
         .await?;
     let view = engine.progress();
     let progress_task = tokio::spawn(progress::show(view, args.progress));
@@ -234,12 +228,15 @@ async fn drive_run(
     let run = engine
         .run(&run_id)
         .context("the run vanished from the engine")?;
-    let meta = engine
-        .meta(&run_id)
-        .context("the run vanished from the engine")?
-        .clone();
     let summary = run.summary();
-    print_summary(&meta, &summary, &*store, started.elapsed(), args.json).await?;
+    print_summary(
+        run.header(),
+        &summary,
+        &*store,
+        started.elapsed(),
+        args.json,
+    )
+    .await?;
     Ok(if interrupt.is_cancelled() {
         EXIT_INTERRUPTED
     } else if summary.all_loaded() {
@@ -257,7 +254,7 @@ async fn prepare_run(
     graph: &Arc<RunGraph>,
     config: &SchedulerConfig,
     source: &str,
-) -> anyhow::Result<Option<(RunMeta, Run, bool)>> {
+) -> anyhow::Result<Option<(Run, bool)>> {
     let runs = store.runs().await?;
     let latest = runs.last();
     let where_ = args
@@ -265,7 +262,7 @@ async fn prepare_run(
         .as_ref()
         .map_or_else(|| store.kind().to_string(), |d| d.display().to_string());
     if !args.resume {
-        if let Some(m) = latest.filter(|m| m.status != RunStatus::Finished) {
+        if let Some(m) = latest.filter(|m| m.status.is_unfinished()) {
             eprintln!(
                 "error: {where_} holds unfinished run {} (from {}); add --resume to finish it, or use another --state-dir",
                 m.run_id, m.source
@@ -274,80 +271,52 @@ async fn prepare_run(
         }
         let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
         let now = now_ms();
-        let meta = RunMeta {
-            run_id: new_run_id(seed),
-            graph_version: graph.version().to_string(),
-            source: source.to_string(),
-            created_ms: now,
-            updated_ms: now,
-            status: RunStatus::Running,
-            cancelled: false,
-            seed,
-            objects: graph.len(),
-            summary: None,
-            // The selection it was started with, so that another process can rebuild it.
+        // The selection it was started with, so that another process can rebuild it.
+        let options = RunOptions {
             targets: args.select.target_ids(),
-            missing_parents_external: args.input.missing_parents
-                == orchestrator::cli::MissingParentsArg::External,
             zone: args.select.zone,
+            missing_parents: args.input.missing_parents.into(),
         };
+        let header = RunHeader::new(new_run_id(seed, now), seed)
+            .with_source(source)
+            .with_options(options)
+            .created_at(now);
         return Ok(Some((
-            meta,
-            Run::new(graph.clone(), config.clone(), seed),
+            Run::new(graph.clone(), config.clone(), header),
             false,
         )));
     }
-    let Some(meta) = latest.cloned() else {
+    let Some(header) = latest.cloned() else {
         eprintln!("error: nothing to resume: {where_} holds no run");
         return Ok(None);
     };
-    if meta.graph_version != graph.version() {
-        eprintln!(
-            "error: refusing to resume run {}: it runs graph version {} (from {}), but {} has graph version {}; \
-             the objects, zones or parents differ. Use another --state-dir to start a new run.",
-            meta.run_id,
-            meta.graph_version,
-            meta.source,
-            source,
-            graph.version()
-        );
-        return Ok(None);
-    }
-    let mut records = vec![ObjectRecord::default(); graph.len()];
-    let mut resumed_cancelled = 0;
-    for (id, mut record) in store.objects(&meta.run_id).await? {
-        if let Some(i) = graph.index_of(id) {
-            // An interrupted run's cancelled objects never ran: resuming runs them.
-            if record.state == ObjectState::Cancelled && !args.rerun_failed {
-                record.state = ObjectState::Waiting;
-                resumed_cancelled += 1;
-            }
-            records[i as usize] = record;
+    let (run_id, stored_source) = (header.run_id.clone(), header.source.clone());
+    let run = match open_snapshot(
+        store,
+        graph.clone(),
+        header,
+        config,
+        InFlightOnRestore::Resend,
+    )
+    .await
+    {
+        Ok(run) => run,
+        Err(OpenError::GraphMismatch(m)) => {
+            eprintln!(
+                "error: refusing to resume run {run_id}: it runs graph version {} (from {stored_source}), but {source} has graph version {}; \
+                 the objects, zones or parents differ. Use another --state-dir to start a new run.",
+                m.stored, m.found
+            );
+            return Ok(None);
         }
-    }
-    let mut meta = meta;
-    if resumed_cancelled > 0 {
-        meta.status = RunStatus::Running;
-    }
-    meta.cancelled = false;
-    let loaded = records
-        .iter()
-        .filter(|r| r.state == ObjectState::Loaded)
-        .count();
+        Err(e) => return Err(e.into()),
+    };
     eprintln!(
-        "resuming run {}: {loaded} of {} objects already loaded",
-        meta.run_id,
+        "resuming run {run_id}: {} of {} objects already loaded",
+        run.counts().in_state(ObjectState::Loaded),
         graph.len()
     );
-    let run = Run::restore(
-        graph.clone(),
-        config.clone(),
-        meta.seed,
-        records,
-        false,
-        InFlightOnRestore::Resend,
-    );
-    Ok(Some((meta, run, args.rerun_failed)))
+    Ok(Some((run, args.rerun_failed)))
 }
 
 async fn watch_signals(interrupt: CancellationToken) {
@@ -385,7 +354,7 @@ async fn watch_signals(interrupt: CancellationToken) {
 }
 
 async fn print_summary(
-    meta: &RunMeta,
+    meta: &RunHeader,
     s: &RunSummary,
     store: &dyn StateStore,
     elapsed: Duration,

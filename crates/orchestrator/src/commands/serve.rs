@@ -10,21 +10,17 @@ use orchestrator::api::{ApiState, api_router};
 use orchestrator::api_body::SubmitBudget;
 use orchestrator::auth::ApiTokens;
 use orchestrator::cli::ServeArgs;
+use orchestrator::clock::now_ms;
 use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
 use orchestrator::input::read_limited;
 use orchestrator::metrics::Metrics;
+use orchestrator::open::{Submission, SubmitError, open_new, open_stored};
 use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{
-    RunMeta, RunStatus, StateStore, StoreError, StoreSettings, open_store_with, redact_url,
-};
-use orchestrator::submit::{Submission, SubmitError, prepare_run};
+use orchestrator::store::{StateStore, StoreError, StoreSettings, open_store_with, redact_url};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
-use orchestrator_core::graph::{LoadOptions, MissingParents, load_graph};
-use orchestrator_core::plan::Selection;
-use orchestrator_core::run_graph::RunGraph;
-use orchestrator_core::scheduler::{InFlightOnRestore, ObjectRecord, Run, SchedulerConfig};
+use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -272,19 +268,24 @@ async fn drive(
 
     // 1. Continue what the store holds unfinished.
     let mut continuing = Vec::new();
-    for meta in store
+    // Attempts in flight stay with their workers; those never published go out again soon.
+    let policy = InFlightOnRestore::Republish {
+        after_ms: REPUBLISH_AFTER_MS,
+    };
+    for header in store
         .runs()
         .await?
         .into_iter()
-        .filter(|m| m.status != RunStatus::Finished)
+        .filter(|h| h.status.is_unfinished())
     {
-        match restore(&*store, &meta, &config).await {
+        let (id, version) = (header.run_id.clone(), header.graph_version.clone());
+        match open_stored(&*store, header, &config, policy).await {
             Ok(run) => {
-                tracing::info!(run = %meta.run_id, graph = %meta.graph_version, "continuing an unfinished run");
-                continuing.push(meta.graph_version.clone());
-                engine.add_run(meta, run, None, |_, _, _| {}).await?;
+                tracing::info!(run = %id, graph = %version, "continuing an unfinished run");
+                continuing.push(version);
+                engine.add_run(run, None, |_, _, _| {}).await?;
             }
-            Err(why) => tracing::error!(run = %meta.run_id, %why, "cannot continue this run"),
+            Err(why) => tracing::error!(run = %id, %why, "cannot continue this run"),
         }
     }
 
@@ -305,13 +306,15 @@ async fn drive(
         let submission = Submission {
             text,
             source: path.display().to_string(),
-            targets: Vec::new(),
-            missing_parents_external: args.missing_parents
-                == orchestrator::cli::MissingParentsArg::External,
+            options: RunOptions {
+                missing_parents: args.missing_parents.into(),
+                ..RunOptions::default()
+            },
+            seed: None,
             strict: false,
             max_object_bytes: args.max_object_bytes,
         };
-        let prepared = match prepare_run(submission, &config) {
+        let prepared = match open_new(submission, &config, now_ms()) {
             Ok(p) => p,
             Err(SubmitError::Invalid(report)) => {
                 eprint!("{}", report.render(None));
@@ -329,13 +332,13 @@ async fn drive(
         for p in prepared.warnings.iter().take(MAX_LISTED_PROBLEMS) {
             tracing::warn!(problem = %p, "object file");
         }
-        let meta = prepared.meta;
-        if continuing.contains(&meta.graph_version) {
-            tracing::info!(graph = %meta.graph_version, "the run of OBJECTS_PATH is already under way");
+        let header = prepared.run.header();
+        if continuing.contains(&header.graph_version) {
+            tracing::info!(graph = %header.graph_version, "the run of OBJECTS_PATH is already under way");
         } else {
-            tracing::info!(run = %meta.run_id, objects = meta.objects, graph = %meta.graph_version, "starting the run of OBJECTS_PATH");
+            tracing::info!(run = %header.run_id, objects = header.objects, graph = %header.graph_version, "starting the run of OBJECTS_PATH");
             engine
-                .add_run(meta, prepared.run, Some(prepared.objects), |_, _, _| {})
+                .add_run(prepared.run, Some(prepared.objects), |_, _, _| {})
                 .await?;
         }
     }
@@ -345,68 +348,4 @@ async fn drive(
         .await?;
     tracing::info!("stopped; unfinished runs continue with the next orchestrator");
     Ok(EXIT_OK)
-}
-
-/// Rebuilds a stored run: its objects, its selection, its records; attempts in flight stay with
-/// their workers under a fresh lease.
-async fn restore(
-    store: &dyn StateStore,
-    meta: &RunMeta,
-    config: &SchedulerConfig,
-) -> Result<Run, String> {
-    let objects = store
-        .graph(&meta.run_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("its object definitions are not in the store")?;
-    let missing_parents = if meta.missing_parents_external {
-        MissingParents::External
-    } else {
-        MissingParents::Error
-    };
-    let loaded = load_graph(
-        objects,
-        LoadOptions {
-            missing_parents,
-            strict: false,
-            // Accepted once: the limit of the day it was submitted holds.
-            max_object_bytes: usize::MAX,
-        },
-    );
-    let graph = loaded.graph.ok_or_else(|| {
-        format!(
-            "its stored objects no longer validate: {}",
-            loaded.report.render(None)
-        )
-    })?;
-    let selection =
-        Selection::for_targets(&graph, &meta.targets, meta.zone).map_err(|e| e.to_string())?;
-    let run_graph = Arc::new(RunGraph::new(&graph, &selection));
-    if run_graph.version() != meta.graph_version {
-        return Err(format!(
-            "graph version {} does not match the stored {}",
-            run_graph.version(),
-            meta.graph_version
-        ));
-    }
-    let mut records = vec![ObjectRecord::default(); run_graph.len()];
-    for (id, record) in store
-        .objects(&meta.run_id)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        if let Some(i) = run_graph.index_of(id) {
-            records[i as usize] = record;
-        }
-    }
-    Ok(Run::restore(
-        run_graph,
-        config.clone(),
-        meta.seed,
-        records,
-        meta.cancelled,
-        InFlightOnRestore::Republish {
-            after_ms: REPUBLISH_AFTER_MS,
-        },
-    ))
 }

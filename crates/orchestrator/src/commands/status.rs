@@ -4,6 +4,7 @@
 use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
+use orchestrator::run_view::RunReport;
 use orchestrator::store::{StateStore, StoreSettings, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
@@ -36,7 +37,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
 }
 
 async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
-    let runs = store.runs().await?;
+    let mut runs = store.runs().await?;
+    // A run stored as running with no writer alive was interrupted: its process died.
+    let writer_alive = store.writer().await?.is_some();
+    for r in &mut runs {
+        r.status = r.status.seen_by_reader(writer_alive);
+    }
     let chosen = match &args.run {
         Some(id) => runs.iter().find(|r| r.run_id.as_str() == id),
         None => runs.last(),
@@ -53,8 +59,8 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
     if args.json {
         let v = serde_json::json!({
             "runs": runs.iter().map(|r| serde_json::json!({"run_id": r.run_id, "status": r.status, "created_ms": r.created_ms})).collect::<Vec<_>>(),
-            "run": meta,
-            "objects": objects.iter().map(|(id, r)| serde_json::json!({"id": id, "state": r.state, "attempt": r.attempt, "retries": r.retries})).collect::<Vec<_>>(),
+            "run": RunReport::from(meta.clone()),
+            "objects": objects.iter().map(|(id, r)| serde_json::json!({"id": id, "state": r.state, "attempt": r.attempt, "failures": r.failures, "retries": r.retries})).collect::<Vec<_>>(),
             "dead_letters": dead,
         });
         outln!("{}", serde_json::to_string_pretty(&v)?);
@@ -63,26 +69,26 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
     for r in &runs {
         let marker = if r.run_id == meta.run_id { "*" } else { " " };
         outln!(
-            "{marker} {}  {:?}  graph {}  {} objects  {}",
+            "{marker} {}  {}  graph {}  {} objects  {}",
             r.run_id,
-            r.status,
+            r.status.as_str(),
             r.graph_version,
             r.objects,
             r.source
         );
     }
-    if let Some(s) = &meta.summary {
-        outln!(
-            "run {}: loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
-            meta.run_id,
-            s.loaded,
-            s.failed,
-            s.upstream_failed,
-            s.cancelled,
-            s.pending,
-            s.retries
-        );
-    }
+    let s = meta.counts.summary();
+    outln!(
+        "run {} ({}): loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
+        meta.run_id,
+        meta.status.as_str(),
+        s.loaded,
+        s.failed,
+        s.upstream_failed,
+        s.cancelled,
+        s.pending,
+        s.retries
+    );
     for d in dead {
         outln!(
             "dead letter: object {} (attempt {}): {}",

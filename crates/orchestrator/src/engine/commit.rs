@@ -102,11 +102,8 @@ impl Engine {
             }
         }
         for z in Zone::ALL {
-            let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), e| {
-                (
-                    f + i64::from(e.run.in_flight(z)),
-                    w + e.run.waiting(z) as i64,
-                )
+            let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), run| {
+                (f + i64::from(run.in_flight(z)), w + run.waiting(z) as i64)
             });
             self.metrics
                 .in_flight

@@ -1,7 +1,7 @@
 //! The in-memory store: the default when no state directory is given (nothing survives the
 //! process).
 
-use super::{DeadLetter, RunMeta, StateStore, StoreError, Transition};
+use super::{DeadLetter, RunHeader, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 struct Inner {
-    runs: Vec<RunMeta>,
+    runs: Vec<RunHeader>,
     objects: HashMap<RunId, BTreeMap<ObjectId, ObjectRecord>>,
     dead: HashMap<RunId, Vec<DeadLetter>>,
     graphs: HashMap<RunId, std::sync::Arc<String>>,
@@ -57,12 +57,12 @@ impl StateStore for MemoryStore {
         }
         Ok(())
     }
-    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+    async fn runs(&self) -> Result<Vec<RunHeader>, StoreError> {
         let mut runs = self.lock().runs.clone();
         runs.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
         Ok(runs)
     }
-    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError> {
+    async fn run(&self, run: &RunId) -> Result<Option<RunHeader>, StoreError> {
         Ok(self.lock().runs.iter().find(|m| &m.run_id == run).cloned())
     }
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {

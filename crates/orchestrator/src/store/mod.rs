@@ -11,59 +11,16 @@ pub use redb_store::RedbStore;
 pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;
-use orchestrator_core::scheduler::{ObjectRecord, RunSummary};
-use orchestrator_protocol::{ObjectId, RunId, Zone};
-use serde::{Deserialize, Serialize};
+pub use orchestrator_core::scheduler::{DeadLetter, RunHeader, RunStatus};
+use orchestrator_core::scheduler::{ObjectRecord, RunDelta};
+use orchestrator_protocol::{ObjectId, RunId};
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Running,
-    Cancelling,
-    Finished,
-}
-
-/// What the store keeps about a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunMeta {
-    pub run_id: RunId,
-    /// Hash of the run's graph: a resume with another graph is refused.
-    pub graph_version: String,
-    /// The object file the run came from.
-    pub source: String,
-    pub created_ms: u64,
-    pub updated_ms: u64,
-    pub status: RunStatus,
-    pub cancelled: bool,
-    pub seed: u64,
-    pub objects: usize,
-    pub summary: Option<RunSummary>,
-    /// The run's selection, to rebuild its graph from the stored objects after a restart.
-    #[serde(default)]
-    pub targets: Vec<ObjectId>,
-    #[serde(default)]
-    pub missing_parents_external: bool,
-    /// The zone the run was restricted to (`--zone`), with the ancestors it needs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<Zone>,
-}
-
-/// An object that failed for good.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub id: ObjectId,
-    pub attempt: u32,
-    pub reason: String,
-    pub at_ms: u64,
-}
 
 /// One change; a batch of them is applied all or nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
-    Run(Box<RunMeta>),
+    Run(Box<RunHeader>),
     Object {
         run: RunId,
         id: ObjectId,
@@ -84,6 +41,36 @@ pub enum Transition {
         run: RunId,
         objects: Arc<String>,
     },
+}
+
+impl Transition {
+    /// The transitions that persist one run's delta, in the order a store applies them.
+    pub fn from_delta(delta: RunDelta, batch: &mut Vec<Transition>) {
+        let run = delta.header.run_id.clone();
+        if delta.dead_letters_cleared {
+            batch.push(Transition::DeadLettersCleared { run: run.clone() });
+        }
+        batch.extend(
+            delta
+                .records
+                .into_iter()
+                .map(|(id, record)| Transition::Object {
+                    run: run.clone(),
+                    id,
+                    record,
+                }),
+        );
+        batch.extend(
+            delta
+                .dead_letters
+                .into_iter()
+                .map(|letter| Transition::DeadLetter {
+                    run: run.clone(),
+                    letter,
+                }),
+        );
+        batch.push(Transition::Run(Box::new(delta.header)));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,9 +140,9 @@ pub trait StateStore: Send + Sync {
     /// Applies every transition, or none (one transaction, one round trip).
     async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError>;
     /// Every run, oldest first.
-    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError>;
+    async fn runs(&self) -> Result<Vec<RunHeader>, StoreError>;
     /// One run's record, read by its id alone.
-    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError>;
+    async fn run(&self, run: &RunId) -> Result<Option<RunHeader>, StoreError>;
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError>;
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
     /// The object definitions stored with a run.
@@ -190,6 +177,12 @@ pub trait StateStore: Send + Sync {
         _dead: &str,
     ) -> Result<WriterLease, StoreError> {
         self.acquire_writer(holder, ttl_ms).await
+    }
+    /// Who holds the writer lease now, if anyone: to a reader, a run stored as running with no
+    /// writer alive was interrupted. A store one process owns (redb: its file lock) has no
+    /// other writer while a reader has it open.
+    async fn writer(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
     }
     /// Extends the lease; `false` when it was lost (expired and taken, or never held).
     async fn renew_writer(&self, _ttl_ms: u64) -> Result<bool, StoreError> {

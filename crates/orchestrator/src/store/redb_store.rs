@@ -2,7 +2,7 @@
 //! transaction, so a kill -9 leaves either all of a batch or none of it. Finished runs older than
 //! the retention are removed when another run finishes.
 
-use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition};
+use super::{DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -161,7 +161,7 @@ impl StateStore for RedbStore {
                     for entry in runs.iter().map_err(|e| err(path, e))? {
                         let (id, v) = entry.map_err(|e| err(path, e))?;
                         // A record it cannot read is left alone: tidying never fails a write.
-                        let Ok(meta) = decode::<RunMeta>(v.value()) else {
+                        let Ok(meta) = decode::<RunHeader>(v.value()) else {
                             continue;
                         };
                         if meta.status == RunStatus::Finished && meta.updated_ms < before {
@@ -191,11 +191,11 @@ impl StateStore for RedbStore {
         .await
     }
 
-    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+    async fn runs(&self) -> Result<Vec<RunHeader>, StoreError> {
         self.blocking(|db, path| {
             let tx = db.begin_read().map_err(|e| err(path, e))?;
             let table = tx.open_table(RUNS).map_err(|e| err(path, e))?;
-            let mut out: Vec<RunMeta> = Vec::new();
+            let mut out: Vec<RunHeader> = Vec::new();
             for entry in table.iter().map_err(|e| err(path, e))? {
                 let (_, v) = entry.map_err(|e| err(path, e))?;
                 out.push(decode(v.value())?);
@@ -206,7 +206,7 @@ impl StateStore for RedbStore {
         .await
     }
 
-    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError> {
+    async fn run(&self, run: &RunId) -> Result<Option<RunHeader>, StoreError> {
         let run = run.clone();
         self.blocking(move |db, path| {
             let tx = db.begin_read().map_err(|e| err(path, e))?;

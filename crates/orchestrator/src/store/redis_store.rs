@@ -9,7 +9,7 @@
 //! runs as one Lua script that first checks the epoch, so a process that lost the lease can write
 //! nothing more.
 
-use super::{DeadLetter, RunMeta, RunStatus, StateStore, StoreError, Transition, WriterLease};
+use super::{DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition, WriterLease};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -321,6 +321,21 @@ impl StateStore for RedisStore {
         Ok(WriterLease::Acquired { epoch })
     }
 
+    async fn writer(&self) -> Result<Option<String>, StoreError> {
+        let mut con = self.con.clone();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(self.writer_key())
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        // `HOLDER EPOCH`: the holder is everything before the epoch.
+        Ok(value.map(|v| {
+            v.rsplit_once(' ')
+                .map_or(v.as_str(), |(h, _)| h)
+                .to_string()
+        }))
+    }
+
     async fn renew_writer(&self, ttl_ms: u64) -> Result<bool, StoreError> {
         let Some(held) = self.held() else {
             return Ok(false);
@@ -350,7 +365,7 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
-    async fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+    async fn runs(&self) -> Result<Vec<RunHeader>, StoreError> {
         let mut con = self.con.clone();
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.runs_key())
@@ -373,7 +388,7 @@ impl StateStore for RedisStore {
             .map_err(|e| self.err(e))?;
         // A run whose keys expired is left out, and its id taken out of the index. (A run's
         // record and its id are written in one transaction: an id without a record expired.)
-        let mut runs: Vec<RunMeta> = Vec::with_capacity(ids.len());
+        let mut runs: Vec<RunHeader> = Vec::with_capacity(ids.len());
         let mut expired: Vec<&String> = Vec::new();
         for (id, value) in ids.iter().zip(values) {
             match value {
@@ -395,7 +410,7 @@ impl StateStore for RedisStore {
         Ok(runs)
     }
 
-    async fn run(&self, run: &RunId) -> Result<Option<RunMeta>, StoreError> {
+    async fn run(&self, run: &RunId) -> Result<Option<RunHeader>, StoreError> {
         let mut con = self.con.clone();
         let value: Option<String> = redis::cmd("GET")
             .arg(self.run_key(run))

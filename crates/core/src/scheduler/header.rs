@@ -1,0 +1,119 @@
+//! A run's header: who it is, what it was started with, where it stands and how many of its
+//! objects are in each state. The scheduler keeps it; the store persists it with the records.
+
+use super::counts::RunCounts;
+use crate::graph::MissingParents;
+use orchestrator_protocol::{ObjectId, RunId, Zone};
+use serde::{Deserialize, Serialize};
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Cancelled: nothing new is dispatched; in-flight results are still recorded.
+    Cancelling,
+    /// Every object reached a terminal state.
+    Finished,
+    /// Its process stopped before the end (interrupted, or died): nothing runs it now. Resuming
+    /// it (or a server taking it over) continues where it stood.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Cancelling => "cancelling",
+            RunStatus::Finished => "finished",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether a process still has work to do for the run (it is not finished).
+    pub fn is_unfinished(self) -> bool {
+        self != RunStatus::Finished
+    }
+
+    /// The status a reader reports: a run stored as running or cancelling whose process is gone
+    /// (`writer_alive` false: no live process holds the store) is interrupted.
+    pub fn seen_by_reader(self, writer_alive: bool) -> RunStatus {
+        match self {
+            RunStatus::Running | RunStatus::Cancelling if !writer_alive => RunStatus::Interrupted,
+            s => s,
+        }
+    }
+}
+
+/// What a run was started with, so that any process rebuilds the same run from its objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Build only these and their ancestors; empty for every object.
+    #[serde(default)]
+    pub targets: Vec<ObjectId>,
+    /// Only this zone (with the ancestors it needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<Zone>,
+    /// What a parent that is not in the objects means.
+    #[serde(default)]
+    pub missing_parents: MissingParents,
+}
+
+/// The run's header, as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub run_id: RunId,
+    /// Hash of the run's graph: a resume with another graph is refused.
+    pub graph_version: String,
+    /// Where its objects came from (a path, `api`).
+    pub source: String,
+    pub created_ms: u64,
+    /// The time of the latest change stored.
+    pub updated_ms: u64,
+    pub status: RunStatus,
+    /// Cancelled by a user (not interrupted): what had not run is `cancelled`.
+    pub cancelled: bool,
+    /// Every random draw of the run (retry jitter, simulated outcomes) comes from it.
+    pub seed: u64,
+    pub objects: usize,
+    #[serde(flatten)]
+    pub options: RunOptions,
+    /// Objects per zone and state, kept with every change.
+    #[serde(default)]
+    pub counts: RunCounts,
+}
+
+impl RunHeader {
+    /// The header of a new run; the scheduler fills in its graph's version and size.
+    pub fn new(run_id: RunId, seed: u64) -> RunHeader {
+        RunHeader {
+            run_id,
+            graph_version: String::new(),
+            source: String::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            status: RunStatus::Running,
+            cancelled: false,
+            seed,
+            objects: 0,
+            options: RunOptions::default(),
+            counts: RunCounts::default(),
+        }
+    }
+
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn created_at(mut self, ms: u64) -> Self {
+        self.created_ms = ms;
+        self.updated_ms = ms;
+        self
+    }
+}

@@ -1,0 +1,141 @@
+//! What the engine does with a run's actions: Ready and failed-object events to publish,
+//! metrics and logs; then the run's delta, queued for the store ahead of the events.
+
+use super::{Engine, Outbox};
+use crate::store::Transition;
+use orchestrator_core::run_graph::RunGraph;
+use orchestrator_core::scheduler::{Action, Run};
+use orchestrator_protocol::{FailedEvent, ReadyEvent, RunId, SCHEMA_VERSION, unix_seconds};
+
+impl Engine {
+    /// Turns a run's actions into events, metrics and logs, and its delta into store
+    /// transitions.
+    pub(super) fn carry_out(&mut self, id: &RunId, actions: &mut Vec<Action>, out: &mut Outbox) {
+        let Some(run) = self.runs.get_mut(id) else {
+            actions.clear();
+            return;
+        };
+        let graph = run.graph().clone();
+        for action in actions.drain(..) {
+            match action {
+                Action::Dispatch { index, attempt } => {
+                    out.ready
+                        .push(ready_event(&self.metrics, run, &graph, index, attempt));
+                }
+                Action::ResultAccepted {
+                    index,
+                    elapsed_ms,
+                    loaded,
+                } => {
+                    let node = graph.node(index);
+                    if loaded {
+                        tracing::info!(run = %id, object = %node.id, zone = %node.zone, elapsed_ms, "loaded");
+                    }
+                    self.metrics
+                        .dispatch_to_result
+                        .with_label_values(&[node.zone.short()])
+                        .observe(elapsed_ms as f64 / 1000.0);
+                }
+                Action::RetryScheduled {
+                    index,
+                    failed_attempt,
+                    delay_ms,
+                    reason,
+                } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .retries
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    tracing::info!(run = %id, object = %node.id, attempt = failed_attempt, delay_ms, %reason, "attempt failed; retry scheduled");
+                }
+                Action::DeadLettered {
+                    index,
+                    attempt,
+                    reason,
+                    upstream_failed,
+                } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    tracing::error!(run = %id, object = %node.id, attempt, upstream_failed, %reason, "object failed for good");
+                    out.failed.push(FailedEvent {
+                        event: "ObjectFailed".into(),
+                        id: node.id,
+                        zone: node.zone,
+                        name: node.name.clone(),
+                        run_id: id.clone(),
+                        attempt,
+                        reason,
+                        upstream_failed,
+                        ts: unix_seconds(),
+                        schema_version: SCHEMA_VERSION,
+                    });
+                }
+                Action::Expired {
+                    index,
+                    attempt,
+                    reason,
+                } => {
+                    let node = graph.node(index);
+                    self.metrics
+                        .leases_expired
+                        .with_label_values(&[node.zone.short()])
+                        .inc();
+                    tracing::warn!(run = %id, object = %node.id, attempt, %reason, "attempt expired");
+                }
+                Action::Ignored {
+                    id: object,
+                    reason,
+                    is_result,
+                } => {
+                    if is_result {
+                        self.metrics
+                            .results_ignored
+                            .with_label_values(&[reason.as_str()])
+                            .inc();
+                    }
+                    tracing::debug!(run = %id, %object, reason = reason.as_str(), "report ignored");
+                }
+                Action::Finished => tracing::info!(run = %id, "run finished"),
+                Action::FailuresReset => {
+                    tracing::info!(run = %id, "failed objects run again; dead letters cleared")
+                }
+            }
+        }
+        if let Some(delta) = run.take_delta() {
+            Transition::from_delta(delta, &mut out.tx);
+        }
+    }
+}
+
+fn ready_event(
+    metrics: &crate::metrics::Metrics,
+    run: &Run,
+    graph: &RunGraph,
+    index: u32,
+    attempt: u32,
+) -> ReadyEvent {
+    let node = graph.node(index);
+    let header = run.header();
+    tracing::info!(run = %header.run_id, object = %node.id, zone = %node.zone, attempt, "ready");
+    metrics
+        .ready_published
+        .with_label_values(&[node.zone.short()])
+        .inc();
+    ReadyEvent {
+        event: "ObjectReady".into(),
+        id: node.id,
+        zone: node.zone,
+        name: node.name.clone(),
+        run_id: header.run_id.clone(),
+        ts: unix_seconds(),
+        preflight_fail: false,
+        attempt,
+        graph_version: header.graph_version.clone(),
+        object: node.raw.clone(),
+        schema_version: SCHEMA_VERSION,
+    }
+}
