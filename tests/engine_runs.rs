@@ -1,7 +1,9 @@
 //! The engine with several runs in flight at once on one in-process bus, each with its own id
-//! and graph version: results are routed by run id and every run finishes on its own.
+//! and graph version: results are routed by run id and every run finishes on its own. On paused
+//! time: the workers' simulated work and the retries' backoff take no real time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use orchestrator::clock::TokioClock;
 use orchestrator::engine::Engine;
 use orchestrator::metrics::Metrics;
 use orchestrator::store::{RunHeader, RunStatus, open_store};
@@ -50,7 +52,7 @@ fn meta(id: &str, g: &RunGraph) -> RunHeader {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn two_runs_in_flight_at_once_both_finish() {
     let bus = Arc::new(MemoryBus::new());
     let store = open_store("memory://", None).unwrap();
@@ -84,7 +86,8 @@ async fn two_runs_in_flight_at_once_both_finish() {
         bus.clone(),
         store.clone(),
         Arc::new(Metrics::new().unwrap()),
-    );
+    )
+    .with_clock(Arc::new(TokioClock::new()));
     engine
         .add_run(
             Run::new(a.clone(), config.clone(), meta("run-a", &a)),

@@ -29,6 +29,10 @@ pub struct RunGraph {
     child_list: Vec<u32>,
     /// Longest path (in objects) from each node to a terminal: the dispatch priority.
     rank: Vec<u32>,
+    /// Each node's id and zone, packed apart from the nodes for the scheduler's hot path.
+    ids: Vec<ObjectId>,
+    zones: Vec<Zone>,
+    criticality: Vec<Criticality>,
     version: String,
 }
 
@@ -84,6 +88,9 @@ impl RunGraph {
             child_offsets: vec![0],
             child_list: Vec::new(),
             rank: Vec::new(),
+            ids: Vec::new(),
+            zones: Vec::new(),
+            criticality: Vec::new(),
             version: version_of(&[], &[], &[]),
         }
     }
@@ -160,7 +167,13 @@ impl RunGraph {
             }
         }
         let version = version_of(&nodes, &parent_offsets, &parent_list);
+        let zones = nodes.iter().map(|n| n.zone).collect();
+        let ids = nodes.iter().map(|n| n.id).collect();
+        let criticality = nodes.iter().map(|n| n.criticality).collect();
         Ok(RunGraph {
+            ids,
+            zones,
+            criticality,
             nodes,
             index,
             parent_offsets,
@@ -191,6 +204,15 @@ impl RunGraph {
     pub fn children(&self, i: u32) -> &[u32] {
         let i = i as usize;
         &self.child_list[self.child_offsets[i] as usize..self.child_offsets[i + 1] as usize]
+    }
+    pub fn id(&self, i: u32) -> ObjectId {
+        self.ids[i as usize]
+    }
+    pub fn criticality(&self, i: u32) -> Criticality {
+        self.criticality[i as usize]
+    }
+    pub fn zone(&self, i: u32) -> Zone {
+        self.zones[i as usize]
     }
     pub fn rank(&self, i: u32) -> u32 {
         self.rank[i as usize]

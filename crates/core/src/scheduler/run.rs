@@ -78,6 +78,8 @@ pub struct Run {
     pub(super) header_changed: bool,
     pub(super) letters: Vec<DeadLetter>,
     pub(super) letters_cleared: bool,
+    /// Objects in a terminal state (the counts' sum, kept apart for the check after each step).
+    pub(super) terminal: usize,
 }
 
 impl Run {
@@ -129,7 +131,7 @@ impl Run {
         header.objects = n;
         header.counts = RunCounts::default();
         for (i, r) in records.iter().enumerate() {
-            let zone = graph.node(i as u32).zone;
+            let zone = graph.zone(i as u32);
             header.counts.add(zone, r.state);
             header.counts.retried(zone, u64::from(r.retries));
             if r.attempt > 0 && r.dispatched_ms > 0 {
@@ -140,7 +142,8 @@ impl Run {
             }
             header.counts.finished(zone, r.finished_ms);
         }
-        Run {
+        let terminal = records.iter().filter(|r| r.state.is_terminal()).count();
+        let mut run = Run {
             pending_parents: vec![0; n],
             rng: fastrand::Rng::with_seed(header.seed),
             graph,
@@ -157,7 +160,10 @@ impl Run {
             header_changed: true,
             letters: Vec::new(),
             letters_cleared: false,
-        }
+            terminal: 0,
+        };
+        run.terminal = terminal;
+        run
     }
 
     pub fn header(&self) -> &RunHeader {
@@ -208,7 +214,7 @@ impl Run {
         z.loaded + z.failed + z.upstream_failed + z.cancelled
     }
     pub fn terminal_count(&self) -> usize {
-        Zone::ALL.iter().map(|&z| self.terminal_in(z)).sum()
+        self.terminal
     }
     /// When the next timer is due, for the caller's sleep.
     pub fn next_deadline(&self) -> Option<u64> {
@@ -237,7 +243,7 @@ impl Run {
         let mut records = Vec::with_capacity(self.dirty.len());
         for &i in &self.dirty {
             self.is_dirty[i as usize] = false;
-            records.push((self.graph.node(i).id, self.records[i as usize]));
+            records.push((self.graph.id(i), self.records[i as usize]));
         }
         self.dirty.clear();
         self.header_changed = false;
@@ -256,7 +262,7 @@ impl Run {
         RunSnapshot {
             header,
             records: (0..self.graph.len() as u32)
-                .map(|i| (self.graph.node(i).id, self.records[i as usize]))
+                .map(|i| (self.graph.id(i), self.records[i as usize]))
                 .collect(),
         }
     }
@@ -282,9 +288,14 @@ impl Run {
 
     /// Every change of an object's state goes through here, so that the counts stay true.
     pub(super) fn set_state(&mut self, i: u32, state: ObjectState) {
-        let zone = self.graph.node(i).zone;
+        let zone = self.graph.zone(i);
         let from = self.records[i as usize].state;
         self.header.counts.moved(zone, from, state);
+        match (from.is_terminal(), state.is_terminal()) {
+            (false, true) => self.terminal += 1,
+            (true, false) => self.terminal -= 1,
+            _ => {}
+        }
         self.records[i as usize].state = state;
         self.mark(i);
     }
@@ -295,7 +306,7 @@ impl Run {
         let rec = &mut self.records[i as usize];
         rec.due_ms = 0;
         rec.finished_ms = now;
-        self.header.counts.finished(self.graph.node(i).zone, now);
+        self.header.counts.finished(self.graph.zone(i), now);
     }
 
     pub(super) fn check_finished(&mut self, out: &mut Vec<Action>) {

@@ -142,7 +142,7 @@ impl Run {
         now: u64,
         out: &mut Vec<Action>,
     ) {
-        let zone = self.graph.node(i).zone;
+        let zone = self.graph.zone(i);
         let attempt = self.records[i as usize].attempt;
         let failures = self.records[i as usize].failures + 1;
         self.records[i as usize].failures = failures;
@@ -177,7 +177,7 @@ impl Run {
         self.finish(i, ObjectState::Failed, now);
         let upstream_failed = self.fail_descendants(i, now);
         self.letters.push(DeadLetter {
-            id: self.graph.node(i).id,
+            id: self.graph.id(i),
             attempt,
             reason: reason.clone(),
             at_ms: now,
@@ -209,8 +209,8 @@ impl Run {
     }
 
     pub(super) fn enqueue(&mut self, i: u32) {
-        let node = self.graph.node(i);
-        self.queues[node.zone.index()].push(self.graph.rank(i), node.criticality as u8, i);
+        let (zone, criticality) = (self.graph.zone(i), self.graph.criticality(i));
+        self.queues[zone.index()].push(self.graph.rank(i), criticality as u8, i);
         self.set_state(i, ObjectState::Queued);
     }
 
@@ -238,7 +238,7 @@ impl Run {
     /// Dispatches `attempt` of `i`.
     pub(super) fn publish(&mut self, i: u32, attempt: u32, now: u64, out: &mut Vec<Action>) {
         self.set_state(i, ObjectState::Dispatched);
-        self.header.counts.dispatched(self.graph.node(i).zone, now);
+        self.header.counts.dispatched(self.graph.zone(i), now);
         let rec = &mut self.records[i as usize];
         rec.attempt = attempt;
         rec.dispatched_ms = now;
