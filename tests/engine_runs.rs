@@ -3,20 +3,20 @@
 //! time: the workers' simulated work and the retries' backoff take no real time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orchestrator::clock::TokioClock;
-use orchestrator::engine::Engine;
-use orchestrator::metrics::Metrics;
-use orchestrator::store::{RunHeader, RunStatus, open_store};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::generate::{GenerateOptions, generate};
 use orchestrator_core::graph::{LoadOptions, load_graph};
 use orchestrator_core::plan::Selection;
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{ObjectState, Run, SchedulerConfig};
+use orchestrator_engine::Engine;
+use orchestrator_engine::clock::TokioClock;
+use orchestrator_engine::metrics::Metrics;
 use orchestrator_protocol::{RunId, Zone};
+use orchestrator_store::{RunHeader, RunStatus, open_store};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use worker_base::{HandlerSpec, WorkerConfig, WorkerStats, run_worker};
+use worker_runtime::{HandlerSpec, WorkerConfig, WorkerStats, run_worker};
 
 fn graph(objects: usize, seed: u64) -> Arc<RunGraph> {
     let mut buf = Vec::new();

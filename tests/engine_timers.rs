@@ -2,17 +2,17 @@
 //! a retry's backoff passes and a run finishes without the test waiting for any of it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orchestrator::clock::TokioClock;
-use orchestrator::engine::Engine;
-use orchestrator::metrics::Metrics;
-use orchestrator::store::{RunStatus, StateStore, open_store};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::objects::Criticality;
 use orchestrator_core::run_graph::{RunGraph, RunNode};
 use orchestrator_core::scheduler::{ObjectState, Run, RunHeader, SchedulerConfig};
+use orchestrator_engine::Engine;
+use orchestrator_engine::clock::TokioClock;
+use orchestrator_engine::metrics::Metrics;
 use orchestrator_protocol::{
     ObjectId, ProgressEvent, ProgressKind, RawJson, ReadyEvent, ResultEvent, RunId, Zone,
 };
+use orchestrator_store::{RunStatus, StateStore, open_store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -5,12 +5,12 @@
 #[path = "common/services.rs"]
 mod services;
 
-use orchestrator::store::{
+use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
+use orchestrator_protocol::{ObjectId, RunId};
+use orchestrator_store::{
     DeadLetter, RunHeader, RunStatus, StateStore, StoreError, StoreSettings, Transition,
     WriterLease, open_store, open_store_with,
 };
-use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
-use orchestrator_protocol::{ObjectId, RunId};
 
 fn meta(id: &str, created_ms: u64) -> RunHeader {
     RunHeader {

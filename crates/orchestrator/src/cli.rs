@@ -1,16 +1,16 @@
 //! The command line: subcommands and their options. Each option with an env variable keeps the
 //! old system's name where it had one; the command line beats the environment.
 
-use crate::api_body::DEFAULT_SUBMIT_MEMORY_BYTES;
 use crate::input::DEFAULT_MAX_INPUT_BYTES;
 use crate::progress::ProgressMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use orchestrator_core::graph::DEFAULT_MAX_OBJECT_BYTES;
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::scheduler::{SchedulerConfig, ZonePolicy};
+use orchestrator_http::api_body::DEFAULT_SUBMIT_MEMORY_BYTES;
 use orchestrator_protocol::{ObjectId, Zone};
 use std::path::PathBuf;
-use worker_base::HandlerSpec;
+use worker_runtime::HandlerSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -292,7 +292,7 @@ impl ServeArgs {
         }
         self.state_dir
             .as_ref()
-            .map(|d| crate::store::state_dir_url(d))
+            .map(|d| orchestrator_store::state_dir_url(d))
     }
 }
 

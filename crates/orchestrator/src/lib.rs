@@ -1,18 +1,7 @@
-//! The orchestrator: loads object files, plans and runs them. The embedded run drives the pure
-//! scheduler with an in-process bus, in-process workers and a state store; the HTTP surface
-//! serves health and metrics.
+//! The orchestrator's command-line application: its arguments, reading object files, and the
+//! progress display. The work is done by the libraries: the core, the engine, the store, the
+//! bus, the HTTP surface and the worker runtime.
 
-pub mod api;
-pub mod api_body;
-pub mod auth;
 pub mod cli;
-pub mod clock;
-pub mod engine;
-pub mod http;
 pub mod input;
-pub mod metrics;
-pub mod open;
 pub mod progress;
-pub mod role;
-pub mod run_view;
-pub mod store;

@@ -29,9 +29,7 @@ mod commands;
 
 use clap::{CommandFactory, FromArgMatches};
 use orchestrator::cli::{Cli, LogFormat};
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
-use worker_base::config_file::{LayeredError, parse_layered};
+use orchestrator_platform::config_file::{LayeredError, parse_layered};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -70,7 +68,7 @@ fn main() {
             });
         }
     };
-    init_logging(cli.log_format, &cli.log_level);
+    orchestrator_platform::logging::init(&cli.log_level, cli.log_format == LogFormat::Json, "warn");
     let code = match commands::dispatch(cli.command, &matches, &from_file) {
         Ok(code) => code,
         Err(e) => {
@@ -92,23 +90,11 @@ fn main() {
 /// The documented code of an error no command handled: the state store's (a full disk, a
 /// damaged file, Redis away past the writer lease) is 3, any other 4.
 fn exit_code_of(e: &anyhow::Error) -> i32 {
-    use orchestrator::engine::EngineError;
-    use orchestrator::store::StoreError;
+    use orchestrator_engine::EngineError;
+    use orchestrator_store::StoreError;
     let is_store = e.chain().any(|c| {
         c.downcast_ref::<StoreError>().is_some()
             || matches!(c.downcast_ref::<EngineError>(), Some(EngineError::Store(_)))
     });
     if is_store { EXIT_STATE } else { EXIT_ERROR }
-}
-
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
-    }
 }

@@ -1,7 +1,7 @@
 //! The run's progress on stderr: one bar per zone on a terminal, plain lines otherwise.
 
-use crate::engine::ProgressView;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use orchestrator_engine::ProgressView;
 use orchestrator_protocol::Zone;
 use std::io::IsTerminal;
 use std::time::Duration;

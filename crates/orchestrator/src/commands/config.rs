@@ -4,7 +4,7 @@
 use crate::EXIT_OK;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use orchestrator::store::redact_url;
+use orchestrator_store::redact_url;
 use serde_json::json;
 
 /// Property names whose values are secrets.

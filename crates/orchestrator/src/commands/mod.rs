@@ -13,10 +13,10 @@ use crate::{EXIT_INVALID, EXIT_STATE};
 use orchestrator::cli::SelectArgs;
 use orchestrator::cli::{Command, InputArgs};
 use orchestrator::input::load_file;
-use orchestrator::store::{StateStore, StoreError, StoreSettings, open_store_with};
 use orchestrator_core::diagnostics::Severity;
 use orchestrator_core::graph::{Graph, LoadOptions};
 use orchestrator_core::plan::Selection;
+use orchestrator_store::{StateStore, StoreError, StoreSettings, open_store_with};
 use std::sync::Arc;
 
 /// Runs a subcommand; `matches` and `from_file` (the options the config file set) serve

@@ -7,24 +7,24 @@ use super::writer_lease;
 use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::RunArgs;
-use orchestrator::clock::now_ms;
-use orchestrator::engine::Engine;
-use orchestrator::http::{HttpState, serve};
-use orchestrator::metrics::Metrics;
-use orchestrator::open::{OpenError, new_run_id, open_snapshot};
 use orchestrator::progress;
-use orchestrator::store::{RunHeader, StateStore, StoreSettings, state_dir_url};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
     InFlightOnRestore, ObjectState, Run, RunOptions, RunSummary, SchedulerConfig,
 };
+use orchestrator_engine::Engine;
+use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::metrics::Metrics;
+use orchestrator_engine::open::{OpenError, new_run_id, open_snapshot};
+use orchestrator_http::embedded::{HttpState, serve};
 use orchestrator_protocol::Zone;
+use orchestrator_store::{RunHeader, StateStore, StoreSettings, state_dir_url};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use worker_base::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
+use worker_runtime::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
 
 /// How long `run`'s writer lease on a shared store lasts between renewals: a run killed with
 /// kill -9 can be resumed this long after (a resume waits for it a little longer).

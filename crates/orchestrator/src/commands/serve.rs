@@ -6,26 +6,26 @@
 use super::writer_lease::{become_writer, hand_back, keep_lease, writer_id};
 use crate::{EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use anyhow::Context;
-use orchestrator::api::{ApiState, api_router};
-use orchestrator::api_body::SubmitBudget;
-use orchestrator::auth::ApiTokens;
 use orchestrator::cli::ServeArgs;
-use orchestrator::clock::now_ms;
-use orchestrator::engine::{DriveOptions, Engine, EngineCommand};
 use orchestrator::input::read_limited;
-use orchestrator::metrics::Metrics;
-use orchestrator::open::{Submission, SubmitError, open_new, open_stored};
-use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{StateStore, StoreError, StoreSettings, open_store_with, redact_url};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfig};
+use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::metrics::Metrics;
+use orchestrator_engine::open::{Submission, SubmitError, open_new, open_stored};
+use orchestrator_engine::{DriveOptions, Engine, EngineCommand};
+use orchestrator_http::api::{ApiState, api_router};
+use orchestrator_http::api_body::SubmitBudget;
+use orchestrator_http::auth::ApiTokens;
+use orchestrator_http::role::{Role, SharedRole};
+use orchestrator_platform::health::{self, MetricsRender, ReadinessCheck};
+use orchestrator_store::{StateStore, StoreError, StoreSettings, open_store_with, redact_url};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker_base::health::{self, MetricsRender, ReadinessCheck};
 
 /// After a restart, attempts that were in flight and that no worker reports on within this
 /// long are published again (same attempt): time enough to read the results already on the bus.
@@ -75,7 +75,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(worker_base::worker_main::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(orchestrator_platform::signals::cancel_on_signal(
+            shutdown.clone(),
+        ));
         let store_settings = StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds);
         let store = match open_store_waiting(&store_url, &store_settings, &shutdown).await {
             Ok(Some(s)) => s,

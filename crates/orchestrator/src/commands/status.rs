@@ -4,8 +4,8 @@
 use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
-use orchestrator::run_view::RunReport;
-use orchestrator::store::{StateStore, StoreSettings, state_dir_url};
+use orchestrator_engine::run_view::RunReport;
+use orchestrator_store::{StateStore, StoreSettings, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let url = match (&args.store, &args.state_dir) {
@@ -50,7 +50,7 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
     let Some(meta) = chosen else {
         eprintln!(
             "error: no such run in {}",
-            orchestrator::store::redact_url(args.store.as_deref().unwrap_or("the state directory"))
+            orchestrator_store::redact_url(args.store.as_deref().unwrap_or("the state directory"))
         );
         return Ok(EXIT_STATE);
     };

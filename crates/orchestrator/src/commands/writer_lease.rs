@@ -2,9 +2,9 @@
 //! time. `serve` stands by until the lease is free; `run` claims it or refuses to start.
 
 use crate::EXIT_STATE;
-use orchestrator::engine::EngineError;
-use orchestrator::role::{Role, SharedRole};
-use orchestrator::store::{StateStore, StoreError, WriterLease};
+use orchestrator_engine::EngineError;
+use orchestrator_http::role::{Role, SharedRole};
+use orchestrator_store::{StateStore, StoreError, WriterLease};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

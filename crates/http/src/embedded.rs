@@ -1,13 +1,13 @@
 //! The orchestrator's HTTP surface while it runs: health and metrics (the shared router of
 //! worker-base), ready once the run has started.
 
-use crate::metrics::Metrics;
 use axum::Router;
+use orchestrator_engine::metrics::Metrics;
+use orchestrator_platform::health::{self, MetricsRender, ReadinessCheck};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use worker_base::health::{self, MetricsRender, ReadinessCheck};
 
 /// What the handlers read.
 pub struct HttpState {

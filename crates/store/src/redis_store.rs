@@ -9,6 +9,7 @@
 //! runs as one Lua script that first checks the epoch, so a process that lost the lease can write
 //! nothing more.
 
+use super::redis_lua::{ACQUIRE, FENCED_BATCH, RELEASE, RENEW, backend_error};
 use super::{DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition, WriterLease};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
@@ -19,44 +20,6 @@ use std::sync::Mutex;
 
 /// Field/value pairs per HSET: Lua's `unpack` has a bounded stack.
 const HSET_CHUNK: usize = 1000;
-
-/// Takes the lease if free: returns {epoch, ""} or {0, current holder}.
-const ACQUIRE: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[3] then return {0, cur} end
-local e = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. e, 'PX', ARGV[2])
-return {e, ''}
-";
-
-/// Extends the lease if this holder still has it.
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-";
-
-/// Gives the lease up if this holder still has it.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
-
-/// A batch under fencing: ARGV = epoch, then per command its argument count and arguments.
-const FENCED_BATCH: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('FENCED writer epoch is now ' .. tostring(redis.call('GET', KEYS[1])))
-end
-local i = 2
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
-return 1
-";
 
 /// The lease this handle holds: the value of the writer key and the epoch.
 #[derive(Clone, Debug)]
@@ -101,10 +64,7 @@ impl RedisStore {
         finished_ttl: Option<u64>,
     ) -> Result<RedisStore, StoreError> {
         let shown_url = redact_url(url);
-        let client = redis::Client::open(url).map_err(|e| StoreError::Redis {
-            url: shown_url.clone(),
-            source: Box::new(e),
-        })?;
+        let client = redis::Client::open(url).map_err(|e| backend_error(&shown_url, e))?;
         // A few quick tries at start-up; once connected, the manager reconnects by itself.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(2)
@@ -113,10 +73,7 @@ impl RedisStore {
         let con = client
             .get_connection_manager_with_config(config)
             .await
-            .map_err(|e| StoreError::Redis {
-                url: shown_url.clone(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| backend_error(&shown_url, e))?;
         Ok(RedisStore {
             con,
             prefix: prefix.to_string(),
@@ -212,10 +169,7 @@ impl RedisStore {
     }
 
     fn err(&self, e: redis::RedisError) -> StoreError {
-        StoreError::Redis {
-            url: self.shown_url.clone(),
-            source: Box::new(e),
-        }
+        backend_error(&self.shown_url, e)
     }
 
     fn runs_key(&self) -> String {

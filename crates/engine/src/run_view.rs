@@ -1,9 +1,9 @@
 //! What the HTTP API shows of one run: counts per state and a page of its objects, built the same
 //! way from a run held in memory or from the records of the store.
 
-use crate::store::RunHeader;
 use orchestrator_core::scheduler::{ObjectRecord, ObjectState, RunSummary};
 use orchestrator_protocol::ObjectId;
+use orchestrator_store::RunHeader;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -1,9 +1,9 @@
 //! How the engine drives (an embedded run or a server) and what a server asks of it.
 
 use crate::run_view::{ObjectQuery, RunView};
-use crate::store::RunHeader;
 use orchestrator_core::scheduler::Run;
 use orchestrator_protocol::RunId;
+use orchestrator_store::RunHeader;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 

@@ -3,11 +3,11 @@
 //! good fed back to its runs.
 
 use super::{Engine, EngineError, Outbox};
-use crate::store::Transition;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use orchestrator_bus::retry;
 use orchestrator_core::scheduler::Event;
 use orchestrator_protocol::{RunId, Zone};
+use orchestrator_store::Transition;
 
 /// The longest pause between two tries of a store write while the store is away.
 const STORE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker_base::{Handler, HandlerSpec, Outcome, WorkerConfig, WorkerStats, run_worker};
+use worker_runtime::{Handler, HandlerSpec, Outcome, WorkerConfig, WorkerStats, run_worker};
 
 fn task(id: u64) -> ReadyEvent {
     ReadyEvent {
@@ -89,7 +89,7 @@ fn spawn_worker(
     config: WorkerConfig,
     stop: &CancellationToken,
 ) -> (
-    tokio::task::JoinHandle<Result<(), worker_base::WorkerError>>,
+    tokio::task::JoinHandle<Result<(), worker_runtime::WorkerError>>,
     Arc<WorkerStats>,
 ) {
     let stats = Arc::new(WorkerStats::new(config.zone).unwrap());

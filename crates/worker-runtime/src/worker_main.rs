@@ -3,15 +3,14 @@
 //! `worker-<zone>`, runs the handler and reports. SIGTERM or Ctrl-C: stop fetching, finish and
 //! report what was started, commit, leave the group.
 
-use crate::config_file::LayeredError;
-use crate::health::{self, MetricsRender, ReadinessCheck};
 use crate::runtime::{WorkerConfig, WorkerStats, run_worker};
 use crate::spec::HandlerSpec;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaArgs, KafkaBus, ensure_topics_with_retry};
+use orchestrator_platform::config_file::LayeredError;
+use orchestrator_platform::health::{self, MetricsRender, ReadinessCheck};
 use orchestrator_protocol::Zone;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -64,15 +63,17 @@ pub const EXIT_ERROR: i32 = 1;
 
 /// Runs a worker binary for `zone`; returns the process exit code.
 pub fn worker_main(zone: Zone) -> i32 {
-    let parsed =
-        crate::config_file::parse_layered(WorkerArgs::command(), std::env::args_os().collect())
-            .map_err(|e| match e {
-                LayeredError::Clap(e) => e,
-                LayeredError::File(e) => {
-                    WorkerArgs::command().error(clap::error::ErrorKind::InvalidValue, e)
-                }
-            })
-            .and_then(|(m, _)| WorkerArgs::from_arg_matches(&m));
+    let parsed = orchestrator_platform::config_file::parse_layered(
+        WorkerArgs::command(),
+        std::env::args_os().collect(),
+    )
+    .map_err(|e| match e {
+        LayeredError::Clap(e) => e,
+        LayeredError::File(e) => {
+            WorkerArgs::command().error(clap::error::ErrorKind::InvalidValue, e)
+        }
+    })
+    .and_then(|(m, _)| WorkerArgs::from_arg_matches(&m));
     let args = match parsed {
         Ok(a) => a,
         Err(e) => {
@@ -80,7 +81,7 @@ pub fn worker_main(zone: Zone) -> i32 {
             return if e.use_stderr() { EXIT_CONFIG } else { 0 };
         }
     };
-    init_logging(&args.log_level, &args.log_format);
+    orchestrator_platform::logging::init(&args.log_level, args.log_format == "json", "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,20 +93,6 @@ pub fn worker_main(zone: Zone) -> i32 {
         }
     };
     runtime.block_on(run(zone, args))
-}
-
-fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn run(zone: Zone, args: WorkerArgs) -> i32 {
@@ -146,7 +133,9 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(orchestrator_platform::signals::cancel_on_signal(
+        shutdown.clone(),
+    ));
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = &args.http_addr {
         let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -262,24 +251,4 @@ fn zone_counter(
     prometheus::IntCounter::with_opts(
         prometheus::Opts::new(name, help).const_label("zone", zone.short()),
     )
-}
-
-/// Waits for SIGTERM or Ctrl-C, then fires `shutdown`. Shared by every long-running process.
-pub async fn cancel_on_signal(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("signal received: stopping");
-    shutdown.cancel();
 }

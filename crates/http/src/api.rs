@@ -4,12 +4,7 @@
 
 use crate::api_body::{SubmitBudget, read_body};
 use crate::auth::{ApiTokens, require_token};
-use crate::clock::now_ms;
-use crate::engine::EngineCommand;
-use crate::open::{Submission, SubmitError, open_new};
 use crate::role::{Role, SharedRole};
-use crate::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
-use crate::store::{RunHeader, RunStatus, StateStore};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -21,7 +16,12 @@ use axum::routing::{get, post};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
+use orchestrator_engine::EngineCommand;
+use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::open::{Submission, SubmitError, open_new};
+use orchestrator_engine::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
 use orchestrator_protocol::{ObjectId, RunId};
+use orchestrator_store::{RunHeader, RunStatus, StateStore};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -87,9 +87,10 @@ fn create_guarded(path: &std::path::Path) -> Result<Database, redb::DatabaseErro
 }
 
 fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Redb {
-        path: path.to_path_buf(),
-        source: Box::new(e.into()),
+    StoreError::Backend {
+        store: path.display().to_string(),
+        message: e.into().to_string(),
+        transient: false,
     }
 }
 

@@ -1,9 +1,10 @@
-//! The state store: runs, each object's record, and dead letters. One trait, backends named by
-//! URL (`memory://`, `redb://PATH`); every write is a batch of transitions applied atomically,
-//! which a Redis backend can carry out in one round trip (MULTI or a Lua script).
+//! The state store: each run's header, its objects' records, its dead letters and its object
+//! definitions. One trait, backends named by URL (`memory://`, `redb://PATH`, `redis://…`);
+//! every write is a batch of transitions applied all or nothing (Redis: one round trip).
 
 mod memory;
 mod redb_store;
+mod redis_lua;
 mod redis_store;
 
 pub use memory::MemoryStore;
@@ -75,10 +76,13 @@ impl Transition {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store {path}: {source}")]
-    Redb {
-        path: PathBuf,
-        source: Box<redb::Error>,
+    /// The backend refused or failed: `store` names it (a path or a redacted URL) and
+    /// `transient` says whether the same request may succeed later.
+    #[error("state store {store}: {message}")]
+    Backend {
+        store: String,
+        message: String,
+        transient: bool,
     },
     #[error(
         "state store {path} is in use by another process (a running orchestrator?); wait for it to finish or stop it"
@@ -95,11 +99,6 @@ pub enum StoreError {
     Decode(String),
     #[error("state store URL {0:?}: expected memory://, redb://PATH or redis://HOST:PORT")]
     Url(String),
-    #[error("state store {url}: {source}")]
-    Redis {
-        url: String,
-        source: Box<redis::RedisError>,
-    },
     #[error("state store: background task failed: {0}")]
     Task(String),
     #[error(
@@ -112,16 +111,13 @@ impl StoreError {
     /// Whether the same write may succeed later: the store unreachable, restarting or loading
     /// its data. A fenced writer, a damaged file or a record that does not decode are not.
     pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-                    || matches!(source.retry_method(), redis::RetryMethod::WaitAndRetry)
+        matches!(
+            self,
+            StoreError::Backend {
+                transient: true,
+                ..
             }
-            _ => false,
-        }
+        )
     }
 }
 

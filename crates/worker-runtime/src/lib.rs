@@ -3,9 +3,7 @@
 
 pub mod bounded_output;
 pub mod command;
-pub mod config_file;
 pub mod handler;
-pub mod health;
 pub mod http;
 pub mod runtime;
 pub mod seen_attempts;
@@ -14,5 +12,7 @@ pub mod spec;
 pub mod worker_main;
 
 pub use handler::{Handler, Outcome};
+/// The zone a worker serves: a worker binary needs nothing but this crate.
+pub use orchestrator_protocol::Zone;
 pub use runtime::{WorkerConfig, WorkerError, WorkerStats, run_worker};
 pub use spec::{HandlerSet, HandlerSpec, SpecError};

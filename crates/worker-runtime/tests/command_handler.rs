@@ -2,8 +2,8 @@
 //! variables, so never its secrets), and output read in bounded memory however much it writes.
 
 use orchestrator_protocol::{ObjectId, RawJson, ReadyEvent, RunId, SCHEMA_VERSION, Zone};
-use worker_base::command::CommandHandler;
-use worker_base::{Handler, Outcome};
+use worker_runtime::command::CommandHandler;
+use worker_runtime::{Handler, Outcome};
 
 fn task() -> ReadyEvent {
     ReadyEvent {

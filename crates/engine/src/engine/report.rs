@@ -2,10 +2,10 @@
 //! metrics and logs; then the run's delta, queued for the store ahead of the events.
 
 use super::{Engine, Outbox};
-use crate::store::Transition;
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{Action, Run};
 use orchestrator_protocol::{FailedEvent, ReadyEvent, RunId, SCHEMA_VERSION, unix_seconds};
+use orchestrator_store::Transition;
 
 impl Engine {
     /// Turns a run's actions into events, metrics and logs, and its delta into store

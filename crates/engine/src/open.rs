@@ -2,7 +2,6 @@
 //! from its stored snapshot (after a crash, on a standby's takeover, to resume or rerun it).
 //! Commands and the API call these and only map the outcome to exit codes or statuses.
 
-use crate::store::{StateStore, StoreError};
 use orchestrator_core::diagnostics::{Problem, Report, Severity};
 use orchestrator_core::graph::{Graph, LoadOptions, load_graph};
 use orchestrator_core::plan::{Selection, SelectionError, ZoneCounts};
@@ -11,6 +10,7 @@ use orchestrator_core::scheduler::{
     GraphMismatch, InFlightOnRestore, Run, RunHeader, RunOptions, RunSnapshot, SchedulerConfig,
 };
 use orchestrator_protocol::RunId;
+use orchestrator_store::{StateStore, StoreError};
 use std::sync::Arc;
 
 /// What a user submits.

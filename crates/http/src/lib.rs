@@ -1,0 +1,8 @@
+//! The HTTP surface of the orchestrator: the runs API of `serve` (with its tokens and bounded
+//! bodies), the health and metrics of an embedded run, and the role a server plays.
+
+pub mod api;
+pub mod api_body;
+pub mod auth;
+pub mod embedded;
+pub mod role;

@@ -1,0 +1,7 @@
+//! Process plumbing every binary shares, written once: logging set-up, signal handling, the
+//! health and metrics router, and layered configuration (command line, env, file).
+
+pub mod config_file;
+pub mod health;
+pub mod logging;
+pub mod signals;
