@@ -1,5 +1,6 @@
-//! The contract every state store passes: atomic batches, runs in creation order, each run's
-//! objects and dead letters kept apart. Each body is generic; one module per backend runs it.
+//! The contract every state store passes: atomic batches (a refused one leaves nothing), runs in
+//! creation order, every header field round-tripped, each run's objects and dead letters kept
+//! apart; retention and writer fencing on the backends that claim them (redb, Redis). Each body is generic; one module per backend runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/services.rs"]
@@ -157,12 +158,94 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
     store.ping().await.unwrap();
 }
 
+/// A batch refused part-way (its last transition names a run id no backend can key) leaves
+/// nothing of it: not the run, not its objects, letters or definitions.
+async fn a_refused_batch_leaves_nothing(store: &dyn StateStore) {
+    let m = meta("run-half", 5);
+    let run = m.run_id.clone();
+    let batch = vec![
+        Transition::Run(Box::new(m)),
+        Transition::Object {
+            run: run.clone(),
+            id: ObjectId(1001),
+            record: record(ObjectState::Loaded, 1),
+        },
+        Transition::Graph {
+            run: run.clone(),
+            objects: std::sync::Arc::new("[]".into()),
+        },
+        Transition::Object {
+            run: RunId::new("run:half:objects"),
+            id: ObjectId(1002),
+            record: record(ObjectState::Loaded, 1),
+        },
+    ];
+    let err = store.apply(batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRunId(_)), "{err}");
+    assert!(store.runs().await.unwrap().is_empty());
+    assert!(store.run(&run).await.unwrap().is_none());
+    assert!(store.objects(&run).await.unwrap().is_empty());
+    assert_eq!(store.graph(&run).await.unwrap(), None);
+}
+
+/// Every field of a run's header comes back as it was stored: what a process reopens a run
+/// from (its options, counts, status, seed) is what the one before it stored.
+async fn a_header_round_trips_with_every_field(store: &dyn StateStore) {
+    use orchestrator_core::graph::MissingParents;
+    use orchestrator_core::scheduler::{RunCounts, RunOptions};
+    let mut counts = RunCounts::default();
+    for (i, z) in counts.zones.iter_mut().enumerate() {
+        let k = i + 1;
+        (z.objects, z.waiting, z.queued, z.dispatched, z.running) =
+            (45 * k, k, 2 * k, 3 * k, 4 * k);
+        (z.retry_wait, z.loaded, z.failed) = (5 * k, 6 * k, 7 * k);
+        (z.upstream_failed, z.cancelled, z.retries) = (8 * k, 9 * k, 10 * k as u64);
+        (z.first_dispatch_ms, z.last_finish_ms) = (1_000 * k as u64, 2_000 * k as u64);
+    }
+    let header = RunHeader {
+        run_id: RunId::new("run-every-field"),
+        graph_version: "0123456789abcdef".into(),
+        source: "/data/objets – été.json".into(),
+        created_ms: 1_796_000_000_000,
+        updated_ms: 1_796_000_123_456,
+        status: RunStatus::Interrupted,
+        cancelled: true,
+        seed: u64::MAX - 7,
+        objects: 135,
+        options: RunOptions {
+            targets: vec![ObjectId(3001), ObjectId(3002)],
+            zone: Some(orchestrator_protocol::Zone::Standardized),
+            missing_parents: MissingParents::External,
+        },
+        counts,
+    };
+    store
+        .apply(vec![Transition::Run(Box::new(header.clone()))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.run(&header.run_id).await.unwrap(),
+        Some(header.clone())
+    );
+    assert_eq!(store.runs().await.unwrap(), vec![header]);
+}
+
 async fn an_empty_store_has_no_runs(store: &dyn StateStore) {
     assert!(store.runs().await.unwrap().is_empty());
     store.apply(Vec::new()).await.unwrap();
 }
 
 mod memory {
+    #[tokio::test]
+    async fn a_refused_batch_leaves_nothing() {
+        super::a_refused_batch_leaves_nothing(&*super::open_store("memory://", None).unwrap())
+            .await;
+    }
+    #[tokio::test]
+    async fn a_header_round_trips_with_every_field() {
+        let store = super::open_store("memory://", None).unwrap();
+        super::a_header_round_trips_with_every_field(&*store).await;
+    }
     #[tokio::test]
     async fn batches_are_applied_and_read_back() {
         super::batches_are_applied_and_read_back(&*super::open_store("memory://", None).unwrap())
@@ -188,6 +271,17 @@ mod redb {
     async fn an_empty_store_has_no_runs() {
         let dir = tempfile::tempdir().unwrap();
         super::an_empty_store_has_no_runs(&*super::open_store(&url(&dir), None).unwrap()).await;
+    }
+    #[tokio::test]
+    async fn a_refused_batch_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        super::a_refused_batch_leaves_nothing(&*super::open_store(&url(&dir), None).unwrap()).await;
+    }
+    #[tokio::test]
+    async fn a_header_round_trips_with_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::open_store(&url(&dir), None).unwrap();
+        super::a_header_round_trips_with_every_field(&*store).await;
     }
     #[tokio::test]
     async fn what_was_committed_survives_reopening() {
@@ -300,6 +394,22 @@ mod redis {
     async fn batches_are_applied_and_read_back() {
         let (_redis, store) = store("batches", None).await;
         super::batches_are_applied_and_read_back(&*store).await;
+    }
+    #[tokio::test]
+    async fn a_refused_batch_leaves_nothing() {
+        let (_redis, store) = store("half", None).await;
+        super::a_refused_batch_leaves_nothing(&*store).await;
+    }
+    #[tokio::test]
+    async fn a_refused_batch_of_the_writer_leaves_nothing() {
+        let (_redis, store) = store("half-writer", None).await;
+        store.acquire_writer("w", 10_000).await.unwrap();
+        super::a_refused_batch_leaves_nothing(&*store).await;
+    }
+    #[tokio::test]
+    async fn a_header_round_trips_with_every_field() {
+        let (_redis, store) = store("header", None).await;
+        super::a_header_round_trips_with_every_field(&*store).await;
     }
     #[tokio::test]
     async fn batches_of_the_writer_are_applied_and_read_back() {

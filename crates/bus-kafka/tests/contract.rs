@@ -55,6 +55,12 @@ async fn consumers_of_one_group_share_the_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_sees_every_event() {
+    let kafka = services::kafka();
+    contract::every_group_sees_every_event(&bus(&kafka, "fanout", false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncommitted_events_are_delivered_again() {
     let kafka = services::kafka();
     contract::uncommitted_events_are_delivered_again(&bus(&kafka, "redelivery", false).await).await;

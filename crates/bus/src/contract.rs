@@ -141,6 +141,43 @@ pub async fn consumers_of_one_group_share_the_work(bus: &dyn Bus) {
     assert_eq!(seen, (2000..2100).collect::<BTreeSet<_>>());
 }
 
+/// Every consumer group sees every event of a topic (the orchestrator and, say, an audit
+/// service both read the results); the members of one group share them.
+pub async fn every_group_sees_every_event(bus: &dyn Bus) {
+    let mut audit = bus.result_consumer("audit").await.unwrap();
+    let mut first = bus.result_consumer("orchestrator").await.unwrap();
+    let mut second = bus.result_consumer("orchestrator").await.unwrap();
+    let results: Vec<ResultEvent> = (0..60)
+        .map(|i| ResultEvent::loaded(&ready(1000 + i, Zone::Raw), String::new(), 1, "w"))
+        .collect();
+    bus.publish_results(results).await.unwrap();
+    let all: BTreeSet<u64> = (1000..1060).collect();
+    assert_eq!(
+        collect(&mut *audit, 60, true, |r: &ResultEvent| r.id.0).await,
+        all
+    );
+    // The orchestrator's two members: between them, every event.
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while seen.len() < 60 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orchestrator's group saw {} of 60",
+            seen.len()
+        );
+        for c in [&mut first, &mut second] {
+            if let Ok(batch) =
+                tokio::time::timeout(Duration::from_millis(200), c.next_batch(20)).await
+            {
+                let batch = batch.unwrap();
+                seen.extend(batch.iter().map(|d| d.event.id.0));
+                c.ack(tokens(&batch)).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(seen, all);
+}
+
 /// Results and progress travel on their own topics with every field.
 pub async fn results_and_progress_round_trip(bus: &dyn Bus) {
     let mut results = bus.result_consumer("orchestrator").await.unwrap();

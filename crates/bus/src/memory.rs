@@ -1,6 +1,7 @@
-//! The in-process bus: one multi-consumer channel per topic, so several consumers share the
-//! work of a topic as a consumer group would. Nothing leaves the process; what a consumer took
-//! and did not acknowledge goes back on the topic when the consumer is dropped.
+//! The in-process bus: per topic, one multi-consumer channel per consumer group, so every group
+//! sees every event and the consumers of one group share them, as on Kafka. Nothing leaves the
+//! process; what a consumer took and did not acknowledge goes back to its group when the
+//! consumer is dropped.
 
 use crate::{AckToken, Bus, BusError, Consumer, Delivery, Published, Unsent};
 use async_trait::async_trait;
@@ -8,15 +9,90 @@ use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent,
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// One topic: a channel per consumer group, each of which gets every event; the consumers of
+/// one group share its channel. Events published before any group joined wait for the first.
 struct Topic<T> {
-    tx: async_channel::Sender<T>,
-    rx: async_channel::Receiver<T>,
+    inner: Mutex<Groups<T>>,
 }
 
-impl<T> Topic<T> {
+struct Groups<T> {
+    groups: Vec<(String, async_channel::Sender<T>, async_channel::Receiver<T>)>,
+    /// Published while no group had joined: the first group to join takes them.
+    early: Vec<T>,
+    closed: bool,
+}
+
+impl<T: Clone> Topic<T> {
     fn new() -> Self {
+        Topic {
+            inner: Mutex::new(Groups {
+                groups: Vec::new(),
+                early: Vec::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups<T>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, events: Vec<T>) -> Result<(), BusError> {
+        let mut g = self.lock();
+        if g.closed {
+            return Err(BusError::Closed);
+        }
+        if g.groups.is_empty() {
+            g.early.extend(events);
+            return Ok(());
+        }
+        let Some(((_, last, _), others)) = g.groups.split_last() else {
+            return Ok(());
+        };
+        for e in events {
+            for (_, tx, _) in others {
+                tx.try_send(e.clone()).map_err(|_| BusError::Closed)?;
+            }
+            last.try_send(e).map_err(|_| BusError::Closed)?;
+        }
+        Ok(())
+    }
+
+    /// The channel of `group`, made (with what was published early) if it is the first.
+    fn join(&self, group: &str) -> (async_channel::Sender<T>, async_channel::Receiver<T>) {
+        let mut g = self.lock();
+        if let Some((_, tx, rx)) = g.groups.iter().find(|(name, ..)| name == group) {
+            return (tx.clone(), rx.clone());
+        }
         let (tx, rx) = async_channel::unbounded();
-        Topic { tx, rx }
+        for e in std::mem::take(&mut g.early) {
+            let _ = tx.try_send(e);
+        }
+        if g.closed {
+            tx.close();
+        }
+        g.groups.push((group.to_string(), tx.clone(), rx.clone()));
+        (tx, rx)
+    }
+
+    fn close(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        for (_, tx, _) in &g.groups {
+            tx.close();
+        }
+    }
+
+    /// Events waiting for the busiest group.
+    fn backlog(&self) -> usize {
+        let g = self.lock();
+        g.groups
+            .iter()
+            .map(|(_, _, rx)| rx.len())
+            .max()
+            .unwrap_or(g.early.len())
     }
 }
 
@@ -48,10 +124,10 @@ impl MemoryBus {
     /// Closes every topic: consumers drain what is queued, then get an empty batch.
     pub fn close(&self) {
         for t in &self.ready {
-            t.tx.close();
+            t.close();
         }
-        self.results.tx.close();
-        self.progress.tx.close();
+        self.results.close();
+        self.progress.close();
     }
 
     /// The failed-for-good events published so far.
@@ -61,19 +137,8 @@ impl MemoryBus {
 
     /// Events waiting in the Ready topic of `zone`.
     pub fn ready_backlog(&self, zone: Zone) -> usize {
-        self.ready[zone.index()].rx.len()
+        self.ready[zone.index()].backlog()
     }
-}
-
-async fn send_all<T>(topic: &Topic<T>, events: Vec<T>) -> Published<T> {
-    for e in events {
-        topic
-            .tx
-            .send(e)
-            .await
-            .map_err(|_| Unsent::fatal(BusError::Closed))?;
-    }
-    Ok(())
 }
 
 struct ChannelConsumer<T> {
@@ -85,10 +150,10 @@ struct ChannelConsumer<T> {
 }
 
 impl<T> ChannelConsumer<T> {
-    fn new(topic: &Topic<T>) -> Self {
+    fn new((tx, rx): (async_channel::Sender<T>, async_channel::Receiver<T>)) -> Self {
         ChannelConsumer {
-            tx: topic.tx.clone(),
-            rx: topic.rx.clone(),
+            tx,
+            rx,
             next_token: 0,
             unacked: HashMap::new(),
         }
@@ -142,21 +207,22 @@ impl<T: Clone + Send + 'static> Consumer<T> for ChannelConsumer<T> {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish_ready(&self, events: Vec<ReadyEvent>) -> Published<ReadyEvent> {
+        let mut by_zone: [Vec<ReadyEvent>; 3] = Default::default();
         for e in events {
-            let topic = &self.ready[e.zone.index()];
-            topic
-                .tx
-                .send(e)
-                .await
-                .map_err(|_| Unsent::fatal(BusError::Closed))?;
+            by_zone[e.zone.index()].push(e);
+        }
+        for (topic, events) in self.ready.iter().zip(by_zone) {
+            if !events.is_empty() {
+                topic.publish(events).map_err(Unsent::fatal)?;
+            }
         }
         Ok(())
     }
     async fn publish_results(&self, events: Vec<ResultEvent>) -> Published<ResultEvent> {
-        send_all(&self.results, events).await
+        self.results.publish(events).map_err(Unsent::fatal)
     }
     async fn publish_progress(&self, events: Vec<ProgressEvent>) -> Published<ProgressEvent> {
-        send_all(&self.progress, events).await
+        self.progress.publish(events).map_err(Unsent::fatal)
     }
     async fn publish_failed(&self, events: Vec<FailedEvent>) -> Published<FailedEvent> {
         if let Ok(mut failed) = self.failed.lock() {
@@ -167,20 +233,22 @@ impl Bus for MemoryBus {
     async fn ready_consumer(
         &self,
         zone: Zone,
-        _group: &str,
+        group: &str,
     ) -> Result<Box<dyn Consumer<ReadyEvent>>, BusError> {
-        Ok(Box::new(ChannelConsumer::new(&self.ready[zone.index()])))
+        Ok(Box::new(ChannelConsumer::new(
+            self.ready[zone.index()].join(group),
+        )))
     }
     async fn result_consumer(
         &self,
-        _group: &str,
+        group: &str,
     ) -> Result<Box<dyn Consumer<ResultEvent>>, BusError> {
-        Ok(Box::new(ChannelConsumer::new(&self.results)))
+        Ok(Box::new(ChannelConsumer::new(self.results.join(group))))
     }
     async fn progress_consumer(
         &self,
-        _group: &str,
+        group: &str,
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
-        Ok(Box::new(ChannelConsumer::new(&self.progress)))
+        Ok(Box::new(ChannelConsumer::new(self.progress.join(group))))
     }
 }

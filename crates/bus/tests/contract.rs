@@ -14,6 +14,11 @@ async fn consumers_of_one_group_share_the_work() {
 }
 
 #[tokio::test]
+async fn every_group_sees_every_event() {
+    contract::every_group_sees_every_event(&MemoryBus::new()).await;
+}
+
+#[tokio::test]
 async fn results_and_progress_round_trip() {
     contract::results_and_progress_round_trip(&MemoryBus::new()).await;
 }

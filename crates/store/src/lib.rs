@@ -45,6 +45,16 @@ pub enum Transition {
 }
 
 impl Transition {
+    fn run_id(&self) -> &RunId {
+        match self {
+            Transition::Run(h) => &h.run_id,
+            Transition::Object { run, .. }
+            | Transition::DeadLetter { run, .. }
+            | Transition::DeadLettersCleared { run }
+            | Transition::Graph { run, .. } => run,
+        }
+    }
+
     /// The transitions that persist one run's delta, in the order a store applies them.
     pub fn from_delta(delta: RunDelta, batch: &mut Vec<Transition>) {
         let run = delta.header.run_id.clone();
@@ -102,6 +112,10 @@ pub enum StoreError {
     #[error("state store: background task failed: {0}")]
     Task(String),
     #[error(
+        "state store: run id {0:?} cannot be stored: use letters, digits, '.', '_' and '-' (at most 128)"
+    )]
+    InvalidRunId(String),
+    #[error(
         "state store: this orchestrator is no longer the writer (writer epoch {ours}, another orchestrator took over); nothing more is written"
     )]
     Fenced { ours: u64 },
@@ -119,6 +133,24 @@ impl StoreError {
             }
         )
     }
+}
+
+/// Refuses a batch that names a run id no backend can key safely (empty, too long, or with a
+/// separator such as `:` that would mix its keys with another run's), before any of it is
+/// applied: every backend calls it first.
+pub fn check_batch(batch: &[Transition]) -> Result<(), StoreError> {
+    for t in batch {
+        let id = t.run_id().as_str();
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(StoreError::InvalidRunId(id.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// The outcome of asking for the writer lease.

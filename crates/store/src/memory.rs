@@ -32,6 +32,7 @@ impl MemoryStore {
 #[async_trait]
 impl StateStore for MemoryStore {
     async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
+        super::check_batch(&batch)?;
         let mut inner = self.lock();
         for t in batch {
             match t {

@@ -105,6 +105,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
 #[async_trait]
 impl StateStore for RedbStore {
     async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
+        super::check_batch(&batch)?;
         if batch.is_empty() {
             return Ok(());
         }

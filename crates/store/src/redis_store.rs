@@ -200,6 +200,7 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
 #[async_trait]
 impl StateStore for RedisStore {
     async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
+        super::check_batch(&batch)?;
         if batch.is_empty() {
             return Ok(());
         }
