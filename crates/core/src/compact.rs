@@ -3,6 +3,9 @@
 //! by padding in the body they came in.
 
 use crate::graph::Graph;
+use orchestrator_protocol::RawJson;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// Appends `json` (valid JSON text) to `out` without the whitespace outside its strings.
 pub fn push_compact(json: &str, out: &mut String) {
@@ -31,17 +34,38 @@ pub fn push_compact(json: &str, out: &mut String) {
 impl Graph {
     /// The objects, in file order, as one compact JSON array that reads back as the same graph.
     pub fn to_compact_json(&self) -> String {
+        self.compact_with_ranges().0
+    }
+
+    /// Makes the compact JSON of the objects (see [`Graph::to_compact_json`]) and points every
+    /// object's raw JSON into it: the text the graph was read from (padding and all) is no
+    /// longer held, and the compact text serves both the store and the Ready events.
+    pub fn rebase_on_compact(&mut self) -> Arc<String> {
+        let (text, ranges) = self.compact_with_ranges();
+        let text = Arc::new(text);
+        for (o, range) in self.objects.iter_mut().zip(ranges) {
+            if let Some(raw) = RawJson::slice(text.clone(), range) {
+                o.raw = raw;
+            }
+        }
+        text
+    }
+
+    fn compact_with_ranges(&self) -> (String, Vec<Range<usize>>) {
         let size: usize = self.objects.iter().map(|o| o.raw.get().len() + 1).sum();
         let mut out = String::with_capacity(size + 2);
+        let mut ranges = Vec::with_capacity(self.objects.len());
         out.push('[');
         for (i, o) in self.objects.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
+            let start = out.len();
             push_compact(o.raw.get(), &mut out);
+            ranges.push(start..out.len());
         }
         out.push(']');
-        out
+        (out, ranges)
     }
 }
 

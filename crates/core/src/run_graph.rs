@@ -8,7 +8,8 @@ use orchestrator_protocol::{ObjectId, RawJson, Zone};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-/// One object as the scheduler and the dispatcher need it.
+/// One object as the scheduler and the dispatcher need it (the input of
+/// [`RunGraph::from_parents`]).
 #[derive(Clone, Debug)]
 pub struct RunNode {
     pub id: ObjectId,
@@ -18,10 +19,68 @@ pub struct RunNode {
     pub raw: RawJson,
 }
 
-/// The run's graph: nodes by index, parents and children by index.
+/// One object of a built graph, borrowed from its columns.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeRef<'a> {
+    pub id: ObjectId,
+    pub zone: Zone,
+    pub criticality: Criticality,
+    /// The name events carry (cut to [`MAX_EVENT_NAME_BYTES`]).
+    pub name: &'a str,
+    pub raw: &'a RawJson,
+}
+
+/// The objects of a run, column by column: no allocation per object, so that a graph of a
+/// million objects is a few large blocks that memory gets back whole.
+#[derive(Debug, Default)]
+struct Columns {
+    ids: Vec<ObjectId>,
+    zones: Vec<Zone>,
+    criticality: Vec<Criticality>,
+    /// Each object's JSON: slices of one shared text when the graph came from one.
+    raws: Vec<RawJson>,
+    /// Every name, end to end; `name_ends[i]` is where object `i`'s ends.
+    names: String,
+    name_ends: Vec<u32>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Columns {
+            ids: Vec::with_capacity(n),
+            zones: Vec::with_capacity(n),
+            criticality: Vec::with_capacity(n),
+            raws: Vec::with_capacity(n),
+            names: String::new(),
+            name_ends: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(
+        &mut self,
+        id: ObjectId,
+        zone: Zone,
+        criticality: Criticality,
+        name: &str,
+        raw: RawJson,
+    ) {
+        self.ids.push(id);
+        self.zones.push(zone);
+        self.criticality.push(criticality);
+        self.raws.push(raw);
+        push_event_name(name, &mut self.names);
+        self.name_ends.push(self.names.len() as u32);
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// The run's graph: objects by index, parents and children by index.
 #[derive(Debug)]
 pub struct RunGraph {
-    pub nodes: Vec<RunNode>,
+    columns: Columns,
     index: FxHashMap<ObjectId, u32>,
     parent_offsets: Vec<u32>,
     parent_list: Vec<u32>,
@@ -29,10 +88,6 @@ pub struct RunGraph {
     child_list: Vec<u32>,
     /// Longest path (in objects) from each node to a terminal: the dispatch priority.
     rank: Vec<u32>,
-    /// Each node's id and zone, packed apart from the nodes for the scheduler's hot path.
-    ids: Vec<ObjectId>,
-    zones: Vec<Zone>,
-    criticality: Vec<Criticality>,
     version: String,
 }
 
@@ -50,20 +105,14 @@ impl RunGraph {
     /// The objects of `selection`; parents outside it (disabled, external) count as loaded.
     pub fn new(graph: &Graph, selection: &Selection) -> RunGraph {
         let mut new_index = vec![u32::MAX; graph.len()];
-        let mut nodes = Vec::new();
+        let mut columns = Columns::with_capacity(graph.len());
         for (i, o) in graph.objects.iter().enumerate() {
             if selection.contains(i as u32) {
-                new_index[i] = nodes.len() as u32;
-                nodes.push(RunNode {
-                    id: o.id,
-                    zone: o.zone,
-                    criticality: o.criticality,
-                    name: event_name(&o.name),
-                    raw: o.raw.clone(),
-                });
+                new_index[i] = columns.len() as u32;
+                columns.push(o.id, o.zone, o.criticality, &o.name, o.raw.clone());
             }
         }
-        let mut parents = vec![Vec::new(); nodes.len()];
+        let mut parents = vec![Vec::new(); columns.len()];
         for (i, &ni) in new_index.iter().enumerate() {
             if ni == u32::MAX {
                 continue;
@@ -76,22 +125,19 @@ impl RunGraph {
             }
         }
         // The source graph is validated: indices are in range and acyclic.
-        Self::from_parents(nodes, parents).unwrap_or_else(|_| RunGraph::empty())
+        Self::from_columns(columns, parents).unwrap_or_else(|_| RunGraph::empty())
     }
 
     fn empty() -> RunGraph {
         RunGraph {
-            nodes: Vec::new(),
+            columns: Columns::default(),
             index: FxHashMap::default(),
             parent_offsets: vec![0],
             parent_list: Vec::new(),
             child_offsets: vec![0],
             child_list: Vec::new(),
             rank: Vec::new(),
-            ids: Vec::new(),
-            zones: Vec::new(),
-            criticality: Vec::new(),
-            version: version_of(&[], &[], &[]),
+            version: version_of(&[], &[], &[], &[]),
         }
     }
 
@@ -100,11 +146,19 @@ impl RunGraph {
         nodes: Vec<RunNode>,
         parents: Vec<Vec<u32>>,
     ) -> Result<RunGraph, RunGraphError> {
-        let n = nodes.len();
+        let mut columns = Columns::with_capacity(nodes.len());
+        for n in nodes {
+            columns.push(n.id, n.zone, n.criticality, &n.name, n.raw);
+        }
+        Self::from_columns(columns, parents)
+    }
+
+    fn from_columns(columns: Columns, parents: Vec<Vec<u32>>) -> Result<RunGraph, RunGraphError> {
+        let n = columns.len();
         let mut index = FxHashMap::with_capacity_and_hasher(n, Default::default());
-        for (i, node) in nodes.iter().enumerate() {
-            if index.insert(node.id, i as u32).is_some() {
-                return Err(RunGraphError::Duplicate(node.id));
+        for (i, &id) in columns.ids.iter().enumerate() {
+            if index.insert(id, i as u32).is_some() {
+                return Err(RunGraphError::Duplicate(id));
             }
         }
         let mut parent_offsets = Vec::with_capacity(n + 1);
@@ -166,15 +220,9 @@ impl RunGraph {
                 rank[v] = rank[v].max(rank[c as usize] + 1);
             }
         }
-        let version = version_of(&nodes, &parent_offsets, &parent_list);
-        let zones = nodes.iter().map(|n| n.zone).collect();
-        let ids = nodes.iter().map(|n| n.id).collect();
-        let criticality = nodes.iter().map(|n| n.criticality).collect();
+        let version = version_of(&columns.ids, &columns.zones, &parent_offsets, &parent_list);
         Ok(RunGraph {
-            ids,
-            zones,
-            criticality,
-            nodes,
+            columns,
             index,
             parent_offsets,
             parent_list,
@@ -186,16 +234,36 @@ impl RunGraph {
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.columns.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.columns.ids.is_empty()
     }
     pub fn index_of(&self, id: ObjectId) -> Option<u32> {
         self.index.get(&id).copied()
     }
-    pub fn node(&self, i: u32) -> &RunNode {
-        &self.nodes[i as usize]
+    pub fn node(&self, i: u32) -> NodeRef<'_> {
+        NodeRef {
+            id: self.id(i),
+            zone: self.zone(i),
+            criticality: self.criticality(i),
+            name: self.name(i),
+            raw: &self.columns.raws[i as usize],
+        }
+    }
+    /// Every object, by index.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeRef<'_>> {
+        (0..self.len() as u32).map(|i| self.node(i))
+    }
+    pub fn name(&self, i: u32) -> &str {
+        let i = i as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.columns.name_ends[i - 1] as usize
+        };
+        let end = self.columns.name_ends[i] as usize;
+        self.columns.names.get(start..end).unwrap_or_default()
     }
     pub fn parents(&self, i: u32) -> &[u32] {
         let i = i as usize;
@@ -206,13 +274,13 @@ impl RunGraph {
         &self.child_list[self.child_offsets[i] as usize..self.child_offsets[i + 1] as usize]
     }
     pub fn id(&self, i: u32) -> ObjectId {
-        self.ids[i as usize]
+        self.columns.ids[i as usize]
     }
     pub fn criticality(&self, i: u32) -> Criticality {
-        self.criticality[i as usize]
+        self.columns.criticality[i as usize]
     }
     pub fn zone(&self, i: u32) -> Zone {
-        self.zones[i as usize]
+        self.columns.zones[i as usize]
     }
     pub fn rank(&self, i: u32) -> u32 {
         self.rank[i as usize]
@@ -229,26 +297,36 @@ pub const MAX_EVENT_NAME_BYTES: usize = 1024;
 
 /// `name` cut to [`MAX_EVENT_NAME_BYTES`] on a character boundary, marked with `…` when cut.
 pub fn event_name(name: &str) -> String {
-    if name.len() <= MAX_EVENT_NAME_BYTES {
-        return name.to_string();
-    }
-    format!(
-        "{}…",
-        &name[..name.floor_char_boundary(MAX_EVENT_NAME_BYTES)]
-    )
+    let mut out = String::new();
+    push_event_name(name, &mut out);
+    out
 }
 
-fn version_of(nodes: &[RunNode], parent_offsets: &[u32], parent_list: &[u32]) -> String {
-    let mut order: Vec<usize> = (0..nodes.len()).collect();
-    order.sort_by_key(|&i| nodes[i].id);
+fn push_event_name(name: &str, out: &mut String) {
+    if name.len() <= MAX_EVENT_NAME_BYTES {
+        out.push_str(name);
+    } else {
+        out.push_str(&name[..name.floor_char_boundary(MAX_EVENT_NAME_BYTES)]);
+        out.push('…');
+    }
+}
+
+fn version_of(
+    ids: &[ObjectId],
+    zones: &[Zone],
+    parent_offsets: &[u32],
+    parent_list: &[u32],
+) -> String {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i]);
     let mut h = Sha256::new();
     for i in order {
-        h.update(nodes[i].id.0.to_le_bytes());
-        h.update([nodes[i].zone.index() as u8]);
+        h.update(ids[i].0.to_le_bytes());
+        h.update([zones[i].index() as u8]);
         let mut ps: Vec<u64> = parent_list
             [parent_offsets[i] as usize..parent_offsets[i + 1] as usize]
             .iter()
-            .map(|&p| nodes[p as usize].id.0)
+            .map(|&p| ids[p as usize].0)
             .collect();
         ps.sort_unstable();
         h.update((ps.len() as u64).to_le_bytes());

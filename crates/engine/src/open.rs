@@ -96,7 +96,7 @@ pub fn open_new(
         .created_at(now_ms);
     let (run, objects) = open_on_graph(graph, header, config)?;
     let mut zones = ZoneCounts::default();
-    for n in &run.graph().nodes {
+    for n in run.graph().nodes() {
         zones.add(n.zone);
     }
     Ok(PreparedRun {
@@ -110,11 +110,13 @@ pub fn open_new(
 /// A new run on a validated graph: its selection cut out as the header's options say. Returns
 /// the run and the objects to store with it (compact: never the text as it came).
 pub fn open_on_graph(
-    graph: Graph,
+    mut graph: Graph,
     header: RunHeader,
     config: &SchedulerConfig,
 ) -> Result<(Run, Arc<String>), SelectionError> {
-    let objects = Arc::new(graph.to_compact_json());
+    // From here on the objects live in their compact text alone, shared by the run's graph
+    // (for the Ready events) and the store: the submitted text is let go.
+    let objects = graph.rebase_on_compact();
     let run_graph = run_graph(&graph, &header.options)?;
     drop(graph);
     Ok((Run::new(run_graph, config.clone(), header), objects))

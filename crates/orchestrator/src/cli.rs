@@ -284,10 +284,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The store's URL from --store/REDIS_URL, REDIS_HOST and REDIS_PORT, or --state-dir.
     pub fn store_url(&self) -> Option<String> {
-        if let Some(url) = &self.store_url {
+        // An empty value (a compose file passing on an unset variable) is no value.
+        if let Some(url) = self.store_url.as_ref().filter(|u| !u.is_empty()) {
             return Some(url.clone());
         }
-        if let Some(host) = &self.redis_host {
+        if let Some(host) = self.redis_host.as_ref().filter(|h| !h.is_empty()) {
             return Some(format!("redis://{host}:{}", self.redis_port));
         }
         self.state_dir

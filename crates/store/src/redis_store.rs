@@ -9,8 +9,9 @@
 //! runs as one Lua script that first checks the epoch, so a process that lost the lease can write
 //! nothing more.
 
-use super::redis_lua::{ACQUIRE, FENCED_BATCH, RELEASE, RENEW, backend_error};
-use super::{DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition, WriterLease};
+use super::redis_batch::{self, Keys, Out, write_batch};
+use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
+use super::{DeadLetter, RunHeader, StateStore, StoreError, Transition, WriterLease};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -18,8 +19,8 @@ use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// Field/value pairs per HSET: Lua's `unpack` has a bounded stack.
-const HSET_CHUNK: usize = 1000;
+/// The object definitions are written this much at a time.
+const GRAPH_PIECE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The lease this handle holds: the value of the writer key and the epoch.
 #[derive(Clone, Debug)]
@@ -94,103 +95,62 @@ impl RedisStore {
         format!("{}:writer:epoch", self.prefix)
     }
 
-    /// The commands of a batch, each as its arguments (command name first).
-    fn commands(&self, batch: &[Transition]) -> Result<Vec<Vec<String>>, StoreError> {
-        // One HSET per run and hash, whatever the number of objects in the batch.
-        let mut objects: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-        let mut dead: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-        let mut cmds: Vec<Vec<String>> = Vec::new();
-        for t in batch {
-            match t {
-                Transition::Run(meta) => {
-                    let key = self.run_key(&meta.run_id);
-                    cmds.push(vec!["SET".into(), key.clone(), encode(meta)?]);
-                    cmds.push(vec![
-                        "ZADD".into(),
-                        self.runs_key(),
-                        meta.created_ms.to_string(),
-                        meta.run_id.to_string(),
-                    ]);
-                    if let (RunStatus::Finished, Some(ttl)) = (meta.status, self.finished_ttl) {
-                        for k in [
-                            key,
-                            self.objects_key(&meta.run_id),
-                            self.dead_key(&meta.run_id),
-                            self.graph_key(&meta.run_id),
-                        ] {
-                            cmds.push(vec![
-                                "EXPIRE".into(),
-                                k,
-                                ttl.min(i64::MAX as u64).to_string(),
-                            ]);
-                        }
-                    }
-                }
-                Transition::Object { run, id, record } => {
-                    objects
-                        .entry(self.objects_key(run))
-                        .or_default()
-                        .push((id.0, encode(record)?));
-                }
-                Transition::DeadLetter { run, letter } => {
-                    dead.entry(self.dead_key(run))
-                        .or_default()
-                        .push((letter.id.0, encode(letter)?));
-                }
-                Transition::DeadLettersCleared { run } => {
-                    // Letters earlier in the batch go with the rest; later ones are written
-                    // after (the hashes are written at the end).
-                    let key = self.dead_key(run);
-                    dead.remove(&key);
-                    cmds.push(vec!["DEL".into(), key]);
-                }
-                Transition::Graph { run, objects } => {
-                    cmds.push(vec![
-                        "SET".into(),
-                        self.graph_key(run),
-                        objects.as_str().to_string(),
-                    ]);
-                }
-            }
-        }
-        for (key, items) in objects.iter().chain(dead.iter()) {
-            for chunk in items.chunks(HSET_CHUNK) {
-                let mut c = Vec::with_capacity(2 + 2 * chunk.len());
-                c.push("HSET".to_string());
-                c.push(key.clone());
-                for (field, value) in chunk {
-                    c.push(field.to_string());
-                    c.push(value.clone());
-                }
-                cmds.push(c);
-            }
-        }
-        Ok(cmds)
-    }
-
     fn err(&self, e: redis::RedisError) -> StoreError {
         backend_error(&self.shown_url, e)
     }
 
+    /// Sends commands all or nothing (fenced by the writer's epoch when it holds the lease).
+    async fn send(&self, out: Out, fence: Option<&(String, u64)>) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        out.send(&mut con).await.map_err(|e| match fence {
+            Some((_, ours)) if e.to_string().contains("FENCED") => {
+                StoreError::Fenced { ours: *ours }
+            }
+            _ => self.err(e),
+        })
+    }
+
+    /// Writes a run's object definitions a piece at a time under a key of their own, then
+    /// renames it into place: the definitions appear whole or not at all.
+    async fn write_graph(
+        &self,
+        run: &RunId,
+        objects: &std::sync::Arc<String>,
+        fence: Option<&(String, u64)>,
+    ) -> Result<(), StoreError> {
+        let key = self.graph_key(run);
+        let partial = format!("{key}:partial");
+        for (k, piece) in redis_batch::pieces(objects, GRAPH_PIECE_BYTES).enumerate() {
+            let mut out = Out::new(fence);
+            out.command(3)
+                .arg(if k == 0 { "SET" } else { "APPEND" })
+                .arg(&partial)
+                .arg(piece);
+            self.send(out, fence).await?;
+        }
+        let mut out = Out::new(fence);
+        out.command(3).arg("RENAME").arg(partial).arg(key);
+        self.send(out, fence).await
+    }
+
+    fn keys(&self) -> Keys<'_> {
+        Keys(&self.prefix)
+    }
     fn runs_key(&self) -> String {
-        format!("{}:runs", self.prefix)
+        self.keys().runs()
     }
     fn run_key(&self, run: &RunId) -> String {
-        format!("{}:run:{}", self.prefix, run)
+        self.keys().run(run)
     }
     fn objects_key(&self, run: &RunId) -> String {
-        format!("{}:run:{}:objects", self.prefix, run)
+        self.keys().objects(run)
     }
     fn dead_key(&self, run: &RunId) -> String {
-        format!("{}:run:{}:dead", self.prefix, run)
+        self.keys().dead(run)
     }
     fn graph_key(&self, run: &RunId) -> String {
-        format!("{}:run:{}:graph", self.prefix, run)
+        self.keys().graph(run)
     }
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
@@ -204,44 +164,22 @@ impl StateStore for RedisStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let cmds = self.commands(&batch)?;
-        let mut con = self.con.clone();
-        match self.held() {
-            // Not the writer of a shared store (tests, tools): one MULTI/EXEC.
-            None => {
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for c in &cmds {
-                    let mut cmd = redis::cmd(&c[0]);
-                    for a in &c[1..] {
-                        cmd.arg(a);
-                    }
-                    pipe.add_command(cmd).ignore();
+        // A run's object definitions go first, on their own and in pieces: the client copies
+        // each command two or three times on its way out, which for a million objects' 110 MB
+        // must not happen at once. No header is written without its definitions.
+        let fence = self.held().map(|h| (self.epoch_key(), h.epoch));
+        let mut rest = Vec::with_capacity(batch.len());
+        for t in &batch {
+            match t {
+                Transition::Graph { run, objects } => {
+                    self.write_graph(run, objects, fence.as_ref()).await?
                 }
-                pipe.query_async::<()>(&mut con)
-                    .await
-                    .map_err(|e| self.err(e))
-            }
-            // The writer: one script that checks the epoch first, all or nothing.
-            Some(held) => {
-                let script = redis::Script::new(FENCED_BATCH);
-                let mut invocation = script.key(self.epoch_key());
-                invocation.arg(held.epoch);
-                for c in &cmds {
-                    invocation.arg(c.len());
-                    for a in c {
-                        invocation.arg(a);
-                    }
-                }
-                match invocation.invoke_async::<i64>(&mut con).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.to_string().contains("FENCED") => {
-                        Err(StoreError::Fenced { ours: held.epoch })
-                    }
-                    Err(e) => Err(self.err(e)),
-                }
+                other => rest.push(other),
             }
         }
+        let mut out = Out::new(fence.as_ref());
+        write_batch(self.keys(), self.finished_ttl, &rest, &mut out)?;
+        self.send(out, fence.as_ref()).await
     }
 
     async fn acquire_writer(&self, holder: &str, ttl_ms: u64) -> Result<WriterLease, StoreError> {

@@ -64,22 +64,30 @@ impl ObjectState {
     }
 }
 
-/// What the store keeps per object of a run.
+/// What the store keeps per object of a run. Fields at zero are left out of its JSON (a queued
+/// object's record is `{"state":"queued"}`): a run's first batch writes every object it queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ObjectRecord {
     pub state: ObjectState,
     /// The current (latest) attempt; 0 before the first dispatch. Never goes back, so every
     /// attempt of a run has its own idempotency key, reruns included.
+    #[serde(skip_serializing_if = "is_zero")]
     pub attempt: u32,
     /// Failed attempts since the last reset.
+    #[serde(skip_serializing_if = "is_zero")]
     pub failures: u32,
     /// Retries scheduled over the run's life.
+    #[serde(skip_serializing_if = "is_zero")]
     pub retries: u32,
     /// Deadline of the current wait (retry due, lease end or start deadline); 0 for none.
+    #[serde(skip_serializing_if = "is_zero")]
     pub due_ms: u64,
     /// When the current attempt was dispatched.
+    #[serde(skip_serializing_if = "is_zero")]
     pub dispatched_ms: u64,
     /// When the object reached a terminal state.
+    #[serde(skip_serializing_if = "is_zero")]
     pub finished_ms: u64,
 }
 
@@ -95,4 +103,8 @@ impl Default for ObjectRecord {
             finished_ms: 0,
         }
     }
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }

@@ -31,7 +31,7 @@ use worker_runtime::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
 const RUN_WRITER_LEASE_MS: u64 = 5_000;
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let (graph, warnings) = match load_or_report(&args.input) {
+    let (mut graph, warnings) = match load_or_report(&args.input) {
         Ok(g) => g,
         Err(code) => return Ok(code),
     };
@@ -40,11 +40,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    // A run kept in a store keeps its objects too (compact, and the run's graph reads them
+    // there), so that another process (`serve` on the same Redis) can take it over.
+    let objects =
+        (args.state_dir.is_some() || args.store.is_some()).then(|| graph.rebase_on_compact());
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
-    // A run kept in a store keeps its objects too, so that another process (`serve` on the
-    // same Redis) can take it over.
-    let objects = (args.state_dir.is_some() || args.store.is_some())
-        .then(|| Arc::new(graph.to_compact_json()));
     drop(graph);
     let handlers = match HandlerSet::new(args.handler.clone(), &args.zone_handlers) {
         Ok(h) => h,

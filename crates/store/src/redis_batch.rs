@@ -1,0 +1,235 @@
+//! A batch of transitions as Redis commands, and how it is sent: one MULTI/EXEC, or, for the
+//! writer, one script that checks the writer's epoch first. Values are written straight into
+//! the request (no string of their own per record), so a large batch costs its request alone.
+
+use super::redis_lua::FENCED_BATCH;
+use super::{DeadLetter, RunStatus, StoreError, Transition};
+use orchestrator_core::scheduler::ObjectRecord;
+use orchestrator_protocol::RunId;
+use std::collections::BTreeMap;
+
+/// Field/value pairs per HSET: Lua's `unpack` has a bounded stack.
+const HSET_CHUNK: usize = 1000;
+
+/// `text` in pieces of at most about `max` bytes, cut on character boundaries (the empty text
+/// is one empty piece).
+pub(crate) fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        let cut = if t.len() <= max {
+            t.len()
+        } else {
+            t.floor_char_boundary(max.max(4))
+        };
+        let (piece, after) = t.split_at(cut);
+        rest = (!after.is_empty()).then_some(after);
+        Some(piece)
+    })
+}
+
+/// The store's keys under its prefix (see the Redis store's documentation).
+#[derive(Clone, Copy)]
+pub(crate) struct Keys<'a>(pub &'a str);
+
+impl Keys<'_> {
+    pub(crate) fn runs(self) -> String {
+        format!("{}:runs", self.0)
+    }
+    pub(crate) fn run(self, run: &RunId) -> String {
+        format!("{}:run:{}", self.0, run)
+    }
+    pub(crate) fn objects(self, run: &RunId) -> String {
+        format!("{}:run:{}:objects", self.0, run)
+    }
+    pub(crate) fn dead(self, run: &RunId) -> String {
+        format!("{}:run:{}:dead", self.0, run)
+    }
+    pub(crate) fn graph(self, run: &RunId) -> String {
+        format!("{}:run:{}:graph", self.0, run)
+    }
+}
+
+/// Where a batch's commands go: a MULTI/EXEC pipeline, or the arguments of one script call
+/// that first checks the writer's epoch. Arguments are written straight into the request,
+/// with no copy of their own on the way.
+pub(crate) enum Out {
+    Pipeline {
+        pipe: redis::Pipeline,
+        current: Option<redis::Cmd>,
+    },
+    Fenced(redis::Cmd),
+}
+
+impl Out {
+    /// `fence`: the epoch key and this writer's epoch, when it holds the lease.
+    pub(crate) fn new(fence: Option<&(String, u64)>) -> Out {
+        match fence {
+            None => {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                Out::Pipeline {
+                    pipe,
+                    current: None,
+                }
+            }
+            Some((epoch_key, epoch)) => {
+                let script = redis::Script::new(FENCED_BATCH);
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(script.get_hash()).arg(1).arg(epoch_key).arg(epoch);
+                Out::Fenced(call)
+            }
+        }
+    }
+
+    /// Starts a command of `argc` arguments (its name included).
+    pub(crate) fn command(&mut self, argc: usize) -> &mut Self {
+        match self {
+            Out::Pipeline { pipe, current } => {
+                if let Some(done) = current.replace(redis::Cmd::new()) {
+                    pipe.add_command(done).ignore();
+                }
+            }
+            Out::Fenced(call) => {
+                call.arg(argc);
+            }
+        }
+        self
+    }
+
+    pub(crate) fn arg<T: redis::ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        match self {
+            Out::Pipeline {
+                current: Some(cmd), ..
+            } => {
+                cmd.arg(arg);
+            }
+            Out::Pipeline { current: None, .. } => {}
+            Out::Fenced(call) => {
+                call.arg(arg);
+            }
+        }
+        self
+    }
+
+    /// Sends it all, all or nothing (loading the script first if the server lacks it).
+    pub(crate) async fn send(
+        self,
+        con: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<()> {
+        match self {
+            Out::Pipeline { mut pipe, current } => {
+                if let Some(done) = current {
+                    pipe.add_command(done).ignore();
+                }
+                pipe.query_async::<()>(con).await
+            }
+            Out::Fenced(call) => match call.query_async::<i64>(con).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(FENCED_BATCH)
+                        .query_async::<String>(con)
+                        .await?;
+                    call.query_async::<i64>(con).await.map(|_| ())
+                }
+                other => other.map(|_| ()),
+            },
+        }
+    }
+}
+
+/// Writes the commands of a batch (no object definitions: see the store's `write_graph`) to
+/// `out`. A finished run's keys get `finished_ttl` seconds to live.
+pub(crate) fn write_batch(
+    keys: Keys<'_>,
+    finished_ttl: Option<u64>,
+    batch: &[&Transition],
+    out: &mut Out,
+) -> Result<(), StoreError> {
+    // One HSET per run and hash, whatever the number of objects in the batch.
+    let mut objects: BTreeMap<String, Vec<(u64, &ObjectRecord)>> = BTreeMap::new();
+    let mut dead: BTreeMap<String, Vec<(u64, &DeadLetter)>> = BTreeMap::new();
+    let mut json = Vec::new();
+    for t in batch {
+        match t {
+            Transition::Run(meta) => {
+                let key = keys.run(&meta.run_id);
+                encode(&mut json, meta)?;
+                out.command(3).arg("SET").arg(&key).arg(&json[..]);
+                out.command(4)
+                    .arg("ZADD")
+                    .arg(keys.runs())
+                    .arg(meta.created_ms)
+                    .arg(meta.run_id.as_str());
+                if let (RunStatus::Finished, Some(ttl)) = (meta.status, finished_ttl) {
+                    let id = &meta.run_id;
+                    for k in [key, keys.objects(id), keys.dead(id), keys.graph(id)] {
+                        out.command(3)
+                            .arg("EXPIRE")
+                            .arg(k)
+                            .arg(ttl.min(i64::MAX as u64));
+                    }
+                }
+            }
+            Transition::Object { run, id, record } => {
+                objects
+                    .entry(keys.objects(run))
+                    .or_default()
+                    .push((id.0, record));
+            }
+            Transition::DeadLetter { run, letter } => {
+                dead.entry(keys.dead(run))
+                    .or_default()
+                    .push((letter.id.0, letter));
+            }
+            Transition::DeadLettersCleared { run } => {
+                // Letters earlier in the batch go with the rest; later ones are written after
+                // (the hashes are written at the end).
+                let key = keys.dead(run);
+                dead.remove(&key);
+                out.command(2).arg("DEL").arg(key);
+            }
+            Transition::Graph { .. } => {}
+        }
+    }
+    hset(out, objects, &mut json)?;
+    hset(out, dead, &mut json)
+}
+
+/// One HSET per hash and chunk of fields, each value as JSON.
+fn hset<T: serde::Serialize>(
+    out: &mut Out,
+    hashes: BTreeMap<String, Vec<(u64, &T)>>,
+    json: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    for (key, items) in hashes {
+        for chunk in items.chunks(HSET_CHUNK) {
+            out.command(2 + 2 * chunk.len()).arg("HSET").arg(&key);
+            for (field, value) in chunk {
+                encode(json, value)?;
+                out.arg(*field).arg(&json[..]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode<T: serde::Serialize>(buf: &mut Vec<u8>, v: &T) -> Result<(), StoreError> {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, v).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pieces_cover_the_text_on_character_boundaries() {
+        let text = "aé".repeat(10);
+        let pieces: Vec<&str> = super::pieces(&text, 4).collect();
+        assert!(pieces.iter().all(|p| p.len() <= 4 && !p.is_empty()));
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(super::pieces("", 4).collect::<Vec<_>>(), [""]);
+    }
+}
