@@ -1,7 +1,12 @@
-//! The orchestrator's command-line application: its arguments, reading object files, and the
-//! progress display. The work is done by the libraries: the core, the engine, the store, the
-//! bus, the HTTP surface and the worker runtime.
+//! The orchestrator as an application: its command line, reading object files, the progress
+//! display, and the two ways it runs, composed from the libraries (core, engine, store, bus,
+//! HTTP, worker runtime): the embedded run and the server. The binary's commands parse, call
+//! these and map the outcome to an exit code.
 
+pub mod app_error;
 pub mod cli;
+pub mod embedded;
 pub mod input;
 pub mod progress;
+pub mod server;
+pub mod writer_lease;

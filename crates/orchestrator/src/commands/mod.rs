@@ -7,7 +7,6 @@ mod run;
 mod serve;
 mod status;
 mod validate;
-mod writer_lease;
 
 use crate::{EXIT_INVALID, EXIT_STATE};
 use orchestrator::cli::SelectArgs;

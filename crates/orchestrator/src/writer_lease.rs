@@ -1,7 +1,7 @@
-//! The writer lease seen from a command: one orchestrator writes to a shared store (Redis) at a
-//! time. `serve` stands by until the lease is free; `run` claims it or refuses to start.
+//! The writer lease: one orchestrator writes to a shared store (Redis) at a time. `serve`
+//! stands by until the lease is free; `run` claims it or refuses to start.
 
-use crate::EXIT_STATE;
+use crate::app_error::AppError;
 use orchestrator_engine::EngineError;
 use orchestrator_http::role::{Role, SharedRole};
 use orchestrator_store::{StateStore, StoreError, WriterLease};
@@ -11,27 +11,26 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Takes the lease, waiting up to `wait` for it (a process killed while holding it keeps it
-/// until it expires); otherwise says who holds it and returns `false`.
-pub async fn claim_or_report(
+/// until it expires); otherwise says who holds it.
+pub async fn claim(
     store: &dyn StateStore,
     holder: &str,
     lease_ms: u64,
     wait: Duration,
-) -> anyhow::Result<bool> {
+) -> Result<(), AppError> {
     let deadline = std::time::Instant::now() + wait;
     let mut said = false;
     loop {
         match store.acquire_writer(holder, lease_ms).await? {
             WriterLease::Acquired { epoch } => {
                 tracing::debug!(holder, epoch, "writer lease taken");
-                return Ok(true);
+                return Ok(());
             }
             WriterLease::Held { holder: other } => {
                 if std::time::Instant::now() >= deadline {
-                    eprintln!(
-                        "error: another orchestrator ({other}) is writing to this state store; stop it, or use another REDIS_PREFIX"
-                    );
-                    return Ok(false);
+                    return Err(AppError::State(format!(
+                        "another orchestrator ({other}) is writing to this state store; stop it, or use another REDIS_PREFIX"
+                    )));
                 }
                 if !said {
                     eprintln!(
@@ -53,7 +52,7 @@ pub async fn become_writer(
     lease_ms: u64,
     shutdown: &CancellationToken,
     role: &SharedRole,
-) -> anyhow::Result<bool> {
+) -> Result<bool, AppError> {
     let mut said = String::new();
     let mut dead = String::new();
     loop {
@@ -157,30 +156,28 @@ fn is_dead_here(lease: &str) -> bool {
         && (pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// After the work is done or stopped: if the lease was lost (`lost`, or a write refused as fenced),
-/// says so and gives the exit code (3); otherwise gives the lease up so a standby takes over at once.
+/// After the work is done or stopped: if the lease was lost (`lost`, or a write refused as
+/// fenced), the outcome is that; otherwise the lease is given up so a standby takes over at once.
 pub async fn hand_back<T>(
     store: &dyn StateStore,
     lost: bool,
-    result: &anyhow::Result<T>,
-) -> Option<i32> {
+    result: Result<T, AppError>,
+) -> Result<T, AppError> {
     let fenced = matches!(
-        result
-            .as_ref()
-            .err()
-            .and_then(|e| e.downcast_ref::<EngineError>()),
-        Some(EngineError::Store(StoreError::Fenced { .. }))
+        &result,
+        Err(AppError::Engine(EngineError::Store(
+            StoreError::Fenced { .. }
+        ))) | Err(AppError::Store(StoreError::Fenced { .. }))
     );
     if fenced || lost {
-        eprintln!(
-            "error: this orchestrator lost the writer lease (another one took over, or the state store was unreachable for longer than the lease); it stopped without writing more"
-        );
-        return Some(EXIT_STATE);
+        return Err(AppError::State(
+            "this orchestrator lost the writer lease (another one took over, or the state store was unreachable for longer than the lease); it stopped without writing more".into(),
+        ));
     }
     if let Err(e) = store.release_writer().await {
         tracing::warn!(error = %e, "could not release the writer lease (it expires by itself)");
     }
-    None
+    result
 }
 
 #[cfg(test)]

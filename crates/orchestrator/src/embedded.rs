@@ -1,0 +1,247 @@
+//! The embedded run: the engine, an in-process bus and in-process workers for the three zones in
+//! one process; state in memory, in redb (`--state-dir`, so that a killed run resumes without
+//! running a loaded object again) or on a shared Redis under the writer lease.
+
+use crate::app_error::AppError;
+use crate::progress::{self, ProgressMode};
+use crate::writer_lease;
+use orchestrator_bus::{Bus, MemoryBus};
+use orchestrator_core::run_graph::RunGraph;
+use orchestrator_core::scheduler::{
+    DeadLetter, InFlightOnRestore, ObjectState, Run, RunHeader, RunOptions, RunSummary,
+    SchedulerConfig,
+};
+use orchestrator_engine::Engine;
+use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::metrics::{Metrics, MetricsError};
+use orchestrator_engine::open::{OpenError, new_run_id, open_snapshot};
+use orchestrator_http::embedded::{HttpState, serve};
+use orchestrator_protocol::Zone;
+use orchestrator_store::{StateStore, StoreSettings, open_store_with};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use worker_runtime::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
+
+/// How long `run`'s writer lease on a shared store lasts between renewals: a run killed with
+/// kill -9 can be resumed this long after (a resume waits for it a little longer).
+const RUN_WRITER_LEASE_MS: u64 = 5_000;
+
+/// Everything an embedded run needs, its file read and checked.
+pub struct EmbeddedRun {
+    /// The object file, kept with the run.
+    pub source: String,
+    pub graph: Arc<RunGraph>,
+    /// The objects as compact JSON, stored with a new run (`None` with the memory store).
+    pub objects: Option<Arc<String>>,
+    pub options: RunOptions,
+    pub seed: Option<u64>,
+    pub handlers: HandlerSet,
+    pub config: SchedulerConfig,
+    pub store_url: String,
+    pub store_settings: StoreSettings,
+    /// How the store is named in messages (the state directory, or the store's kind).
+    pub store_name: Option<String>,
+    /// Continue the store's latest run instead of starting one.
+    pub resume: bool,
+    /// With `resume`: run its failed, upstream-failed and cancelled objects again.
+    pub rerun_failed: bool,
+    pub max_workers: usize,
+    pub heartbeat: Duration,
+    pub task_timeout: Option<Duration>,
+    /// Serve health and metrics on this address.
+    pub http: Option<String>,
+    pub progress: ProgressMode,
+}
+
+/// How an embedded run ended.
+pub struct EmbeddedOutcome {
+    pub header: RunHeader,
+    pub summary: RunSummary,
+    pub dead_letters: Vec<DeadLetter>,
+    pub elapsed: Duration,
+    /// It was already finished: nothing ran.
+    pub already_finished: bool,
+}
+
+/// Runs it to its end, or until `interrupt` fires (then the attempts in flight finish and the run
+/// is stored as interrupted).
+pub async fn run_embedded(
+    run: EmbeddedRun,
+    interrupt: CancellationToken,
+) -> Result<EmbeddedOutcome, AppError> {
+    let store = open_store_with(&run.store_url, &run.store_settings).await?;
+    // A store others can share (Redis): write only while holding the writer lease, as `serve`.
+    let holder = writer_lease::writer_id();
+    let wait = Duration::from_millis(RUN_WRITER_LEASE_MS + 1_000);
+    writer_lease::claim(&*store, &holder, RUN_WRITER_LEASE_MS, wait).await?;
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(writer_lease::keep_lease(
+        store.clone(),
+        RUN_WRITER_LEASE_MS,
+        interrupt.clone(),
+        lease_lost.clone(),
+    ));
+    let outcome = drive(run, store.clone(), interrupt).await;
+    keeper.abort();
+    writer_lease::hand_back(&*store, lease_lost.load(Ordering::Relaxed), outcome).await
+}
+
+/// The run itself, once the store is this process's.
+async fn drive(
+    embedded: EmbeddedRun,
+    store: Arc<dyn StateStore>,
+    interrupt: CancellationToken,
+) -> Result<EmbeddedOutcome, AppError> {
+    let (run, rerun) = open(&embedded, &*store).await?;
+    if run.is_finished() && !rerun {
+        return outcome(run.header().clone(), &*store, Duration::ZERO, true).await;
+    }
+    let metrics = Arc::new(Metrics::new()?);
+    let http_state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        ready: false.into(),
+    });
+    let stop_http = CancellationToken::new();
+    if let Some(addr) = &embedded.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AppError::Invalid(format!("--http {addr}: cannot listen: {e}")))?;
+        eprintln!(
+            "serving health and metrics on http://{}",
+            listener.local_addr()?
+        );
+        tokio::spawn(serve(listener, http_state.clone(), stop_http.clone()));
+    }
+    let bus = Arc::new(MemoryBus::new());
+    let stop_workers = CancellationToken::new();
+    let workers = spawn_workers(&embedded, run.header().seed, &bus, &stop_workers)?;
+
+    let started = Instant::now();
+    let run_id = run.header().run_id.clone();
+    let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
+    // A new run's objects are stored with it; a resumed one has them already.
+    let objects = embedded.objects.clone().filter(|_| !embedded.resume);
+    engine
+        .add_run(run, objects, |run, now, out| {
+            if rerun {
+                let n = run.reset_failed(now, out);
+                eprintln!("running {n} failed, upstream-failed or cancelled objects again");
+            }
+        })
+        .await?;
+    let progress_task = tokio::spawn(progress::show(engine.progress(), embedded.progress));
+    http_state.ready.store(true, Ordering::Relaxed);
+
+    let driven = engine.drive(interrupt).await;
+    engine.close_progress();
+    stop_workers.cancel();
+    for w in workers {
+        if let Ok(Err(e)) = w.await {
+            tracing::error!(error = %e, "worker stopped with an error");
+        }
+    }
+    let _ = progress_task.await;
+    stop_http.cancel();
+    bus.close();
+    driven?;
+    let header = engine
+        .run(&run_id)
+        .map(|r| r.header().clone())
+        .ok_or_else(|| AppError::State(format!("run {run_id} vanished from the engine")))?;
+    outcome(header, &*store, started.elapsed(), false).await
+}
+
+async fn outcome(
+    header: RunHeader,
+    store: &dyn StateStore,
+    elapsed: Duration,
+    already_finished: bool,
+) -> Result<EmbeddedOutcome, AppError> {
+    Ok(EmbeddedOutcome {
+        summary: header.counts.summary(),
+        dead_letters: store.dead_letters(&header.run_id).await?,
+        header,
+        elapsed,
+        already_finished,
+    })
+}
+
+/// The in-process workers of the three zones, one task each.
+fn spawn_workers(
+    embedded: &EmbeddedRun,
+    seed: u64,
+    bus: &Arc<MemoryBus>,
+    stop: &CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<Result<(), worker_runtime::WorkerError>>>, AppError> {
+    let mut workers = Vec::new();
+    for zone in Zone::ALL {
+        let handler = embedded.handlers.spec(zone).build(seed)?;
+        let mut wc = WorkerConfig::new(zone);
+        wc.max_workers = embedded.max_workers.max(1);
+        wc.heartbeat_interval = embedded.heartbeat;
+        wc.task_timeout = embedded.task_timeout;
+        wc.worker_id = format!("embedded-{}", zone.short());
+        let bus: Arc<dyn Bus> = bus.clone();
+        workers.push(tokio::spawn(run_worker(
+            bus,
+            handler,
+            wc,
+            Arc::new(WorkerStats::new(zone).map_err(MetricsError::from)?),
+            stop.clone(),
+        )));
+    }
+    Ok(workers)
+}
+
+/// A new run, or the stored one to resume (and whether to rerun its failures).
+async fn open(embedded: &EmbeddedRun, store: &dyn StateStore) -> Result<(Run, bool), AppError> {
+    let runs = store.runs().await?;
+    let latest = runs.last();
+    let where_ = embedded
+        .store_name
+        .clone()
+        .unwrap_or_else(|| store.kind().to_string());
+    let (graph, config) = (&embedded.graph, &embedded.config);
+    if !embedded.resume {
+        if let Some(m) = latest.filter(|m| m.status.is_unfinished()) {
+            return Err(AppError::State(format!(
+                "{where_} holds unfinished run {} (from {}); add --resume to finish it, or use another --state-dir",
+                m.run_id, m.source
+            )));
+        }
+        let seed = embedded.seed.unwrap_or_else(|| fastrand::u64(..));
+        let now = now_ms();
+        let header = RunHeader::new(new_run_id(seed, now), seed)
+            .with_source(&embedded.source)
+            .with_options(embedded.options.clone())
+            .created_at(now);
+        return Ok((Run::new(graph.clone(), config.clone(), header), false));
+    }
+    let Some(header) = latest.cloned() else {
+        return Err(AppError::State(format!(
+            "nothing to resume: {where_} holds no run"
+        )));
+    };
+    let (run_id, stored_source) = (header.run_id.clone(), header.source.clone());
+    let policy = InFlightOnRestore::Resend;
+    let run = match open_snapshot(store, graph.clone(), header, config, policy).await {
+        Ok(run) => run,
+        Err(OpenError::GraphMismatch(m)) => {
+            return Err(AppError::State(format!(
+                "refusing to resume run {run_id}: it runs graph version {} (from {stored_source}), but {} has graph version {}; \
+                 the objects, zones or parents differ. Use another --state-dir to start a new run.",
+                m.stored, embedded.source, m.found
+            )));
+        }
+        Err(OpenError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(AppError::State(e.to_string())),
+    };
+    eprintln!(
+        "resuming run {run_id}: {} of {} objects already loaded",
+        run.counts().in_state(ObjectState::Loaded),
+        graph.len()
+    );
+    Ok((run, embedded.rerun_failed))
+}
