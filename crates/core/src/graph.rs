@@ -3,10 +3,11 @@
 
 use crate::cycles::report_cycles;
 use crate::diagnostics::{Problem, Report};
+use crate::graph_build::{children_of, drop_duplicates, resolve_parents, topological_order};
 use crate::objects::{ObjectDef, read_object};
 use orchestrator_protocol::ObjectId;
 use petgraph::graph::{DiGraph, NodeIndex};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -209,149 +210,42 @@ fn read_all(text: &Arc<String>, elements: &[&RawValue], report: &mut Report) -> 
     objects
 }
 
-fn build(mut objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report) -> Option<Graph> {
-    // Duplicate ids: the first one wins the id, the others are errors and are left out.
-    let mut index: FxHashMap<ObjectId, u32> =
-        FxHashMap::with_capacity_and_hasher(objects.len(), Default::default());
-    let mut duplicates = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        if let Some(&first) = index.get(&o.id) {
-            let first_index = objects[first as usize].index;
-            report.push(Problem::error(
-                Some(o.index),
-                Some(o.id),
-                Some("IdObjet"),
-                format!("duplicate id: also at index {first_index}"),
-            ));
-            duplicates.push(i);
-        } else {
-            index.insert(o.id, i as u32);
-        }
-    }
-    if !duplicates.is_empty() {
-        let mut position = 0;
-        objects.retain(|_| {
-            position += 1;
-            duplicates.binary_search(&(position - 1)).is_err()
-        });
-        index.clear();
-        for (i, o) in objects.iter().enumerate() {
-            index.insert(o.id, i as u32);
-        }
-    }
-
-    let mut external: Vec<ObjectId> = Vec::new();
-    let mut external_seen: FxHashSet<ObjectId> = FxHashSet::default();
-    let mut parent_offsets = Vec::with_capacity(objects.len() + 1);
-    let mut parent_list = Vec::new();
-    parent_offsets.push(0u32);
-    for o in &objects {
-        for &p in &o.parents {
-            if p == o.id {
-                report.push(Problem::error(
-                    Some(o.index),
-                    Some(o.id),
-                    Some("IdObjet_Parent"),
-                    "names itself as a parent",
-                ));
-                continue;
-            }
-            match index.get(&p) {
-                Some(&pi) => {
-                    let parent = &objects[pi as usize];
-                    if parent.zone > o.zone {
-                        report.push(Problem::warning(
-                            Some(o.index),
-                            Some(o.id),
-                            Some("IdObjet_Parent"),
-                            format!("layer inversion: parent {p} is in {}, a higher layer than this object's {}", parent.zone, o.zone),
-                        ));
-                    }
-                    parent_list.push(pi);
-                }
-                None => match options.missing_parents {
-                    MissingParents::Error => report.push(Problem::error(
-                        Some(o.index),
-                        Some(o.id),
-                        Some("IdObjet_Parent"),
-                        format!("parent {p} does not exist in this file (use --missing-parents=external if it is loaded elsewhere)"),
-                    )),
-                    MissingParents::External => {
-                        if external_seen.insert(p) {
-                            external.push(p);
-                        }
-                    }
-                },
-            }
-        }
-        parent_offsets.push(parent_list.len() as u32);
-    }
-
-    // Children lists (counting sort by parent).
-    let n = objects.len();
-    let mut child_count = vec![0u32; n + 1];
-    for &p in &parent_list {
-        child_count[p as usize + 1] += 1;
-    }
-    for i in 0..n {
-        child_count[i + 1] += child_count[i];
-    }
-    let child_offsets = child_count.clone();
-    let mut fill = child_count;
-    let mut child_list = vec![0u32; parent_list.len()];
-    for c in 0..n {
-        for &p in &parent_list[parent_offsets[c] as usize..parent_offsets[c + 1] as usize] {
-            child_list[fill[p as usize] as usize] = c as u32;
-            fill[p as usize] += 1;
-        }
-    }
-
+fn build(objects: Vec<ObjectDef>, options: LoadOptions, report: &mut Report) -> Option<Graph> {
+    let (objects, index) = drop_duplicates(objects, report);
+    let parents = resolve_parents(&objects, &index, options, report);
+    let (child_offsets, child_list) = children_of(objects.len(), &parents.offsets, &parents.list);
     let mut graph = Graph {
         objects,
         index,
-        parent_offsets,
-        parent_list,
+        parent_offsets: parents.offsets,
+        parent_list: parents.list,
         child_offsets,
         child_list,
-        external_parents: external,
+        external_parents: parents.external,
         topo_order: Vec::new(),
     };
-
-    // Kahn's algorithm gives the order; only a graph with a cycle goes to petgraph, whose
-    // strongly connected components name each cycle.
-    let mut pending: Vec<u32> = (0..n)
-        .map(|i| graph.parent_offsets[i + 1] - graph.parent_offsets[i])
-        .collect();
-    let mut order: Vec<u32> = (0..n as u32)
-        .filter(|&i| pending[i as usize] == 0)
-        .collect();
-    order.reserve(n - order.len());
-    let mut head = 0;
-    while head < order.len() {
-        let v = order[head];
-        head += 1;
-        for &c in graph.children(v) {
-            pending[c as usize] -= 1;
-            if pending[c as usize] == 0 {
-                order.push(c);
+    match topological_order(&graph) {
+        Some(order) => {
+            graph.topo_order = order;
+            Some(graph)
+        }
+        None => {
+            // Only a graph with a cycle goes to petgraph, whose strongly connected components
+            // name each cycle.
+            let n = graph.len();
+            let mut pg: DiGraph<(), ()> = DiGraph::with_capacity(n, graph.parent_list.len());
+            for _ in 0..n {
+                pg.add_node(());
             }
+            for c in 0..n as u32 {
+                for &p in graph.parents(c) {
+                    pg.add_edge(NodeIndex::new(p as usize), NodeIndex::new(c as usize), ());
+                }
+            }
+            report_cycles(&graph, &pg, report);
+            None
         }
     }
-    if order.len() == n {
-        graph.topo_order = order;
-        return Some(graph);
-    }
-    let mut pg: DiGraph<(), ()> = DiGraph::with_capacity(n, graph.parent_list.len());
-    for _ in 0..n {
-        pg.add_node(());
-    }
-    for c in 0..n as u32 {
-        for &p in graph.parents(c) {
-            pg.add_edge(NodeIndex::new(p as usize), NodeIndex::new(c as usize), ());
-        }
-    }
-    report_cycles(&graph, &pg, report);
-    None
 }
 
 #[cfg(test)]

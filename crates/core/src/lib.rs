@@ -6,11 +6,14 @@ mod cycles;
 pub mod diagnostics;
 pub mod generate;
 pub mod graph;
+mod graph_build;
+mod object_fields;
 pub mod objects;
 pub mod parents;
 pub mod plan;
 pub mod run_graph;
 pub mod scheduler;
+mod selection;
 
 pub use diagnostics::{Problem, Report, Severity};
 pub use graph::{Graph, LoadOptions, MissingParents, load_graph};

@@ -45,6 +45,12 @@ fn counter(
     Ok(c)
 }
 
+fn plain_counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGaugeVec, MetricsError> {
     let g = IntGaugeVec::new(Opts::new(name, help), &["zone"])?;
     registry.register(Box::new(g.clone()))?;
@@ -70,19 +76,17 @@ impl Metrics {
             &["zone"],
         )?;
         registry.register(Box::new(dispatch_to_result.clone()))?;
-        let messages_rejected = IntCounter::new(
-            "orchestrator_messages_rejected_total",
-            "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
-        )?;
-        registry.register(Box::new(messages_rejected.clone()))?;
-        let store_errors = IntCounter::new(
-            "orchestrator_store_errors_total",
-            "State store writes that failed and were tried again (the store unreachable for a while).",
-        )?;
-        registry.register(Box::new(store_errors.clone()))?;
         let m = Metrics {
-            messages_rejected,
-            store_errors,
+            messages_rejected: plain_counter(
+                &registry,
+                "orchestrator_messages_rejected_total",
+                "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
+            )?,
+            store_errors: plain_counter(
+                &registry,
+                "orchestrator_store_errors_total",
+                "State store writes that failed and were tried again (the store unreachable for a while).",
+            )?,
             ready_published: counter(
                 &registry,
                 "orchestrator_ready_published_total",
@@ -146,17 +150,22 @@ impl Metrics {
             started: Instant::now(),
             registry,
         };
+        m.every_zone_at_zero();
+        Ok(m)
+    }
+
+    /// Every per-zone series exists from the start, at zero.
+    fn every_zone_at_zero(&self) {
         for z in Zone::ALL {
             let l = [z.short()];
-            m.ready_published.with_label_values(&l);
-            m.loaded_received.with_label_values(&l);
-            m.failed_received.with_label_values(&l);
-            m.retries.with_label_values(&l);
-            m.dead_letters.with_label_values(&l);
-            m.in_flight.with_label_values(&l);
-            m.waiting.with_label_values(&l);
+            self.ready_published.with_label_values(&l);
+            self.loaded_received.with_label_values(&l);
+            self.failed_received.with_label_values(&l);
+            self.retries.with_label_values(&l);
+            self.dead_letters.with_label_values(&l);
+            self.in_flight.with_label_values(&l);
+            self.waiting.with_label_values(&l);
         }
-        Ok(m)
     }
 
     /// The text exposition format, for `/metrics`.

@@ -114,47 +114,14 @@ async fn submit(
     };
     // The budget stays taken until the run is handed over and the answer made.
     let (text, _held) = (body.text, body.held);
-    let external = match query.missing_parents.as_deref() {
-        None | Some("error") => false,
-        Some("external") => true,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("missing_parents={other:?}: expected error or external"),
-            );
-        }
+    let options = match run_options(&query) {
+        Ok(o) => o,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    let mut targets = Vec::new();
-    for t in query
-        .targets
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        match t.parse::<u64>() {
-            Ok(id) => targets.push(ObjectId(id)),
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("targets: {t:?} is not an object id"),
-                );
-            }
-        }
-    }
     let submission = Submission {
         text,
         source: query.source.unwrap_or_else(|| "api".to_string()),
-        options: RunOptions {
-            targets,
-            zone: None,
-            missing_parents: if external {
-                MissingParents::External
-            } else {
-                MissingParents::Error
-            },
-        },
+        options,
         seed: None,
         strict: query.strict,
         max_object_bytes: state.max_object_bytes,
@@ -205,6 +172,37 @@ async fn submit(
         Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
         Err(_) => engine_gone(),
     }
+}
+
+/// The options a submission asks for: `missing_parents=error|external`, `targets=ID,ID`.
+fn run_options(query: &SubmitQuery) -> Result<RunOptions, String> {
+    let missing_parents = match query.missing_parents.as_deref() {
+        None | Some("error") => MissingParents::Error,
+        Some("external") => MissingParents::External,
+        Some(other) => {
+            return Err(format!(
+                "missing_parents={other:?}: expected error or external"
+            ));
+        }
+    };
+    let targets = query
+        .targets
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u64>()
+                .map(ObjectId)
+                .map_err(|_| format!("targets: {t:?} is not an object id"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RunOptions {
+        targets,
+        zone: None,
+        missing_parents,
+    })
 }
 
 /// Which runs `GET /api/runs` lists: newest first, a page at a time, optionally by status.

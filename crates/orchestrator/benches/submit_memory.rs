@@ -53,6 +53,43 @@ fn main() {
         .unwrap();
     assert!(made.success());
     let body = std::fs::read(&file).unwrap();
+    let (peak, idle, took) = serve_peak(&body);
+    println!(
+        "serve: {objects} objects ({:.0} MB body) submitted in {:.2} s; peak RSS {peak:.0} MiB ({:.1}× the body; {idle:.0} MiB before)",
+        body.len() as f64 / 1e6,
+        took.as_secs_f64(),
+        peak * 1024.0 * 1024.0 / body.len() as f64
+    );
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(bin())
+        .args([
+            "run",
+            "--handler",
+            "simulate:0",
+            "--progress",
+            "none",
+            "--json",
+        ])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib: f64 = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0.0);
+    println!(
+        "embedded run of the same file: peak RSS {:.0} MiB",
+        kib / 1024.0
+    );
+}
+
+/// Starts `serve` on a broker and Redis of its own, posts `body` once, and returns its peak
+/// RSS after, before, and how long the submission took.
+fn serve_peak(body: &[u8]) -> (f64, f64, Duration) {
     let kafka = services::kafka();
     let redis = services::redis();
     let port = TcpListener::bind("127.0.0.1:0")
@@ -96,7 +133,7 @@ fn main() {
     let answer = client
         .post(format!("{base}/api/runs"))
         .header("content-type", "application/json")
-        .body(body.clone())
+        .body(body.to_vec())
         .send()
         .unwrap();
     assert_eq!(answer.status().as_u16(), 201, "{:?}", answer.text());
@@ -105,35 +142,5 @@ fn main() {
     let peak = peak_mib(serve.id());
     let _ = serve.kill();
     let _ = serve.wait();
-    println!(
-        "serve: {objects} objects ({:.0} MB body) submitted in {:.2} s; peak RSS {peak:.0} MiB ({:.1}× the body; {idle:.0} MiB before)",
-        body.len() as f64 / 1e6,
-        took.as_secs_f64(),
-        peak * 1024.0 * 1024.0 / body.len() as f64
-    );
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(bin())
-        .args([
-            "run",
-            "--handler",
-            "simulate:0",
-            "--progress",
-            "none",
-            "--json",
-        ])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let kib: f64 = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0.0);
-    println!(
-        "embedded run of the same file: peak RSS {:.0} MiB",
-        kib / 1024.0
-    );
+    (peak, idle, took)
 }

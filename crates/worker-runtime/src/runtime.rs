@@ -5,7 +5,7 @@
 use crate::handler::{Handler, Outcome};
 use crate::seen_attempts::{AttemptKey, SeenAttempts, attempt_key};
 use futures::FutureExt;
-use orchestrator_bus::{AckToken, Bus, BusError, retry};
+use orchestrator_bus::{AckToken, Bus, BusError, Delivery, retry};
 use orchestrator_protocol::{ProgressEvent, ProgressKind, ReadyEvent, ResultEvent, Zone};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 use std::sync::Arc;
@@ -243,20 +243,7 @@ pub async fn run_worker(
         if batch.is_empty() {
             break; // the bus closed
         }
-        // The same attempt delivered again while it runs here or just after: its first
-        // delivery answers for both. (Its own acknowledgement waits for its result, and a
-        // partition's offset never passes an event not acknowledged, so nothing is lost.)
-        let mut fresh = Vec::with_capacity(batch.len());
-        let mut again = Vec::new();
-        for d in batch {
-            let key = attempt_key(&d.event);
-            if seen.start(&key) {
-                fresh.push((d, key));
-            } else {
-                tracing::info!(run = %d.event.run_id, object = %d.event.id, attempt = d.event.attempt, "Ready event delivered again for an attempt run here: not run twice");
-                again.push(d.token);
-            }
-        }
+        let (fresh, again) = split_repeats(batch, &mut seen);
         if !again.is_empty() {
             stats.duplicates.inc_by(again.len() as u64);
             consumer.ack(again).await?;
@@ -300,6 +287,28 @@ pub async fn run_worker(
     consumer.ack(acks).await?;
     tracing::debug!(zone = %config.zone, "worker stopped");
     Ok(())
+}
+
+/// The same attempt delivered again while it runs here or just after: its first delivery
+/// answers for both. (Its own acknowledgement waits for its result, and a partition's offset
+/// never passes an event not acknowledged, so nothing is lost.) Returns the deliveries to run,
+/// each with its attempt's key, and the tokens of the repeats.
+fn split_repeats(
+    batch: Vec<Delivery<ReadyEvent>>,
+    seen: &mut SeenAttempts,
+) -> (Vec<(Delivery<ReadyEvent>, AttemptKey)>, Vec<AckToken>) {
+    let mut fresh = Vec::with_capacity(batch.len());
+    let mut again = Vec::new();
+    for d in batch {
+        let key = attempt_key(&d.event);
+        if seen.start(&key) {
+            fresh.push((d, key));
+        } else {
+            tracing::info!(run = %d.event.run_id, object = %d.event.id, attempt = d.event.attempt, "Ready event delivered again for an attempt run here: not run twice");
+            again.push(d.token);
+        }
+    }
+    (fresh, again)
 }
 
 /// The attempt a task ran, or `None` after logging that the runtime's own part of the task

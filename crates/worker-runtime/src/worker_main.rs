@@ -137,78 +137,10 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         shutdown.clone(),
     ));
     let ready = Arc::new(AtomicBool::new(false));
-    if let Some(addr) = &args.http_addr {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: WORKER_HTTP_ADDR {addr}: cannot listen: {e}");
-                return EXIT_CONFIG;
-            }
-        };
-        let local = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tracing::info!(zone = %zone, address = %local, "serving health and metrics");
-        eprintln!("serving health and metrics on http://{local}");
-        let registry = prometheus::Registry::new();
-        let counters = zone_counter(
-            "orchestrator_worker_messages_rejected_total",
-            "Ready messages that could not be read, sent to the DLQ topic with the reason.",
-            zone,
-        )
-        .and_then(|rejected| {
-            let rejoins = zone_counter(
-                "orchestrator_worker_group_rejoins_total",
-                "Times the worker joined its group again, left without partitions while events waited.",
-                zone,
-            )?;
-            Ok((rejected, rejoins))
-        });
-        let (rejected, rejoins) = match counters {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: metrics: {e}");
-                return EXIT_ERROR;
-            }
-        };
-        let registered = stats
-            .register(&registry)
-            .and_then(|()| registry.register(Box::new(rejected.clone())))
-            .and_then(|()| registry.register(Box::new(rejoins.clone())));
-        if let Err(e) = registered {
-            eprintln!("error: metrics: {e}");
-            return EXIT_ERROR;
-        }
-        let render_bus = bus.clone();
-        let render: MetricsRender = Arc::new(move || {
-            health::catch_up(&rejected, render_bus.malformed_count());
-            health::catch_up(&rejoins, render_bus.rejoin_count());
-            let mut buf = Vec::new();
-            let _ = prometheus::Encoder::encode(
-                &prometheus::TextEncoder::new(),
-                &registry.gather(),
-                &mut buf,
-            );
-            String::from_utf8(buf).unwrap_or_default()
-        });
-        let (ready_flag, probe_bus) = (ready.clone(), bus.clone());
-        let check: ReadinessCheck = Arc::new(move || {
-            let (up, bus) = (ready_flag.load(Ordering::Relaxed), probe_bus.clone());
-            Box::pin(async move {
-                if !up {
-                    return Err("not connected to Kafka yet".to_string());
-                }
-                bus.check(Duration::from_secs(1))
-                    .await
-                    .map_err(|e| format!("Kafka: {e}"))
-            })
-        });
-        tokio::spawn(health::serve(
-            listener,
-            health::health_router(check, render),
-            shutdown.clone(),
-        ));
+    if let Some(addr) = &args.http_addr
+        && let Err(code) = serve_health(zone, addr, &bus, &stats, &ready, &shutdown).await
+    {
+        return code;
     }
     match ensure_topics_with_retry(&bus, &shutdown).await {
         Ok(()) => {}
@@ -240,6 +172,90 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
             EXIT_ERROR
         }
     }
+}
+
+/// Serves health and metrics on `addr` until `shutdown`; `Err` holds the exit code when it
+/// cannot (the address, the metrics).
+async fn serve_health(
+    zone: Zone,
+    addr: &str,
+    bus: &Arc<KafkaBus>,
+    stats: &Arc<WorkerStats>,
+    ready: &Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> Result<(), i32> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: WORKER_HTTP_ADDR {addr}: cannot listen: {e}");
+            return Err(EXIT_CONFIG);
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(zone = %zone, address = %local, "serving health and metrics");
+    eprintln!("serving health and metrics on http://{local}");
+    let registry = prometheus::Registry::new();
+    let counters = zone_counter(
+        "orchestrator_worker_messages_rejected_total",
+        "Ready messages that could not be read, sent to the DLQ topic with the reason.",
+        zone,
+    )
+    .and_then(|rejected| {
+        let rejoins = zone_counter(
+            "orchestrator_worker_group_rejoins_total",
+            "Times the worker joined its group again, left without partitions while events waited.",
+            zone,
+        )?;
+        Ok((rejected, rejoins))
+    });
+    let (rejected, rejoins) = match counters {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: metrics: {e}");
+            return Err(EXIT_ERROR);
+        }
+    };
+    let registered = stats
+        .register(&registry)
+        .and_then(|()| registry.register(Box::new(rejected.clone())))
+        .and_then(|()| registry.register(Box::new(rejoins.clone())));
+    if let Err(e) = registered {
+        eprintln!("error: metrics: {e}");
+        return Err(EXIT_ERROR);
+    }
+    let render_bus = bus.clone();
+    let render: MetricsRender = Arc::new(move || {
+        health::catch_up(&rejected, render_bus.malformed_count());
+        health::catch_up(&rejoins, render_bus.rejoin_count());
+        let mut buf = Vec::new();
+        let _ = prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut buf,
+        );
+        String::from_utf8(buf).unwrap_or_default()
+    });
+    let (ready_flag, probe_bus) = (ready.clone(), bus.clone());
+    let check: ReadinessCheck = Arc::new(move || {
+        let (up, bus) = (ready_flag.load(Ordering::Relaxed), probe_bus.clone());
+        Box::pin(async move {
+            if !up {
+                return Err("not connected to Kafka yet".to_string());
+            }
+            bus.check(Duration::from_secs(1))
+                .await
+                .map_err(|e| format!("Kafka: {e}"))
+        })
+    });
+    tokio::spawn(health::serve(
+        listener,
+        health::health_router(check, render),
+        shutdown.clone(),
+    ));
+    Ok(())
 }
 
 /// A counter of the bus's, labelled with the worker's zone.

@@ -11,11 +11,16 @@
 //! a 1,000-deep chain the time from an object's parent's result to its own, p50 and p99.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../tests/common/services.rs"]
+#[path = "../../../../tests/common/services.rs"]
 mod services;
 
+mod calibration;
+mod files;
+
+use calibration::{calibrate, calibrate_both, round_trips};
+use files::{chain, generated};
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -165,112 +170,6 @@ fn services(engine: &str) -> Services {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The broker alone: `n` messages of the size of a Ready event produced (many in flight), then
-/// consumed from the start. Messages per second each way.
-fn calibrate(s: &Services, n: usize) -> (f64, f64) {
-    let topic = "calibration";
-    let rt = runtime();
-    create_topic(s, &rt, topic, partitions());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &s.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .create()
-        .unwrap();
-    let started = Instant::now();
-    produce_all(&rt, &producer, topic, n, None);
-    let produce = n as f64 / started.elapsed().as_secs_f64();
-    let consumer = reader(s, "calibration", topic, 10);
-    let started = Instant::now();
-    consume_all(&consumer, n);
-    let consume = n as f64 / started.elapsed().as_secs_f64();
-    (produce, consume)
-}
-
-/// The broker writing and serving at once, as in a run: `n` messages of the product's shape (400
-/// bytes, one `traceparent` header) sent with the product's producer settings while one consumer
-/// reads them. Messages per second, each produced and consumed; a run moves two per object (its
-/// Ready and its result). On Tansu's SQLite engine this is the broker's own limit (its storage is
-/// one connection behind a lock); on memory, one producer and one consumer are the limit, and a
-/// run's several clients go beyond it.
-fn calibrate_both(s: &Services, n: usize) -> f64 {
-    let topic = "calibration-both";
-    let rt = runtime();
-    create_topic(s, &rt, topic, partitions());
-    let producer: FutureProducer = orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
-        .producer_config()
-        .create()
-        .unwrap();
-    let consumer = reader(s, "calibration", topic, 10);
-    let trace = orchestrator_protocol::traceparent(
-        &orchestrator_protocol::RunId::new("run-calibration"),
-        orchestrator_protocol::ObjectId(1),
-        1,
-    );
-    let started = Instant::now();
-    let reading = std::thread::spawn(move || consume_all(&consumer, n));
-    produce_all(&rt, &producer, topic, n, Some(&trace));
-    reading.join().unwrap();
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Reads `n` messages from `consumer`.
-fn consume_all(consumer: &BaseConsumer, n: usize) {
-    for read in 0..n {
-        match consumer.poll(Duration::from_secs(30)) {
-            Some(m) => drop(m.unwrap()),
-            None => panic!("calibration: only {read} of {n} consumed"),
-        }
-    }
-}
-
-/// Sends `n` messages of 400 bytes to `topic`, with a `traceparent` header when `trace` is
-/// given, many in flight (waiting whenever the local queue is full); returns once the broker has
-/// acknowledged them all.
-fn produce_all(
-    rt: &tokio::runtime::Runtime,
-    producer: &FutureProducer,
-    topic: &str,
-    n: usize,
-    trace: Option<&str>,
-) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    let payload = "x".repeat(400);
-    rt.block_on(async {
-        let mut deliveries = Vec::with_capacity(n);
-        for i in 0..n {
-            let key = i.to_string();
-            loop {
-                let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
-                if let Some(trace) = trace {
-                    record = record.headers(OwnedHeaders::new().insert(Header {
-                        key: "traceparent",
-                        value: Some(trace),
-                    }));
-                }
-                match producer.send_result(record) {
-                    Ok(d) => {
-                        deliveries.push(d);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-                }
-            }
-        }
-        for d in futures::future::join_all(deliveries).await {
-            d.unwrap().unwrap();
-        }
-    });
-}
-
 fn redis_query<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) -> T {
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_connection().unwrap();
@@ -291,97 +190,6 @@ fn redis_calls(url: &str) -> u64 {
                 .ok()
         })
         .sum()
-}
-
-/// A consumer of every partition of `topic` from its beginning, with no group to join.
-fn reader(s: &Services, group: &str, topic: &str, fetch_wait_ms: u32) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &s.bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions() {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    consumer
-}
-
-fn create_topic(s: &Services, rt: &tokio::runtime::Runtime, topic: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", &s.bootstrap)
-        .create()
-        .unwrap();
-    rt.block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))
-    .unwrap();
-}
-
-/// The broker alone, a chain's links with no work: a message sent to one topic is read and
-/// answered on another at once, and the answer read back before the next is sent; each way
-/// with the product's producer settings and a consumer waiting at most `fetch_wait_ms`, as the
-/// orchestrator and a worker do. Microseconds per round trip (two hops), sorted.
-fn round_trips(s: &Services, n: usize, fetch_wait_ms: u32, tag: &str) -> Vec<i64> {
-    let (ping, pong) = (
-        format!("ping{tag}{fetch_wait_ms}"),
-        format!("pong{tag}{fetch_wait_ms}"),
-    );
-    let rt = runtime();
-    create_topic(s, &rt, &ping, partitions());
-    create_topic(s, &rt, &pong, partitions());
-    let producer = || -> FutureProducer {
-        orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
-            .producer_config()
-            .create()
-            .unwrap()
-    };
-    let (ping_in, pong_in) = (
-        reader(s, "round-trip", &ping, fetch_wait_ms),
-        reader(s, "round-trip", &pong, fetch_wait_ms),
-    );
-    let (ping_out, pong_out) = (producer(), producer());
-    let send = |p: &FutureProducer, topic: &str, key: &str| {
-        // Enqueued, not awaited: the answer is sent the moment the question is read.
-        p.send_result(FutureRecord::to(topic).key(key).payload(key))
-            .map_err(|(e, _)| e)
-            .unwrap()
-    };
-    let answerer = std::thread::spawn({
-        let pong = pong.clone();
-        move || {
-            let mut pending = Vec::new();
-            for _ in 0..n {
-                let m = ping_in
-                    .poll(Duration::from_secs(30))
-                    .expect("ping")
-                    .unwrap();
-                let key = std::str::from_utf8(m.key().unwrap()).unwrap().to_string();
-                pending.push(send(&pong_out, &pong, &key));
-            }
-            rt.block_on(futures::future::join_all(pending));
-        }
-    });
-    let mut trips = Vec::with_capacity(n);
-    for i in 0..n {
-        let started = Instant::now();
-        // Its answer is the proof of delivery; the delivery report itself is not needed.
-        drop(send(&ping_out, &ping, &i.to_string()));
-        pong_in
-            .poll(Duration::from_secs(30))
-            .expect("pong")
-            .unwrap();
-        trips.push(started.elapsed().as_micros() as i64);
-    }
-    answerer.join().unwrap();
-    trips.sort_unstable();
-    trips
 }
 
 struct RunFigures {
@@ -462,36 +270,15 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
         .env("MAX_IN_FLIGHT", "4000")
         .env("START_TIMEOUT_SECONDS", START_TIMEOUT_SECONDS.to_string());
     let serve = Proc(cmd.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let meta: serde_json::Value = loop {
-        let ids: Vec<String> = redis_query(
-            &s.redis_url,
-            redis::cmd("ZRANGE")
-                .arg(format!("{prefix}:runs"))
-                .arg(0)
-                .arg(-1),
-        );
-        if let Some(id) = ids.first() {
-            let text: Option<String> = redis_query(
-                &s.redis_url,
-                redis::cmd("GET").arg(format!("{prefix}:run:{id}")),
-            );
-            let meta: serde_json::Value =
-                serde_json::from_str(&text.unwrap_or_default()).unwrap_or_default();
-            if meta["status"] == "finished" {
-                break meta;
-            }
-        }
-        assert!(Instant::now() < deadline, "the run did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let meta = wait_finished(s, &prefix);
     let commands = redis_calls(&s.redis_url);
     let objects = meta["objects"].as_u64().unwrap() as usize;
-    assert_eq!(
-        meta["summary"]["loaded"].as_u64(),
-        Some(objects as u64),
-        "{meta}"
-    );
+    let total = |field: &str| -> u64 {
+        (0..3)
+            .map(|z| meta["counts"]["zones"][z][field].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(total("loaded"), objects as u64, "{meta}");
     let seconds = (meta["updated_ms"].as_u64().unwrap() - meta["created_ms"].as_u64().unwrap())
         as f64
         / 1000.0;
@@ -510,9 +297,36 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
         objects,
         seconds,
         commands,
-        retries: meta["summary"]["retries"].as_u64().unwrap_or(0),
+        retries: total("retries"),
         results,
         ready,
+    }
+}
+
+/// The run's record once it is finished (the bench runs one run per prefix).
+fn wait_finished(s: &Services, prefix: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let ids: Vec<String> = redis_query(
+            &s.redis_url,
+            redis::cmd("ZRANGE")
+                .arg(format!("{prefix}:runs"))
+                .arg(0)
+                .arg(-1),
+        );
+        if let Some(id) = ids.first() {
+            let text: Option<String> = redis_query(
+                &s.redis_url,
+                redis::cmd("GET").arg(format!("{prefix}:run:{id}")),
+            );
+            let meta: serde_json::Value =
+                serde_json::from_str(&text.unwrap_or_default()).unwrap_or_default();
+            if meta["status"] == "finished" {
+                return meta;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -556,46 +370,6 @@ fn read_topic(s: &Services, topic: &str) -> HashMap<u64, i64> {
         }
     }
     out
-}
-
-fn generated(dir: &Path, n: usize) -> PathBuf {
-    let file = dir.join(format!("objects-{n}.json"));
-    let ok = Command::new(bin("orchestrator"))
-        .args(["generate", "--objects", &n.to_string(), "--seed", "1", "-o"])
-        .arg(&file)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    file
-}
-
-/// A chain of `n` objects: each one's parent is the previous (raw, then standardized, then
-/// application, a third each).
-fn chain(dir: &Path, n: usize) -> (PathBuf, Vec<u64>) {
-    let ids: Vec<u64> = (0..n)
-        .map(|i| match i * 3 / n {
-            0 => 1_000_000 + i as u64,
-            1 => 2_000_000 + i as u64,
-            _ => 3_000_000 + i as u64,
-        })
-        .collect();
-    let objects: Vec<serde_json::Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let zone = ["1-Raw", "2-Standardized", "3-Application"][i * 3 / n];
-            serde_json::json!({
-                "IdObjet": id,
-                "NomObjet": format!("link {i}"),
-                "Zone": zone,
-                "IdObjet_Parent": if i == 0 { serde_json::Value::Null } else { serde_json::json!(ids[i - 1]) },
-            })
-        })
-        .collect();
-    let file = dir.join("chain.json");
-    std::fs::write(&file, serde_json::to_string(&objects).unwrap()).unwrap();
-    (file, ids)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
