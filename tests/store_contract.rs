@@ -47,7 +47,7 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
     let r1 = RunId::new("run-1");
     let r2 = RunId::new("run-2");
     store
-        .apply(vec![
+        .apply(&[
             Transition::Run(Box::new(meta("run-2", 20))),
             Transition::Run(Box::new(meta("run-1", 10))),
             Transition::Object {
@@ -72,7 +72,7 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
     let mut finished = meta("run-1", 10);
     finished.status = RunStatus::Finished;
     store
-        .apply(vec![
+        .apply(&[
             Transition::Run(Box::new(finished.clone())),
             Transition::Object {
                 run: r1.clone(),
@@ -118,7 +118,7 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
     // The object definitions a run came with.
     let objects = std::sync::Arc::new(r#"[{"IdObjet":1001,"Zone":"1-Raw"}]"#.to_string());
     store
-        .apply(vec![Transition::Graph {
+        .apply(&[Transition::Graph {
             run: r2.clone(),
             objects: objects.clone(),
         }])
@@ -140,7 +140,7 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
         },
     };
     store
-        .apply(vec![
+        .apply(&[
             letter(1001),
             Transition::DeadLettersCleared { run: r1.clone() },
             letter(3001),
@@ -180,7 +180,7 @@ async fn a_refused_batch_leaves_nothing(store: &dyn StateStore) {
             record: record(ObjectState::Loaded, 1),
         },
     ];
-    let err = store.apply(batch).await.unwrap_err();
+    let err = store.apply(&batch).await.unwrap_err();
     assert!(matches!(err, StoreError::InvalidRunId(_)), "{err}");
     assert!(store.runs().await.unwrap().is_empty());
     assert!(store.run(&run).await.unwrap().is_none());
@@ -220,7 +220,7 @@ async fn a_header_round_trips_with_every_field(store: &dyn StateStore) {
         counts,
     };
     store
-        .apply(vec![Transition::Run(Box::new(header.clone()))])
+        .apply(&[Transition::Run(Box::new(header.clone()))])
         .await
         .unwrap();
     assert_eq!(
@@ -232,7 +232,7 @@ async fn a_header_round_trips_with_every_field(store: &dyn StateStore) {
 
 async fn an_empty_store_has_no_runs(store: &dyn StateStore) {
     assert!(store.runs().await.unwrap().is_empty());
-    store.apply(Vec::new()).await.unwrap();
+    store.apply(&[]).await.unwrap();
 }
 
 mod memory {
@@ -289,9 +289,7 @@ mod redb {
         {
             let store = super::open_store(&url(&dir), None).unwrap();
             store
-                .apply(vec![super::Transition::Run(Box::new(super::meta(
-                    "run-9", 1,
-                )))])
+                .apply(&[super::Transition::Run(Box::new(super::meta("run-9", 1)))])
                 .await
                 .unwrap();
         }
@@ -346,17 +344,17 @@ mod redb {
         {
             let keep_all = open_store(&url(&dir), None).unwrap();
             for m in [&old, &recent, &stalled] {
-                keep_all.apply(run_batch(m)).await.unwrap();
+                keep_all.apply(&run_batch(m)).await.unwrap();
             }
         }
         // Kept one hour: a batch that finishes no run removes nothing.
         let store = open_store(&url(&dir), Some(3600)).unwrap();
         let mut new = meta("run-new", now);
-        store.apply(run_batch(&new)).await.unwrap();
+        store.apply(&run_batch(&new)).await.unwrap();
         assert_eq!(store.runs().await.unwrap().len(), 4);
         new.status = RunStatus::Finished;
         store
-            .apply(vec![Transition::Run(Box::new(new.clone()))])
+            .apply(&[Transition::Run(Box::new(new.clone()))])
             .await
             .unwrap();
         assert_eq!(
@@ -439,7 +437,7 @@ mod redis {
             "{held:?}"
         );
         assert!(a.renew_writer(600).await.unwrap());
-        a.apply(vec![Transition::Run(Box::new(meta("run-a", 1)))])
+        a.apply(&[Transition::Run(Box::new(meta("run-a", 1)))])
             .await
             .unwrap();
         // A stalls past its term: B takes over with a higher epoch and A is fenced.
@@ -450,7 +448,7 @@ mod redis {
         };
         assert!(second > first);
         let e = a
-            .apply(vec![Transition::Run(Box::new(meta("run-late", 2)))])
+            .apply(&[Transition::Run(Box::new(meta("run-late", 2)))])
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
@@ -460,7 +458,7 @@ mod redis {
             ["run-a"],
             "nothing of A's late batch was written"
         );
-        b.apply(vec![Transition::Run(Box::new(meta("run-b", 3)))])
+        b.apply(&[Transition::Run(Box::new(meta("run-b", 3)))])
             .await
             .unwrap();
         // A clean stop hands over at once.
@@ -485,7 +483,7 @@ mod redis {
             "{taken:?}"
         );
         let e = a
-            .apply(vec![Transition::Run(Box::new(meta("run-gone", 4)))])
+            .apply(&[Transition::Run(Box::new(meta("run-gone", 4)))])
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
@@ -506,7 +504,7 @@ mod redis {
         let store = open_store_with(&redis.url, &settings).await.unwrap();
         let mut m = meta("run-x", 1);
         store
-            .apply(vec![
+            .apply(&[
                 Transition::Run(Box::new(m.clone())),
                 Transition::Object {
                     run: m.run_id.clone(),
@@ -518,7 +516,7 @@ mod redis {
             .unwrap();
         m.status = RunStatus::Finished;
         store
-            .apply(vec![Transition::Run(Box::new(m.clone()))])
+            .apply(&[Transition::Run(Box::new(m.clone()))])
             .await
             .unwrap();
         assert_eq!(store.runs().await.unwrap().len(), 1);

@@ -44,6 +44,17 @@ pub fn orchestrator(args: &[&str]) -> Output {
         .expect("orchestrator runs")
 }
 
+/// `orchestrator run ARGS --json --progress none`: its exit code, its JSON summary and its
+/// standard error.
+pub fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", "--progress", "none"]);
+    let out = orchestrator(&all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v, text(&out.stderr))
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

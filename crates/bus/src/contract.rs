@@ -57,6 +57,36 @@ async fn collect<T>(
     seen
 }
 
+/// Reads from every member of one group in turn (batches of at most `max`, acknowledged) until
+/// `want` distinct ids were seen among them.
+async fn members_collect<T, const N: usize>(
+    mut members: [&mut Box<dyn Consumer<T>>; N],
+    want: usize,
+    max: usize,
+    id: impl Fn(&T) -> u64,
+) -> BTreeSet<u64> {
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while seen.len() < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {want} events arrived",
+            seen.len()
+        );
+        for c in members.iter_mut() {
+            if let Ok(batch) =
+                tokio::time::timeout(Duration::from_millis(200), c.next_batch(max)).await
+            {
+                let batch = batch.unwrap();
+                assert!(batch.len() <= max);
+                seen.extend(batch.iter().map(|d| id(&d.event)));
+                c.ack(tokens(&batch)).await.unwrap();
+            }
+        }
+    }
+    seen
+}
+
 /// The events of the next non-empty batch.
 async fn next<T>(consumer: &mut dyn Consumer<T>) -> Vec<T> {
     loop {
@@ -119,25 +149,7 @@ pub async fn consumers_of_one_group_share_the_work(bus: &dyn Bus) {
     )
     .await
     .unwrap();
-    let mut seen = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while seen.len() < 100 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of 100 events arrived",
-            seen.len()
-        );
-        for c in [&mut a, &mut b] {
-            if let Ok(batch) =
-                tokio::time::timeout(Duration::from_millis(200), c.next_batch(30)).await
-            {
-                let batch = batch.unwrap();
-                assert!(batch.len() <= 30);
-                seen.extend(batch.iter().map(|d| d.event.id.0));
-                c.ack(tokens(&batch)).await.unwrap();
-            }
-        }
-    }
+    let seen = members_collect([&mut a, &mut b], 100, 30, |e: &ReadyEvent| e.id.0).await;
     assert_eq!(seen, (2000..2100).collect::<BTreeSet<_>>());
 }
 
@@ -157,24 +169,8 @@ pub async fn every_group_sees_every_event(bus: &dyn Bus) {
         all
     );
     // The orchestrator's two members: between them, every event.
-    let mut seen = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while seen.len() < 60 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the orchestrator's group saw {} of 60",
-            seen.len()
-        );
-        for c in [&mut first, &mut second] {
-            if let Ok(batch) =
-                tokio::time::timeout(Duration::from_millis(200), c.next_batch(20)).await
-            {
-                let batch = batch.unwrap();
-                seen.extend(batch.iter().map(|d| d.event.id.0));
-                c.ack(tokens(&batch)).await.unwrap();
-            }
-        }
-    }
+    let members = [&mut first, &mut second];
+    let seen = members_collect(members, 60, 20, |r: &ResultEvent| r.id.0).await;
     assert_eq!(seen, all);
 }
 

@@ -7,7 +7,6 @@
 #[path = "../../../tests/common/services.rs"]
 mod services;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,11 +91,7 @@ fn main() {
 fn serve_peak(body: &[u8]) -> (f64, f64, Duration) {
     let kafka = services::kafka();
     let redis = services::redis();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = services::free_port();
     let p = services::unique_prefix("submit-memory");
     let mut serve = Command::new(bin())
         .args(["serve", "--http", &format!("127.0.0.1:{port}")])

@@ -86,7 +86,7 @@ fn core(objects: usize) {
         let mut completions = 0usize;
         while !run.is_finished() {
             queue.extend(out.drain(..).filter_map(|a| match a {
-                Action::Dispatch { index, attempt } => Some((run_graph.node(index).id, attempt)),
+                Action::Dispatch { index, attempt } => Some((run_graph.id(index), attempt)),
                 _ => None,
             }));
             for (id, attempt) in queue.drain(..) {

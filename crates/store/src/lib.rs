@@ -140,8 +140,13 @@ impl StoreError {
 /// separator such as `:` that would mix its keys with another run's), before any of it is
 /// applied: every backend calls it first.
 pub fn check_batch(batch: &[Transition]) -> Result<(), StoreError> {
+    let mut checked: Option<&str> = None;
     for t in batch {
         let id = t.run_id().as_str();
+        if checked == Some(id) {
+            continue; // a batch names few runs, each many times
+        }
+        checked = Some(id);
         let ok = !id.is_empty()
             && id.len() <= 128
             && id
@@ -167,7 +172,7 @@ pub enum WriterLease {
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Applies every transition, or none (one transaction, one round trip).
-    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError>;
+    async fn apply(&self, batch: &[Transition]) -> Result<(), StoreError>;
     /// Every run, oldest first.
     async fn runs(&self) -> Result<Vec<RunHeader>, StoreError>;
     /// One run's record, read by its id alone.

@@ -5,13 +5,15 @@ use super::{DeadLetter, RunHeader, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
 struct Inner {
     runs: Vec<RunHeader>,
-    objects: HashMap<RunId, BTreeMap<ObjectId, ObjectRecord>>,
+    /// Records by run and object (hashed: written on every step, read rarely, sorted then).
+    objects: HashMap<RunId, FxHashMap<ObjectId, ObjectRecord>>,
     dead: HashMap<RunId, Vec<DeadLetter>>,
     graphs: HashMap<RunId, std::sync::Arc<String>>,
 }
@@ -31,28 +33,34 @@ impl MemoryStore {
 
 #[async_trait]
 impl StateStore for MemoryStore {
-    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
-        super::check_batch(&batch)?;
+    async fn apply(&self, batch: &[Transition]) -> Result<(), StoreError> {
+        super::check_batch(batch)?;
         let mut inner = self.lock();
         for t in batch {
             match t {
                 Transition::Run(meta) => {
                     match inner.runs.iter_mut().find(|r| r.run_id == meta.run_id) {
-                        Some(r) => *r = *meta,
-                        None => inner.runs.push(*meta),
+                        Some(r) => *r = (**meta).clone(),
+                        None => inner.runs.push((**meta).clone()),
                     }
                 }
                 Transition::Object { run, id, record } => {
-                    inner.objects.entry(run).or_default().insert(id, record);
+                    let objects = match inner.objects.get_mut(run) {
+                        Some(o) => o,
+                        None => inner.objects.entry(run.clone()).or_default(),
+                    };
+                    objects.insert(*id, *record);
                 }
-                Transition::DeadLetter { run, letter } => {
-                    inner.dead.entry(run).or_default().push(letter)
-                }
+                Transition::DeadLetter { run, letter } => inner
+                    .dead
+                    .entry(run.clone())
+                    .or_default()
+                    .push(letter.clone()),
                 Transition::DeadLettersCleared { run } => {
-                    inner.dead.remove(&run);
+                    inner.dead.remove(run);
                 }
                 Transition::Graph { run, objects } => {
-                    inner.graphs.insert(run, objects);
+                    inner.graphs.insert(run.clone(), objects.clone());
                 }
             }
         }
@@ -67,12 +75,14 @@ impl StateStore for MemoryStore {
         Ok(self.lock().runs.iter().find(|m| &m.run_id == run).cloned())
     }
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
-        Ok(self
+        let mut records: Vec<(ObjectId, ObjectRecord)> = self
             .lock()
             .objects
             .get(run)
             .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        records.sort_unstable_by_key(|(id, _)| *id);
+        Ok(records)
     }
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.lock().dead.get(run).cloned().unwrap_or_default())

@@ -104,8 +104,8 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
 
 #[async_trait]
 impl StateStore for RedbStore {
-    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
-        super::check_batch(&batch)?;
+    async fn apply(&self, batch: &[Transition]) -> Result<(), StoreError> {
+        super::check_batch(batch)?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -123,6 +123,8 @@ impl StateStore for RedbStore {
         let expired_before = finished_at
             .zip(self.finished_ttl_ms)
             .map(|(now, ttl)| now.saturating_sub(ttl));
+        // The write runs on a blocking thread, which needs a batch of its own.
+        let batch = batch.to_vec();
         self.blocking(move |db, path| {
             let tx = db.begin_write().map_err(|e| err(path, e))?;
             {

@@ -159,8 +159,8 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
 
 #[async_trait]
 impl StateStore for RedisStore {
-    async fn apply(&self, batch: Vec<Transition>) -> Result<(), StoreError> {
-        super::check_batch(&batch)?;
+    async fn apply(&self, batch: &[Transition]) -> Result<(), StoreError> {
+        super::check_batch(batch)?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -169,7 +169,7 @@ impl StateStore for RedisStore {
         // must not happen at once. No header is written without its definitions.
         let fence = self.held().map(|h| (self.epoch_key(), h.epoch));
         let mut rest = Vec::with_capacity(batch.len());
-        for t in &batch {
+        for t in batch {
             match t {
                 Transition::Graph { run, objects } => {
                     self.write_graph(run, objects, fence.as_ref()).await?

@@ -26,7 +26,7 @@ impl Engine {
             .build();
         let mut failed = false;
         loop {
-            match self.store.apply(batch.clone()).await {
+            match self.store.apply(&batch).await {
                 Ok(()) => {
                     if failed {
                         tracing::warn!("the state store is back; writing again");

@@ -27,13 +27,13 @@ impl Engine {
                     elapsed_ms,
                     loaded,
                 } => {
-                    let node = graph.node(index);
+                    let zone = graph.zone(index);
                     if loaded {
-                        tracing::info!(run = %id, object = %node.id, zone = %node.zone, elapsed_ms, "loaded");
+                        tracing::info!(run = %id, object = %graph.id(index), %zone, elapsed_ms, "loaded");
                     }
                     self.metrics
                         .dispatch_to_result
-                        .with_label_values(&[node.zone.short()])
+                        .with_label_values(&[zone.short()])
                         .observe(elapsed_ms as f64 / 1000.0);
                 }
                 Action::RetryScheduled {
@@ -42,12 +42,11 @@ impl Engine {
                     delay_ms,
                     reason,
                 } => {
-                    let node = graph.node(index);
                     self.metrics
                         .retries
-                        .with_label_values(&[node.zone.short()])
+                        .with_label_values(&[graph.zone(index).short()])
                         .inc();
-                    tracing::info!(run = %id, object = %node.id, attempt = failed_attempt, delay_ms, %reason, "attempt failed; retry scheduled");
+                    tracing::info!(run = %id, object = %graph.id(index), attempt = failed_attempt, delay_ms, %reason, "attempt failed; retry scheduled");
                 }
                 Action::DeadLettered {
                     index,
@@ -79,12 +78,11 @@ impl Engine {
                     attempt,
                     reason,
                 } => {
-                    let node = graph.node(index);
                     self.metrics
                         .leases_expired
-                        .with_label_values(&[node.zone.short()])
+                        .with_label_values(&[graph.zone(index).short()])
                         .inc();
-                    tracing::warn!(run = %id, object = %node.id, attempt, %reason, "attempt expired");
+                    tracing::warn!(run = %id, object = %graph.id(index), attempt, %reason, "attempt expired");
                 }
                 Action::Ignored {
                     id: object,

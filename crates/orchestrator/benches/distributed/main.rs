@@ -23,7 +23,6 @@ use files::{chain, generated};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,14 +63,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -109,7 +100,7 @@ struct Services {
 
 fn services(engine: &str) -> Services {
     let dir = tempfile::tempdir().unwrap();
-    let (kp, rp) = (free_port(), free_port());
+    let (kp, rp) = (services::free_port(), services::free_port());
     let url = format!("tcp://127.0.0.1:{kp}");
     let storage = if engine == "sqlite" {
         "sqlite://tansu.db".to_string()
