@@ -168,7 +168,7 @@ pub enum WriterLease {
     Held { holder: String },
 }
 
-/// Backends implement this; each passes the contract tests in `tests/store_contract.rs`.
+/// Backends implement this; each passes the contract tests in `tests/store_contract/`.
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Applies every transition, or none (one transaction, one round trip).
