@@ -89,6 +89,8 @@ pub struct RunGraph {
     /// Longest path (in objects) from each node to a terminal: the dispatch priority.
     rank: Vec<u32>,
     version: String,
+    /// The indices in id order, made when first asked for (a page of objects by id).
+    by_id: std::sync::OnceLock<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +140,7 @@ impl RunGraph {
             child_list: Vec::new(),
             rank: Vec::new(),
             version: version_of(&[], &[], &[], &[]),
+            by_id: std::sync::OnceLock::new(),
         }
     }
 
@@ -230,6 +233,7 @@ impl RunGraph {
             child_list,
             rank,
             version,
+            by_id: std::sync::OnceLock::new(),
         })
     }
 
@@ -281,6 +285,14 @@ impl RunGraph {
     }
     pub fn zone(&self, i: u32) -> Zone {
         self.columns.zones[i as usize]
+    }
+    /// Every index, in id order (sorted once, on the first call).
+    pub fn by_id(&self) -> &[u32] {
+        self.by_id.get_or_init(|| {
+            let mut order: Vec<u32> = (0..self.len() as u32).collect();
+            order.sort_unstable_by_key(|&i| self.id(i));
+            order
+        })
     }
     pub fn rank(&self, i: u32) -> u32 {
         self.rank[i as usize]

@@ -77,8 +77,9 @@ pub struct RunView {
 
 impl RunView {
     /// Builds the view: the counts are the run's own (kept with every change, read at O(1));
-    /// the page comes from `records`, ordered by id. Objects the stored records do not name
-    /// never changed: they are waiting, and counted so.
+    /// the page comes from `records`, which must come in id order: they are read only as far
+    /// as the page reaches. Objects the stored records do not name never changed: they are
+    /// waiting, and counted so.
     pub fn build(
         run: RunHeader,
         records: impl Iterator<Item = (ObjectId, ObjectRecord)>,
@@ -96,8 +97,10 @@ impl RunView {
             Some(state) => run.counts.in_state(state),
             None => run.objects,
         };
-        let mut matching: Vec<ObjectView> = records
+        let objects = records
             .filter(|(_, r)| query.state.is_none_or(|s| s == r.state))
+            .skip(query.offset)
+            .take(limit)
             .map(|(id, r)| ObjectView {
                 id,
                 state: r.state,
@@ -105,12 +108,6 @@ impl RunView {
                 failures: r.failures,
                 retries: r.retries,
             })
-            .collect();
-        matching.sort_by_key(|o| o.id);
-        let objects = matching
-            .into_iter()
-            .skip(query.offset)
-            .take(limit)
             .collect();
         RunView {
             run: run.into(),
@@ -120,5 +117,45 @@ impl RunView {
             limit,
             objects,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_core::scheduler::ObjectRecord;
+    use orchestrator_protocol::RunId;
+
+    #[test]
+    fn a_page_is_read_in_id_order_with_the_runs_own_counts() {
+        let mut header = RunHeader::new(RunId::new("r"), 1);
+        header.objects = 5;
+        header.counts.zones[0].objects = 5;
+        header.counts.zones[0].loaded = 3;
+        header.counts.zones[0].waiting = 2;
+        let state = |i: u64| {
+            if i.is_multiple_of(2) {
+                ObjectState::Loaded
+            } else {
+                ObjectState::Waiting
+            }
+        };
+        let records = (0..5u64).map(|i| {
+            let record = ObjectRecord {
+                state: state(i),
+                ..ObjectRecord::default()
+            };
+            (ObjectId(1000 + i), record)
+        });
+        let query = ObjectQuery {
+            offset: 1,
+            limit: 1,
+            state: Some(ObjectState::Loaded),
+        };
+        let view = RunView::build(header, records, &query);
+        let ids: Vec<u64> = view.objects.iter().map(|o| o.id.0).collect();
+        assert_eq!(ids, [1002]);
+        assert_eq!(view.matching, 3);
+        assert_eq!(view.counts.get("waiting"), Some(&2));
     }
 }

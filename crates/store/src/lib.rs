@@ -177,6 +177,7 @@ pub trait StateStore: Send + Sync {
     async fn runs(&self) -> Result<Vec<RunHeader>, StoreError>;
     /// One run's record, read by its id alone.
     async fn run(&self, run: &RunId) -> Result<Option<RunHeader>, StoreError>;
+    /// A run's records, in id order.
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError>;
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
     /// The object definitions stored with a run.

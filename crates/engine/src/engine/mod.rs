@@ -175,7 +175,7 @@ impl Engine {
     pub fn inspect(&self, id: &RunId, query: &ObjectQuery) -> Option<RunView> {
         let run = self.runs.get(id)?;
         let graph = run.graph();
-        let records = (0..graph.len() as u32).map(|i| (graph.node(i).id, *run.record(i)));
+        let records = graph.by_id().iter().map(|&i| (graph.id(i), *run.record(i)));
         Some(RunView::build(run.header().clone(), records, query))
     }
 
