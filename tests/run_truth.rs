@@ -15,7 +15,7 @@ use cluster::{Cluster, http};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The stored summary counts exactly the stored records.
@@ -54,17 +54,7 @@ fn a_killed_embedded_run_is_interrupted_with_the_counts_it_reached() {
         "--progress",
         "none",
     ];
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while log_lines(&log).iter().filter(|l| l.2 == "end").count() < 20 {
-        assert!(Instant::now() < deadline, "the run made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until_ends(&args, &log, 20);
     child.kill().unwrap(); // SIGKILL: nothing is written on the way out
     child.wait().unwrap();
 

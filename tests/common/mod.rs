@@ -195,3 +195,23 @@ pub fn hostile_parents() -> Vec<String> {
         r#""-1002""#.to_string(),
     ]
 }
+
+/// Starts `orchestrator ARGS` (its standard error piped) and waits until its handler logged at
+/// least `ends` ends in `log`.
+pub fn spawn_until_ends(args: &[&str], log: &Path, ends: usize) -> std::process::Child {
+    let child = Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while log_lines(log).iter().filter(|l| l.2 == "end").count() < ends {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

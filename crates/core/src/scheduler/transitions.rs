@@ -81,18 +81,9 @@ impl Run {
         );
         // The first Loaded of any attempt that was really sent is accepted: the work was done.
         if attempt == 0 || attempt > rec.attempt || !was_sent {
-            out.push(Action::Ignored {
-                id,
-                reason: IgnoredReason::StaleAttempt,
-                is_result: true,
-            });
-            return;
+            return ignore_stale(id, out);
         }
-        out.push(Action::ResultAccepted {
-            index: i,
-            loaded: true,
-            elapsed_ms: now.saturating_sub(rec.dispatched_ms),
-        });
+        accept(i, true, now.saturating_sub(rec.dispatched_ms), out);
         self.finish(i, ObjectState::Loaded, now);
         let graph = Arc::clone(&self.graph);
         let stopped = self.header.cancelled;
@@ -118,18 +109,9 @@ impl Run {
             return;
         };
         if attempt.unwrap_or(rec.attempt) != rec.attempt || !rec.state.is_in_flight() {
-            out.push(Action::Ignored {
-                id,
-                reason: IgnoredReason::StaleAttempt,
-                is_result: true,
-            });
-            return;
+            return ignore_stale(id, out);
         }
-        out.push(Action::ResultAccepted {
-            index: i,
-            loaded: false,
-            elapsed_ms: now.saturating_sub(rec.dispatched_ms),
-        });
+        accept(i, false, now.saturating_sub(rec.dispatched_ms), out);
         self.fail_attempt(i, reason, retryable, now, out);
     }
 
@@ -250,4 +232,21 @@ impl Run {
         }
         out.push(Action::Dispatch { index: i, attempt });
     }
+}
+
+/// A result for an attempt that is not the one in flight: it changes nothing.
+fn ignore_stale(id: ObjectId, out: &mut Vec<Action>) {
+    out.push(Action::Ignored {
+        id,
+        reason: IgnoredReason::StaleAttempt,
+        is_result: true,
+    });
+}
+
+fn accept(index: u32, loaded: bool, elapsed_ms: u64, out: &mut Vec<Action>) {
+    out.push(Action::ResultAccepted {
+        index,
+        loaded,
+        elapsed_ms,
+    });
 }
