@@ -54,6 +54,10 @@ pub enum Command {
     /// Runs the orchestrator as a service: runs from OBJECTS_PATH, workers over Kafka, state in
     /// Redis (or redb), health and metrics over HTTP.
     Serve(Box<ServeArgs>),
+    /// Submits FILE to a running `serve` (its runs API); with --wait, follows the run to its end.
+    Submit(SubmitArgs),
+    /// Lists, shows and cancels the runs of a running `serve` (its runs API).
+    Runs(RunsArgs),
     /// Prints the configuration `serve` would run with (command line > environment > config
     /// file > defaults), each setting with where it came from; secrets are hidden.
     Config(Box<ConfigArgs>),
@@ -376,4 +380,64 @@ pub struct StatusArgs {
     /// Print JSON, with every object's state.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a running `serve` is, and the token of its runs API.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The base URL of `serve`'s HTTP address.
+    #[arg(
+        long,
+        env = "ORCHESTRATOR_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// A token of the runs API (sent as `Authorization: Bearer TOKEN`).
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The object definitions to run.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Build only these objects and the ancestors they need (repeatable).
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<u64>,
+    /// A parent that is not in the file is loaded elsewhere.
+    #[arg(long, value_enum, default_value_t = MissingParentsArg::Error)]
+    pub missing_parents: MissingParentsArg,
+    /// Follow the run until it finishes: exit 0 if every object loaded, 1 if not.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: RunsCommand,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print JSON (the API's answer).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The runs, newest first.
+    List {
+        /// Only runs in this status (running, cancelling, finished, interrupted).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One run: its status, counts and summary.
+    Show { run: String },
+    /// Cancels a run: nothing new is dispatched.
+    Cancel { run: String },
 }

@@ -5,6 +5,7 @@
 
 pub mod app_error;
 pub mod cli;
+pub mod client;
 pub mod embedded;
 pub mod input;
 pub mod progress;

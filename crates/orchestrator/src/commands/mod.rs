@@ -1,5 +1,6 @@
 //! The subcommands, each in its own file; they print for people and return the exit code.
 
+mod client;
 mod config;
 mod generate;
 mod plan;
@@ -42,6 +43,8 @@ pub fn dispatch(
         Command::Run(a) => run::run(*a),
         Command::Status(a) => status::status(a),
         Command::Serve(a) => serve::serve(*a),
+        Command::Submit(a) => client::submit(a),
+        Command::Runs(a) => client::runs(a),
     }
 }
 

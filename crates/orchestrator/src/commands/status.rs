@@ -5,7 +5,7 @@ use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
 use orchestrator_engine::run_view::RunReport;
-use orchestrator_store::{StateStore, StoreSettings, state_dir_url};
+use orchestrator_store::{RunHeader, StateStore, StoreSettings, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let url = match (&args.store, &args.state_dir) {
@@ -67,28 +67,9 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
         return Ok(EXIT_OK);
     }
     for r in &runs {
-        let marker = if r.run_id == meta.run_id { "*" } else { " " };
-        outln!(
-            "{marker} {}  {}  graph {}  {} objects  {}",
-            r.run_id,
-            r.status.as_str(),
-            r.graph_version,
-            r.objects,
-            r.source
-        );
+        print_listed(r, r.run_id == meta.run_id);
     }
-    let s = meta.counts.summary();
-    outln!(
-        "run {} ({}): loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
-        meta.run_id,
-        meta.status.as_str(),
-        s.loaded,
-        s.failed,
-        s.upstream_failed,
-        s.cancelled,
-        s.pending,
-        s.retries
-    );
+    print_run(meta);
     for d in dead {
         outln!(
             "dead letter: object {} (attempt {}): {}",
@@ -98,4 +79,33 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// One line of a listing of runs (`*` marks the one shown); `runs list` prints the same.
+pub fn print_listed(r: &RunHeader, chosen: bool) {
+    let marker = if chosen { "*" } else { " " };
+    outln!(
+        "{marker} {}  {}  graph {}  {} objects  {}",
+        r.run_id,
+        r.status.as_str(),
+        r.graph_version,
+        r.objects,
+        r.source
+    );
+}
+
+/// A run's status and counts; `runs show` prints the same.
+pub fn print_run(r: &RunHeader) {
+    let s = r.counts.summary();
+    outln!(
+        "run {} ({}): loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
+        r.run_id,
+        r.status.as_str(),
+        s.loaded,
+        s.failed,
+        s.upstream_failed,
+        s.cancelled,
+        s.pending,
+        s.retries
+    );
 }

@@ -1,0 +1,109 @@
+//! A client of a running `serve`'s runs API, for the command line (`submit`, `runs`): one
+//! blocking call per request, the token as a bearer header, the API's errors as they came.
+
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The API answered with an error status and its message.
+    #[error("{status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("{url}: the answer is not the API's JSON: {source}")]
+    Decode { url: String, source: reqwest::Error },
+}
+
+impl ClientError {
+    /// The HTTP status of a refusal (401 without a token, 404 for an unknown run, …).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The runs API of one server.
+pub struct RunsClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl RunsClient {
+    pub fn new(base: &str, token: Option<String>) -> Result<RunsClient, ClientError> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|source| ClientError::Unreachable {
+                url: base.to_string(),
+                source,
+            })?;
+        Ok(RunsClient {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
+    }
+
+    /// `POST /api/runs?QUERY` with the object definitions.
+    pub fn submit(&self, body: Vec<u8>, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}/api/runs", self.base))
+            .query(query)
+            .header("content-type", "application/json")
+            .body(body);
+        self.send(request)
+    }
+
+    /// `GET /api/runs`, newest first, optionally of one status.
+    pub fn list(&self, status: Option<&str>) -> Result<Value, ClientError> {
+        let mut request = self.http.get(format!("{}/api/runs", self.base));
+        if let Some(s) = status {
+            request = request.query(&[("status", s)]);
+        }
+        self.send(request)
+    }
+
+    /// `GET /api/runs/{id}`: its header, counts and summary (and a first page of objects).
+    pub fn show(&self, run: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(format!("{}/api/runs/{run}", self.base)))
+    }
+
+    /// `POST /api/runs/{id}/cancel`.
+    pub fn cancel(&self, run: &str) -> Result<Value, ClientError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/runs/{run}/cancel", self.base)),
+        )
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, ClientError> {
+        let request = match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        let url = self.base.clone();
+        let answer = request.send().map_err(|source| ClientError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+        let status = answer.status();
+        let body: Value = answer
+            .json()
+            .map_err(|source| ClientError::Decode { url, source })?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_string);
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            message,
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! `orchestrator submit` and `orchestrator runs`: a running `serve`'s runs API from the command
+//! line, printed as `status` prints. Exit codes: 0 done (with `--wait`, every object loaded), 1
+//! the run did not load everything, 2 refused as asked (invalid objects, no or a read-only
+//! token), 3 no such run or not in a state to do it, 4 the server unreachable or failing.
+
+use super::status::{print_listed, print_run};
+use crate::{EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_STATE};
+use orchestrator::cli::{MissingParentsArg, RunsArgs, RunsCommand, SubmitArgs};
+use orchestrator::client::{ClientError, RunsClient};
+use orchestrator::input::read_limited;
+use orchestrator_engine::run_view::RunReport;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How often `submit --wait` asks how the run stands.
+const POLL: Duration = Duration::from_millis(500);
+
+pub fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
+    let body = match read_limited(&args.file, u64::MAX) {
+        Ok(text) => text.into_bytes(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let client = RunsClient::new(&args.server.server, args.server.token.clone())?;
+    let mut query = vec![("source", args.file.display().to_string())];
+    if !args.targets.is_empty() {
+        let ids: Vec<String> = args.targets.iter().map(u64::to_string).collect();
+        query.push(("targets", ids.join(",")));
+    }
+    if args.missing_parents == MissingParentsArg::External {
+        query.push(("missing_parents", "external".to_string()));
+    }
+    let submitted = match client.submit(body, &query) {
+        Ok(v) => v,
+        Err(e) => return Ok(refused(&e)),
+    };
+    let run = submitted["run_id"].as_str().unwrap_or_default().to_string();
+    if !args.wait {
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&submitted)?);
+        } else {
+            outln!("submitted run {run} ({} objects)", submitted["objects"]);
+        }
+        return Ok(EXIT_OK);
+    }
+    eprintln!("submitted run {run}; waiting for it to finish");
+    loop {
+        let view = match client.show(&run) {
+            Ok(v) => v,
+            Err(e) => return Ok(refused(&e)),
+        };
+        let status = view["run"]["status"].as_str().unwrap_or_default();
+        if status == "finished" || status == "interrupted" {
+            let report: RunReport = serde_json::from_value(view["run"].clone())?;
+            print_view(&view, &report, args.json)?;
+            let all = report.summary.all_loaded() && status == "finished";
+            return Ok(if all { EXIT_OK } else { EXIT_FAILED });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+pub fn runs(args: RunsArgs) -> anyhow::Result<i32> {
+    let client = RunsClient::new(&args.server.server, args.server.token.clone())?;
+    let answer = match &args.command {
+        RunsCommand::List { status } => client.list(status.as_deref()),
+        RunsCommand::Show { run } => client.show(run),
+        RunsCommand::Cancel { run } => client.cancel(run),
+    };
+    let answer = match answer {
+        Ok(v) => v,
+        Err(e) => return Ok(refused(&e)),
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(EXIT_OK);
+    }
+    match &args.command {
+        RunsCommand::List { .. } => {
+            let runs: Vec<RunReport> = serde_json::from_value(answer["runs"].clone())?;
+            for r in &runs {
+                print_listed(&r.header, false);
+            }
+        }
+        RunsCommand::Show { .. } => {
+            let report: RunReport = serde_json::from_value(answer["run"].clone())?;
+            print_view(&answer, &report, false)?;
+        }
+        RunsCommand::Cancel { run } => outln!("run {run}: cancelling"),
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_view(view: &Value, report: &RunReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(view)?);
+    } else {
+        print_run(&report.header);
+    }
+    Ok(())
+}
+
+/// Says why the API refused and gives the exit code.
+fn refused(e: &ClientError) -> i32 {
+    eprintln!("error: {e}");
+    match e.status() {
+        Some(400 | 401 | 403 | 413 | 415) => EXIT_INVALID,
+        Some(404 | 409) => EXIT_STATE,
+        _ => EXIT_ERROR,
+    }
+}
