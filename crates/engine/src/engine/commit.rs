@@ -48,10 +48,16 @@ impl Engine {
         }
     }
 
-    /// Writes the batch, then publishes: a Ready event is never out before its record is stored.
-    /// What the bus refuses for good fails its object, in a turn of its own that follows at once.
+    /// Writes the batch (with one delta per run the turn changed, however many events it
+    /// took), then publishes: a Ready event is never out before its record is stored. What the
+    /// bus refuses for good fails its object, in a turn of its own that follows at once.
     pub(super) async fn commit(&mut self, mut out: Outbox) -> Result<(), EngineError> {
         loop {
+            for id in std::mem::take(&mut out.touched) {
+                if let Some(delta) = self.runs.get_mut(&id).and_then(|run| run.take_delta()) {
+                    Transition::from_delta(delta, &mut out.tx);
+                }
+            }
             let refused = self.commit_one(out).await?;
             if refused.is_empty() {
                 return Ok(());

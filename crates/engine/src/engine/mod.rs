@@ -40,6 +40,8 @@ struct Outbox {
     tx: Vec<Transition>,
     ready: Vec<ReadyEvent>,
     failed: Vec<FailedEvent>,
+    /// The runs the turn changed: each one's delta joins `tx` once, when the turn commits.
+    touched: Vec<RunId>,
 }
 
 /// What the progress display shows, per zone: (terminal, total).

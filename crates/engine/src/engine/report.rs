@@ -1,15 +1,13 @@
 //! What the engine does with a run's actions: Ready and failed-object events to publish,
-//! metrics and logs; then the run's delta, queued for the store ahead of the events.
+//! metrics and logs; and the run noted as changed, so that its delta is stored with the turn.
 
 use super::{Engine, Outbox};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{Action, Run};
 use orchestrator_protocol::{FailedEvent, ReadyEvent, RunId, SCHEMA_VERSION, unix_seconds};
-use orchestrator_store::Transition;
 
 impl Engine {
-    /// Turns a run's actions into events, metrics and logs, and its delta into store
-    /// transitions.
+    /// Turns a run's actions into events, metrics and logs, and notes the run as changed.
     pub(super) fn carry_out(&mut self, id: &RunId, actions: &mut Vec<Action>, out: &mut Outbox) {
         let Some(run) = self.runs.get_mut(id) else {
             actions.clear();
@@ -103,8 +101,8 @@ impl Engine {
                 }
             }
         }
-        if let Some(delta) = run.take_delta() {
-            Transition::from_delta(delta, &mut out.tx);
+        if out.touched.last() != Some(id) {
+            out.touched.push(id.clone());
         }
     }
 }
