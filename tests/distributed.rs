@@ -272,12 +272,7 @@ fn a_standby_serve_takes_over_when_the_writer_is_killed() {
     assert_eq!(status["run"]["summary"]["loaded"], 60, "{status}");
     assert_eq!(status["runs"].as_array().map(|r| r.len()), Some(1));
     let after = log_lines(&log);
-    for (id, attempt, what) in &after[before..] {
-        assert!(
-            !(what == "start" && loaded.contains(id)),
-            "object {id} (attempt {attempt}) ran again after it had loaded"
-        );
-    }
+    assert_none_started_again(&after[before..], &loaded);
     assert_dependency_order(&after, &parents_of(&file));
     let second_log = std::fs::read_to_string(cluster.dir().join("serve-2.log")).unwrap();
     assert!(

@@ -60,12 +60,7 @@ fn serve_killed_with_sigkill_restarts_and_never_dispatches_a_loaded_object_again
         "the restart continued the run, not a new one"
     );
     let after = log_lines(&log);
-    for (id, attempt, what) in &after[before..] {
-        assert!(
-            !(what == "start" && loaded.contains(id)),
-            "object {id} (attempt {attempt}) ran again after it had loaded"
-        );
-    }
+    assert_none_started_again(&after[before..], &loaded);
     assert_dependency_order(&after, &parents_of(&file));
 }
 

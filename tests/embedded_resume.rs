@@ -167,12 +167,7 @@ fn kill_and_resume(store: &[&str], state_dir: Option<&str>) {
     let out = Command::new(bin()).args(&resume).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let after = log_lines(&log);
-    for (id, attempt, what) in &after[lines_before..] {
-        assert!(
-            !(what == "start" && loaded.contains(id)),
-            "object {id} (attempt {attempt}) ran again after it had loaded"
-        );
-    }
+    assert_none_started_again(&after[lines_before..], &loaded);
     let ended: HashSet<u64> = after.iter().filter(|l| l.2 == "end").map(|l| l.0).collect();
     assert_eq!(ended.len(), 80, "every object ran to its end");
     assert_dependency_order(&after, &parents_of(&file));

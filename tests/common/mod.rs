@@ -119,6 +119,19 @@ pub fn parents_of(file: &Path) -> HashMap<u64, Vec<u64>> {
 }
 
 /// Asserts that every object started only after all its parents ended.
+/// No object of `loaded` started again in `lines` (the handler's log after they were loaded).
+pub fn assert_none_started_again(
+    lines: &[(u64, u32, String)],
+    loaded: &std::collections::HashSet<u64>,
+) {
+    for (id, attempt, what) in lines {
+        assert!(
+            !(what == "start" && loaded.contains(id)),
+            "object {id} (attempt {attempt}) ran again after it had loaded"
+        );
+    }
+}
+
 pub fn assert_dependency_order(lines: &[(u64, u32, String)], parents: &HashMap<u64, Vec<u64>>) {
     let mut ended: HashMap<u64, usize> = HashMap::new();
     for (pos, (id, _, what)) in lines.iter().enumerate() {

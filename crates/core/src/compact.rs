@@ -32,12 +32,7 @@ pub fn push_compact(json: &str, out: &mut String) {
 }
 
 impl Graph {
-    /// The objects, in file order, as one compact JSON array that reads back as the same graph.
-    pub fn to_compact_json(&self) -> String {
-        self.compact_with_ranges().0
-    }
-
-    /// Makes the compact JSON of the objects (see [`Graph::to_compact_json`]) and points every
+    /// Makes the compact JSON of the objects (one JSON array, in file order, that reads back as the same graph) and points every
     /// object's raw JSON into it: the text the graph was read from (padding and all) is no
     /// longer held, and the compact text serves both the store and the Ready events.
     pub fn rebase_on_compact(&mut self) -> Arc<String> {
@@ -95,10 +90,10 @@ mod tests {
             "{padding}[ {{ \"IdObjet\" : 1001 , \"Zone\" : \"1-Raw\" , \"NomObjet\": \"a  b\" }} ,\n {{\"IdObjet\":2001,\"IdObjet_Parent\":\"1001\",\"Zone\":\"2-Standardized\"}} ]{padding}"
         );
         let loaded = load_graph(text, LoadOptions::default());
-        let graph = loaded
+        let mut graph = loaded
             .graph
             .unwrap_or_else(|| panic!("{:?}", loaded.report));
-        let stored = graph.to_compact_json();
+        let stored = graph.rebase_on_compact().to_string();
         assert_eq!(
             stored,
             r#"[{"IdObjet":1001,"Zone":"1-Raw","NomObjet":"a  b"},{"IdObjet":2001,"IdObjet_Parent":"1001","Zone":"2-Standardized"}]"#

@@ -307,13 +307,8 @@ impl RunGraph {
 /// JSON, which the event also carries, keeps the whole `NomObjet`.
 pub const MAX_EVENT_NAME_BYTES: usize = 1024;
 
-/// `name` cut to [`MAX_EVENT_NAME_BYTES`] on a character boundary, marked with `…` when cut.
-pub fn event_name(name: &str) -> String {
-    let mut out = String::new();
-    push_event_name(name, &mut out);
-    out
-}
-
+/// Appends `name` cut to [`MAX_EVENT_NAME_BYTES`] on a character boundary, marked with `…` when
+/// cut.
 fn push_event_name(name: &str, out: &mut String) {
     if name.len() <= MAX_EVENT_NAME_BYTES {
         out.push_str(name);

@@ -89,11 +89,12 @@ pub fn open_new(
         .into_iter()
         .filter(|p| p.severity == Severity::Warning)
         .collect();
-    let seed = submission.seed.unwrap_or_else(|| fastrand::u64(..));
-    let header = RunHeader::new(new_run_id(seed, now_ms), seed)
-        .with_source(submission.source)
-        .with_options(submission.options)
-        .created_at(now_ms);
+    let header = new_header(
+        submission.source,
+        submission.options,
+        submission.seed,
+        now_ms,
+    );
     let (run, objects) = open_on_graph(graph, header, config)?;
     let mut zones = ZoneCounts::default();
     for n in run.graph().nodes() {
@@ -105,6 +106,21 @@ pub fn open_new(
         zones,
         warnings,
     })
+}
+
+/// The header of a new run from `source` started at `now_ms` with `options`; `seed` `None`
+/// draws one. Its id is made of the time and the seed.
+pub fn new_header(
+    source: impl Into<String>,
+    options: RunOptions,
+    seed: Option<u64>,
+    now_ms: u64,
+) -> RunHeader {
+    let seed = seed.unwrap_or_else(|| fastrand::u64(..));
+    RunHeader::new(new_run_id(seed, now_ms), seed)
+        .with_source(source)
+        .with_options(options)
+        .created_at(now_ms)
 }
 
 /// A new run on a validated graph: its selection cut out as the header's options say. Returns
@@ -176,7 +192,7 @@ pub async fn open_snapshot(
 }
 
 /// `run-20261122-071500-3fa2`: sortable, readable, unique enough for one store.
-pub fn new_run_id(seed: u64, now_ms: u64) -> RunId {
+fn new_run_id(seed: u64, now_ms: u64) -> RunId {
     let secs = now_ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

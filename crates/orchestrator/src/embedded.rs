@@ -14,7 +14,7 @@ use orchestrator_core::scheduler::{
 use orchestrator_engine::Engine;
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::{Metrics, MetricsError};
-use orchestrator_engine::open::{OpenError, new_run_id, open_snapshot};
+use orchestrator_engine::open::{OpenError, new_header, open_snapshot};
 use orchestrator_http::embedded::{HttpState, serve};
 use orchestrator_protocol::Zone;
 use orchestrator_store::{StateStore, StoreSettings, open_store_with};
@@ -211,12 +211,8 @@ async fn open(embedded: &EmbeddedRun, store: &dyn StateStore) -> Result<(Run, bo
                 m.run_id, m.source
             )));
         }
-        let seed = embedded.seed.unwrap_or_else(|| fastrand::u64(..));
-        let now = now_ms();
-        let header = RunHeader::new(new_run_id(seed, now), seed)
-            .with_source(&embedded.source)
-            .with_options(embedded.options.clone())
-            .created_at(now);
+        let options = embedded.options.clone();
+        let header = new_header(&embedded.source, options, embedded.seed, now_ms());
         return Ok((Run::new(graph.clone(), config.clone(), header), false));
     }
     let Some(header) = latest.cloned() else {

@@ -48,6 +48,14 @@ impl Keys<'_> {
     pub(crate) fn graph(self, run: &RunId) -> String {
         format!("{}:run:{}:graph", self.0, run)
     }
+    /// The writer lease: `HOLDER EPOCH`, with a TTL.
+    pub(crate) fn writer(self) -> String {
+        format!("{}:writer", self.0)
+    }
+    /// The writer lease's epoch counter.
+    pub(crate) fn epoch(self) -> String {
+        format!("{}:writer:epoch", self.0)
+    }
 }
 
 /// Where a batch's commands go: a MULTI/EXEC pipeline, or the arguments of one script call

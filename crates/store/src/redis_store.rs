@@ -88,13 +88,6 @@ impl RedisStore {
         self.writer.lock().ok().and_then(|w| w.clone())
     }
 
-    fn writer_key(&self) -> String {
-        format!("{}:writer", self.prefix)
-    }
-    fn epoch_key(&self) -> String {
-        format!("{}:writer:epoch", self.prefix)
-    }
-
     fn err(&self, e: redis::RedisError) -> StoreError {
         backend_error(&self.shown_url, e)
     }
@@ -118,7 +111,7 @@ impl RedisStore {
         objects: &std::sync::Arc<String>,
         fence: Option<&(String, u64)>,
     ) -> Result<(), StoreError> {
-        let key = self.graph_key(run);
+        let key = self.keys().graph(run);
         let partial = format!("{key}:partial");
         for (k, piece) in redis_batch::pieces(objects, GRAPH_PIECE_BYTES).enumerate() {
             let mut out = Out::new(fence);
@@ -136,21 +129,6 @@ impl RedisStore {
     fn keys(&self) -> Keys<'_> {
         Keys(&self.prefix)
     }
-    fn runs_key(&self) -> String {
-        self.keys().runs()
-    }
-    fn run_key(&self, run: &RunId) -> String {
-        self.keys().run(run)
-    }
-    fn objects_key(&self, run: &RunId) -> String {
-        self.keys().objects(run)
-    }
-    fn dead_key(&self, run: &RunId) -> String {
-        self.keys().dead(run)
-    }
-    fn graph_key(&self, run: &RunId) -> String {
-        self.keys().graph(run)
-    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
@@ -167,7 +145,7 @@ impl StateStore for RedisStore {
         // A run's object definitions go first, on their own and in pieces: the client copies
         // each command two or three times on its way out, which for a million objects' 110 MB
         // must not happen at once. No header is written without its definitions.
-        let fence = self.held().map(|h| (self.epoch_key(), h.epoch));
+        let fence = self.held().map(|h| (self.keys().epoch(), h.epoch));
         let mut rest = Vec::with_capacity(batch.len());
         for t in batch {
             match t {
@@ -194,8 +172,8 @@ impl StateStore for RedisStore {
     ) -> Result<WriterLease, StoreError> {
         let mut con = self.con.clone();
         let (epoch, current): (u64, String) = redis::Script::new(ACQUIRE)
-            .key(self.writer_key())
-            .key(self.epoch_key())
+            .key(self.keys().writer())
+            .key(self.keys().epoch())
             .arg(holder)
             .arg(ttl_ms.max(1))
             .arg(dead)
@@ -217,7 +195,7 @@ impl StateStore for RedisStore {
     async fn writer(&self) -> Result<Option<String>, StoreError> {
         let mut con = self.con.clone();
         let value: Option<String> = redis::cmd("GET")
-            .arg(self.writer_key())
+            .arg(self.keys().writer())
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
@@ -235,7 +213,7 @@ impl StateStore for RedisStore {
         };
         let mut con = self.con.clone();
         let kept: i64 = redis::Script::new(RENEW)
-            .key(self.writer_key())
+            .key(self.keys().writer())
             .arg(&held.value)
             .arg(ttl_ms.max(1))
             .invoke_async(&mut con)
@@ -250,7 +228,7 @@ impl StateStore for RedisStore {
         };
         let mut con = self.con.clone();
         redis::Script::new(RELEASE)
-            .key(self.writer_key())
+            .key(self.keys().writer())
             .arg(&held.value)
             .invoke_async::<i64>(&mut con)
             .await
@@ -261,7 +239,7 @@ impl StateStore for RedisStore {
     async fn runs(&self) -> Result<Vec<RunHeader>, StoreError> {
         let mut con = self.con.clone();
         let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.runs_key())
+            .arg(self.keys().runs())
             .arg(0)
             .arg(-1)
             .query_async(&mut con)
@@ -272,7 +250,7 @@ impl StateStore for RedisStore {
         }
         let keys: Vec<String> = ids
             .iter()
-            .map(|id| self.run_key(&RunId::new(id.as_str())))
+            .map(|id| self.keys().run(&RunId::new(id.as_str())))
             .collect();
         let values: Vec<Option<String>> = redis::cmd("MGET")
             .arg(&keys)
@@ -291,7 +269,7 @@ impl StateStore for RedisStore {
         }
         if !expired.is_empty() {
             let removed: Result<i64, _> = redis::cmd("ZREM")
-                .arg(self.runs_key())
+                .arg(self.keys().runs())
                 .arg(&expired)
                 .query_async(&mut con)
                 .await;
@@ -306,7 +284,7 @@ impl StateStore for RedisStore {
     async fn run(&self, run: &RunId) -> Result<Option<RunHeader>, StoreError> {
         let mut con = self.con.clone();
         let value: Option<String> = redis::cmd("GET")
-            .arg(self.run_key(run))
+            .arg(self.keys().run(run))
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
@@ -316,7 +294,7 @@ impl StateStore for RedisStore {
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
         let mut con = self.con.clone();
         let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
-            .arg(self.objects_key(run))
+            .arg(self.keys().objects(run))
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
@@ -328,7 +306,7 @@ impl StateStore for RedisStore {
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
         let mut con = self.con.clone();
         let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
-            .arg(self.dead_key(run))
+            .arg(self.keys().dead(run))
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
@@ -338,7 +316,7 @@ impl StateStore for RedisStore {
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         let mut con = self.con.clone();
         redis::cmd("GET")
-            .arg(self.graph_key(run))
+            .arg(self.keys().graph(run))
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))

@@ -94,10 +94,11 @@ impl RunCounts {
         }
     }
 
-    pub(super) fn dispatched(&mut self, zone: Zone, now: u64) {
+    /// An object of `zone` was dispatched at `at`: the zone's first dispatch is the earliest.
+    pub(super) fn dispatched(&mut self, zone: Zone, at: u64) {
         let z = &mut self.zones[zone.index()];
-        if z.first_dispatch_ms == 0 {
-            z.first_dispatch_ms = now;
+        if z.first_dispatch_ms == 0 || at < z.first_dispatch_ms {
+            z.first_dispatch_ms = at;
         }
     }
 

@@ -129,21 +129,20 @@ impl Run {
         let n = graph.len();
         header.graph_version = graph.version().to_string();
         header.objects = n;
+        // The counts of the records as they are (all waiting for a new run).
         header.counts = RunCounts::default();
+        let mut terminal = 0;
         for (i, r) in records.iter().enumerate() {
             let zone = graph.zone(i as u32);
             header.counts.add(zone, r.state);
             header.counts.retried(zone, u64::from(r.retries));
             if r.attempt > 0 && r.dispatched_ms > 0 {
-                let z = &mut header.counts.zones[zone.index()];
-                if z.first_dispatch_ms == 0 || r.dispatched_ms < z.first_dispatch_ms {
-                    z.first_dispatch_ms = r.dispatched_ms;
-                }
+                header.counts.dispatched(zone, r.dispatched_ms);
             }
             header.counts.finished(zone, r.finished_ms);
+            terminal += usize::from(r.state.is_terminal());
         }
-        let terminal = records.iter().filter(|r| r.state.is_terminal()).count();
-        let mut run = Run {
+        Run {
             pending_parents: vec![0; n],
             rng: fastrand::Rng::with_seed(header.seed),
             graph,
@@ -160,10 +159,8 @@ impl Run {
             header_changed: true,
             letters: Vec::new(),
             letters_cleared: false,
-            terminal: 0,
-        };
-        run.terminal = terminal;
-        run
+            terminal,
+        }
     }
 
     pub fn header(&self) -> &RunHeader {
@@ -183,17 +180,11 @@ impl Run {
             _ => false,
         }
     }
-    pub fn is_cancelled(&self) -> bool {
-        self.header.cancelled
-    }
     pub fn graph(&self) -> &Arc<RunGraph> {
         &self.graph
     }
     pub fn record(&self, index: u32) -> &ObjectRecord {
         &self.records[index as usize]
-    }
-    pub fn records(&self) -> &[ObjectRecord] {
-        &self.records
     }
     /// Objects per zone and state (O(1)).
     pub fn counts(&self) -> &RunCounts {

@@ -161,11 +161,7 @@ impl Run {
                     .push(Reverse((due, i, attempt, TimerKind::RepublishDue)));
             }
             InFlightOnRestore::Rearm | InFlightOnRestore::Republish { .. } => {
-                self.set_state(i, ObjectState::Running);
-                let due = now.saturating_add(self.config.lease_ms);
-                self.records[i as usize].due_ms = due;
-                self.deadlines
-                    .push_back((due, i, attempt, TimerKind::LeaseEnd));
+                self.start_lease(i, attempt, now)
             }
         }
     }

@@ -36,6 +36,11 @@ impl Run {
             });
             return;
         }
+        self.start_lease(i, attempt, now);
+    }
+
+    /// Object `i` runs `attempt` under a lease from `now`: its end is stored and armed.
+    pub(super) fn start_lease(&mut self, i: u32, attempt: u32, now: u64) {
         self.set_state(i, ObjectState::Running);
         let due = now.saturating_add(self.config.lease_ms);
         self.records[i as usize].due_ms = due;

@@ -10,6 +10,7 @@ mod status;
 mod validate;
 
 use crate::{EXIT_INVALID, EXIT_STATE};
+use orchestrator::app_error::AppError;
 use orchestrator::cli::SelectArgs;
 use orchestrator::cli::{Command, InputArgs};
 use orchestrator::input::load_file;
@@ -45,6 +46,19 @@ pub fn dispatch(
         Command::Serve(a) => serve::serve(*a),
         Command::Submit(a) => client::submit(a),
         Command::Runs(a) => client::runs(a),
+    }
+}
+
+/// Says what stopped the embedded run or the server and gives the exit code: 2 for what was
+/// asked (settings, a handler, a store URL), 3 for the state store, 4 for anything else.
+pub fn report_app_error(e: &AppError) -> i32 {
+    eprintln!("error: {e}");
+    match e {
+        AppError::Invalid(_) | AppError::Handler(_) | AppError::Store(StoreError::Url(_)) => {
+            EXIT_INVALID
+        }
+        e if e.is_state() => EXIT_STATE,
+        _ => crate::EXIT_ERROR,
     }
 }
 

@@ -2,15 +2,14 @@
 //! and checks the file and the options, prints the summary and maps the outcome to an exit code.
 
 use super::load_or_report;
-use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STATE};
+use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
-use orchestrator::app_error::AppError;
 use orchestrator::cli::RunArgs;
 use orchestrator::embedded::{EmbeddedOutcome, EmbeddedRun, run_embedded};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::RunOptions;
 use orchestrator_protocol::Zone;
-use orchestrator_store::{StoreError, StoreSettings, state_dir_url};
+use orchestrator_store::{StoreSettings, state_dir_url};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +87,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let ended = runtime.block_on(run_embedded(embedded, interrupt.clone()));
     let outcome = match ended {
         Ok(o) => o,
-        Err(e) => return Ok(report_error(&e)),
+        Err(e) => return Ok(super::report_app_error(&e)),
     };
     if outcome.already_finished {
         eprintln!(
@@ -104,18 +103,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         EXIT_FAILED
     })
-}
-
-/// Says what stopped the run and gives its exit code.
-fn report_error(e: &AppError) -> i32 {
-    eprintln!("error: {e}");
-    match e {
-        AppError::Invalid(_) | AppError::Handler(_) | AppError::Store(StoreError::Url(_)) => {
-            EXIT_INVALID
-        }
-        e if e.is_state() => EXIT_STATE,
-        _ => crate::EXIT_ERROR,
-    }
 }
 
 async fn watch_signals(interrupt: CancellationToken) {

@@ -1,14 +1,13 @@
 //! `orchestrator serve`: the server of the distributed mode (see `orchestrator::server`). This
 //! command checks the settings, starts the runtime and maps the outcome to an exit code.
 
-use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_STATE};
+use crate::{EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
-use orchestrator::app_error::AppError;
 use orchestrator::cli::ServeArgs;
 use orchestrator::server::{Server, run_server};
 use orchestrator_bus_kafka::KafkaBus;
 use orchestrator_http::auth::ApiTokens;
-use orchestrator_store::{StoreError, StoreSettings};
+use orchestrator_store::StoreSettings;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -85,13 +84,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     ));
     Ok(match runtime.block_on(run_server(server, shutdown)) {
         Ok(()) => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                AppError::Invalid(_) | AppError::Store(StoreError::Url(_)) => EXIT_INVALID,
-                e if e.is_state() => EXIT_STATE,
-                _ => EXIT_ERROR,
-            }
-        }
+        Err(e) => super::report_app_error(&e),
     })
 }
