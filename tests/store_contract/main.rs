@@ -6,7 +6,7 @@
 #[path = "../common/services.rs"]
 mod services;
 
-use orchestrator_core::scheduler::{ObjectRecord, ObjectState};
+use orchestrator_core::scheduler::{AttemptOutcome, ObjectRecord, ObjectState};
 use orchestrator_protocol::{ObjectId, RunId};
 use orchestrator_store::{
     DeadLetter, RunHeader, RunStatus, StateStore, StoreError, StoreSettings, Transition,
@@ -235,7 +235,14 @@ async fn an_empty_store_has_no_runs(store: &dyn StateStore) {
     store.apply(&[]).await.unwrap();
 }
 
+mod attempts;
+
 mod memory {
+    #[tokio::test]
+    async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {
+        let store = super::open_store("memory://", None).unwrap();
+        super::attempts::attempts_are_kept_per_object_and_letters_go_one_by_one(&*store).await;
+    }
     #[tokio::test]
     async fn a_refused_batch_leaves_nothing() {
         super::a_refused_batch_leaves_nothing(&*super::open_store("memory://", None).unwrap())
@@ -266,6 +273,12 @@ mod redb {
         let dir = tempfile::tempdir().unwrap();
         super::batches_are_applied_and_read_back(&*super::open_store(&url(&dir), None).unwrap())
             .await;
+    }
+    #[tokio::test]
+    async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::open_store(&url(&dir), None).unwrap();
+        super::attempts::attempts_are_kept_per_object_and_letters_go_one_by_one(&*store).await;
     }
     #[tokio::test]
     async fn an_empty_store_has_no_runs() {
@@ -320,6 +333,13 @@ mod redb {
                 run: m.run_id.clone(),
                 objects: std::sync::Arc::new("[]".into()),
             },
+            Transition::Attempts {
+                run: m.run_id.clone(),
+                attempts: vec![(
+                    ObjectId(1),
+                    attempts::attempt(1, AttemptOutcome::Failed, "x"),
+                )],
+            },
         ]
     }
 
@@ -364,7 +384,22 @@ mod redb {
         assert!(store.objects(&old.run_id).await.unwrap().is_empty());
         assert!(store.dead_letters(&old.run_id).await.unwrap().is_empty());
         assert_eq!(store.graph(&old.run_id).await.unwrap(), None);
+        assert!(
+            store
+                .attempts(&old.run_id, ObjectId(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         for kept in [&recent, &stalled, &new] {
+            assert_eq!(
+                store
+                    .attempts(&kept.run_id, ObjectId(1))
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
             assert_eq!(store.objects(&kept.run_id).await.unwrap().len(), 1);
             assert_eq!(store.dead_letters(&kept.run_id).await.unwrap().len(), 1);
             assert!(store.graph(&kept.run_id).await.unwrap().is_some());

@@ -22,6 +22,11 @@ async fn batches_are_applied_and_read_back() {
     super::batches_are_applied_and_read_back(&*store).await;
 }
 #[tokio::test]
+async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {
+    let (_redis, store) = store("attempts", None).await;
+    super::attempts::attempts_are_kept_per_object_and_letters_go_one_by_one(&*store).await;
+}
+#[tokio::test]
 async fn a_refused_batch_leaves_nothing() {
     let (_redis, store) = store("half", None).await;
     super::a_refused_batch_leaves_nothing(&*store).await;
@@ -138,6 +143,13 @@ async fn a_finished_runs_keys_expire() {
                 id: ObjectId(1),
                 record: record(ObjectState::Loaded, 1),
             },
+            Transition::Attempts {
+                run: m.run_id.clone(),
+                attempts: vec![(
+                    ObjectId(1),
+                    super::attempts::attempt(1, AttemptOutcome::Loaded, ""),
+                )],
+            },
         ])
         .await
         .unwrap();
@@ -150,6 +162,17 @@ async fn a_finished_runs_keys_expire() {
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     assert!(store.runs().await.unwrap().is_empty());
     assert!(store.objects(&m.run_id).await.unwrap().is_empty());
+    let mut con = ::redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let attempts: bool = ::redis::cmd("EXISTS")
+        .arg(format!("{prefix}:run:run-x:attempts"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(!attempts, "the attempts expire with the run");
     // Listing took the expired run's id out of the index.
     let client = ::redis::Client::open(redis.url.as_str()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();

@@ -225,12 +225,14 @@ impl World {
             0..=79 => Some(Event::Loaded {
                 id,
                 attempt: Some(attempt),
+                report: Default::default(),
             }),
             80..=89 => Some(Event::Failed {
                 id,
                 attempt: Some(attempt),
                 reason: "transient".into(),
                 retryable: true,
+                report: Default::default(),
             }),
             _ => None, // the result was lost
         };

@@ -63,6 +63,7 @@ fn in_flight_attempts_go_out_again_at_once_with_the_same_attempt() {
         Event::Loaded {
             id: ObjectId(1001),
             attempt: Some(1),
+            report: Default::default(),
         },
         500,
         &mut out,
@@ -82,6 +83,7 @@ fn in_flight_attempts_go_out_again_at_once_with_the_same_attempt() {
         Event::Loaded {
             id: ObjectId(1002),
             attempt: Some(1),
+            report: Default::default(),
         },
         2_020,
         &mut out,

@@ -161,6 +161,7 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                             Event::Loaded {
                                 id,
                                 attempt: Some(attempt),
+                                report: Default::default(),
                             },
                         ));
                     }
@@ -173,6 +174,7 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                                 attempt: Some(attempt),
                                 reason: "boom".into(),
                                 retryable: true,
+                                report: Default::default(),
                             },
                         ));
                     }
@@ -184,6 +186,7 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                                 attempt: Some(attempt),
                                 reason: "bad".into(),
                                 retryable: false,
+                                report: Default::default(),
                             },
                         ));
                     }
@@ -196,9 +199,17 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                             Event::Loaded {
                                 id,
                                 attempt: Some(attempt),
+                                report: Default::default(),
                             },
                         ));
-                        bag.push((at + 5, Event::Loaded { id, attempt: None }));
+                        bag.push((
+                            at + 5,
+                            Event::Loaded {
+                                id,
+                                attempt: None,
+                                report: Default::default(),
+                            },
+                        ));
                         bag.push((at + 7, Event::Started { id, attempt }));
                     }
                     _ => {
@@ -210,6 +221,7 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                                 attempt: Some(attempt + 7),
                                 reason: "stale".into(),
                                 retryable: true,
+                                report: Default::default(),
                             },
                         ));
                         bag.push((
@@ -217,6 +229,7 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                             Event::Loaded {
                                 id: ObjectId(1),
                                 attempt: Some(1),
+                                report: Default::default(),
                             },
                         ));
                         bag.push((at + 1, Event::Started { id, attempt }));
@@ -225,6 +238,7 @@ fn simulate(case: &Case, check: bool) -> (Vec<String>, Run) {
                             Event::Loaded {
                                 id,
                                 attempt: Some(attempt),
+                                report: Default::default(),
                             },
                         ));
                     }

@@ -95,6 +95,7 @@ fn core(objects: usize) {
                     Event::Loaded {
                         id,
                         attempt: Some(attempt),
+                        report: Default::default(),
                     },
                     2,
                     &mut out,

@@ -96,6 +96,14 @@ pub struct ResultEvent {
     /// Which worker answered (read as `info` is).
     #[serde(default, deserialize_with = "lenient_text")]
     pub worker: String,
+    /// What the handler wrote (its stdout and stderr, or a response's body), bounded by the
+    /// worker: head and tail kept with a marker between. Absent when there was none.
+    #[serde(
+        default,
+        deserialize_with = "lenient_text",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub output: String,
     #[serde(default = "schema_version")]
     pub schema_version: u32,
 }
@@ -184,8 +192,15 @@ impl ResultEvent {
             retryable,
             duration_ms,
             worker: worker.to_string(),
+            output: String::new(),
             schema_version: SCHEMA_VERSION,
         }
+    }
+
+    /// The same result with the handler's output.
+    pub fn with_output(mut self, output: String) -> Self {
+        self.output = output;
+        self
     }
 }
 

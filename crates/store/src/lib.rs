@@ -13,6 +13,7 @@ pub use redb_store::RedbStore;
 pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;
+pub use orchestrator_core::scheduler::AttemptRecord;
 pub use orchestrator_core::scheduler::{DeadLetter, RunHeader, RunStatus};
 use orchestrator_core::scheduler::{ObjectRecord, RunDelta};
 use orchestrator_protocol::{ObjectId, RunId};
@@ -37,6 +38,16 @@ pub enum Transition {
     DeadLettersCleared {
         run: RunId,
     },
+    /// One object's dead letter goes (it runs again).
+    DeadLetterRemoved {
+        run: RunId,
+        id: ObjectId,
+    },
+    /// Attempts that ended: each one's history, kept with the run.
+    Attempts {
+        run: RunId,
+        attempts: Vec<(ObjectId, AttemptRecord)>,
+    },
     /// The object definitions a run was submitted with (its file's JSON), kept so that another
     /// process can take the run over.
     Graph {
@@ -52,6 +63,8 @@ impl Transition {
             Transition::Object { run, .. }
             | Transition::DeadLetter { run, .. }
             | Transition::DeadLettersCleared { run }
+            | Transition::DeadLetterRemoved { run, .. }
+            | Transition::Attempts { run, .. }
             | Transition::Graph { run, .. } => run,
         }
     }
@@ -62,6 +75,12 @@ impl Transition {
         if delta.dead_letters_cleared {
             batch.push(Transition::DeadLettersCleared { run: run.clone() });
         }
+        batch.extend(delta.dead_letters_removed.into_iter().map(|id| {
+            Transition::DeadLetterRemoved {
+                run: run.clone(),
+                id,
+            }
+        }));
         batch.extend(
             delta
                 .records
@@ -81,6 +100,12 @@ impl Transition {
                     letter,
                 }),
         );
+        if !delta.attempts.is_empty() {
+            batch.push(Transition::Attempts {
+                run: run.clone(),
+                attempts: delta.attempts,
+            });
+        }
         batch.push(Transition::Run(Box::new(delta.header)));
     }
 }
@@ -180,6 +205,8 @@ pub trait StateStore: Send + Sync {
     /// A run's records, in id order.
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError>;
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Every ended attempt of one object of a run, oldest first.
+    async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError>;
     /// The object definitions stored with a run.
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError>;
     /// Whether the store answers, for readiness probes.

@@ -1,12 +1,12 @@
 //! The in-memory store: the default when no state directory is given (nothing survives the
 //! process).
 
-use super::{DeadLetter, RunHeader, StateStore, StoreError, Transition};
+use super::{AttemptRecord, DeadLetter, RunHeader, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
 use rustc_hash::FxHashMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -16,6 +16,8 @@ struct Inner {
     objects: HashMap<RunId, FxHashMap<ObjectId, ObjectRecord>>,
     dead: HashMap<RunId, Vec<DeadLetter>>,
     graphs: HashMap<RunId, std::sync::Arc<String>>,
+    /// Ended attempts by run, then object and attempt.
+    attempts: HashMap<RunId, BTreeMap<(ObjectId, u32), AttemptRecord>>,
 }
 
 #[derive(Default)]
@@ -59,6 +61,17 @@ impl StateStore for MemoryStore {
                 Transition::DeadLettersCleared { run } => {
                     inner.dead.remove(run);
                 }
+                Transition::DeadLetterRemoved { run, id } => {
+                    if let Some(letters) = inner.dead.get_mut(run) {
+                        letters.retain(|l| l.id != *id);
+                    }
+                }
+                Transition::Attempts { run, attempts } => {
+                    let kept = inner.attempts.entry(run.clone()).or_default();
+                    for (id, a) in attempts {
+                        kept.insert((*id, a.attempt), a.clone());
+                    }
+                }
                 Transition::Graph { run, objects } => {
                     inner.graphs.insert(run.clone(), objects.clone());
                 }
@@ -86,6 +99,18 @@ impl StateStore for MemoryStore {
     }
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.lock().dead.get(run).cloned().unwrap_or_default())
+    }
+    async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .attempts
+            .get(run)
+            .map(|m| {
+                m.range((id, 0)..=(id, u32::MAX))
+                    .map(|(_, a)| a.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         Ok(self.lock().graphs.get(run).map(|g| g.as_str().to_string()))

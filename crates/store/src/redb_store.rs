@@ -2,7 +2,7 @@
 //! transaction, so a kill -9 leaves either all of a batch or none of it. Finished runs older than
 //! the retention are removed when another run finishes.
 
-use super::{DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition};
+use super::{AttemptRecord, DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -14,6 +14,8 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
+/// Ended attempts by run, object and attempt.
+const ATTEMPTS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("attempts");
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -49,6 +51,7 @@ impl RedbStore {
             tx.open_table(OBJECTS).map_err(|e| err(&store.path, e))?;
             tx.open_table(DEAD).map_err(|e| err(&store.path, e))?;
             tx.open_table(GRAPHS).map_err(|e| err(&store.path, e))?;
+            tx.open_table(ATTEMPTS).map_err(|e| err(&store.path, e))?;
         }
         tx.commit().map_err(|e| err(&store.path, e))?;
         Ok(store)
@@ -132,6 +135,7 @@ impl StateStore for RedbStore {
                 let mut objects = tx.open_table(OBJECTS).map_err(|e| err(path, e))?;
                 let mut dead = tx.open_table(DEAD).map_err(|e| err(path, e))?;
                 let mut graphs = tx.open_table(GRAPHS).map_err(|e| err(path, e))?;
+                let mut attempts = tx.open_table(ATTEMPTS).map_err(|e| err(path, e))?;
                 for t in &batch {
                     match t {
                         Transition::Run(meta) => {
@@ -152,6 +156,20 @@ impl StateStore for RedbStore {
                                 false
                             })
                             .map_err(|e| err(path, e))?;
+                        }
+                        Transition::DeadLetterRemoved { run, id } => {
+                            dead.remove((run.as_str(), id.0))
+                                .map_err(|e| err(path, e))?;
+                        }
+                        Transition::Attempts {
+                            run,
+                            attempts: ended,
+                        } => {
+                            for (id, a) in ended {
+                                attempts
+                                    .insert((run.as_str(), id.0, a.attempt), encode(a)?.as_slice())
+                                    .map_err(|e| err(path, e))?;
+                            }
                         }
                         Transition::Graph { run, objects } => {
                             graphs
@@ -178,6 +196,12 @@ impl StateStore for RedbStore {
                             .retain_in(all.clone(), |_, _| false)
                             .map_err(|e| err(path, e))?;
                         dead.retain_in(all, |_, _| false)
+                            .map_err(|e| err(path, e))?;
+                        attempts
+                            .retain_in(
+                                (id.as_str(), 0, 0)..=(id.as_str(), u64::MAX, u32::MAX),
+                                |_, _| false,
+                            )
                             .map_err(|e| err(path, e))?;
                         graphs.remove(id.as_str()).map_err(|e| err(path, e))?;
                         runs.remove(id.as_str()).map_err(|e| err(path, e))?;
@@ -249,6 +273,24 @@ impl StateStore for RedbStore {
             let mut out = Vec::new();
             for entry in table
                 .range((run.as_str(), 0)..=(run.as_str(), u64::MAX))
+                .map_err(|e| err(path, e))?
+            {
+                let (_, v) = entry.map_err(|e| err(path, e))?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let run = run.clone();
+        self.blocking(move |db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(ATTEMPTS).map_err(|e| err(path, e))?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((run.as_str(), id.0, 0)..=(run.as_str(), id.0, u32::MAX))
                 .map_err(|e| err(path, e))?
             {
                 let (_, v) = entry.map_err(|e| err(path, e))?;

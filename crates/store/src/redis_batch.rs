@@ -4,8 +4,8 @@
 
 use super::redis_lua::FENCED_BATCH;
 use super::{DeadLetter, RunStatus, StoreError, Transition};
-use orchestrator_core::scheduler::ObjectRecord;
-use orchestrator_protocol::RunId;
+use orchestrator_core::scheduler::{AttemptRecord, ObjectRecord};
+use orchestrator_protocol::{ObjectId, RunId};
 use std::collections::BTreeMap;
 
 /// Field/value pairs per HSET: Lua's `unpack` has a bounded stack.
@@ -44,6 +44,10 @@ impl Keys<'_> {
     }
     pub(crate) fn dead(self, run: &RunId) -> String {
         format!("{}:run:{}:dead", self.0, run)
+    }
+    /// Ended attempts, by `OBJECT:ATTEMPT`.
+    pub(crate) fn attempts(self, run: &RunId) -> String {
+        format!("{}:run:{}:attempts", self.0, run)
     }
     pub(crate) fn graph(self, run: &RunId) -> String {
         format!("{}:run:{}:graph", self.0, run)
@@ -160,6 +164,7 @@ pub(crate) fn write_batch(
     // One HSET per run and hash, whatever the number of objects in the batch.
     let mut objects: BTreeMap<String, Vec<(u64, &ObjectRecord)>> = BTreeMap::new();
     let mut dead: BTreeMap<String, Vec<(u64, &DeadLetter)>> = BTreeMap::new();
+    let mut attempts: BTreeMap<String, Vec<(String, &AttemptRecord)>> = BTreeMap::new();
     let mut json = Vec::new();
     for t in batch {
         match t {
@@ -174,7 +179,14 @@ pub(crate) fn write_batch(
                     .arg(meta.run_id.as_str());
                 if let (RunStatus::Finished, Some(ttl)) = (meta.status, finished_ttl) {
                     let id = &meta.run_id;
-                    for k in [key, keys.objects(id), keys.dead(id), keys.graph(id)] {
+                    let all = [
+                        key,
+                        keys.objects(id),
+                        keys.dead(id),
+                        keys.graph(id),
+                        keys.attempts(id),
+                    ];
+                    for k in all {
                         out.command(3)
                             .arg("EXPIRE")
                             .arg(k)
@@ -200,17 +212,40 @@ pub(crate) fn write_batch(
                 dead.remove(&key);
                 out.command(2).arg("DEL").arg(key);
             }
+            Transition::DeadLetterRemoved { run, id } => {
+                let key = keys.dead(run);
+                if let Some(letters) = dead.get_mut(&key) {
+                    letters.retain(|(field, _)| *field != id.0);
+                }
+                out.command(3).arg("HDEL").arg(key).arg(id.0);
+            }
+            Transition::Attempts {
+                run,
+                attempts: ended,
+            } => {
+                attempts.entry(keys.attempts(run)).or_default().extend(
+                    ended
+                        .iter()
+                        .map(|(id, a)| (attempt_field(*id, a.attempt), a)),
+                );
+            }
             Transition::Graph { .. } => {}
         }
     }
     hset(out, objects, &mut json)?;
-    hset(out, dead, &mut json)
+    hset(out, dead, &mut json)?;
+    hset(out, attempts, &mut json)
+}
+
+/// The field of one attempt in a run's hash of attempts.
+pub(crate) fn attempt_field(id: ObjectId, attempt: u32) -> String {
+    format!("{id}:{attempt}")
 }
 
 /// One HSET per hash and chunk of fields, each value as JSON.
-fn hset<T: serde::Serialize>(
+fn hset<F: redis::ToRedisArgs, T: serde::Serialize>(
     out: &mut Out,
-    hashes: BTreeMap<String, Vec<(u64, &T)>>,
+    hashes: BTreeMap<String, Vec<(F, &T)>>,
     json: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     for (key, items) in hashes {
@@ -218,7 +253,7 @@ fn hset<T: serde::Serialize>(
             out.command(2 + 2 * chunk.len()).arg("HSET").arg(&key);
             for (field, value) in chunk {
                 encode(json, value)?;
-                out.arg(*field).arg(&json[..]);
+                out.arg(field).arg(&json[..]);
             }
         }
     }

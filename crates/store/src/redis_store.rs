@@ -2,7 +2,8 @@
 //! trip, all or nothing). Keys live under a prefix (`REDIS_PREFIX`, default `orch`):
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
-//! `{prefix}:run:{id}:graph` (the object definitions it was submitted with). A finished run's
+//! `{prefix}:run:{id}:graph` (the object definitions it was submitted with),
+//! `{prefix}:run:{id}:attempts` (ended attempts, by `OBJECT:ATTEMPT`). A finished run's
 //! keys expire after the configured time; its id leaves the index at the next listing.
 //! `{prefix}:writer` holds the writer lease (`HOLDER EPOCH`, with a TTL) and
 //! `{prefix}:writer:epoch` its epoch counter: once a process holds the lease, each of its batches
@@ -11,7 +12,9 @@
 
 use super::redis_batch::{self, Keys, Out, write_batch};
 use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
-use super::{DeadLetter, RunHeader, StateStore, StoreError, Transition, WriterLease};
+use super::{
+    AttemptRecord, DeadLetter, RunHeader, StateStore, StoreError, Transition, WriterLease,
+};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -311,6 +314,34 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| self.err(e))?;
         all.into_values().map(|v| decode(&v)).collect()
+    }
+
+    async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut con = self.con.clone();
+        // The object's record says how many attempts it had; each has its field.
+        let record: Option<String> = redis::cmd("HGET")
+            .arg(self.keys().objects(run))
+            .arg(id.0)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(record) = record else {
+            return Ok(Vec::new());
+        };
+        let record: ObjectRecord = decode(&record)?;
+        if record.attempt == 0 {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = (1..=record.attempt)
+            .map(|n| redis_batch::attempt_field(id, n))
+            .collect();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys().attempts(run))
+            .arg(fields)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        values.into_iter().flatten().map(|v| decode(&v)).collect()
     }
 
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {

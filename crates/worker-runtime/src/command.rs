@@ -1,15 +1,16 @@
 //! `command:PROGRAM [ARGS...]`: runs a program per attempt with the object's JSON on stdin and
 //! `ORCH_RUN_ID`, `ORCH_OBJECT_ID`, `ORCH_ZONE`, `ORCH_ATTEMPT` in a clean environment. Exit 0 is
-//! loaded; exit 65 (EX_DATAERR) fails for good; any other failure is retried. Its output is read
-//! in bounded memory.
+//! loaded (the last line of stdout its info); exit 65 (EX_DATAERR) fails for good; any other
+//! failure is retried (the tail of stderr its reason). Stdout and stderr are captured together,
+//! in the order they come, in bounded memory: the attempt's output.
 
-use crate::bounded_output::{BoundedOutput, DEFAULT_KEPT_BYTES, read_bounded};
-use crate::handler::{Handler, Outcome, tail};
+use crate::bounded_output::{BoundedOutput, DEFAULT_KEPT_BYTES};
+use crate::handler::{Handler, Outcome, Ran, tail};
 use async_trait::async_trait;
 use orchestrator_protocol::ReadyEvent;
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 /// Exit code a program uses to say "this object cannot load; do not retry".
@@ -27,6 +28,8 @@ pub struct CommandHandler {
     pub args: Vec<String>,
     /// The environment the program starts with (before the `ORCH_*` variables of its attempt).
     pub environment: Arc<[(String, String)]>,
+    /// Bytes of output kept per attempt (head and tail), `ATTEMPT_OUTPUT_BYTES`.
+    pub kept_bytes: usize,
 }
 
 impl CommandHandler {
@@ -46,13 +49,14 @@ impl CommandHandler {
             program,
             args,
             environment,
+            kept_bytes: DEFAULT_KEPT_BYTES,
         }
     }
 }
 
 #[async_trait]
 impl Handler for CommandHandler {
-    async fn handle(&self, task: &ReadyEvent) -> Outcome {
+    async fn handle(&self, task: &ReadyEvent) -> Ran {
         let mut child = match Command::new(&self.program)
             .args(&self.args)
             .env_clear()
@@ -74,7 +78,8 @@ impl Handler for CommandHandler {
                 return Outcome::Failed {
                     reason: format!("cannot start {:?}: {e}", self.program),
                     retryable: false,
-                };
+                }
+                .into();
             }
         };
         if let Some(mut stdin) = child.stdin.take() {
@@ -84,28 +89,33 @@ impl Handler for CommandHandler {
                 let _ = stdin.write_all(&body).await;
             });
         }
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let (stdout, stderr, status) =
-            tokio::join!(read_pipe(stdout), read_pipe(stderr), child.wait());
+        let pipes = (child.stdout.take(), child.stderr.take());
+        let (captured, status) = tokio::join!(capture(pipes, self.kept_bytes), child.wait());
+        let output = captured.output.text();
         let status = match status {
             Ok(s) => s,
             Err(e) => {
-                return Outcome::Failed {
-                    reason: format!("waiting for {:?}: {e}", self.program),
-                    retryable: true,
+                return Ran {
+                    outcome: Outcome::Failed {
+                        reason: format!("waiting for {:?}: {e}", self.program),
+                        retryable: true,
+                    },
+                    output,
                 };
             }
         };
-        // An output that could not be read is an empty one: the exit status decides.
-        let (stdout, stderr) = (stdout.unwrap_or_default(), stderr.unwrap_or_default());
         if status.success() {
-            let info = stdout.last_line().unwrap_or_else(|| "exit 0".to_string());
-            return Outcome::Loaded {
-                info: tail(&info, 200),
+            let info = captured
+                .stdout_end
+                .last_line()
+                .unwrap_or_else(|| "exit 0".to_string());
+            let info = tail(&info, 200);
+            return Ran {
+                outcome: Outcome::Loaded { info },
+                output,
             };
         }
-        let stderr = stderr.text();
+        let stderr = captured.stderr_end.text();
         let code = status.code();
         let status = code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
         let detail = if stderr.trim().is_empty() {
@@ -113,9 +123,12 @@ impl Handler for CommandHandler {
         } else {
             format!(": {}", tail(&stderr, REASON_BYTES))
         };
-        Outcome::Failed {
-            reason: format!("{status}{detail}"),
-            retryable: code != Some(EXIT_NOT_RETRYABLE),
+        Ran {
+            outcome: Outcome::Failed {
+                reason: format!("{status}{detail}"),
+                retryable: code != Some(EXIT_NOT_RETRYABLE),
+            },
+            output,
         }
     }
 
@@ -126,12 +139,53 @@ impl Handler for CommandHandler {
     }
 }
 
-/// A child's pipe read to its end in bounded memory (nothing when it was not captured).
-async fn read_pipe(
-    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
-) -> std::io::Result<BoundedOutput> {
-    match pipe {
-        Some(p) => read_bounded(p, DEFAULT_KEPT_BYTES).await,
-        None => Ok(BoundedOutput::default()),
+/// What a program wrote: both streams together in the order they came, and the ends of each
+/// (stdout's last line is a loaded attempt's info, stderr's tail a failure's reason).
+struct Captured {
+    output: BoundedOutput,
+    stdout_end: BoundedOutput,
+    stderr_end: BoundedOutput,
+}
+
+/// Reads both pipes to their ends, keeping `kept_bytes` of the two together. A pipe that cannot
+/// be read (or was not captured) ends: the exit status decides.
+async fn capture<O, E>(pipes: (Option<O>, Option<E>), kept_bytes: usize) -> Captured
+where
+    O: AsyncRead + Unpin,
+    E: AsyncRead + Unpin,
+{
+    let mut captured = Captured {
+        output: BoundedOutput::new(kept_bytes),
+        stdout_end: BoundedOutput::new(8 * 1024),
+        stderr_end: BoundedOutput::new(4 * REASON_BYTES),
+    };
+    let (mut stdout, mut stderr) = pipes;
+    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            read = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match read {
+                Some(n) => {
+                    captured.output.push(&out_buf[..n]);
+                    captured.stdout_end.push(&out_buf[..n]);
+                }
+                None => stdout = None,
+            },
+            read = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match read {
+                Some(n) => {
+                    captured.output.push(&err_buf[..n]);
+                    captured.stderr_end.push(&err_buf[..n]);
+                }
+                None => stderr = None,
+            },
+        }
+    }
+    captured
+}
+
+/// The next bytes of a pipe; `None` at its end (or when it cannot be read).
+async fn read_some(pipe: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) -> Option<usize> {
+    match pipe.as_mut()?.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
     }
 }

@@ -12,12 +12,29 @@ pub enum Outcome {
     Failed { reason: String, retryable: bool },
 }
 
+/// An outcome with what the handler wrote (its stdout and stderr, or a response's body),
+/// bounded: head and tail kept with a marker between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ran {
+    pub outcome: Outcome,
+    pub output: String,
+}
+
+impl From<Outcome> for Ran {
+    fn from(outcome: Outcome) -> Ran {
+        Ran {
+            outcome,
+            output: String::new(),
+        }
+    }
+}
+
 /// Does the work for one Ready task (run id, object id, zone, attempt and the object's JSON are
 /// all in the event). Called concurrently; may be called twice for one attempt after a crash, so
 /// it should be idempotent on `task.idempotency_key()`.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    async fn handle(&self, task: &ReadyEvent) -> Outcome;
+    async fn handle(&self, task: &ReadyEvent) -> Ran;
     /// A short description for logs (`simulate:20`, `command:./load.sh`, …).
     fn describe(&self) -> String;
 }

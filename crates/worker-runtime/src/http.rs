@@ -2,7 +2,7 @@
 //! 5xx and network errors are retried. The response body is read in bounded memory.
 
 use crate::bounded_output::{BoundedOutput, DEFAULT_KEPT_BYTES};
-use crate::handler::{Handler, Outcome, tail};
+use crate::handler::{Handler, Outcome, Ran, tail};
 use async_trait::async_trait;
 use orchestrator_protocol::ReadyEvent;
 
@@ -10,6 +10,8 @@ use orchestrator_protocol::ReadyEvent;
 pub struct HttpHandler {
     pub url: String,
     client: reqwest::Client,
+    /// Bytes of a response's body kept (head and tail).
+    kept_bytes: usize,
 }
 
 impl HttpHandler {
@@ -17,20 +19,31 @@ impl HttpHandler {
         let client = reqwest::Client::builder()
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        Ok(HttpHandler { url, client })
+        Ok(HttpHandler {
+            url,
+            client,
+            kept_bytes: DEFAULT_KEPT_BYTES,
+        })
+    }
+
+    /// Keeps `bytes` of each response's body (head and tail).
+    pub fn keeping(mut self, bytes: usize) -> Self {
+        self.kept_bytes = bytes;
+        self
     }
 }
 
 #[async_trait]
 impl Handler for HttpHandler {
-    async fn handle(&self, task: &ReadyEvent) -> Outcome {
+    async fn handle(&self, task: &ReadyEvent) -> Ran {
         let body = match serde_json::to_vec(task) {
             Ok(b) => b,
             Err(e) => {
                 return Outcome::Failed {
                     reason: format!("cannot encode the task: {e}"),
                     retryable: false,
-                };
+                }
+                .into();
             }
         };
         let response = self
@@ -47,12 +60,13 @@ impl Handler for HttpHandler {
                 return Outcome::Failed {
                     reason: format!("POST {}: {e}", self.url),
                     retryable: true,
-                };
+                }
+                .into();
             }
         };
         let status = response.status();
-        let text = read_bounded(response).await.text();
-        if status.is_success() {
+        let text = read_bounded(response, self.kept_bytes).await.text();
+        let outcome = if status.is_success() {
             Outcome::Loaded {
                 info: tail(&text, 200),
             }
@@ -62,6 +76,10 @@ impl Handler for HttpHandler {
                 reason,
                 retryable: !status.is_client_error(),
             }
+        };
+        Ran {
+            outcome,
+            output: text,
         }
     }
 
@@ -72,8 +90,8 @@ impl Handler for HttpHandler {
 
 /// A response body, its first and last bytes kept however long it is; what cannot be read
 /// (the connection dropped mid-body) ends it.
-async fn read_bounded(mut response: reqwest::Response) -> BoundedOutput {
-    let mut out = BoundedOutput::new(DEFAULT_KEPT_BYTES);
+async fn read_bounded(mut response: reqwest::Response, kept_bytes: usize) -> BoundedOutput {
+    let mut out = BoundedOutput::new(kept_bytes);
     while let Ok(Some(chunk)) = response.chunk().await {
         out.push(&chunk);
     }

@@ -11,7 +11,7 @@ pub mod simulate;
 pub mod spec;
 pub mod worker_main;
 
-pub use handler::{Handler, Outcome};
+pub use handler::{Handler, Outcome, Ran};
 /// The zone a worker serves: a worker binary needs nothing but this crate.
 pub use orchestrator_protocol::Zone;
 pub use runtime::{WorkerConfig, WorkerError, WorkerStats, run_worker};

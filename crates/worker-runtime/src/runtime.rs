@@ -2,7 +2,7 @@
 //! concurrency, reports `Started` and heartbeats, enforces the task timeout, publishes results
 //! with timings, and on shutdown stops taking work and finishes what it started.
 
-use crate::handler::{Handler, Outcome};
+use crate::handler::{Handler, Outcome, Ran};
 use crate::seen_attempts::{AttemptKey, SeenAttempts, attempt_key};
 use futures::FutureExt;
 use orchestrator_bus::{AckToken, Bus, BusError, Delivery, retry};
@@ -336,7 +336,7 @@ async fn run_one(
     // worker goes on, and the delivery is answered and acknowledged like any other.
     let work = std::panic::AssertUnwindSafe(handler.handle(task))
         .catch_unwind()
-        .map(|ran| ran.unwrap_or_else(|panic| panicked(&*panic)));
+        .map(|ran| ran.unwrap_or_else(|panic| panicked(&*panic).into()));
     tokio::pin!(work);
     let now = tokio::time::Instant::now();
     // Started first, then a heartbeat every interval after it.
@@ -346,10 +346,10 @@ async fn run_one(
         config.heartbeat_interval,
     );
     let deadline = config.task_timeout.map(|t| now + t);
-    let outcome = loop {
+    let Ran { outcome, output } = loop {
         tokio::select! {
             biased;
-            outcome = &mut work => break outcome,
+            ran = &mut work => break ran,
             _ = sleep_until_opt(report_started) => {
                 report_started = None;
                 let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::AttemptStarted, task, &config.worker_id)));
@@ -360,7 +360,7 @@ async fn run_one(
             _ = sleep_until_opt(deadline) => {
                 stats.timed_out.inc();
                 let limit = config.task_timeout.unwrap_or_default();
-                break Outcome::Failed { reason: format!("timed out after {} ms", limit.as_millis()), retryable: true };
+                break Outcome::Failed { reason: format!("timed out after {} ms", limit.as_millis()), retryable: true }.into();
             }
         }
     };
@@ -372,12 +372,12 @@ async fn run_one(
         Outcome::Loaded { info } => {
             stats.loaded.inc();
             tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
-            ResultEvent::loaded(task, info, ms, &config.worker_id)
+            ResultEvent::loaded(task, info, ms, &config.worker_id).with_output(output)
         }
         Outcome::Failed { reason, retryable } => {
             stats.failed.inc();
             tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
-            ResultEvent::failed(task, reason, retryable, ms, &config.worker_id)
+            ResultEvent::failed(task, reason, retryable, ms, &config.worker_id).with_output(output)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! drawn from a seed, the object and the attempt (not the run's id, which holds its start time),
 //! so that a demo or a benchmark run again with the same seed fails the same attempts.
 
-use crate::handler::{Handler, Outcome};
+use crate::handler::{Handler, Outcome, Ran};
 use async_trait::async_trait;
 use orchestrator_protocol::ReadyEvent;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -17,7 +17,7 @@ pub struct SimulateHandler {
 
 #[async_trait]
 impl Handler for SimulateHandler {
-    async fn handle(&self, task: &ReadyEvent) -> Outcome {
+    async fn handle(&self, task: &ReadyEvent) -> Ran {
         if !self.duration.is_zero() {
             tokio::time::sleep(self.duration).await;
         }
@@ -28,12 +28,14 @@ impl Handler for SimulateHandler {
                 return Outcome::Failed {
                     reason: "simulated failure".into(),
                     retryable: true,
-                };
+                }
+                .into();
             }
         }
         Outcome::Loaded {
             info: "simulated".into(),
         }
+        .into()
     }
 
     fn describe(&self) -> String {

@@ -1,6 +1,7 @@
 //! Handler SPEC strings (`simulate[:MS[:FAIL_PROB]]`, `command:PROGRAM [ARGS...]`, `http:URL`)
 //! and the set of handlers per zone (`--handler` for all, `--zone-handler ZONE=SPEC` for one).
 
+use crate::bounded_output::DEFAULT_KEPT_BYTES;
 use crate::command::CommandHandler;
 use crate::handler::Handler;
 use crate::http::HttpHandler;
@@ -115,8 +116,19 @@ impl fmt::Display for HandlerSpec {
 }
 
 impl HandlerSpec {
-    /// Builds the handler; `seed` feeds `simulate`.
+    /// Builds the handler; `seed` feeds `simulate`. Output is kept as by default
+    /// ([`DEFAULT_KEPT_BYTES`] per attempt).
     pub fn build(&self, seed: u64) -> Result<Arc<dyn Handler>, SpecError> {
+        self.build_keeping(seed, DEFAULT_KEPT_BYTES)
+    }
+
+    /// Builds the handler, keeping `output_bytes` of each attempt's output
+    /// (`ATTEMPT_OUTPUT_BYTES`; head and tail).
+    pub fn build_keeping(
+        &self,
+        seed: u64,
+        output_bytes: usize,
+    ) -> Result<Arc<dyn Handler>, SpecError> {
         Ok(match self {
             HandlerSpec::Simulate {
                 ms,
@@ -126,15 +138,18 @@ impl HandlerSpec {
                 fail_probability: *fail_probability,
                 seed,
             }),
-            HandlerSpec::Command { program, args } => {
-                Arc::new(CommandHandler::new(program.clone(), args.clone()))
-            }
-            HandlerSpec::Http { url } => Arc::new(HttpHandler::new(url.clone()).map_err(
-                |reason| SpecError::Invalid {
-                    spec: self.to_string(),
-                    reason,
-                },
-            )?),
+            HandlerSpec::Command { program, args } => Arc::new(CommandHandler {
+                kept_bytes: output_bytes,
+                ..CommandHandler::new(program.clone(), args.clone())
+            }),
+            HandlerSpec::Http { url } => Arc::new(
+                HttpHandler::new(url.clone())
+                    .map_err(|reason| SpecError::Invalid {
+                        spec: self.to_string(),
+                        reason,
+                    })?
+                    .keeping(output_bytes),
+            ),
         })
     }
 }

@@ -45,6 +45,12 @@ pub struct WorkerArgs {
     /// Name of this worker in results (default: zone and process id).
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
+    /// Bytes of each attempt's output (a program's stdout and stderr, a response's body) sent
+    /// with its result: the head and the tail, with a marker between. At most 512 KiB, so that
+    /// a result stays well under the broker's message limit.
+    #[arg(long, env = "ATTEMPT_OUTPUT_BYTES", default_value_t = 65536,
+          value_parser = clap::value_parser!(u32).range(0..=524_288))]
+    pub attempt_output_bytes: u32,
     /// Seed of the `simulate` handler.
     #[arg(long, env = "SIMULATE_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -111,7 +117,7 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
         );
         return EXIT_CONFIG;
     };
-    let handler = match spec.build(args.seed) {
+    let handler = match spec.build_keeping(args.seed, args.attempt_output_bytes as usize) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");

@@ -31,7 +31,8 @@ async fn a_handler_sees_only_path_home_lang_tz_and_its_attempt() {
     assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok());
     let outcome = sh("env | cut -d= -f1 | sort | tr '\\n' ' ' >&2; exit 3")
         .handle(&task())
-        .await;
+        .await
+        .outcome;
     let Outcome::Failed { reason, .. } = outcome else {
         panic!("{outcome:?}");
     };
@@ -47,23 +48,35 @@ async fn a_handler_sees_only_path_home_lang_tz_and_its_attempt() {
 }
 
 #[tokio::test]
-async fn huge_output_is_read_in_bounded_memory_and_the_last_line_is_the_info() {
-    // 20 MB on stdout and on stderr, then a last line.
-    let outcome = sh("head -c 20000000 /dev/zero | tr '\\0' x; head -c 20000000 /dev/zero >&2; echo; echo all-done")
+async fn huge_output_keeps_its_head_and_tail_and_the_last_line_is_the_info() {
+    // 10 MiB on stdout and on stderr, between a first and a last line.
+    let ran = sh("echo first-line; head -c 10485760 /dev/zero | tr '\\0' x; head -c 10485760 /dev/zero >&2; echo; echo all-done")
         .handle(&task())
         .await;
     assert_eq!(
-        outcome,
+        ran.outcome,
         Outcome::Loaded {
             info: "all-done".into()
         }
     );
-    let outcome =
+    let output = &ran.output;
+    assert!(output.len() <= 64 * 1024 + 100, "{}", output.len());
+    assert!(output.starts_with("first-line\nxxx"), "{}", &output[..20]);
+    assert!(
+        output.ends_with("\nall-done\n"),
+        "{}",
+        &output[output.len() - 20..]
+    );
+    assert!(
+        output.contains(" bytes left out …]"),
+        "the marker between head and tail"
+    );
+    let ran =
         sh("head -c 20000000 /dev/zero | tr '\\0' y >&2; echo; echo the-real-reason >&2; exit 1")
             .handle(&task())
             .await;
-    let Outcome::Failed { reason, retryable } = outcome else {
-        panic!("{outcome:?}");
+    let Outcome::Failed { reason, retryable } = ran.outcome else {
+        panic!("{:?}", ran.outcome);
     };
     assert!(retryable);
     assert!(
@@ -71,4 +84,25 @@ async fn huge_output_is_read_in_bounded_memory_and_the_last_line_is_the_info() {
         "{}",
         &reason[reason.len().saturating_sub(100)..]
     );
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_are_one_output_in_the_order_written() {
+    let ran = sh("echo out-1; sleep 0.05; echo err-1 >&2; sleep 0.05; echo out-2; exit 1")
+        .handle(&task())
+        .await;
+    assert_eq!(ran.output, "out-1\nerr-1\nout-2\n");
+    let Outcome::Failed { reason, .. } = ran.outcome else {
+        panic!("{:?}", ran.outcome);
+    };
+    assert_eq!(reason, "exit 1: err-1", "the reason is stderr's alone");
+    // A smaller budget keeps less.
+    let small = CommandHandler {
+        kept_bytes: 100,
+        ..sh("seq 1 10000")
+    };
+    let ran = small.handle(&task()).await;
+    assert!(ran.output.starts_with("1\n2\n"), "{}", ran.output);
+    assert!(ran.output.ends_with("9999\n10000\n"), "{}", ran.output);
+    assert!(ran.output.len() < 200, "{}", ran.output);
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker_runtime::{Handler, HandlerSpec, Outcome, WorkerConfig, WorkerStats, run_worker};
+use worker_runtime::{Handler, HandlerSpec, Outcome, Ran, WorkerConfig, WorkerStats, run_worker};
 
 fn task(id: u64) -> ReadyEvent {
     ReadyEvent {
@@ -39,7 +39,7 @@ struct Sleepy {
 
 #[async_trait]
 impl Handler for Sleepy {
-    async fn handle(&self, _task: &ReadyEvent) -> Outcome {
+    async fn handle(&self, _task: &ReadyEvent) -> Ran {
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.max.fetch_max(n, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.ms)).await;
@@ -47,6 +47,7 @@ impl Handler for Sleepy {
         Outcome::Loaded {
             info: "slept".into(),
         }
+        .into()
     }
     fn describe(&self) -> String {
         "sleepy".into()
@@ -266,11 +267,11 @@ struct PanicsOn1001;
 
 #[async_trait]
 impl Handler for PanicsOn1001 {
-    async fn handle(&self, task: &ReadyEvent) -> Outcome {
+    async fn handle(&self, task: &ReadyEvent) -> Ran {
         if task.id == ObjectId(1001) {
             panic!("no loader for {}", task.name);
         }
-        Outcome::Loaded { info: "ok".into() }
+        Outcome::Loaded { info: "ok".into() }.into()
     }
     fn describe(&self) -> String {
         "panics-on-1001".into()
@@ -318,7 +319,7 @@ async fn a_handler_that_panics_fails_its_attempt_and_the_worker_goes_on() {
 
 async fn run_command(spec: &str, t: &ReadyEvent) -> Outcome {
     let spec: HandlerSpec = spec.parse().unwrap();
-    spec.build(1).unwrap().handle(t).await
+    spec.build(1).unwrap().handle(t).await.outcome
 }
 
 #[tokio::test]
@@ -383,7 +384,7 @@ async fn simulate_is_seeded_per_attempt() {
     let mut failures = 0;
     for i in 0..200 {
         let t = task(i);
-        let (x, y) = (a.handle(&t).await, b.handle(&t).await);
+        let (x, y) = (a.handle(&t).await.outcome, b.handle(&t).await.outcome);
         assert_eq!(x, y);
         failures += usize::from(matches!(x, Outcome::Failed { .. }));
     }

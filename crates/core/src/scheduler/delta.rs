@@ -2,6 +2,7 @@
 //! wrote or cleared. A store persists exactly this, all or nothing, before the step's actions
 //! are carried out; a snapshot (header and records) is what a run is opened from again.
 
+use super::attempt::AttemptRecord;
 use super::header::RunHeader;
 use super::state::ObjectRecord;
 use orchestrator_protocol::ObjectId;
@@ -23,8 +24,12 @@ pub struct RunDelta {
     pub header: RunHeader,
     /// Every dead letter of the run goes first (its failures run again).
     pub dead_letters_cleared: bool,
+    /// The dead letters of these objects go (each runs again), before `dead_letters`.
+    pub dead_letters_removed: Vec<ObjectId>,
     pub records: Vec<(ObjectId, ObjectRecord)>,
     pub dead_letters: Vec<DeadLetter>,
+    /// The attempts that ended, each once.
+    pub attempts: Vec<(ObjectId, AttemptRecord)>,
 }
 
 /// A stored run: what [`super::Run::from_snapshot`] opens it from. Objects the records do not

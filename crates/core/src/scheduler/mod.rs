@@ -3,23 +3,27 @@
 //! retry, dead letter) and one delta for the store. Pure: the caller supplies the time, and the
 //! run's seed every random draw, so a run is reproducible.
 
+mod attempt;
 mod backoff;
 mod config;
 mod counts;
 mod delta;
 mod header;
 mod queue;
+mod rerun;
 mod run;
 mod state;
 mod steps;
 mod summary;
 mod transitions;
 
+pub use attempt::{AttemptOutcome, AttemptRecord, AttemptReport};
 pub use backoff::backoff_delay_ms;
 pub use config::{SchedulerConfig, ZonePolicy};
 pub use counts::{RunCounts, ZoneCounts};
 pub use delta::{DeadLetter, RunDelta, RunSnapshot};
 pub use header::{RunHeader, RunOptions, RunStatus};
+pub use rerun::RetryRefused;
 pub use run::{GraphMismatch, InFlightOnRestore, Run};
 pub use state::{ObjectRecord, ObjectState};
 pub use steps::{Action, Event, IgnoredReason};

@@ -4,6 +4,7 @@
 //! again, children are released once, retries stay within the limit, and the same seed and
 //! inputs give the same trace.
 
+use super::attempt::AttemptRecord;
 use super::config::SchedulerConfig;
 use super::counts::RunCounts;
 use super::delta::{DeadLetter, RunDelta, RunSnapshot};
@@ -12,7 +13,7 @@ use super::queue::ReadyQueue;
 use super::state::{ObjectRecord, ObjectState};
 use super::summary::RunSummary;
 use crate::run_graph::RunGraph;
-use orchestrator_protocol::Zone;
+use orchestrator_protocol::{ObjectId, Zone};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -78,6 +79,8 @@ pub struct Run {
     pub(super) header_changed: bool,
     pub(super) letters: Vec<DeadLetter>,
     pub(super) letters_cleared: bool,
+    pub(super) letters_removed: Vec<ObjectId>,
+    pub(super) attempts: Vec<(ObjectId, AttemptRecord)>,
     /// Objects in a terminal state (the counts' sum, kept apart for the check after each step).
     pub(super) terminal: usize,
 }
@@ -159,6 +162,8 @@ impl Run {
             header_changed: true,
             letters: Vec::new(),
             letters_cleared: false,
+            letters_removed: Vec::new(),
+            attempts: Vec::new(),
             terminal,
         }
     }
@@ -227,6 +232,8 @@ impl Run {
             && !self.header_changed
             && self.letters.is_empty()
             && !self.letters_cleared
+            && self.letters_removed.is_empty()
+            && self.attempts.is_empty()
         {
             return None;
         }
@@ -241,8 +248,10 @@ impl Run {
         Some(RunDelta {
             header: self.header.clone(),
             dead_letters_cleared: std::mem::take(&mut self.letters_cleared),
+            dead_letters_removed: std::mem::take(&mut self.letters_removed),
             records,
             dead_letters: std::mem::take(&mut self.letters),
+            attempts: std::mem::take(&mut self.attempts),
         })
     }
 

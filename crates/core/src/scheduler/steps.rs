@@ -1,6 +1,7 @@
 //! The steps of a run, what they take and what they return: start (or resume), a worker's
 //! report, a clock tick, cancel, interrupt and rerun of the failures.
 
+use super::attempt::{AttemptOutcome, AttemptRecord, AttemptReport};
 use super::header::RunStatus;
 use super::run::{InFlightOnRestore, Run, TimerKind};
 use super::state::ObjectState;
@@ -22,12 +23,14 @@ pub enum Event {
     Loaded {
         id: ObjectId,
         attempt: Option<u32>,
+        report: AttemptReport,
     },
     Failed {
         id: ObjectId,
         attempt: Option<u32>,
         reason: String,
         retryable: bool,
+        report: AttemptReport,
     },
 }
 
@@ -139,7 +142,7 @@ impl Run {
         self.tick(now, out);
     }
 
-    fn unloaded_parents(&self, i: u32) -> u32 {
+    pub(super) fn unloaded_parents(&self, i: u32) -> u32 {
         self.graph
             .parents(i)
             .iter()
@@ -173,13 +176,18 @@ impl Run {
             Event::Started { id, attempt } | Event::Heartbeat { id, attempt } => {
                 self.progress(id, attempt, now, out)
             }
-            Event::Loaded { id, attempt } => self.loaded(id, attempt, now, out),
+            Event::Loaded {
+                id,
+                attempt,
+                report,
+            } => self.loaded(id, attempt, report, now, out),
             Event::Failed {
                 id,
                 attempt,
                 reason,
                 retryable,
-            } => self.failed(id, attempt, reason, retryable, now, out),
+                report,
+            } => self.failed(id, attempt, (reason, retryable), report, now, out),
         }
         self.dispatch_ready(now, out);
         self.check_finished(out);
@@ -241,6 +249,21 @@ impl Run {
             _ => None,
         };
         if let Some(reason) = expired {
+            self.attempts.push((
+                self.graph.id(i),
+                AttemptRecord {
+                    attempt,
+                    outcome: AttemptOutcome::Expired,
+                    reason: reason.clone(),
+                    info: String::new(),
+                    worker: String::new(),
+                    dispatched_ms: rec.dispatched_ms,
+                    started_ms: 0,
+                    ended_ms: now,
+                    duration_ms: 0,
+                    output: String::new(),
+                },
+            ));
             out.push(Action::Expired {
                 index: i,
                 attempt,
@@ -281,40 +304,5 @@ impl Run {
             self.set_status(RunStatus::Interrupted);
         }
         self.check_finished(out);
-    }
-
-    /// Puts failed, upstream-failed and cancelled objects back to waiting (loaded ones are not
-    /// touched) and dispatches what of them is ready. Attempt numbers keep counting up, so every
-    /// attempt keeps its own idempotency key; the run's dead letters go.
-    pub fn reset_failed(&mut self, now: u64, out: &mut Vec<Action>) -> usize {
-        let now = self.advance(now);
-        let mut reset = Vec::new();
-        for i in 0..self.graph.len() as u32 {
-            if matches!(
-                self.records[i as usize].state,
-                ObjectState::Failed | ObjectState::UpstreamFailed | ObjectState::Cancelled
-            ) {
-                self.set_state(i, ObjectState::Waiting);
-                let r = &mut self.records[i as usize];
-                r.failures = 0;
-                r.due_ms = 0;
-                r.finished_ms = 0;
-                reset.push(i);
-            }
-        }
-        self.header.cancelled = false;
-        self.set_status(RunStatus::Running);
-        self.letters.clear();
-        self.letters_cleared = true;
-        out.push(Action::FailuresReset);
-        for &i in &reset {
-            self.pending_parents[i as usize] = self.unloaded_parents(i);
-            if self.pending_parents[i as usize] == 0 {
-                self.enqueue(i);
-            }
-        }
-        self.dispatch_ready(now, out);
-        self.check_finished(out);
-        reset.len()
     }
 }

@@ -1,6 +1,7 @@
 //! How one object moves through a run: progress and results of its attempts, retries, dead
 //! letters and the descendants they block, queueing and dispatch.
 
+use super::attempt::{AttemptOutcome, AttemptRecord, AttemptReport};
 use super::backoff::backoff_delay_ms;
 use super::delta::DeadLetter;
 use super::header::RunStatus;
@@ -70,6 +71,7 @@ impl Run {
         &mut self,
         id: ObjectId,
         attempt: Option<u32>,
+        report: AttemptReport,
         now: u64,
         out: &mut Vec<Action>,
     ) {
@@ -89,6 +91,23 @@ impl Run {
             return ignore_stale(id, out);
         }
         accept(i, true, now.saturating_sub(rec.dispatched_ms), out);
+        // A late Loaded of an earlier attempt: that attempt's own dispatch time is gone.
+        let dispatched_ms = if attempt == rec.attempt {
+            rec.dispatched_ms
+        } else {
+            0
+        };
+        self.attempts.push((
+            id,
+            AttemptRecord::answered(
+                attempt,
+                AttemptOutcome::Loaded,
+                String::new(),
+                report,
+                dispatched_ms,
+                now,
+            ),
+        ));
         self.finish(i, ObjectState::Loaded, now);
         let graph = Arc::clone(&self.graph);
         let stopped = self.header.cancelled;
@@ -105,8 +124,8 @@ impl Run {
         &mut self,
         id: ObjectId,
         attempt: Option<u32>,
-        reason: String,
-        retryable: bool,
+        (reason, retryable): (String, bool),
+        report: AttemptReport,
         now: u64,
         out: &mut Vec<Action>,
     ) {
@@ -117,6 +136,17 @@ impl Run {
             return ignore_stale(id, out);
         }
         accept(i, false, now.saturating_sub(rec.dispatched_ms), out);
+        self.attempts.push((
+            id,
+            AttemptRecord::answered(
+                rec.attempt,
+                AttemptOutcome::Failed,
+                reason.clone(),
+                report,
+                rec.dispatched_ms,
+                now,
+            ),
+        ));
         self.fail_attempt(i, reason, retryable, now, out);
     }
 

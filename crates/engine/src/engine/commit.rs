@@ -93,6 +93,7 @@ impl Engine {
                     attempt: Some(ready.attempt),
                     reason: format!("the Ready event can never be sent: {reason}"),
                     retryable: false,
+                    report: Default::default(),
                 };
                 failures.push((ready.run_id, failed, false));
             }

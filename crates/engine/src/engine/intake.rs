@@ -3,7 +3,7 @@
 
 use super::{BATCH, Engine, Outbox};
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
-use orchestrator_core::scheduler::{Action, Event, Run};
+use orchestrator_core::scheduler::{Action, AttemptReport, Event, Run};
 use orchestrator_protocol::{AttemptStatus, ProgressEvent, ProgressKind, ResultEvent, RunId, Zone};
 
 impl Engine {
@@ -14,12 +14,20 @@ impl Engine {
             .zone
             .or_else(|| Zone::from_legacy_id(r.id.0))
             .map_or("unknown", Zone::short)];
+        let mut report = AttemptReport {
+            worker: r.worker,
+            duration_ms: r.duration_ms,
+            info: String::new(),
+            output: r.output,
+        };
         let event = match r.status {
             AttemptStatus::Loaded => {
                 self.metrics.loaded_received.with_label_values(&zone).inc();
+                report.info = r.info;
                 Event::Loaded {
                     id: r.id,
                     attempt: r.attempt,
+                    report,
                 }
             }
             AttemptStatus::Failed => {
@@ -29,6 +37,7 @@ impl Engine {
                     attempt: r.attempt,
                     reason: r.info,
                     retryable: r.retryable,
+                    report,
                 }
             }
         };

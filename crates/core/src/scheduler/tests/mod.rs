@@ -65,6 +65,7 @@ fn releases_children_once_when_all_parents_loaded() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -76,6 +77,7 @@ fn releases_children_once_when_all_parents_loaded() {
         Event::Loaded {
             id: id(2000),
             attempt: Some(1),
+            report: Default::default(),
         },
         2,
         &mut out,
@@ -85,6 +87,7 @@ fn releases_children_once_when_all_parents_loaded() {
         Event::Loaded {
             id: id(2000),
             attempt: Some(1),
+            report: Default::default(),
         },
         2,
         &mut out,
@@ -101,6 +104,7 @@ fn releases_children_once_when_all_parents_loaded() {
         Event::Loaded {
             id: id(2001),
             attempt: None,
+            report: Default::default(),
         },
         3,
         &mut out,
@@ -110,6 +114,7 @@ fn releases_children_once_when_all_parents_loaded() {
         Event::Loaded {
             id: id(3000),
             attempt: Some(1),
+            report: Default::default(),
         },
         4,
         &mut out,
@@ -118,6 +123,7 @@ fn releases_children_once_when_all_parents_loaded() {
         Event::Loaded {
             id: id(1001),
             attempt: Some(1),
+            report: Default::default(),
         },
         4,
         &mut out,
@@ -140,6 +146,7 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         0,
         &mut out,
@@ -153,6 +160,7 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
                 attempt: Some(attempt),
                 reason: "x".into(),
                 retryable: true,
+                report: Default::default(),
             },
             now,
             &mut out,
@@ -195,6 +203,7 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
         Event::Loaded {
             id: id(2001),
             attempt: Some(1),
+            report: Default::default(),
         },
         now,
         &mut out,
@@ -203,6 +212,7 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
         Event::Loaded {
             id: id(1001),
             attempt: Some(1),
+            report: Default::default(),
         },
         now,
         &mut out,
@@ -227,6 +237,7 @@ fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
             attempt: Some(9),
             reason: "old".into(),
             retryable: true,
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -244,6 +255,7 @@ fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
             attempt: Some(1),
             reason: "bad input".into(),
             retryable: false,
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -260,6 +272,7 @@ fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
         Event::Loaded {
             id: id(4242),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -326,6 +339,7 @@ fn lease_runs_from_started_and_heartbeats_renew_it() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         10_200,
         &mut out,
@@ -375,6 +389,7 @@ fn zone_limit_holds_work_back_in_priority_order() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -382,4 +397,5 @@ fn zone_limit_holds_work_back_in_priority_order() {
     assert!(dispatched(&out).contains(&(4, 1)));
 }
 
+mod attempts_and_retry;
 mod stop_and_resume;

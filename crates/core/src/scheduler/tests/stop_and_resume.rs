@@ -14,6 +14,7 @@ fn cancel_stops_dispatch_but_records_in_flight_results() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         2,
         &mut out,
@@ -25,6 +26,7 @@ fn cancel_stops_dispatch_but_records_in_flight_results() {
             attempt: Some(1),
             reason: "x".into(),
             retryable: true,
+            report: Default::default(),
         },
         2,
         &mut out,
@@ -47,6 +49,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -55,6 +58,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
         Event::Loaded {
             id: id(1001),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -63,6 +67,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
         Event::Loaded {
             id: id(2001),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -73,6 +78,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
             attempt: Some(1),
             reason: "x".into(),
             retryable: true,
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -85,6 +91,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
         Event::Loaded {
             id: id(2000),
             attempt: Some(2),
+            report: Default::default(),
         },
         3,
         &mut out,
@@ -93,6 +100,7 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
         Event::Loaded {
             id: id(3000),
             attempt: Some(1),
+            report: Default::default(),
         },
         3,
         &mut out,
@@ -110,6 +118,7 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
         Event::Loaded {
             id: id(1000),
             attempt: Some(1),
+            report: Default::default(),
         },
         1,
         &mut out,
@@ -153,6 +162,7 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
         Event::Loaded {
             id: id(2000),
             attempt: Some(1),
+            report: Default::default(),
         },
         1_010,
         &mut out,

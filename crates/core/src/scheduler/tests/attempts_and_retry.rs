@@ -1,0 +1,160 @@
+//! Scenario tests of attempt history (one record per ended attempt, with what its worker
+//! said) and of retrying one failed object with the descendants it blocked.
+
+use super::*;
+
+fn failed(object: u64, attempt: u32, reason: &str, retryable: bool) -> Event {
+    Event::Failed {
+        id: id(object),
+        attempt: Some(attempt),
+        reason: reason.into(),
+        retryable,
+        report: AttemptReport {
+            worker: "w1".into(),
+            duration_ms: 5,
+            info: String::new(),
+            output: format!("out of {object}/{attempt}"),
+        },
+    }
+}
+
+fn loaded(object: u64, attempt: u32) -> Event {
+    Event::Loaded {
+        id: id(object),
+        attempt: Some(attempt),
+        report: AttemptReport {
+            worker: "w2".into(),
+            duration_ms: 3,
+            info: "rows=1".into(),
+            output: String::new(),
+        },
+    }
+}
+
+#[test]
+fn every_ended_attempt_is_in_a_delta_once_with_what_its_worker_said() {
+    let config = SchedulerConfig {
+        max_retries: 1,
+        ..SchedulerConfig::default()
+    };
+    let mut run = new_run(diamond(), config, 1);
+    let mut out = Vec::new();
+    run.start(10, &mut out);
+    run.handle(failed(1000, 1, "boom", true), 20, &mut out);
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    assert_eq!(delta.attempts.len(), 1);
+    let (object, a) = &delta.attempts[0];
+    assert_eq!(*object, id(1000));
+    assert_eq!(
+        (a.attempt, a.outcome, a.reason.as_str(), a.worker.as_str()),
+        (1, AttemptOutcome::Failed, "boom", "w1")
+    );
+    assert_eq!((a.dispatched_ms, a.started_ms, a.ended_ms), (10, 15, 20));
+    assert_eq!(a.output, "out of 1000/1");
+    // The retry comes due and loads: its record, and nothing of the first again.
+    run.tick(1_000_000, &mut out);
+    run.handle(loaded(1000, 2), 1_000_010, &mut out);
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    let attempts: Vec<_> = delta
+        .attempts
+        .iter()
+        .map(|(o, a)| (o.0, a.attempt, a.outcome, a.info.as_str()))
+        .collect();
+    assert_eq!(attempts, [(1000, 2, AttemptOutcome::Loaded, "rows=1")]);
+    // A result for an attempt already answered leaves no record.
+    run.handle(loaded(1000, 2), 1_000_020, &mut out);
+    assert!(run.take_delta().is_none_or(|d| d.attempts.is_empty()));
+}
+
+#[test]
+fn an_expired_lease_is_an_attempt_of_its_own() {
+    let config = SchedulerConfig {
+        lease_ms: 100,
+        ..SchedulerConfig::default()
+    };
+    let mut run = new_run(diamond(), config, 1);
+    let mut out = Vec::new();
+    run.start(0, &mut out);
+    run.handle(
+        Event::Started {
+            id: id(1000),
+            attempt: 1,
+        },
+        1,
+        &mut out,
+    );
+    run.take_delta();
+    run.tick(500, &mut out);
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    let expired: Vec<_> = delta
+        .attempts
+        .iter()
+        .map(|(o, a)| (o.0, a.attempt, a.outcome))
+        .collect();
+    assert_eq!(expired, [(1000, 1, AttemptOutcome::Expired)]);
+}
+
+/// The diamond with a second failure: b(2000) fails for good, so d(3000) is blocked twice
+/// over once c(2001) fails too.
+fn diamond_with_failures(fail_c: bool) -> Run {
+    let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
+    let mut out = Vec::new();
+    run.start(0, &mut out);
+    run.handle(loaded(1000, 1), 1, &mut out);
+    run.handle(loaded(1001, 1), 1, &mut out);
+    run.handle(failed(2000, 1, "bad", false), 2, &mut out);
+    if fail_c {
+        run.handle(failed(2001, 1, "bad too", false), 2, &mut out);
+    }
+    run
+}
+
+#[test]
+fn retrying_one_object_runs_it_and_what_it_alone_blocked() {
+    let mut run = diamond_with_failures(false);
+    let mut out = Vec::new();
+    if !run.is_finished() {
+        run.handle(loaded(2001, 1), 3, &mut out);
+    }
+    assert!(run.is_finished());
+    assert_eq!(run.record(3).state, ObjectState::UpstreamFailed);
+    run.take_delta();
+    out.clear();
+    assert_eq!(run.retry_object(id(2000), 10, &mut out), Ok(2));
+    assert_eq!(run.status(), RunStatus::Running);
+    assert_eq!(dispatched(&out), [(1, 2)]);
+    assert_eq!(run.record(3).state, ObjectState::Waiting);
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    assert_eq!(delta.dead_letters_removed, [id(2000)]);
+    // What loaded is untouched.
+    assert_eq!(run.record(0).attempt, 1);
+    run.handle(loaded(2000, 2), 11, &mut out);
+    run.handle(loaded(3000, 1), 12, &mut out);
+    assert!(run.is_finished());
+    assert_eq!(run.summary().loaded, 5);
+}
+
+#[test]
+fn a_descendant_another_failure_still_blocks_stays_blocked() {
+    let mut run = diamond_with_failures(true);
+    assert!(run.is_finished());
+    let mut out = Vec::new();
+    assert_eq!(run.retry_object(id(2000), 10, &mut out), Ok(1));
+    assert_eq!(run.record(3).state, ObjectState::UpstreamFailed);
+    run.handle(loaded(2000, 2), 11, &mut out);
+    assert!(run.is_finished(), "nothing waits on a blocked object");
+    // Refusals name the object and why.
+    assert_eq!(
+        run.retry_object(id(1000), 12, &mut out),
+        Err(RetryRefused::NotFailed {
+            id: id(1000),
+            state: "loaded"
+        })
+    );
+    assert_eq!(
+        run.retry_object(id(9), 12, &mut out),
+        Err(RetryRefused::UnknownObject(id(9)))
+    );
+    // Retrying the other failure now frees the last one.
+    assert_eq!(run.retry_object(id(2001), 13, &mut out), Ok(2));
+}

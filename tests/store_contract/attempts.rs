@@ -1,0 +1,111 @@
+//! The contract's part on attempt history and single dead letters: every ended attempt of an
+//! object read back in order with every field, kept apart per run and object; one object's
+//! dead letter removed alone.
+
+use super::*;
+use orchestrator_core::scheduler::AttemptRecord;
+
+pub(crate) fn attempt(n: u32, outcome: AttemptOutcome, output: &str) -> AttemptRecord {
+    AttemptRecord {
+        attempt: n,
+        outcome,
+        reason: if outcome == AttemptOutcome::Loaded {
+            String::new()
+        } else {
+            format!("exit 1: failure {n}")
+        },
+        info: String::new(),
+        worker: "worker-7".into(),
+        dispatched_ms: 100 * u64::from(n),
+        started_ms: 100 * u64::from(n) + 5,
+        ended_ms: 100 * u64::from(n) + 50,
+        duration_ms: 45,
+        output: output.to_string(),
+    }
+}
+
+pub(crate) async fn attempts_are_kept_per_object_and_letters_go_one_by_one(store: &dyn StateStore) {
+    let run = RunId::new("run-a");
+    let other = RunId::new("run-b");
+    let first = attempt(1, AttemptOutcome::Failed, "line 1\nline é 2\n");
+    let second = attempt(2, AttemptOutcome::Expired, "");
+    let third = attempt(3, AttemptOutcome::Loaded, "done");
+    let letter = |id: u64| DeadLetter {
+        id: ObjectId(id),
+        attempt: 1,
+        reason: "bad".into(),
+        at_ms: 5,
+    };
+    store
+        .apply(&[
+            Transition::Run(Box::new(meta("run-a", 1))),
+            Transition::Run(Box::new(meta("run-b", 2))),
+            Transition::Object {
+                run: run.clone(),
+                id: ObjectId(1001),
+                record: record(ObjectState::Loaded, 3),
+            },
+            Transition::Object {
+                run: other.clone(),
+                id: ObjectId(1001),
+                record: record(ObjectState::Failed, 1),
+            },
+            Transition::Attempts {
+                run: run.clone(),
+                attempts: vec![
+                    (ObjectId(1001), first.clone()),
+                    (ObjectId(1001), second.clone()),
+                ],
+            },
+            Transition::Attempts {
+                run: other.clone(),
+                attempts: vec![(ObjectId(1001), attempt(1, AttemptOutcome::Failed, "b"))],
+            },
+            Transition::DeadLetter {
+                run: run.clone(),
+                letter: letter(2001),
+            },
+            Transition::DeadLetter {
+                run: run.clone(),
+                letter: letter(2002),
+            },
+        ])
+        .await
+        .unwrap();
+    // A later batch adds the third attempt and removes one letter.
+    store
+        .apply(&[
+            Transition::DeadLetterRemoved {
+                run: run.clone(),
+                id: ObjectId(2001),
+            },
+            Transition::Attempts {
+                run: run.clone(),
+                attempts: vec![(ObjectId(1001), third.clone())],
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attempts(&run, ObjectId(1001)).await.unwrap(),
+        vec![first, second, third]
+    );
+    let b = store.attempts(&other, ObjectId(1001)).await.unwrap();
+    assert_eq!((b.len(), b[0].output.as_str()), (1, "b"));
+    assert!(store.attempts(&run, ObjectId(9)).await.unwrap().is_empty());
+    assert!(
+        store
+            .attempts(&RunId::new("nope"), ObjectId(1001))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let letters: Vec<u64> = store
+        .dead_letters(&run)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.id.0)
+        .collect();
+    assert_eq!(letters, [2002]);
+}
