@@ -38,9 +38,9 @@ fn runs_are_submitted_followed_listed_shown_and_cancelled_from_the_command_line(
     let _workers = cluster.workers("simulate:5");
     cluster.wait_ready(&base);
 
-    // Without the token: refused, exit 2, and nothing runs.
+    // Without the token: refused, exit 3, and nothing runs.
     let out = client(&base, None, &["submit", file, "--wait"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
 
     // Submitted and followed to its end: every object loaded, exit 0.
@@ -80,7 +80,11 @@ fn runs_are_submitted_followed_listed_shown_and_cancelled_from_the_command_line(
     let out = client(&base, Some(TOKEN), &["runs", "show", "run-none"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 
-    // Nothing listens: exit 4.
+    // Nothing listens: exit 3, with a message that names the server.
     let out = client("http://127.0.0.1:9", Some(TOKEN), &["runs", "list"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("127.0.0.1:9"), "{}", text(&out.stderr));
+    // A wrong token: exit 3 as well.
+    let out = client(&base, Some("not-the-token"), &["runs", "list"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }

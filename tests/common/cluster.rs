@@ -112,6 +112,7 @@ impl Cluster {
             .env("TOPIC_PROGRESS", format!("{p}.progress"))
             .env("TOPIC_FAILED", format!("{p}.failed"))
             .env("TOPIC_DLQ", format!("{p}.dlq"))
+            .env("TOPIC_CONTROL", format!("{p}.control"))
             .env("READY_TOPIC_PER_ZONE", self.ready_per_zone.to_string())
             .env("KAFKA_PARTITIONS", self.partitions.to_string())
             .env("LOG_LEVEL", "info")

@@ -24,6 +24,9 @@ pub struct KafkaArgs {
     /// Topic of dead letters and unreadable messages.
     #[arg(long, env = "TOPIC_DLQ", default_value = "event.load.dlq")]
     pub topic_dlq: String,
+    /// Topic of messages to every worker (a cancelled run's attempts are stopped).
+    #[arg(long, env = "TOPIC_CONTROL", default_value = "event.load.control")]
+    pub topic_control: String,
     /// One Ready topic per zone (`<TOPIC_READY>.raw`, …) so each layer reads only its own work.
     #[arg(long, env = "READY_TOPIC_PER_ZONE")]
     pub ready_topic_per_zone: bool,
@@ -58,6 +61,7 @@ impl KafkaArgs {
         s.topic_progress = self.topic_progress.clone();
         s.topic_failed = self.topic_failed.clone();
         s.topic_dlq = self.topic_dlq.clone();
+        s.topic_control = self.topic_control.clone();
         s.ready_per_zone = self.ready_topic_per_zone;
         s.partitions = self.kafka_partitions.max(1);
         s.fetch_wait_max_ms = self.kafka_fetch_wait_max_ms;

@@ -26,6 +26,9 @@ pub enum Membership {
     /// Reads every partition itself, resuming from the group's committed offsets (the single
     /// orchestrator that reads results).
     AssignAll,
+    /// Reads every partition itself from the end, with no group: every such consumer sees
+    /// every message published after it started (control messages to every worker).
+    Broadcast,
 }
 
 /// Which events of the topic are for this consumer.
@@ -90,7 +93,12 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                     stats.clone(),
                 );
             }
-            Membership::AssignAll => {
+            Membership::AssignAll | Membership::Broadcast => {
+                let from = if membership == Membership::Broadcast {
+                    Offset::End
+                } else {
+                    Offset::Stored
+                };
                 // Every partition, from the group's committed offsets, with no group to join:
                 // a successor takes over at once, with no dead member's partitions to wait for.
                 let mut list = TopicPartitionList::new();
@@ -101,7 +109,7 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                         .map_err(|e| classify(&e))?;
                     for t in metadata.topics() {
                         for p in t.partitions() {
-                            list.add_partition_offset(topic, p.id(), Offset::Stored)
+                            list.add_partition_offset(topic, p.id(), from)
                                 .map_err(backend)?;
                         }
                     }

@@ -5,6 +5,7 @@
 
 mod args;
 mod consumer;
+mod errors;
 mod legacy;
 mod rebalance;
 mod rejoin;
@@ -15,8 +16,12 @@ pub use consumer::{EventFilter, KafkaConsumer, Membership};
 pub use settings::KafkaSettings;
 
 use async_trait::async_trait;
+pub(crate) use errors::{backend, classify};
+use errors::{is_permanent, is_too_large, too_large_reason};
 use orchestrator_bus::{Bus, BusError, Consumer, Published, Unsent};
-use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone};
+use orchestrator_protocol::{
+    ControlEvent, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone,
+};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -44,10 +49,6 @@ pub struct KafkaBus {
     stats: Arc<KafkaStats>,
 }
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> BusError {
-    BusError::Backend(e.to_string())
-}
-
 /// Broker metadata through `producer`'s connections: the topics that exist (blocking: run it
 /// off the async threads).
 fn metadata(
@@ -63,43 +64,6 @@ fn metadata(
         .collect())
 }
 
-/// Whether an error is final for the events sent: they, or the configuration, are wrong, and
-/// sending them again cannot help. Any other error (the broker down, slow, moving a leader, or
-/// failing in a way it does not explain) may go away by itself; a producer left unusable
-/// (librdkafka's fatal idempotence errors) is replaced before the next try.
-fn is_permanent(code: RDKafkaErrorCode) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(
-        code,
-        InvalidMessage
-            | InvalidMessageSize
-            | MessageSizeTooLarge
-            | MessageBatchTooLarge
-            | InvalidRecord
-            | InvalidTimestamp
-            | InvalidTopic
-            | InvalidRequiredAcks
-            | InvalidConfig
-            | InvalidArgument
-            | InvalidType
-            | BadMessage
-            | BadCompression
-            | UnsupportedCompressionType
-            | UnsupportedVersion
-            | UnsupportedForMessageFormat
-            | UnsupportedFeature
-            | NotImplemented
-            | PolicyViolation
-            | TopicAuthorizationFailed
-            | ClusterAuthorizationFailed
-            | SaslAuthenticationFailed
-            | UnsupportedSASLMechanism
-            | Authentication
-            | KeySerialization
-            | ValueSerialization
-    )
-}
-
 /// What became of one event of a publish.
 enum Fate {
     Sent,
@@ -107,30 +71,6 @@ enum Fate {
     Failed,
     /// Can never be sent, and why.
     Rejected(String),
-}
-
-/// Whether `e` says the message is larger than the producer or the broker takes: sending it
-/// again cannot help, but the other events of the publish are not concerned.
-fn is_too_large(e: &KafkaError) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(MessageSizeTooLarge | InvalidMessageSize | MessageBatchTooLarge)
-    )
-}
-
-fn too_large_reason(e: &KafkaError, size: usize) -> String {
-    format!(
-        "the message ({size} bytes) is more than the bus's message limit ({e}); raise message.max.bytes in KAFKA_PROPERTIES and on the broker, or lower MAX_OBJECT_BYTES"
-    )
-}
-
-/// A Kafka error as a bus error: [`BusError::Unavailable`] when trying again may succeed.
-pub(crate) fn classify(e: &KafkaError) -> BusError {
-    match e.rdkafka_error_code() {
-        Some(code) if is_permanent(code) => BusError::Backend(e.to_string()),
-        _ => BusError::Unavailable(e.to_string()),
-    }
 }
 
 impl KafkaBus {
@@ -467,6 +407,22 @@ impl Bus for KafkaBus {
             std::slice::from_ref(&self.settings.topic_progress),
             &group,
             Membership::AssignAll,
+            None,
+        )
+    }
+    async fn publish_control(&self, events: Vec<ControlEvent>) -> Published<ControlEvent> {
+        let topics = [self.settings.topic_control.as_str()];
+        self.send_all(events, |_| &topics).await
+    }
+    async fn control_consumer(
+        &self,
+        member: &str,
+    ) -> Result<Box<dyn Consumer<ControlEvent>>, BusError> {
+        self.consumer(
+            self.settings.clone(),
+            std::slice::from_ref(&self.settings.topic_control),
+            &format!("control.{member}"),
+            Membership::Broadcast,
             None,
         )
     }

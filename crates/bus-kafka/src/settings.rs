@@ -23,6 +23,8 @@ pub struct KafkaSettings {
     pub topic_failed: String,
     /// `TOPIC_DLQ` (default `event.load.dlq`): dead letters and unreadable messages.
     pub topic_dlq: String,
+    /// `TOPIC_CONTROL` (default `event.load.control`): messages to every worker.
+    pub topic_control: String,
     /// One Ready topic per zone (`event.load.ready.raw`, …) so each layer reads only its work.
     pub ready_per_zone: bool,
     /// `KAFKA_PARTITIONS`: partitions of the topics created at start-up.
@@ -46,6 +48,7 @@ impl KafkaSettings {
             topic_progress: "event.load.progress".into(),
             topic_failed: "event.load.failed".into(),
             topic_dlq: "event.load.dlq".into(),
+            topic_control: "event.load.control".into(),
             ready_per_zone: false,
             partitions: 3,
             fetch_wait_max_ms: 10,
@@ -75,6 +78,7 @@ impl KafkaSettings {
             self.topic_progress.clone(),
             self.topic_failed.clone(),
             self.topic_dlq.clone(),
+            self.topic_control.clone(),
         ]);
         t
     }

@@ -22,6 +22,7 @@ async fn bus(kafka: &services::TestKafka, name: &str, per_zone: bool) -> KafkaBu
     s.topic_progress = format!("{p}.progress");
     s.topic_failed = format!("{p}.failed");
     s.topic_dlq = format!("{p}.dlq");
+    s.topic_control = format!("{p}.control");
     s.ready_per_zone = per_zone;
     s.partitions = 2;
     s.fetch_wait_max_ms = 10;
@@ -58,6 +59,13 @@ async fn consumers_of_one_group_share_the_work() {
 async fn every_group_sees_every_event() {
     let kafka = services::kafka();
     contract::every_group_sees_every_event(&bus(&kafka, "fanout", false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_consumer_sees_every_control_message() {
+    let kafka = services::kafka();
+    let bus = bus(&kafka, "control", false).await;
+    contract::every_control_consumer_sees_every_control_message(&bus).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,6 +182,7 @@ async fn an_event_too_large_for_a_message_is_refused_alone_and_the_others_go_out
     s.topic_progress = format!("{p}.progress");
     s.topic_failed = format!("{p}.failed");
     s.topic_dlq = format!("{p}.dlq");
+    s.topic_control = format!("{p}.control");
     s.fetch_wait_max_ms = 10;
     s.properties
         .push(("message.max.bytes".into(), "100000".into()));

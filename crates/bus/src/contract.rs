@@ -5,8 +5,8 @@
 
 use crate::{AckToken, Bus, Consumer, Delivery};
 use orchestrator_protocol::{
-    ObjectId, ProgressEvent, ProgressKind, RawJson, ReadyEvent, ResultEvent, RunId, SCHEMA_VERSION,
-    Zone,
+    ControlEvent, ObjectId, ProgressEvent, ProgressKind, RawJson, ReadyEvent, ResultEvent, RunId,
+    SCHEMA_VERSION, Zone,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -212,6 +212,61 @@ pub async fn results_and_progress_round_trip(bus: &dyn Bus) {
         (ObjectId(1001), Some(1), false, 12)
     );
     assert_eq!(got[0].info, "boom");
+    // A handler's output travels with its result, whole.
+    let output = "line 1\nline é 2\n".repeat(100);
+    bus.publish_results(vec![
+        ResultEvent::loaded(&r, "ok".into(), 3, "w1").with_output(output.clone()),
+    ])
+    .await
+    .unwrap();
+    let got = next(&mut *results).await;
+    assert_eq!(got[0].output, output);
+}
+
+/// Every control consumer sees every control message published once it is reading (a
+/// consumer starts from the end: a message published while it was being made may come
+/// before it reads, so the check first waits until each one sees a probe).
+pub async fn every_control_consumer_sees_every_control_message(bus: &dyn Bus) {
+    let mut a = bus.control_consumer("w1").await.unwrap();
+    let mut b = bus.control_consumer("w2").await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for consumer in [&mut a, &mut b] {
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "no probe arrived");
+            bus.publish_control(vec![ControlEvent::cancel_run(RunId::new("probe"))])
+                .await
+                .unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(1), consumer.next_batch(100)).await;
+            if let Ok(batch) = got {
+                consumer.ack(tokens(&batch.unwrap())).await.unwrap();
+                break;
+            }
+        }
+    }
+    let runs = ["run-x", "run-y", "run-z"];
+    bus.publish_control(
+        runs.iter()
+            .map(|r| ControlEvent::cancel_run(RunId::new(*r)))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    for consumer in [&mut a, &mut b] {
+        let mut seen = BTreeSet::new();
+        while seen.len() < runs.len() {
+            let batch = tokio::time::timeout_at(deadline, consumer.next_batch(100))
+                .await
+                .expect("the control messages arrive")
+                .unwrap();
+            seen.extend(
+                batch
+                    .iter()
+                    .map(|d| d.event.run_id.to_string())
+                    .filter(|r| r != "probe"),
+            );
+        }
+        assert_eq!(seen, runs.iter().map(|r| r.to_string()).collect());
+    }
 }
 
 /// What a consumer took but did not acknowledge comes again to the next consumer of its group;

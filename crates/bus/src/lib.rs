@@ -9,7 +9,9 @@ pub mod retry;
 pub use memory::MemoryBus;
 
 use async_trait::async_trait;
-use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone};
+use orchestrator_protocol::{
+    ControlEvent, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -128,4 +130,12 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         group: &str,
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError>;
+    /// Messages to every worker (a cancelled run).
+    async fn publish_control(&self, events: Vec<ControlEvent>) -> Published<ControlEvent>;
+    /// Every control message published from now on, whoever else reads them: each consumer
+    /// sees them all (`member` names this one, for the broker's bookkeeping).
+    async fn control_consumer(
+        &self,
+        member: &str,
+    ) -> Result<Box<dyn Consumer<ControlEvent>>, BusError>;
 }

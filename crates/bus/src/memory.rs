@@ -5,7 +5,9 @@
 
 use crate::{AckToken, Bus, BusError, Consumer, Delivery, Published, Unsent};
 use async_trait::async_trait;
-use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone};
+use orchestrator_protocol::{
+    ControlEvent, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Zone,
+};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -101,6 +103,9 @@ pub struct MemoryBus {
     ready: [Topic<ReadyEvent>; 3],
     results: Topic<ResultEvent>,
     progress: Topic<ProgressEvent>,
+    /// Control messages: every consumer joins a group of its own, so each sees them all.
+    control: Topic<ControlEvent>,
+    control_members: std::sync::atomic::AtomicU64,
     /// Objects that failed for good; nobody in the process consumes them.
     failed: Mutex<Vec<FailedEvent>>,
 }
@@ -111,6 +116,8 @@ impl Default for MemoryBus {
             ready: [Topic::new(), Topic::new(), Topic::new()],
             results: Topic::new(),
             progress: Topic::new(),
+            control: Topic::new(),
+            control_members: Default::default(),
             failed: Mutex::default(),
         }
     }
@@ -128,6 +135,7 @@ impl MemoryBus {
         }
         self.results.close();
         self.progress.close();
+        self.control.close();
     }
 
     /// The failed-for-good events published so far.
@@ -250,5 +258,18 @@ impl Bus for MemoryBus {
         group: &str,
     ) -> Result<Box<dyn Consumer<ProgressEvent>>, BusError> {
         Ok(Box::new(ChannelConsumer::new(self.progress.join(group))))
+    }
+    async fn publish_control(&self, events: Vec<ControlEvent>) -> Published<ControlEvent> {
+        self.control.publish(events).map_err(Unsent::fatal)
+    }
+    async fn control_consumer(
+        &self,
+        member: &str,
+    ) -> Result<Box<dyn Consumer<ControlEvent>>, BusError> {
+        let n = self
+            .control_members
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let group = format!("{member}#{n}");
+        Ok(Box::new(ChannelConsumer::new(self.control.join(&group))))
     }
 }

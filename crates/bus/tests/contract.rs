@@ -38,3 +38,8 @@ async fn a_closed_bus_ends_consumers() {
     bus.close();
     assert!(c.next_batch(5).await.unwrap_or_default().is_empty());
 }
+
+#[tokio::test]
+async fn every_control_consumer_sees_every_control_message() {
+    contract::every_control_consumer_sees_every_control_message(&MemoryBus::new()).await;
+}

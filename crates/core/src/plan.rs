@@ -303,7 +303,8 @@ impl Plan {
     }
 }
 
-fn escape_dot(s: &str) -> String {
+/// A text inside a DOT string, its quotes and backslashes escaped.
+pub fn escape_dot(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 

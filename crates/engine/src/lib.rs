@@ -4,8 +4,12 @@
 
 pub mod clock;
 mod engine;
+pub mod graph_view;
 pub mod metrics;
+pub mod object_view;
 pub mod open;
 pub mod run_view;
 
-pub use engine::{DriveOptions, Engine, EngineCommand, EngineError, ProgressView};
+pub use engine::{
+    DriveOptions, Engine, EngineCommand, EngineError, ProgressView, RerunAnswer, RerunRefused,
+};

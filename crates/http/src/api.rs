@@ -3,6 +3,7 @@
 //! memory, as they stand now; finished ones from the store.
 
 use crate::api_body::{SubmitBudget, read_body};
+use crate::api_objects;
 use crate::auth::{ApiTokens, require_token};
 use crate::role::{Role, SharedRole};
 use axum::Json;
@@ -55,6 +56,17 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         .route("/api/runs", post(submit).get(list))
         .route("/api/runs/{id}", get(inspect))
         .route("/api/runs/{id}/cancel", post(cancel))
+        .route("/api/runs/{id}/rerun", post(api_objects::rerun))
+        .route("/api/runs/{id}/graph", get(api_objects::graph))
+        .route("/api/runs/{id}/objects/{oid}", get(api_objects::object))
+        .route(
+            "/api/runs/{id}/objects/{oid}/retry",
+            post(api_objects::retry),
+        )
+        .route(
+            "/api/runs/{id}/objects/{oid}/attempts/{n}/output",
+            get(api_objects::attempt_output),
+        )
         .layer(axum::middleware::from_fn(move |request, next: Next| {
             let role = standby_state.role.clone();
             async move {
@@ -74,11 +86,33 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// An answer other than success: its status and what went wrong (`{"error": …}`).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.message)
+    }
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn engine_gone() -> Response {
+pub(crate) fn engine_gone() -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "the orchestrator is shutting down",

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_body;
+mod api_objects;
 pub mod auth;
 pub mod embedded;
 pub mod role;

@@ -56,7 +56,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Submits FILE to a running `serve` (its runs API); with --wait, follows the run to its end.
     Submit(SubmitArgs),
-    /// Lists, shows and cancels the runs of a running `serve` (its runs API).
+    /// The runs of a running `serve` (its runs API): list, show, cancel, rerun, retry, logs.
     Runs(RunsArgs),
     /// Prints the configuration `serve` would run with (command line > environment > config
     /// file > defaults), each setting with where it came from; secrets are hidden.
@@ -212,6 +212,11 @@ pub struct RunArgs {
     /// An attempt running longer is stopped (its program killed) and retried.
     #[arg(long, env = "TASK_TIMEOUT_SECONDS")]
     pub task_timeout_seconds: Option<u64>,
+    /// Bytes of each attempt's output kept (a program's stdout and stderr, a response's
+    /// body): the head and the tail, with a marker between.
+    #[arg(long, env = "ATTEMPT_OUTPUT_BYTES", default_value_t = 65536,
+          value_parser = clap::value_parser!(u32).range(0..=524_288))]
+    pub attempt_output_bytes: u32,
     /// Seed of retry jitter and of `simulate` (random when not given).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -377,6 +382,9 @@ pub struct StatusArgs {
     /// One run (default: the latest).
     #[arg(long)]
     pub run: Option<String>,
+    /// One object of the run: its state and every attempt with its output (as `runs logs`).
+    #[arg(long, value_name = "ID")]
+    pub object: Option<u64>,
     /// Print JSON, with every object's state.
     #[arg(long)]
     pub json: bool,
@@ -438,6 +446,30 @@ pub enum RunsCommand {
     },
     /// One run: its status, counts and summary.
     Show { run: String },
-    /// Cancels a run: nothing new is dispatched.
+    /// Cancels a run: nothing new is dispatched, and the attempts in flight are stopped.
     Cancel { run: String },
+    /// Runs every failed, upstream-failed and cancelled object of a finished run again (new
+    /// attempts; what loaded is not touched).
+    Rerun {
+        run: String,
+        /// Follow the run to its end (exit 0: every object loaded, 1: not).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Runs one failed object again, with the descendants it blocked.
+    Retry {
+        run: String,
+        object: u64,
+        /// Follow the run to its end (exit 0: every object loaded, 1: not).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// One object's state and every attempt: worker, times, outcome, reason and output.
+    Logs {
+        run: String,
+        object: u64,
+        /// Only this attempt.
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
 }

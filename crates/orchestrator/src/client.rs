@@ -81,7 +81,52 @@ impl RunsClient {
         )
     }
 
+    /// `POST /api/runs/{id}/rerun`: every failure again.
+    pub fn rerun(&self, run: &str) -> Result<Value, ClientError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/runs/{run}/rerun", self.base)),
+        )
+    }
+
+    /// `POST /api/runs/{id}/objects/{oid}/retry`: one failed object and what it blocked.
+    pub fn retry(&self, run: &str, object: u64) -> Result<Value, ClientError> {
+        let url = format!("{}/api/runs/{run}/objects/{object}/retry", self.base);
+        self.send(self.http.post(url))
+    }
+
+    /// `GET /api/runs/{id}/objects/{oid}`: its definition, state and attempts.
+    pub fn object(&self, run: &str, object: u64) -> Result<Value, ClientError> {
+        let url = format!("{}/api/runs/{run}/objects/{object}", self.base);
+        self.send(self.http.get(url))
+    }
+
+    /// `GET /api/runs/{id}/objects/{oid}/attempts/{n}/output`, as text.
+    pub fn output(&self, run: &str, object: u64, attempt: u32) -> Result<String, ClientError> {
+        let url = format!(
+            "{}/api/runs/{run}/objects/{object}/attempts/{attempt}/output",
+            self.base
+        );
+        let answer = self.answer(self.http.get(url))?;
+        answer.text().map_err(|source| ClientError::Decode {
+            url: self.base.clone(),
+            source,
+        })
+    }
+
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, ClientError> {
+        let answer = self.answer(request)?;
+        answer.json().map_err(|source| ClientError::Decode {
+            url: self.base.clone(),
+            source,
+        })
+    }
+
+    /// Sends with the token; a success as it came, an error status as its message.
+    fn answer(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
         let request = match &self.token {
             Some(t) => request.bearer_auth(t),
             None => request,
@@ -92,12 +137,12 @@ impl RunsClient {
             source,
         })?;
         let status = answer.status();
+        if status.is_success() {
+            return Ok(answer);
+        }
         let body: Value = answer
             .json()
             .map_err(|source| ClientError::Decode { url, source })?;
-        if status.is_success() {
-            return Ok(body);
-        }
         let message = body["error"]
             .as_str()
             .map_or_else(|| body.to_string(), str::to_string);

@@ -16,8 +16,8 @@ use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::{Metrics, MetricsError};
 use orchestrator_engine::open::{OpenError, new_header, open_snapshot};
 use orchestrator_http::embedded::{HttpState, serve};
-use orchestrator_protocol::Zone;
-use orchestrator_store::{StateStore, StoreSettings, open_store_with};
+use orchestrator_protocol::{ObjectId, Zone};
+use orchestrator_store::{AttemptRecord, StateStore, StoreSettings, open_store_with};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +50,8 @@ pub struct EmbeddedRun {
     pub max_workers: usize,
     pub heartbeat: Duration,
     pub task_timeout: Option<Duration>,
+    /// Bytes of each attempt's output kept (`ATTEMPT_OUTPUT_BYTES`).
+    pub output_bytes: usize,
     /// Serve health and metrics on this address.
     pub http: Option<String>,
     pub progress: ProgressMode,
@@ -60,10 +62,15 @@ pub struct EmbeddedOutcome {
     pub header: RunHeader,
     pub summary: RunSummary,
     pub dead_letters: Vec<DeadLetter>,
+    /// The attempts of the first objects that failed for good (see [`SHOWN_FAILURES`]).
+    pub failures: Vec<(ObjectId, Vec<AttemptRecord>)>,
     pub elapsed: Duration,
     /// It was already finished: nothing ran.
     pub already_finished: bool,
 }
+
+/// Objects that failed for good whose attempts an embedded run reports at its end.
+pub const SHOWN_FAILURES: usize = 5;
 
 /// Runs it to its end, or until `interrupt` fires (then the attempts in flight finish and the run
 /// is stored as interrupted).
@@ -159,9 +166,15 @@ async fn outcome(
     elapsed: Duration,
     already_finished: bool,
 ) -> Result<EmbeddedOutcome, AppError> {
+    let dead_letters = store.dead_letters(&header.run_id).await?;
+    let mut failures = Vec::new();
+    for d in dead_letters.iter().take(SHOWN_FAILURES) {
+        failures.push((d.id, store.attempts(&header.run_id, d.id).await?));
+    }
     Ok(EmbeddedOutcome {
         summary: header.counts.summary(),
-        dead_letters: store.dead_letters(&header.run_id).await?,
+        dead_letters,
+        failures,
         header,
         elapsed,
         already_finished,
@@ -177,7 +190,10 @@ fn spawn_workers(
 ) -> Result<Vec<tokio::task::JoinHandle<Result<(), worker_runtime::WorkerError>>>, AppError> {
     let mut workers = Vec::new();
     for zone in Zone::ALL {
-        let handler = embedded.handlers.spec(zone).build(seed)?;
+        let handler = embedded
+            .handlers
+            .spec(zone)
+            .build_keeping(seed, embedded.output_bytes)?;
         let mut wc = WorkerConfig::new(zone);
         wc.max_workers = embedded.max_workers.max(1);
         wc.heartbeat_interval = embedded.heartbeat;

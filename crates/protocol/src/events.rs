@@ -269,6 +269,35 @@ impl ProgressEvent {
     }
 }
 
+/// What the orchestrator tells every worker at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlKind {
+    /// The run was cancelled: stop its attempts (a program is killed, a request dropped) and
+    /// answer them failed; take none of its Ready events that still come.
+    CancelRun,
+}
+
+/// A message to every worker, on its own topic (`TOPIC_CONTROL`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlEvent {
+    pub event: ControlKind,
+    pub run_id: RunId,
+    pub ts: u64,
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+}
+
+impl ControlEvent {
+    pub fn cancel_run(run_id: RunId) -> Self {
+        ControlEvent {
+            event: ControlKind::CancelRun,
+            run_id,
+            ts: unix_seconds(),
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,8 @@ mod trace;
 mod zone;
 
 pub use events::{
-    AttemptStatus, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent, ResultEvent,
-    SCHEMA_VERSION, unix_seconds,
+    AttemptStatus, ControlEvent, ControlKind, FailedEvent, ProgressEvent, ProgressKind, ReadyEvent,
+    ResultEvent, SCHEMA_VERSION, unix_seconds,
 };
 pub use ids::{ObjectId, RunId};
 pub use raw_json::RawJson;

@@ -2,7 +2,7 @@
 //! trace) and the attempt (the span), so the orchestrator and every worker put the same context
 //! on the messages of an attempt without passing it along.
 
-use crate::{FailedEvent, ObjectId, ProgressEvent, ReadyEvent, ResultEvent, RunId};
+use crate::{ControlEvent, FailedEvent, ObjectId, ProgressEvent, ReadyEvent, ResultEvent, RunId};
 
 /// FNV-1a, 64 bits, over `parts` (seeded so that two seeds give independent halves).
 fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
@@ -59,6 +59,19 @@ traced!(ReadyEvent, |e| e.attempt);
 traced!(ResultEvent, |e| e.attempt.unwrap_or(0));
 traced!(ProgressEvent, |e| e.attempt);
 traced!(FailedEvent, |e| e.attempt);
+
+/// A control message belongs to a run, no object.
+impl Traced for ControlEvent {
+    fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+    fn object_id(&self) -> ObjectId {
+        ObjectId(0)
+    }
+    fn attempt_number(&self) -> u32 {
+        0
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -69,8 +69,10 @@ impl Handler for CommandHandler {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A timed-out attempt drops this future: the child is killed with it.
+            // A timed-out or cancelled attempt drops this future: the child is killed with it,
+            // and the programs it started with it (its process group, see `KillGroup`).
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
         {
             Ok(c) => c,
@@ -89,8 +91,10 @@ impl Handler for CommandHandler {
                 let _ = stdin.write_all(&body).await;
             });
         }
+        let mut group = KillGroup(child.id());
         let pipes = (child.stdout.take(), child.stderr.take());
         let (captured, status) = tokio::join!(capture(pipes, self.kept_bytes), child.wait());
+        group.0 = None; // it ended by itself
         let output = captured.output.text();
         let status = match status {
             Ok(s) => s,
@@ -136,6 +140,25 @@ impl Handler for CommandHandler {
         format!("command:{} {}", self.program, self.args.join(" "))
             .trim_end()
             .to_string()
+    }
+}
+
+/// Kills a program's process group when its attempt is dropped before the program ended (a
+/// timeout, a cancelled run): `sh -c 'a | b'` leaves no `a` or `b` running behind it.
+struct KillGroup(Option<u32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // `kill` is reaped on a thread of its own: drop runs on the async threads.
+            std::thread::spawn(move || {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            });
+        }
     }
 }
 

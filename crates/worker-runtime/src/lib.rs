@@ -2,6 +2,7 @@
 //! http) chosen by a SPEC string, and the runtime that takes Ready tasks for one zone from a bus.
 
 pub mod bounded_output;
+pub mod cancels;
 pub mod command;
 pub mod handler;
 pub mod http;

@@ -46,17 +46,7 @@ impl Run {
         now: u64,
         out: &mut Vec<Action>,
     ) -> Result<usize, RetryRefused> {
-        let root = self
-            .graph
-            .index_of(id)
-            .ok_or(RetryRefused::UnknownObject(id))?;
-        let state = self.records[root as usize].state;
-        if state != ObjectState::Failed {
-            return Err(RetryRefused::NotFailed {
-                id,
-                state: state.as_str(),
-            });
-        }
+        let root = self.retryable(id)?;
         // The upstream-failed descendants reached through upstream-failed objects…
         let mut blocked: HashSet<u32> = HashSet::new();
         let mut stack: Vec<u32> = self.graph.children(root).to_vec();
@@ -94,6 +84,34 @@ impl Run {
         self.letters_removed.push(id);
         self.run_again(&reset, now, out);
         Ok(reset.len())
+    }
+
+    /// The index of object `id` if it may be retried (it failed), or why not.
+    pub fn retryable(&self, id: ObjectId) -> Result<u32, RetryRefused> {
+        let i = self
+            .graph
+            .index_of(id)
+            .ok_or(RetryRefused::UnknownObject(id))?;
+        match self.records[i as usize].state {
+            ObjectState::Failed => Ok(i),
+            state => Err(RetryRefused::NotFailed {
+                id,
+                state: state.as_str(),
+            }),
+        }
+    }
+
+    /// Objects that a rerun would run again: failed, upstream-failed and cancelled ones.
+    pub fn failures(&self) -> usize {
+        let c = self.counts();
+        [
+            ObjectState::Failed,
+            ObjectState::UpstreamFailed,
+            ObjectState::Cancelled,
+        ]
+        .into_iter()
+        .map(|s| c.in_state(s))
+        .sum()
     }
 
     /// Objects `reset` (terminal, not loaded) wait again; the run runs again.

@@ -108,6 +108,18 @@ impl Engine {
                 tracing::error!(run = %failed.run_id, object = %failed.id, %reason, "the bus refused the failed-object event for good (the failure is stored)");
             }
         }
+        if !out.control.is_empty() {
+            let refused = retry::publish_until_ok(
+                "publishing control messages",
+                &self.stop,
+                out.control,
+                |c| self.bus.publish_control(c),
+            )
+            .await?;
+            for (control, reason) in refused {
+                tracing::error!(run = %control.run_id, %reason, "the bus refused a control message for good: the run's attempts in flight run to their end");
+            }
+        }
         for z in Zone::ALL {
             let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), run| {
                 (f + i64::from(run.in_flight(z)), w + run.waiting(z) as i64)

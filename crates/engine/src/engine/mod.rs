@@ -6,8 +6,9 @@ mod commit;
 mod intake;
 mod options;
 mod report;
+mod rerun;
 
-pub use options::{DriveOptions, EngineCommand};
+pub use options::{DriveOptions, EngineCommand, RerunAnswer, RerunRefused};
 
 use crate::clock::{Clock, WallClock};
 use crate::metrics::Metrics;
@@ -15,7 +16,9 @@ use crate::run_view::{ObjectQuery, RunView};
 use intake::{progress_event, ready_now, tokens};
 use orchestrator_bus::{AckToken, Bus, BusError, Consumer, retry};
 use orchestrator_core::scheduler::{Action, Run};
-use orchestrator_protocol::{FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, RunId, Zone};
+use orchestrator_protocol::{
+    ControlEvent, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, RunId, Zone,
+};
 use orchestrator_store::{RunHeader, StateStore, StoreError, Transition};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +43,8 @@ struct Outbox {
     tx: Vec<Transition>,
     ready: Vec<ReadyEvent>,
     failed: Vec<FailedEvent>,
+    /// Messages to every worker (cancelled runs).
+    control: Vec<ControlEvent>,
     /// The runs the turn changed: each one's delta joins `tx` once, when the turn commits.
     touched: Vec<RunId>,
 }
@@ -307,6 +312,8 @@ impl Engine {
                 let found = match self.runs.get_mut(&run) {
                     Some(held) => {
                         held.cancel(now, &mut actions);
+                        // Workers stop its attempts in flight and answer them cancelled.
+                        out.control.push(ControlEvent::cancel_run(run.clone()));
                         true
                     }
                     None => false,
@@ -320,6 +327,18 @@ impl Engine {
             }
             EngineCommand::Runs { reply } => {
                 let _ = reply.send(self.live_headers());
+            }
+            EngineCommand::Look { run, look } => look(self.runs.get(&run)),
+            EngineCommand::Rerun {
+                run,
+                object,
+                stored,
+                reply,
+            } => {
+                // An error here (the store refused for good) stops the engine, as for a
+                // submission; the caller hears that the engine is gone.
+                let answer = self.rerun(run, object, stored, out).await?;
+                let _ = reply.send(answer);
             }
         }
         Ok(())

@@ -1,8 +1,8 @@
 //! How the engine drives (an embedded run or a server) and what a server asks of it.
 
 use crate::run_view::{ObjectQuery, RunView};
-use orchestrator_core::scheduler::Run;
-use orchestrator_protocol::RunId;
+use orchestrator_core::scheduler::{RetryRefused, Run};
+use orchestrator_protocol::{ObjectId, RunId};
 use orchestrator_store::RunHeader;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +36,9 @@ impl DriveOptions {
     }
 }
 
+/// A reader of a held run (`None`: the engine does not hold it).
+pub type LookAtRun = Box<dyn FnOnce(Option<&Run>) + Send>;
+
 /// What a server asks of the engine while it drives.
 pub enum EngineCommand {
     /// Start a run; its object definitions are stored with it.
@@ -59,6 +62,41 @@ pub enum EngineCommand {
     Runs {
         reply: oneshot::Sender<Vec<RunHeader>>,
     },
+    /// Reads a run the engine holds: `look` gets it as it stands (`None` if not held) and
+    /// sends what it needs back on a channel of its own.
+    Look { run: RunId, look: LookAtRun },
+    /// Runs failures again: every failure of the run (`object: None`, refused while it runs),
+    /// or one failed object with the descendants it blocked. `stored` is the run opened from
+    /// the store, for when the engine does not hold it.
+    Rerun {
+        run: RunId,
+        object: Option<ObjectId>,
+        stored: Option<Box<Run>>,
+        reply: oneshot::Sender<RerunAnswer>,
+    },
+}
+
+/// How a rerun or retry went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RerunAnswer {
+    /// This many objects run again.
+    Done {
+        reset: usize,
+    },
+    /// The engine does not hold the run: open it from the store and ask again.
+    NotHeld,
+    Refused(RerunRefused),
+}
+
+/// Why a rerun or retry was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RerunRefused {
+    #[error("run {0} is still running: cancel it or wait for it to finish before a rerun")]
+    Running(RunId),
+    #[error("run {0} has no failed, upstream-failed or cancelled objects to run again")]
+    NothingFailed(RunId),
+    #[error("run {run}: {why}")]
+    Retry { run: RunId, why: RetryRefused },
 }
 
 pub(super) async fn next_command(

@@ -1,8 +1,10 @@
 //! `orchestrator submit` and `orchestrator runs`: a running `serve`'s runs API from the command
 //! line, printed as `status` prints. Exit codes: 0 done (with `--wait`, every object loaded), 1
-//! the run did not load everything, 2 refused as asked (invalid objects, no or a read-only
-//! token), 3 no such run or not in a state to do it, 4 the server unreachable or failing.
+//! the run did not load everything, 2 the input was refused (invalid objects or query), 3 the
+//! server could not be used for it (unreachable, the token refused, no such run, object or
+//! attempt, or the run not in a state to do it), 4 the server failed.
 
+use super::object_report::print_object;
 use super::status::{print_listed, print_run};
 use crate::{EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use orchestrator::cli::{MissingParentsArg, RunsArgs, RunsCommand, SubmitArgs};
@@ -46,15 +48,20 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
         return Ok(EXIT_OK);
     }
     eprintln!("submitted run {run}; waiting for it to finish");
+    wait(&client, &run, args.json)
+}
+
+/// Follows `run` to its end and prints it: exit 0 if every object loaded, else 1.
+fn wait(client: &RunsClient, run: &str, json: bool) -> anyhow::Result<i32> {
     loop {
-        let view = match client.show(&run) {
+        let view = match client.show(run) {
             Ok(v) => v,
             Err(e) => return Ok(refused(&e)),
         };
         let status = view["run"]["status"].as_str().unwrap_or_default();
         if status == "finished" || status == "interrupted" {
             let report: RunReport = serde_json::from_value(view["run"].clone())?;
-            print_view(&view, &report, args.json)?;
+            print_view(&view, &report, json)?;
             let all = report.summary.all_loaded() && status == "finished";
             return Ok(if all { EXIT_OK } else { EXIT_FAILED });
         }
@@ -68,11 +75,26 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<i32> {
         RunsCommand::List { status } => client.list(status.as_deref()),
         RunsCommand::Show { run } => client.show(run),
         RunsCommand::Cancel { run } => client.cancel(run),
+        RunsCommand::Rerun { run, .. } => client.rerun(run),
+        RunsCommand::Retry { run, object, .. } => client.retry(run, *object),
+        RunsCommand::Logs { run, object, .. } => client.object(run, *object),
     };
     let answer = match answer {
         Ok(v) => v,
         Err(e) => return Ok(refused(&e)),
     };
+    match &args.command {
+        RunsCommand::Rerun {
+            run, wait: true, ..
+        }
+        | RunsCommand::Retry {
+            run, wait: true, ..
+        } => {
+            eprintln!("run {run}: {} objects run again; waiting", answer["reset"]);
+            return wait(&client, run, args.json);
+        }
+        _ => {}
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(EXIT_OK);
@@ -89,6 +111,16 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<i32> {
             print_view(&answer, &report, false)?;
         }
         RunsCommand::Cancel { run } => outln!("run {run}: cancelling"),
+        RunsCommand::Rerun { run, .. } | RunsCommand::Retry { run, .. } => {
+            outln!("run {run}: {} objects run again", answer["reset"]);
+        }
+        RunsCommand::Logs {
+            run,
+            object,
+            attempt,
+        } => print_object(&answer, *attempt, |n| {
+            client.output(run, *object, n).map_err(|e| e.to_string())
+        }),
     }
     Ok(EXIT_OK)
 }
@@ -105,9 +137,9 @@ fn print_view(view: &Value, report: &RunReport, json: bool) -> anyhow::Result<()
 /// Says why the API refused and gives the exit code.
 fn refused(e: &ClientError) -> i32 {
     eprintln!("error: {e}");
-    match e.status() {
-        Some(400 | 401 | 403 | 413 | 415) => EXIT_INVALID,
-        Some(404 | 409) => EXIT_STATE,
+    match (e, e.status()) {
+        (_, Some(400 | 413 | 415)) => EXIT_INVALID,
+        (ClientError::Unreachable { .. }, _) | (_, Some(401 | 403 | 404 | 409)) => EXIT_STATE,
         _ => EXIT_ERROR,
     }
 }

@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod generate;
+mod object_report;
 mod plan;
 mod run;
 mod serve;

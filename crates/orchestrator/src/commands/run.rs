@@ -8,8 +8,8 @@ use orchestrator::cli::RunArgs;
 use orchestrator::embedded::{EmbeddedOutcome, EmbeddedRun, run_embedded};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::RunOptions;
-use orchestrator_protocol::Zone;
-use orchestrator_store::{StoreSettings, state_dir_url};
+use orchestrator_protocol::{ObjectId, Zone};
+use orchestrator_store::{AttemptRecord, StoreSettings, state_dir_url};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         max_workers: args.max_workers,
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         task_timeout: args.task_timeout_seconds.map(Duration::from_secs),
+        output_bytes: args.attempt_output_bytes as usize,
         http: args.http.clone(),
         progress: args.progress,
     };
@@ -143,7 +144,12 @@ fn print_summary(outcome: &EmbeddedOutcome, json: bool) -> anyhow::Result<()> {
     let (meta, s, dead) = (&outcome.header, &outcome.summary, &outcome.dead_letters);
     let elapsed = outcome.elapsed;
     if json {
-        let v = serde_json::json!({ "run_id": meta.run_id, "graph_version": meta.graph_version, "summary": s, "dead_letters": dead, "seconds": elapsed.as_secs_f64() });
+        let failures: Vec<_> = outcome
+            .failures
+            .iter()
+            .map(|(id, attempts)| serde_json::json!({ "id": id, "attempts": attempts }))
+            .collect();
+        let v = serde_json::json!({ "run_id": meta.run_id, "graph_version": meta.graph_version, "summary": s, "dead_letters": dead, "failures": failures, "seconds": elapsed.as_secs_f64() });
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -202,5 +208,35 @@ fn print_summary(outcome: &EmbeddedOutcome, json: bool) -> anyhow::Result<()> {
             dead.len() - 20
         );
     }
+    for (id, attempts) in &outcome.failures {
+        print_failure(*id, attempts);
+    }
     Ok(())
+}
+
+/// Lines of each attempt's output shown at the end of a run.
+const SHOWN_OUTPUT_LINES: usize = 10;
+
+/// The attempts of an object that failed for good: each one's worker, outcome and reason,
+/// and the end of its output (`status --state-dir DIR --object ID` shows all of it).
+fn print_failure(id: ObjectId, attempts: &[AttemptRecord]) {
+    outln!("object {id}:");
+    for a in attempts {
+        outln!(
+            "  attempt {} {} on {} after {} ms: {}",
+            a.attempt,
+            a.outcome.as_str(),
+            if a.worker.is_empty() { "-" } else { &a.worker },
+            a.duration_ms,
+            a.reason
+        );
+        let lines: Vec<&str> = a.output.lines().collect();
+        let from = lines.len().saturating_sub(SHOWN_OUTPUT_LINES);
+        if from > 0 {
+            outln!("    … {from} lines before");
+        }
+        for line in &lines[from..] {
+            outln!("    | {line}");
+        }
+    }
 }

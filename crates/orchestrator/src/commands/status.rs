@@ -1,10 +1,15 @@
 //! `orchestrator status --state-dir DIR` (or `--store URL`): the runs a store keeps, and one
 //! run's objects.
 
+use super::object_report::print_object;
 use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
+use orchestrator_core::scheduler::{InFlightOnRestore, SchedulerConfig};
+use orchestrator_engine::object_view::{AttemptView, ObjectDetail};
+use orchestrator_engine::open::open_stored;
 use orchestrator_engine::run_view::RunReport;
+use orchestrator_protocol::ObjectId;
 use orchestrator_store::{RunHeader, StateStore, StoreSettings, state_dir_url};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
@@ -54,6 +59,9 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
         );
         return Ok(EXIT_STATE);
     };
+    if let Some(object) = args.object {
+        return show_object(store, meta.clone(), ObjectId(object), args.json).await;
+    }
     let objects = store.objects(&meta.run_id).await?;
     let dead = store.dead_letters(&meta.run_id).await?;
     if args.json {
@@ -78,6 +86,54 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
             d.reason
         );
     }
+    Ok(EXIT_OK)
+}
+
+/// One object of a stored run and its attempts, as `runs logs` prints them (`--json`: the API's
+/// answer, each attempt with its output).
+async fn show_object(
+    store: &dyn StateStore,
+    header: RunHeader,
+    object: ObjectId,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let run_id = header.run_id.clone();
+    let run = open_stored(
+        store,
+        header,
+        &SchedulerConfig::default(),
+        InFlightOnRestore::Rearm,
+    )
+    .await?;
+    let Some(detail) = ObjectDetail::of(&run, object) else {
+        eprintln!("error: run {run_id} has no object {object}");
+        return Ok(EXIT_STATE);
+    };
+    let attempts = store.attempts(&run_id, object).await?;
+    let detail = ObjectDetail {
+        attempts: attempts.iter().map(AttemptView::from).collect(),
+        ..detail
+    };
+    let mut value = serde_json::to_value(&detail)?;
+    if json {
+        for (v, a) in value["attempts"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .zip(&attempts)
+        {
+            v["output"] = serde_json::Value::String(a.output.clone());
+        }
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(EXIT_OK);
+    }
+    print_object(&value, None, |n| {
+        attempts
+            .iter()
+            .find(|a| a.attempt == n)
+            .map(|a| a.output.clone())
+            .ok_or_else(|| format!("no attempt {n}"))
+    });
     Ok(EXIT_OK)
 }
 

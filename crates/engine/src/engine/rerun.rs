@@ -1,0 +1,66 @@
+//! Reruns and retries a server is asked for: on a run the engine holds, in place; on one it
+//! does not (finished, or stopped), on the run opened from the store, which it then holds.
+
+use super::{Engine, EngineError, Outbox, RerunAnswer, RerunRefused};
+use orchestrator_core::scheduler::Run;
+use orchestrator_protocol::{ObjectId, RunId};
+
+impl Engine {
+    /// Every failure of `run` again (`object: None`), or one failed object and what it
+    /// blocked. A whole rerun waits for the run to be settled; a retry does not.
+    pub(super) async fn rerun(
+        &mut self,
+        run: RunId,
+        object: Option<ObjectId>,
+        stored: Option<Box<Run>>,
+        out: &mut Outbox,
+    ) -> Result<RerunAnswer, EngineError> {
+        let now = self.clock.now_ms();
+        if let Some(held) = self.runs.get_mut(&run) {
+            if let Err(refused) = refusal(held, &run, object) {
+                return Ok(RerunAnswer::Refused(refused));
+            }
+            let mut actions = std::mem::take(&mut self.actions);
+            let reset = match object {
+                None => held.reset_failed(now, &mut actions),
+                Some(id) => held.retry_object(id, now, &mut actions).unwrap_or(0),
+            };
+            self.carry_out(&run, &mut actions, out);
+            self.actions = actions;
+            tracing::info!(run = %run, ?object, reset, "failures run again");
+            return Ok(RerunAnswer::Done { reset });
+        }
+        let Some(stored) = stored else {
+            return Ok(RerunAnswer::NotHeld);
+        };
+        if let Err(refused) = refusal(&stored, &run, object) {
+            return Ok(RerunAnswer::Refused(refused));
+        }
+        let mut reset = 0;
+        self.add_run(*stored, None, |r, now, actions| {
+            reset = match object {
+                None => r.reset_failed(now, actions),
+                Some(id) => r.retry_object(id, now, actions).unwrap_or(0),
+            };
+        })
+        .await?;
+        tracing::info!(run = %run, ?object, reset, "failures of a stored run run again");
+        Ok(RerunAnswer::Done { reset })
+    }
+}
+
+/// Why `run` may not be rerun (or `object` of it retried) now, if it may not.
+fn refusal(run: &Run, id: &RunId, object: Option<ObjectId>) -> Result<(), RerunRefused> {
+    match object {
+        Some(object) => run
+            .retryable(object)
+            .map(|_| ())
+            .map_err(|why| RerunRefused::Retry {
+                run: id.clone(),
+                why,
+            }),
+        None if !run.is_settled() => Err(RerunRefused::Running(id.clone())),
+        None if run.failures() == 0 => Err(RerunRefused::NothingFailed(id.clone())),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,269 @@
+//! The runs API on one run's objects: one object with its attempts
+//! (`GET /api/runs/{id}/objects/{oid}`), an attempt's output (`…/attempts/{n}/output`), the
+//! run's graph with states (`GET /api/runs/{id}/graph`), and running failures again
+//! (`POST /api/runs/{id}/rerun`, `POST /api/runs/{id}/objects/{oid}/retry`). A run the engine
+//! holds is read as it stands; any other is opened from the store.
+
+use crate::api::{ApiError, ApiState, engine_gone, error};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orchestrator_core::scheduler::{InFlightOnRestore, RetryRefused, Run};
+use orchestrator_engine::graph_view::{GraphCut, GraphView};
+use orchestrator_engine::object_view::{AttemptView, ObjectDetail};
+use orchestrator_engine::open::open_stored;
+use orchestrator_engine::{EngineCommand, RerunAnswer, RerunRefused};
+use orchestrator_protocol::{ObjectId, RunId};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// An object id from a path, or a 400 that says what was wrong.
+fn object_id(text: &str) -> Result<ObjectId, ApiError> {
+    text.parse::<u64>().map(ObjectId).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{text:?} is not an object id (a whole number)"),
+        )
+    })
+}
+
+fn not_found(run: &RunId) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("run {run} not found"))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
+}
+
+fn gone() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the orchestrator is shutting down",
+    )
+}
+
+/// A stored run opened again (not started: nothing runs), or the answer to give instead.
+async fn open_from_store(state: &ApiState, run: &RunId) -> Result<Run, ApiError> {
+    let header = state
+        .store
+        .run(run)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| not_found(run))?;
+    open_stored(
+        &*state.store,
+        header,
+        &state.config,
+        InFlightOnRestore::Rearm,
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("run {run} cannot be read: {e}"),
+        )
+    })
+}
+
+/// `look` at run `run`: as the engine holds it, or else as stored.
+async fn look<T: Send + 'static>(
+    state: &ApiState,
+    run: &RunId,
+    look: impl FnOnce(&Run) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let command = EngineCommand::Look {
+        run: run.clone(),
+        look: Box::new(move |held: Option<&Run>| {
+            let _ = reply.send(match held {
+                Some(run) => Ok(look(run)),
+                None => Err(look),
+            });
+        }),
+    };
+    if state.commands.send(command).await.is_err() {
+        return Err(gone());
+    }
+    match answer.await {
+        Ok(Ok(seen)) => Ok(seen),
+        Ok(Err(look)) => Ok(look(&open_from_store(state, run).await?)),
+        Err(_) => Err(gone()),
+    }
+}
+
+pub(crate) async fn object(
+    State(state): State<Arc<ApiState>>,
+    Path((run, oid)): Path<(String, String)>,
+) -> Result<Json<ObjectDetail>, ApiError> {
+    let run = RunId::new(run.as_str());
+    let id = object_id(&oid)?;
+    let detail = look(&state, &run, move |r| ObjectDetail::of(r, id))
+        .await?
+        .ok_or_else(|| unknown_object(&run, id))?;
+    let attempts = state.store.attempts(&run, id).await.map_err(unavailable)?;
+    Ok(Json(ObjectDetail {
+        attempts: attempts.iter().map(AttemptView::from).collect(),
+        ..detail
+    }))
+}
+
+fn unknown_object(run: &RunId, id: ObjectId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("run {run} has no object {id}"),
+    )
+}
+
+pub(crate) async fn attempt_output(
+    State(state): State<Arc<ApiState>>,
+    Path((run, oid, n)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let run = RunId::new(run.as_str());
+    let id = object_id(&oid)?;
+    let n = n.parse::<u32>().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{n:?} is not an attempt number"),
+        )
+    })?;
+    state
+        .store
+        .run(&run)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| not_found(&run))?;
+    let attempts = state.store.attempts(&run, id).await.map_err(unavailable)?;
+    let attempt = attempts
+        .into_iter()
+        .find(|a| a.attempt == n)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("run {run}: object {id} has no ended attempt {n}"),
+            )
+        })?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        attempt.output,
+    )
+        .into_response())
+}
+
+/// `GET /api/runs/{id}/graph`: the whole graph, or a cut of it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GraphQuery {
+    /// `json` (default) or `dot`.
+    format: Option<String>,
+    /// Comma-separated ids: these and their ancestors.
+    targets: Option<String>,
+    /// An id: it and the objects within `depth` links of it.
+    around: Option<String>,
+    /// Links from `around` (default 2).
+    depth: Option<u32>,
+}
+
+pub(crate) async fn graph(
+    State(state): State<Arc<ApiState>>,
+    Path(run): Path<String>,
+    Query(query): Query<GraphQuery>,
+) -> Result<Response, ApiError> {
+    let run = RunId::new(run.as_str());
+    let dot = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("dot") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("format={other:?}: expected json or dot"),
+            ));
+        }
+    };
+    let mut cut = GraphCut {
+        depth: query.depth.unwrap_or(2),
+        ..GraphCut::default()
+    };
+    for t in query.targets.as_deref().unwrap_or("").split(',') {
+        if !t.trim().is_empty() {
+            cut.targets.push(object_id(t.trim())?);
+        }
+    }
+    if let Some(around) = &query.around {
+        cut.around = Some(object_id(around.trim())?);
+    }
+    let view = look(&state, &run, move |r| GraphView::of(r, &cut))
+        .await?
+        .map_err(|unknown| unknown_object(&run, unknown.0))?;
+    Ok(if dot {
+        (
+            [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
+            view.to_dot(),
+        )
+            .into_response()
+    } else {
+        Json(view).into_response()
+    })
+}
+
+pub(crate) async fn rerun(State(state): State<Arc<ApiState>>, Path(run): Path<String>) -> Response {
+    again(&state, RunId::new(run.as_str()), None).await
+}
+
+pub(crate) async fn retry(
+    State(state): State<Arc<ApiState>>,
+    Path((run, oid)): Path<(String, String)>,
+) -> Response {
+    match object_id(&oid) {
+        Ok(id) => again(&state, RunId::new(run.as_str()), Some(id)).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Asks the engine to run failures again; if it does not hold the run, opens the run from the
+/// store and asks again with it.
+async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Response {
+    let mut stored: Option<Run> = None;
+    for ask in 0..2 {
+        let (reply, answer) = oneshot::channel();
+        let command = EngineCommand::Rerun {
+            run: run.clone(),
+            object,
+            stored: stored.take().map(Box::new),
+            reply,
+        };
+        if state.commands.send(command).await.is_err() {
+            return engine_gone();
+        }
+        let answer = match answer.await {
+            Ok(a) => a,
+            Err(_) => return engine_gone(),
+        };
+        match answer {
+            RerunAnswer::Done { reset } => {
+                return (
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "run_id": run, "reset": reset, "status": "running" })),
+                )
+                    .into_response();
+            }
+            RerunAnswer::NotHeld if ask == 0 => match open_from_store(state, &run).await {
+                Ok(r) => stored = Some(r),
+                Err(refused) => return refused.into_response(),
+            },
+            RerunAnswer::NotHeld => break,
+            RerunAnswer::Refused(why) => {
+                let status = match &why {
+                    RerunRefused::Retry {
+                        why: RetryRefused::UnknownObject(_),
+                        ..
+                    } => StatusCode::NOT_FOUND,
+                    _ => StatusCode::CONFLICT,
+                };
+                return error(status, why.to_string());
+            }
+        }
+    }
+    engine_gone()
+}
