@@ -83,7 +83,11 @@ fn runs_are_submitted_followed_listed_shown_and_cancelled_from_the_command_line(
     // Nothing listens: exit 3, with a message that names the server.
     let out = client("http://127.0.0.1:9", Some(TOKEN), &["runs", "list"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("127.0.0.1:9"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("127.0.0.1:9"),
+        "{}",
+        text(&out.stderr)
+    );
     // A wrong token: exit 3 as well.
     let out = client(&base, Some("not-the-token"), &["runs", "list"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));

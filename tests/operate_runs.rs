@@ -95,7 +95,10 @@ echo "loaded $ORCH_OBJECT_ID""#,
 
 fn state_of(base: &str, run: &str, id: u64) -> (String, u64) {
     let o = get_json(base, &format!("/api/runs/{run}/objects/{id}"));
-    (o["state"].as_str().unwrap().to_string(), o["attempt"].as_u64().unwrap())
+    (
+        o["state"].as_str().unwrap().to_string(),
+        o["attempt"].as_u64().unwrap(),
+    )
 }
 
 fn long_sleeps() -> usize {
@@ -118,14 +121,24 @@ fn failures_are_inspected_retried_and_rerun_and_a_cancel_kills_work_in_flight() 
     for id in [2001, 2002] {
         std::fs::write(dir.join(format!("broken-{id}")), "").unwrap();
     }
-    let flags = ["--api-token", TOKEN, "--max-retries", "1", "--retry-base-ms", "50"];
+    let flags = [
+        "--api-token",
+        TOKEN,
+        "--max-retries",
+        "1",
+        "--retry-base-ms",
+        "50",
+    ];
     let _serve = cluster.serve(None, &flags, "serve.log");
     let base = cluster.http_base("serve.log");
     let _workers = cluster.workers(&handler(&dir));
     cluster.wait_ready(&base);
 
     // A run whose two objects fail twice each.
-    let out = client(&base, &["submit", failing.to_str().unwrap(), "--wait", "--json"]);
+    let out = client(
+        &base,
+        &["submit", failing.to_str().unwrap(), "--wait", "--json"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let view: Value = serde_json::from_slice(&out.stdout).unwrap();
     let run = view["run"]["run_id"].as_str().unwrap().to_string();
@@ -139,22 +152,41 @@ fn failures_are_inspected_retried_and_rerun_and_a_cancel_kills_work_in_flight() 
         assert_eq!(a["attempt"], n as u64 + 1);
         assert_eq!(a["outcome"], "failed");
         assert_eq!(a["reason"], "exit 1: err: no input for 2001", "{a}");
-        assert!(a["worker"].as_str().unwrap().contains("standardization"), "{a}");
+        assert!(
+            a["worker"].as_str().unwrap().contains("standardization"),
+            "{a}"
+        );
         assert!(a["ended_ms"].as_u64() >= a["started_ms"].as_u64(), "{a}");
-        let (status, output) = get(&base, &format!("/api/runs/{run}/objects/2001/attempts/{}/output", n + 1));
+        let (status, output) = get(
+            &base,
+            &format!("/api/runs/{run}/objects/2001/attempts/{}/output", n + 1),
+        );
         assert_eq!(status, 200);
+        // Both streams, whole (which of two writes a moment apart came first is the pipes').
+        let mut lines: Vec<&str> = output.lines().collect();
+        lines.sort();
+        let first = format!("out: 2001 attempt {}", n + 1);
         assert_eq!(
-            output,
-            format!("out: 2001 attempt {}\nerr: no input for 2001\n", n + 1)
+            lines,
+            ["err: no input for 2001", first.as_str()],
+            "{output}"
         );
     }
     assert_eq!(o["definition"]["NomObjet"], "o2001");
     let blocked = get_json(&base, &format!("/api/runs/{run}/objects/3001"));
-    assert_eq!((blocked["state"].as_str(), blocked["blocked_by"].as_u64()), (Some("upstream_failed"), Some(2001)));
+    assert_eq!(
+        (blocked["state"].as_str(), blocked["blocked_by"].as_u64()),
+        (Some("upstream_failed"), Some(2001))
+    );
     let out = client(&base, &["runs", "logs", &run, "2001"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let logs = text(&out.stdout);
-    for expected in ["--- attempt 1: failed", "--- attempt 2: failed", "reason: exit 1: err: no input for 2001", "out: 2001 attempt 2"] {
+    for expected in [
+        "--- attempt 1: failed",
+        "--- attempt 2: failed",
+        "reason: exit 1: err: no input for 2001",
+        "out: 2001 attempt 2",
+    ] {
         assert!(logs.contains(expected), "{expected:?} not in:\n{logs}");
     }
 
@@ -162,7 +194,10 @@ fn failures_are_inspected_retried_and_rerun_and_a_cancel_kills_work_in_flight() 
     for (path, status) in [
         ("/api/runs/run-none/objects/2001", 404),
         (&format!("/api/runs/{run}/objects/9999"), 404),
-        (&format!("/api/runs/{run}/objects/2001/attempts/7/output"), 404),
+        (
+            &format!("/api/runs/{run}/objects/2001/attempts/7/output"),
+            404,
+        ),
         (&format!("/api/runs/{run}/objects/abc"), 400),
         (&format!("/api/runs/{run}/graph?format=png"), 400),
         (&format!("/api/runs/{run}/graph?around=9999"), 404),
@@ -170,36 +205,68 @@ fn failures_are_inspected_retried_and_rerun_and_a_cancel_kills_work_in_flight() 
         assert_eq!(get(&base, path).0, status, "{path}");
     }
     assert_eq!(post(&base, "/api/runs/run-none/rerun").0, 404);
-    assert_eq!(post(&base, &format!("/api/runs/{run}/objects/1001/retry")).0, 409, "loaded: nothing to retry");
-    let unauthenticated = http().get(format!("{base}/api/runs/{run}/objects/2001")).send().unwrap();
+    assert_eq!(
+        post(&base, &format!("/api/runs/{run}/objects/1001/retry")).0,
+        409,
+        "loaded: nothing to retry"
+    );
+    let unauthenticated = http()
+        .get(format!("{base}/api/runs/{run}/objects/2001"))
+        .send()
+        .unwrap();
     assert_eq!(unauthenticated.status().as_u16(), 401);
 
     // The graph with its states, cut around an object.
     let (status, dot) = get(&base, &format!("/api/runs/{run}/graph?format=dot"));
     assert_eq!(status, 200);
-    assert!(dot.starts_with("digraph") && dot.contains("\"2001\" -> \"3001\""), "{dot}");
+    assert!(
+        dot.starts_with("digraph") && dot.contains("\"2001\" -> \"3001\""),
+        "{dot}"
+    );
     let g = get_json(&base, &format!("/api/runs/{run}/graph?around=2001&depth=1"));
-    let mut ids: Vec<u64> = g["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_u64().unwrap()).collect();
+    let mut ids: Vec<u64> = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, [1001, 2001, 3001]);
 
     // Fixed, 2001 is retried: it and 3001 load; 2002 and 3002 stay as they were.
     std::fs::remove_file(dir.join("broken-2001")).unwrap();
     let out = client(&base, &["runs", "retry", &run, "2001", "--wait"]);
-    assert_eq!(out.status.code(), Some(1), "2002 still failed: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "2002 still failed: {}",
+        text(&out.stderr)
+    );
     assert_eq!(state_of(&base, &run, 2001), ("loaded".into(), 3));
     assert_eq!(state_of(&base, &run, 3001), ("loaded".into(), 1));
     assert_eq!(state_of(&base, &run, 2002), ("failed".into(), 2));
     assert_eq!(state_of(&base, &run, 3002), ("upstream_failed".into(), 0));
-    assert_eq!(state_of(&base, &run, 1001), ("loaded".into(), 1), "untouched");
+    assert_eq!(
+        state_of(&base, &run, 1001),
+        ("loaded".into(), 1),
+        "untouched"
+    );
 
     // Fixed, every failure is rerun: the run ends with everything loaded.
     std::fs::remove_file(dir.join("broken-2002")).unwrap();
     let out = client(&base, &["runs", "rerun", &run, "--wait"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(state_of(&base, &run, 2002), ("loaded".into(), 3));
-    assert_eq!(state_of(&base, &run, 1002), ("loaded".into(), 1), "untouched");
-    assert_eq!(post(&base, &format!("/api/runs/{run}/rerun")).0, 409, "nothing left to rerun");
+    assert_eq!(
+        state_of(&base, &run, 1002),
+        ("loaded".into(), 1),
+        "untouched"
+    );
+    assert_eq!(
+        post(&base, &format!("/api/runs/{run}/rerun")).0,
+        409,
+        "nothing left to rerun"
+    );
 
     // Long tasks: a rerun is refused while the run runs; a cancel kills them within seconds.
     let out = client(&base, &["submit", long.to_str().unwrap(), "--json"]);
@@ -232,9 +299,55 @@ fn failures_are_inspected_retried_and_rerun_and_a_cancel_kills_work_in_flight() 
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while long_sleeps() > 0 {
-        assert!(Instant::now() < deadline, "the cancelled programs are still running");
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled programs are still running"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let cancelled = get_json(&base, &format!("/api/runs/{long_run}/objects/1101"));
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+
+    every_documented_route_is_served(&base, &run);
+}
+
+/// The OpenAPI document is served without a token, and each of its routes answers as the API
+/// (a JSON error or a success), never as a route the server does not have.
+fn every_documented_route_is_served(base: &str, run: &str) {
+    let doc: Value = http()
+        .get(format!("{base}/api/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let url = format!(
+                "{base}{}",
+                path.replace("{id}", run)
+                    .replace("{oid}", "2001")
+                    .replace("{n}", "1")
+            );
+            let request = match method.as_str() {
+                "get" => http().get(&url),
+                "post" => http()
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body("[]"),
+                other => panic!("{other} {path}"),
+            };
+            let answer = request.bearer_auth(TOKEN).send().unwrap();
+            let status = answer.status().as_u16();
+            let body = answer.text().unwrap();
+            assert!(
+                status < 300 || body.contains("\"error\""),
+                "{method} {path}: {status} {body}"
+            );
+            assert_ne!(status, 405, "{method} {path}");
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 9, "every route of the runs API");
 }

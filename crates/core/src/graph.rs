@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// What to do with a parent that is not in the file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingParents {

@@ -22,6 +22,7 @@ pub struct GraphCut {
 #[error("object {0} is not in this run")]
 pub struct UnknownObject(pub ObjectId);
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct GraphNode {
     pub id: ObjectId,
@@ -32,6 +33,7 @@ pub struct GraphNode {
 }
 
 /// The objects of a cut, and the links between them (parent, child).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct GraphView {
     pub nodes: Vec<GraphNode>,

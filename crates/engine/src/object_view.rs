@@ -7,6 +7,7 @@ use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
 
 /// An object of a run with everything known of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectDetail {
     pub run_id: RunId,
@@ -24,12 +25,14 @@ pub struct ObjectDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<ObjectId>,
     /// The object as it was submitted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub definition: RawJson,
     /// Every ended attempt, oldest first (see `attempts/{n}/output` for each one's output).
     pub attempts: Vec<AttemptView>,
 }
 
 /// One ended attempt without its output, which may be long.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AttemptView {
     pub attempt: u32,

@@ -36,6 +36,7 @@ impl Default for ObjectQuery {
 }
 
 /// A run as users see it, in the API and in `status --json`: its header with its summary.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     #[serde(flatten)]
@@ -53,6 +54,7 @@ impl From<RunHeader> for RunReport {
 }
 
 /// One object's state in a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectView {
     pub id: ObjectId,
@@ -63,6 +65,7 @@ pub struct ObjectView {
 }
 
 /// A run with its counts and one page of its objects, ordered by id.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunView {
     pub run: RunReport,

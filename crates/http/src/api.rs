@@ -5,6 +5,9 @@
 use crate::api_body::{SubmitBudget, read_body};
 use crate::api_objects;
 use crate::auth::{ApiTokens, require_token};
+use crate::openapi::{
+    Accepted, ApiDoc, ErrorBody, InvalidObjects, RunList, Submitted, document_router,
+};
 use crate::role::{Role, SharedRole};
 use axum::Json;
 use axum::Router;
@@ -13,9 +16,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::MissingParents;
+use orchestrator_core::scheduler::ObjectState;
 use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
 use orchestrator_engine::EngineCommand;
 use orchestrator_engine::clock::now_ms;
@@ -28,6 +31,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the handlers need.
 pub struct ApiState {
@@ -52,21 +58,8 @@ const START_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 pub fn api_router(state: Arc<ApiState>) -> Router {
     let standby_state = state.clone();
     let tokens = state.tokens.clone();
-    Router::new()
-        .route("/api/runs", post(submit).get(list))
-        .route("/api/runs/{id}", get(inspect))
-        .route("/api/runs/{id}/cancel", post(cancel))
-        .route("/api/runs/{id}/rerun", post(api_objects::rerun))
-        .route("/api/runs/{id}/graph", get(api_objects::graph))
-        .route("/api/runs/{id}/objects/{oid}", get(api_objects::object))
-        .route(
-            "/api/runs/{id}/objects/{oid}/retry",
-            post(api_objects::retry),
-        )
-        .route(
-            "/api/runs/{id}/objects/{oid}/attempts/{n}/output",
-            get(api_objects::attempt_output),
-        )
+    let (routes, document) = documented_routes().split_for_parts();
+    routes
         .layer(axum::middleware::from_fn(move |request, next: Next| {
             let role = standby_state.role.clone();
             async move {
@@ -84,6 +77,26 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         }))
         .layer(axum::middleware::from_fn_with_state(tokens, require_token))
         .with_state(state)
+        .merge(document_router(document))
+}
+
+/// The API's OpenAPI document (what `/api/openapi.json` serves).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
+/// Every route of the API with its documentation: one list, so that no route is served
+/// without being in the document.
+fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(submit, list))
+        .routes(routes!(inspect))
+        .routes(routes!(cancel))
+        .routes(routes!(api_objects::rerun))
+        .routes(routes!(api_objects::graph))
+        .routes(routes!(api_objects::object))
+        .routes(routes!(api_objects::retry))
+        .routes(routes!(api_objects::attempt_output))
 }
 
 /// An answer other than success: its status and what went wrong (`{"error": …}`).
@@ -136,6 +149,23 @@ struct SubmitQuery {
     source: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/runs", tag = "runs",
+    params(
+        ("targets" = Option<String>, Query, description = "Comma-separated object ids: build these and their ancestors only"),
+        ("missing_parents" = Option<String>, Query, description = "`error` (default) or `external`: a parent not in the body is taken as loaded elsewhere"),
+        ("strict" = Option<bool>, Query, description = "Warnings are errors"),
+        ("source" = Option<String>, Query, description = "A name for the run's source (default `api`)"),
+    ),
+    request_body(content = Vec<Object>, content_type = "application/json", description = "The object definitions, in the old system's format"),
+    responses(
+        (status = 201, description = "The run started", body = Submitted),
+        (status = 400, description = "Invalid objects (every problem listed) or query", body = InvalidObjects),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 413, description = "The body is past MAX_INPUT_BYTES", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "Busy (submissions past SUBMIT_MEMORY_BYTES: see Retry-After), not the writer, or stopping", body = ErrorBody),
+    ))]
 async fn submit(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<SubmitQuery>,
@@ -254,6 +284,17 @@ fn default_list_limit() -> usize {
 }
 
 /// Every run: those the engine holds as they stand now, the others as stored.
+#[utoipa::path(get, path = "/api/runs", tag = "runs",
+    params(
+        ("offset" = Option<usize>, Query, description = "Runs to skip"),
+        ("limit" = Option<usize>, Query, description = "Runs to return (default 100, at most 10,000)"),
+        ("status" = Option<RunStatus>, Query, description = "Only runs in this status"),
+    ),
+    responses(
+        (status = 200, description = "Runs, newest first", body = RunList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>) -> Response {
     let stored = match state.store.runs().await {
         Ok(r) => r,
@@ -297,6 +338,19 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
+    params(
+        ("id" = String, Path, description = "The run's id"),
+        ("offset" = Option<usize>, Query, description = "Objects to skip (in id order)"),
+        ("limit" = Option<usize>, Query, description = "Objects to return (default 100, at most 10,000)"),
+        ("state" = Option<ObjectState>, Query, description = "Only objects in this state"),
+    ),
+    responses(
+        (status = 200, description = "The run, its counts per state and a page of its objects", body = RunView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 async fn inspect(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -333,6 +387,16 @@ async fn inspect(
     Json(RunView::build(meta, records.into_iter(), &query)).into_response()
 }
 
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Cancelling: nothing new is dispatched and the workers stop its attempts in flight", body = Accepted),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "Already finished, or not driven by this orchestrator", body = ErrorBody),
+        (status = 503, description = "Not the writer, or stopping", body = ErrorBody),
+    ))]
 async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     let run = RunId::new(id.as_str());
     let (reply, answer) = oneshot::channel();

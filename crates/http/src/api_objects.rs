@@ -5,6 +5,7 @@
 //! holds is read as it stands; any other is opened from the store.
 
 use crate::api::{ApiError, ApiState, engine_gone, error};
+use crate::openapi::{Accepted, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -16,7 +17,6 @@ use orchestrator_engine::open::open_stored;
 use orchestrator_engine::{EngineCommand, RerunAnswer, RerunRefused};
 use orchestrator_protocol::{ObjectId, RunId};
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -94,6 +94,15 @@ async fn look<T: Send + 'static>(
     }
 }
 
+#[utoipa::path(get, path = "/api/runs/{id}/objects/{oid}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"), ("oid" = u64, Path, description = "The object's id (IdObjet)")),
+    responses(
+        (status = 200, description = "The object: definition, state, neighbours, blocking ancestor and every ended attempt", body = ObjectDetail),
+        (status = 400, description = "Not an object id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 pub(crate) async fn object(
     State(state): State<Arc<ApiState>>,
     Path((run, oid)): Path<(String, String)>,
@@ -117,6 +126,15 @@ fn unknown_object(run: &RunId, id: ObjectId) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/api/runs/{id}/objects/{oid}/attempts/{n}/output", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"), ("oid" = u64, Path, description = "The object's id (IdObjet)"), ("n" = u32, Path, description = "The attempt (1 for the first)")),
+    responses(
+        (status = 200, description = "What the attempt's handler wrote (head and tail when long)", body = String, content_type = "text/plain"),
+        (status = 400, description = "Not an object id or attempt number", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run, object or ended attempt", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 pub(crate) async fn attempt_output(
     State(state): State<Arc<ApiState>>,
     Path((run, oid, n)): Path<(String, String, String)>,
@@ -165,6 +183,20 @@ pub(crate) struct GraphQuery {
     depth: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/runs/{id}/graph", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `dot` (Graphviz, coloured by state)"),
+        ("targets" = Option<String>, Query, description = "Comma-separated ids: these and their ancestors"),
+        ("around" = Option<u64>, Query, description = "An id: it and the objects within `depth` links"),
+        ("depth" = Option<u32>, Query, description = "Links from `around` (default 2)"),
+    ),
+    responses(
+        (status = 200, description = "The run's objects with their states, and the links between them", body = GraphView),
+        (status = 400, description = "An unknown format, or not an object id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 pub(crate) async fn graph(
     State(state): State<Arc<ApiState>>,
     Path(run): Path<String>,
@@ -207,10 +239,31 @@ pub(crate) async fn graph(
     })
 }
 
+#[utoipa::path(post, path = "/api/runs/{id}/rerun", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "Every failed, upstream-failed and cancelled object runs again (new attempts); what loaded is untouched", body = Accepted),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is still running, or nothing failed", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 pub(crate) async fn rerun(State(state): State<Arc<ApiState>>, Path(run): Path<String>) -> Response {
     again(&state, RunId::new(run.as_str()), None).await
 }
 
+#[utoipa::path(post, path = "/api/runs/{id}/objects/{oid}/retry", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"), ("oid" = u64, Path, description = "The object's id (IdObjet)")),
+    responses(
+        (status = 202, description = "The failed object and the descendants it alone blocked run again", body = Accepted),
+        (status = 400, description = "Not an object id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
+        (status = 409, description = "The object did not fail", body = ErrorBody),
+        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+    ))]
 pub(crate) async fn retry(
     State(state): State<Arc<ApiState>>,
     Path((run, oid)): Path<(String, String)>,
@@ -242,11 +295,12 @@ async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Respon
         };
         match answer {
             RerunAnswer::Done { reset } => {
-                return (
-                    StatusCode::ACCEPTED,
-                    Json(json!({ "run_id": run, "reset": reset, "status": "running" })),
-                )
-                    .into_response();
+                let body = Accepted {
+                    run_id: run.to_string(),
+                    status: "running".into(),
+                    reset: Some(reset),
+                };
+                return (StatusCode::ACCEPTED, Json(body)).into_response();
             }
             RerunAnswer::NotHeld if ask == 0 => match open_from_store(state, &run).await {
                 Ok(r) => stored = Some(r),

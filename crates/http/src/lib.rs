@@ -6,4 +6,5 @@ pub mod api_body;
 mod api_objects;
 pub mod auth;
 pub mod embedded;
+pub mod openapi;
 pub mod role;

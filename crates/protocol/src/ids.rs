@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 /// An object's `IdObjet`. Written as a number; read from a number or a string of digits (as
 /// some of the old system's workers echo it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct ObjectId(pub u64);
@@ -44,6 +45,7 @@ impl fmt::Display for ObjectId {
 }
 
 /// A run's id: cheap to clone, printed as is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(pub Arc<str>);

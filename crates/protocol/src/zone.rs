@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A layer of the platform. Ordered: raw < standardized < application.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Zone {
     #[serde(rename = "1-Raw")]

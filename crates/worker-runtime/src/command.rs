@@ -185,7 +185,9 @@ where
     let (mut stdout, mut stderr) = pipes;
     let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     while stdout.is_some() || stderr.is_some() {
+        // Both ready: stdout first, as a program that writes one then the other usually did.
         tokio::select! {
+            biased;
             read = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match read {
                 Some(n) => {
                     captured.output.push(&out_buf[..n]);

@@ -7,6 +7,7 @@ use orchestrator_protocol::Zone;
 use serde::{Deserialize, Serialize};
 
 /// One zone's objects by state, its retries and its first dispatch and latest end.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ZoneCounts {
@@ -63,6 +64,7 @@ impl ZoneCounts {
 }
 
 /// Every zone's counts, indexed by `Zone::index()`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounts {
     pub zones: [ZoneCounts; 3],

@@ -9,6 +9,7 @@ use orchestrator_protocol::ObjectId;
 use serde::{Deserialize, Serialize};
 
 /// An object that failed for good.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub id: ObjectId,

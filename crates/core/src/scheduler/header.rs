@@ -7,6 +7,7 @@ use orchestrator_protocol::{ObjectId, RunId, Zone};
 use serde::{Deserialize, Serialize};
 
 /// Where a run stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -46,6 +47,7 @@ impl RunStatus {
 }
 
 /// What a run was started with, so that any process rebuilds the same run from its objects.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOptions {
     /// Build only these and their ancestors; empty for every object.
@@ -60,6 +62,7 @@ pub struct RunOptions {
 }
 
 /// The run's header, as the store keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunHeader {
     pub run_id: RunId,
