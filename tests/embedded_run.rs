@@ -298,6 +298,17 @@ fn the_http_handler_maps_statuses_to_outcomes() {
     assert_eq!(calls[&3005], 1, "4xx is not retried");
     assert_eq!(v["summary"]["loaded"], 8);
     assert_eq!(v["summary"]["failed"], 1);
+    // The response's body is the attempt's output, as a program's would be.
+    let failed = &v["failures"][0];
+    assert_eq!(failed["id"], 3005, "{v}");
+    assert_eq!(failed["attempts"][0]["output"], "ok", "{failed}");
+    assert!(
+        failed["attempts"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("422"),
+        "{failed}"
+    );
 }
 
 fn http_get(addr: &str, path: &str) -> (u16, String) {

@@ -3,24 +3,28 @@
 //! dead letter removed alone.
 
 use super::*;
-use orchestrator_core::scheduler::AttemptRecord;
+use orchestrator_core::scheduler::{AttemptRecord, AttemptText};
 
 pub(crate) fn attempt(n: u32, outcome: AttemptOutcome, output: &str) -> AttemptRecord {
+    let reason = if outcome == AttemptOutcome::Loaded {
+        String::new()
+    } else {
+        format!("exit 1: failure {n}")
+    };
     AttemptRecord {
         attempt: n,
         outcome,
-        reason: if outcome == AttemptOutcome::Loaded {
-            String::new()
-        } else {
-            format!("exit 1: failure {n}")
-        },
-        info: String::new(),
-        worker: "worker-7".into(),
         dispatched_ms: 100 * u64::from(n),
         started_ms: 100 * u64::from(n) + 5,
         ended_ms: 100 * u64::from(n) + 50,
         duration_ms: 45,
-        output: output.to_string(),
+        text: AttemptText {
+            worker: "worker-7".into(),
+            reason,
+            info: String::new(),
+            output: output.to_string(),
+        }
+        .boxed(),
     }
 }
 
@@ -28,7 +32,11 @@ pub(crate) async fn attempts_are_kept_per_object_and_letters_go_one_by_one(store
     let run = RunId::new("run-a");
     let other = RunId::new("run-b");
     let first = attempt(1, AttemptOutcome::Failed, "line 1\nline é 2\n");
-    let second = attempt(2, AttemptOutcome::Expired, "");
+    // An attempt with nothing said of it (no worker, reason or output) round-trips as such.
+    let second = AttemptRecord {
+        text: None,
+        ..attempt(2, AttemptOutcome::Expired, "")
+    };
     let third = attempt(3, AttemptOutcome::Loaded, "done");
     let letter = |id: u64| DeadLetter {
         id: ObjectId(id),
@@ -52,14 +60,17 @@ pub(crate) async fn attempts_are_kept_per_object_and_letters_go_one_by_one(store
             },
             Transition::Attempts {
                 run: run.clone(),
-                attempts: vec![
+                attempts: std::sync::Arc::new(vec![
                     (ObjectId(1001), first.clone()),
                     (ObjectId(1001), second.clone()),
-                ],
+                ]),
             },
             Transition::Attempts {
                 run: other.clone(),
-                attempts: vec![(ObjectId(1001), attempt(1, AttemptOutcome::Failed, "b"))],
+                attempts: std::sync::Arc::new(vec![(
+                    ObjectId(1001),
+                    attempt(1, AttemptOutcome::Failed, "b"),
+                )]),
             },
             Transition::DeadLetter {
                 run: run.clone(),
@@ -81,7 +92,7 @@ pub(crate) async fn attempts_are_kept_per_object_and_letters_go_one_by_one(store
             },
             Transition::Attempts {
                 run: run.clone(),
-                attempts: vec![(ObjectId(1001), third.clone())],
+                attempts: std::sync::Arc::new(vec![(ObjectId(1001), third.clone())]),
             },
         ])
         .await
@@ -91,7 +102,7 @@ pub(crate) async fn attempts_are_kept_per_object_and_letters_go_one_by_one(store
         vec![first, second, third]
     );
     let b = store.attempts(&other, ObjectId(1001)).await.unwrap();
-    assert_eq!((b.len(), b[0].output.as_str()), (1, "b"));
+    assert_eq!((b.len(), b[0].output()), (1, "b"));
     assert!(store.attempts(&run, ObjectId(9)).await.unwrap().is_empty());
     assert!(
         store

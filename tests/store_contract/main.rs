@@ -335,10 +335,10 @@ mod redb {
             },
             Transition::Attempts {
                 run: m.run_id.clone(),
-                attempts: vec![(
+                attempts: std::sync::Arc::new(vec![(
                     ObjectId(1),
                     attempts::attempt(1, AttemptOutcome::Failed, "x"),
-                )],
+                )]),
             },
         ]
     }

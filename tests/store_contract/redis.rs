@@ -145,10 +145,10 @@ async fn a_finished_runs_keys_expire() {
             },
             Transition::Attempts {
                 run: m.run_id.clone(),
-                attempts: vec![(
+                attempts: std::sync::Arc::new(vec![(
                     ObjectId(1),
                     super::attempts::attempt(1, AttemptOutcome::Loaded, ""),
-                )],
+                )]),
             },
         ])
         .await

@@ -419,7 +419,7 @@ impl Bus for KafkaBus {
         member: &str,
     ) -> Result<Box<dyn Consumer<ControlEvent>>, BusError> {
         self.consumer(
-            self.settings.clone(),
+            Arc::new(self.settings.for_control()),
             std::slice::from_ref(&self.settings.topic_control),
             &format!("control.{member}"),
             Membership::Broadcast,

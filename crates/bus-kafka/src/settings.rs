@@ -9,6 +9,9 @@ use std::time::Duration;
 /// `fetch_wait_max_ms` says.
 pub const PROGRESS_FETCH_WAIT_MAX_MS: u32 = 100;
 
+/// Least fetch wait of the control consumers (see [`KafkaSettings::for_control`]).
+pub const CONTROL_FETCH_WAIT_MAX_MS: u32 = 500;
+
 #[derive(Clone, Debug)]
 pub struct KafkaSettings {
     /// `KAFKA_BOOTSTRAP`: host:port[,host:port…].
@@ -90,6 +93,16 @@ impl KafkaSettings {
     pub fn for_progress(&self) -> KafkaSettings {
         KafkaSettings {
             fetch_wait_max_ms: self.fetch_wait_max_ms.max(PROGRESS_FETCH_WAIT_MAX_MS),
+            ..self.clone()
+        }
+    }
+
+    /// The settings of the control consumers (one per worker): control messages are rare and a
+    /// cancel may take a moment, so their fetches wait [`CONTROL_FETCH_WAIT_MAX_MS`], and idle
+    /// workers cost the broker little.
+    pub fn for_control(&self) -> KafkaSettings {
+        KafkaSettings {
+            fetch_wait_max_ms: self.fetch_wait_max_ms.max(CONTROL_FETCH_WAIT_MAX_MS),
             ..self.clone()
         }
     }

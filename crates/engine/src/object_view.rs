@@ -56,14 +56,14 @@ impl From<&AttemptRecord> for AttemptView {
         AttemptView {
             attempt: a.attempt,
             outcome: a.outcome,
-            reason: a.reason.clone(),
-            info: a.info.clone(),
-            worker: a.worker.clone(),
+            reason: a.reason().to_string(),
+            info: a.info().to_string(),
+            worker: a.worker().to_string(),
             dispatched_ms: a.dispatched_ms,
             started_ms: a.started_ms,
             ended_ms: a.ended_ms,
             duration_ms: a.duration_ms,
-            output_bytes: a.output.len(),
+            output_bytes: a.output().len(),
         }
     }
 }

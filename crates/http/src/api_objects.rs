@@ -165,7 +165,7 @@ pub(crate) async fn attempt_output(
         })?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        attempt.output,
+        attempt.output().to_string(),
     )
         .into_response())
 }

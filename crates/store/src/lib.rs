@@ -20,6 +20,9 @@ use orchestrator_protocol::{ObjectId, RunId};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Attempts that ended in one batch, each with its object; shared (see [`Transition::Attempts`]).
+pub type EndedAttempts = Arc<Vec<(ObjectId, AttemptRecord)>>;
+
 /// One change; a batch of them is applied all or nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
@@ -43,10 +46,11 @@ pub enum Transition {
         run: RunId,
         id: ObjectId,
     },
-    /// Attempts that ended: each one's history, kept with the run.
+    /// Attempts that ended: each one's history, kept with the run. Shared, so that a store
+    /// that keeps them in memory, or a batch kept to be written again, copies none.
     Attempts {
         run: RunId,
-        attempts: Vec<(ObjectId, AttemptRecord)>,
+        attempts: EndedAttempts,
     },
     /// The object definitions a run was submitted with (its file's JSON), kept so that another
     /// process can take the run over.
@@ -103,7 +107,7 @@ impl Transition {
         if !delta.attempts.is_empty() {
             batch.push(Transition::Attempts {
                 run: run.clone(),
-                attempts: delta.attempts,
+                attempts: Arc::new(delta.attempts),
             });
         }
         batch.push(Transition::Run(Box::new(delta.header)));

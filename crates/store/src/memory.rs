@@ -1,7 +1,7 @@
 //! The in-memory store: the default when no state directory is given (nothing survives the
 //! process).
 
-use super::{AttemptRecord, DeadLetter, RunHeader, StateStore, StoreError, Transition};
+use super::{AttemptRecord, DeadLetter, EndedAttempts, RunHeader, StateStore, StoreError, Transition};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
@@ -16,8 +16,9 @@ struct Inner {
     objects: HashMap<RunId, FxHashMap<ObjectId, ObjectRecord>>,
     dead: HashMap<RunId, Vec<DeadLetter>>,
     graphs: HashMap<RunId, std::sync::Arc<String>>,
-    /// Ended attempts by run, then object and attempt.
-    attempts: HashMap<RunId, BTreeMap<(ObjectId, u32), AttemptRecord>>,
+    /// Ended attempts by run, in the batches they came in (kept as they are, not copied: an
+    /// object's are found by reading its run's, which only operators do).
+    attempts: HashMap<RunId, Vec<EndedAttempts>>,
 }
 
 #[derive(Default)]
@@ -67,10 +68,11 @@ impl StateStore for MemoryStore {
                     }
                 }
                 Transition::Attempts { run, attempts } => {
-                    let kept = inner.attempts.entry(run.clone()).or_default();
-                    for (id, a) in attempts {
-                        kept.insert((*id, a.attempt), a.clone());
-                    }
+                    let kept = match inner.attempts.get_mut(run) {
+                        Some(k) => k,
+                        None => inner.attempts.entry(run.clone()).or_default(),
+                    };
+                    kept.push(attempts.clone());
                 }
                 Transition::Graph { run, objects } => {
                     inner.graphs.insert(run.clone(), objects.clone());
@@ -101,16 +103,19 @@ impl StateStore for MemoryStore {
         Ok(self.lock().dead.get(run).cloned().unwrap_or_default())
     }
     async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .attempts
-            .get(run)
-            .map(|m| {
-                m.range((id, 0)..=(id, u32::MAX))
-                    .map(|(_, a)| a.clone())
-                    .collect()
-            })
-            .unwrap_or_default())
+        // By attempt; an attempt recorded twice (expired, then its late result taken) is the
+        // later record.
+        let mut found: BTreeMap<u32, AttemptRecord> = BTreeMap::new();
+        if let Some(batches) = self.lock().attempts.get(run) {
+            for (_, a) in batches
+                .iter()
+                .flat_map(|b| b.iter())
+                .filter(|(o, _)| *o == id)
+            {
+                found.insert(a.attempt, a.clone());
+            }
+        }
+        Ok(found.into_values().collect())
     }
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         Ok(self.lock().graphs.get(run).map(|g| g.as_str().to_string()))

@@ -1,7 +1,7 @@
 //! The steps of a run, what they take and what they return: start (or resume), a worker's
 //! report, a clock tick, cancel, interrupt and rerun of the failures.
 
-use super::attempt::{AttemptOutcome, AttemptRecord, AttemptReport};
+use super::attempt::{AttemptRecord, AttemptReport};
 use super::header::RunStatus;
 use super::run::{InFlightOnRestore, Run, TimerKind};
 use super::state::ObjectState;
@@ -251,18 +251,7 @@ impl Run {
         if let Some(reason) = expired {
             self.attempts.push((
                 self.graph.id(i),
-                AttemptRecord {
-                    attempt,
-                    outcome: AttemptOutcome::Expired,
-                    reason: reason.clone(),
-                    info: String::new(),
-                    worker: String::new(),
-                    dispatched_ms: rec.dispatched_ms,
-                    started_ms: 0,
-                    ended_ms: now,
-                    duration_ms: 0,
-                    output: String::new(),
-                },
+                AttemptRecord::expired(attempt, reason.clone(), rec.dispatched_ms, now),
             ));
             out.push(Action::Expired {
                 index: i,

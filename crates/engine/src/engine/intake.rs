@@ -1,9 +1,9 @@
 //! What the engine takes in: workers' results and progress from the bus, turned into the
 //! scheduler's events and fed to their runs; and the steps it applies to every run at once.
 
-use super::{BATCH, Engine, Outbox};
+use super::{Engine, Outbox};
 use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
-use orchestrator_core::scheduler::{Action, AttemptReport, Event, Run};
+use orchestrator_core::scheduler::{Action, AttemptReport, AttemptText, Event, Run};
 use orchestrator_protocol::{AttemptStatus, ProgressEvent, ProgressKind, ResultEvent, RunId, Zone};
 
 impl Engine {
@@ -14,16 +14,25 @@ impl Engine {
             .zone
             .or_else(|| Zone::from_legacy_id(r.id.0))
             .map_or("unknown", Zone::short)];
-        let mut report = AttemptReport {
-            worker: r.worker,
+        let loaded = r.status == AttemptStatus::Loaded;
+        let (info, reason) = if loaded {
+            (r.info, String::new())
+        } else {
+            (String::new(), r.info)
+        };
+        let report = AttemptReport {
             duration_ms: r.duration_ms,
-            info: String::new(),
-            output: r.output,
+            text: AttemptText {
+                worker: r.worker,
+                info,
+                output: r.output,
+                reason: String::new(),
+            }
+            .boxed(),
         };
         let event = match r.status {
             AttemptStatus::Loaded => {
                 self.metrics.loaded_received.with_label_values(&zone).inc();
-                report.info = r.info;
                 Event::Loaded {
                     id: r.id,
                     attempt: r.attempt,
@@ -35,7 +44,7 @@ impl Engine {
                 Event::Failed {
                     id: r.id,
                     attempt: r.attempt,
-                    reason: r.info,
+                    reason,
                     retryable: r.retryable,
                     report,
                 }
@@ -91,10 +100,11 @@ pub(super) fn tokens<T>(batch: &[Delivery<T>]) -> Vec<AckToken> {
 /// What a consumer has right now, without waiting (`None` when nothing is there).
 pub(super) async fn ready_now<T: Send>(
     consumer: &mut dyn Consumer<T>,
+    max: usize,
 ) -> Result<Option<Vec<Delivery<T>>>, BusError> {
     // One poll, no timer: a zero timeout still waits for the timer wheel's next tick (about a
     // millisecond) when nothing is there, which capped the loop at a thousand turns a second.
-    let mut batch = std::pin::pin!(consumer.next_batch(BATCH));
+    let mut batch = std::pin::pin!(consumer.next_batch(max));
     let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(batch.as_mut().poll(cx))).await;
     match polled {
         std::task::Poll::Ready(batch) => Ok(Some(batch?).filter(|b| !b.is_empty())),

@@ -27,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Events taken from the bus per loop turn (and so per store batch).
 const BATCH: usize = 8192;
+/// Handlers' output a turn takes in at most, about: results carry up to `ATTEMPT_OUTPUT_BYTES`
+/// each, so a turn of results with long outputs takes fewer of them (see
+/// [`Engine::results_per_turn`]), which bounds the memory and the store batch of a turn.
+const OUTPUT_BYTES_PER_TURN: usize = 32 << 20;
 const GROUP: &str = "orchestrator";
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,8 @@ pub struct Engine {
     stop: CancellationToken,
     /// The consumers of results and progress, once opened (see [`Engine::open_consumers`]).
     consumers: Option<Consumers>,
+    /// Results taken per turn: [`BATCH`], or fewer while they carry long outputs.
+    results_per_turn: usize,
 }
 
 type Consumers = (
@@ -96,6 +102,7 @@ impl Engine {
             actions: Vec::new(),
             stop: CancellationToken::new(),
             consumers: None,
+            results_per_turn: BATCH,
         }
     }
 
@@ -230,6 +237,7 @@ impl Engine {
             };
             let mut out = Outbox::default();
             let mut taken = Taken::default();
+            let per_turn = self.results_per_turn;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !stopping => {
@@ -243,11 +251,12 @@ impl Engine {
                 Some(command) = options::next_command(&mut commands) => {
                     self.command(command, &mut out).await?;
                 }
-                batch = results.next_batch(BATCH) => {
+                batch = results.next_batch(per_turn) => {
                     let batch = batch?;
                     if batch.is_empty() { break; }
+                    self.size_next_turn(&batch);
                     // Take the progress already waiting too, so one store batch covers both.
-                    if let Some(p) = ready_now(&mut *progress).await? {
+                    if let Some(p) = ready_now(&mut *progress, BATCH).await? {
                         taken.progress = tokens(&p);
                         self.apply(p.into_iter().map(|d| progress_event(d.event)).collect(), &mut out);
                     }
@@ -260,7 +269,8 @@ impl Engine {
                     if batch.is_empty() { break; }
                     taken.progress = tokens(&batch);
                     self.apply(batch.into_iter().map(|d| progress_event(d.event)).collect(), &mut out);
-                    if let Some(r) = ready_now(&mut *results).await? {
+                    if let Some(r) = ready_now(&mut *results, per_turn).await? {
+                        self.size_next_turn(&r);
                         taken.results = tokens(&r);
                         let events = r.into_iter().map(|d| self.result_event(d.event)).collect();
                         self.apply(events, &mut out);
@@ -286,6 +296,14 @@ impl Engine {
         }
         self.publish_progress();
         Ok(())
+    }
+
+    /// Sizes the next turn's take of results by the output these carried: a turn holds about
+    /// [`OUTPUT_BYTES_PER_TURN`] of it at most.
+    fn size_next_turn(&mut self, batch: &[orchestrator_bus::Delivery<ResultEvent>]) {
+        let bytes: usize = batch.iter().map(|d| d.event.output.len()).sum();
+        let each = bytes / batch.len().max(1);
+        self.results_per_turn = (OUTPUT_BYTES_PER_TURN / each.max(1)).clamp(16, BATCH);
     }
 
     /// Carries out one command of a server.

@@ -95,6 +95,8 @@ pub enum RerunRefused {
     Running(RunId),
     #[error("run {0} has no failed, upstream-failed or cancelled objects to run again")]
     NothingFailed(RunId),
+    #[error("run {0} is being cancelled: wait for it to finish, then rerun or retry")]
+    Cancelling(RunId),
     #[error("run {run}: {why}")]
     Retry { run: RunId, why: RetryRefused },
 }

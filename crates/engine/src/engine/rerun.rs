@@ -2,7 +2,7 @@
 //! does not (finished, or stopped), on the run opened from the store, which it then holds.
 
 use super::{Engine, EngineError, Outbox, RerunAnswer, RerunRefused};
-use orchestrator_core::scheduler::Run;
+use orchestrator_core::scheduler::{Run, RunStatus};
 use orchestrator_protocol::{ObjectId, RunId};
 
 impl Engine {
@@ -51,6 +51,9 @@ impl Engine {
 
 /// Why `run` may not be rerun (or `object` of it retried) now, if it may not.
 fn refusal(run: &Run, id: &RunId, object: Option<ObjectId>) -> Result<(), RerunRefused> {
+    if run.status() == RunStatus::Cancelling {
+        return Err(RerunRefused::Cancelling(id.clone()));
+    }
     match object {
         Some(object) => run
             .retryable(object)

@@ -226,11 +226,15 @@ fn print_failure(id: ObjectId, attempts: &[AttemptRecord]) {
             "  attempt {} {} on {} after {} ms: {}",
             a.attempt,
             a.outcome.as_str(),
-            if a.worker.is_empty() { "-" } else { &a.worker },
+            if a.worker().is_empty() {
+                "-"
+            } else {
+                a.worker()
+            },
             a.duration_ms,
-            a.reason
+            a.reason()
         );
-        let lines: Vec<&str> = a.output.lines().collect();
+        let lines: Vec<&str> = a.output().lines().collect();
         let from = lines.len().saturating_sub(SHOWN_OUTPUT_LINES);
         if from > 0 {
             outln!("    … {from} lines before");

@@ -122,7 +122,7 @@ async fn show_object(
             .flatten()
             .zip(&attempts)
         {
-            v["output"] = serde_json::Value::String(a.output.clone());
+            v["output"] = serde_json::Value::String(a.output().to_string());
         }
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(EXIT_OK);
@@ -131,7 +131,7 @@ async fn show_object(
         attempts
             .iter()
             .find(|a| a.attempt == n)
-            .map(|a| a.output.clone())
+            .map(|a| a.output().to_string())
             .ok_or_else(|| format!("no attempt {n}"))
     });
     Ok(EXIT_OK)

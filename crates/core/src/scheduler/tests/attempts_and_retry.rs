@@ -10,10 +10,13 @@ fn failed(object: u64, attempt: u32, reason: &str, retryable: bool) -> Event {
         reason: reason.into(),
         retryable,
         report: AttemptReport {
-            worker: "w1".into(),
             duration_ms: 5,
-            info: String::new(),
-            output: format!("out of {object}/{attempt}"),
+            text: AttemptText {
+                worker: "w1".into(),
+                output: format!("out of {object}/{attempt}"),
+                ..AttemptText::default()
+            }
+            .boxed(),
         },
     }
 }
@@ -23,10 +26,13 @@ fn loaded(object: u64, attempt: u32) -> Event {
         id: id(object),
         attempt: Some(attempt),
         report: AttemptReport {
-            worker: "w2".into(),
             duration_ms: 3,
-            info: "rows=1".into(),
-            output: String::new(),
+            text: AttemptText {
+                worker: "w2".into(),
+                info: "rows=1".into(),
+                ..AttemptText::default()
+            }
+            .boxed(),
         },
     }
 }
@@ -46,11 +52,11 @@ fn every_ended_attempt_is_in_a_delta_once_with_what_its_worker_said() {
     let (object, a) = &delta.attempts[0];
     assert_eq!(*object, id(1000));
     assert_eq!(
-        (a.attempt, a.outcome, a.reason.as_str(), a.worker.as_str()),
+        (a.attempt, a.outcome, a.reason(), a.worker()),
         (1, AttemptOutcome::Failed, "boom", "w1")
     );
     assert_eq!((a.dispatched_ms, a.started_ms, a.ended_ms), (10, 15, 20));
-    assert_eq!(a.output, "out of 1000/1");
+    assert_eq!(a.output(), "out of 1000/1");
     // The retry comes due and loads: its record, and nothing of the first again.
     run.tick(1_000_000, &mut out);
     run.handle(loaded(1000, 2), 1_000_010, &mut out);
@@ -58,7 +64,7 @@ fn every_ended_attempt_is_in_a_delta_once_with_what_its_worker_said() {
     let attempts: Vec<_> = delta
         .attempts
         .iter()
-        .map(|(o, a)| (o.0, a.attempt, a.outcome, a.info.as_str()))
+        .map(|(o, a)| (o.0, a.attempt, a.outcome, a.info()))
         .collect();
     assert_eq!(attempts, [(1000, 2, AttemptOutcome::Loaded, "rows=1")]);
     // A result for an attempt already answered leaves no record.
