@@ -1,7 +1,9 @@
 //! The in-memory store: the default when no state directory is given (nothing survives the
 //! process).
 
-use super::{AttemptRecord, DeadLetter, EndedAttempts, RunHeader, StateStore, StoreError, Transition};
+use super::{
+    AttemptRecord, DeadLetter, EndedAttempts, RunHeader, StateStore, StoreError, Transition,
+};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
 use orchestrator_protocol::{ObjectId, RunId};
