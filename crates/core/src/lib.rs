@@ -12,6 +12,7 @@ pub mod objects;
 pub mod parents;
 pub mod plan;
 pub mod run_graph;
+pub mod schedule;
 pub mod scheduler;
 mod selection;
 

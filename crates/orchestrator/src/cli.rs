@@ -49,6 +49,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Writes a seeded layered graph of N objects in the old format.
     Generate(GenerateArgs),
+    /// A dry run of the schedule: which objects would run at a moment, and why (due by their
+    /// `Fréquence`, a stale ancestor, following a parent), and which ancestors are skipped as
+    /// fresh; from each object's `Lastrun`. Nothing runs.
+    Schedule(ScheduleArgs),
     /// Shows the runs kept in a state directory.
     Status(StatusArgs),
     /// Runs the orchestrator as a service: runs from OBJECTS_PATH, workers over Kafka, state in
@@ -149,6 +153,22 @@ pub struct PlanArgs {
     pub select: SelectArgs,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The moment: an ISO 8601 time (`2026-11-30T06:10:00Z`; without an offset, in the time
+    /// zone) or Unix seconds.
+    #[arg(long)]
+    pub at: String,
+    /// The time zone ticks are evaluated in (an IANA name).
+    #[arg(long, env = "SCHEDULE_TIMEZONE", default_value = "UTC")]
+    pub timezone: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod generate;
 mod object_report;
 mod plan;
 mod run;
+mod schedule;
 mod serve;
 mod status;
 mod validate;
@@ -42,6 +43,7 @@ pub fn dispatch(
         Command::Validate(a) => Ok(validate::validate(a)),
         Command::Plan(a) => Ok(plan::plan(a)),
         Command::Generate(a) => generate::generate(a),
+        Command::Schedule(a) => Ok(schedule::schedule(a)),
         Command::Run(a) => run::run(*a),
         Command::Status(a) => status::status(a),
         Command::Serve(a) => serve::serve(*a),

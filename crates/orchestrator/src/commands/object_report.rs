@@ -7,9 +7,9 @@ use serde_json::Value;
 /// Unix milliseconds as an RFC 3339 time (UTC), or `-` for none.
 fn time(ms: &Value) -> String {
     match ms.as_i64().filter(|&ms| ms > 0) {
-        Some(ms) => jiff::Timestamp::from_millisecond(ms)
-            .map(|t| format!("{t:.3}"))
-            .unwrap_or_else(|_| ms.to_string()),
+        Some(ms) => chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| ms.to_string()),
         None => "-".to_string(),
     }
 }

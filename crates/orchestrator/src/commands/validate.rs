@@ -1,7 +1,7 @@
 //! `orchestrator validate FILE`: every problem at once, or a summary of the graph.
 
 use super::load_or_report;
-use crate::EXIT_OK;
+use crate::{EXIT_INVALID, EXIT_OK};
 use orchestrator::cli::ValidateArgs;
 use orchestrator_core::plan::{Plan, Selection};
 
@@ -10,6 +10,22 @@ pub fn validate(args: ValidateArgs) -> i32 {
         Ok(g) => g,
         Err(code) => return code,
     };
+    // The schedule's fields too: an invalid `Fréquence` is an error, a bad `Lastrun` a warning.
+    let utc = orchestrator_core::schedule::parse_zone("UTC").ok();
+    if let Some(zone) = utc {
+        let now = orchestrator_engine::clock::now_ms();
+        let (_, schedule) = orchestrator_core::schedule::Catalog::from_graph(&graph, zone, now);
+        if schedule.error_count() > 0 {
+            eprint!("{}", schedule.render(None));
+            eprintln!(
+                "{}: {} error(s) in the schedule's fields; nothing was run",
+                args.input.file.display(),
+                schedule.error_count()
+            );
+            return EXIT_INVALID;
+        }
+        eprint!("{}", schedule.render(None));
+    }
     let plan = Plan::new(&graph, &Selection::all(&graph));
     if args.json {
         let v = serde_json::json!({

@@ -1,0 +1,16 @@
+//! Schedules by each object's `Fréquence`: which objects are due at a moment, which of their
+//! ancestors are stale and run with them, which descendants follow, and which fresh ancestors
+//! are skipped. Pure: the caller gives the moment, the time zone and each object's latest load.
+
+mod catalog;
+mod frequency;
+mod last_load;
+mod tick;
+
+pub use catalog::{Catalog, LoadedAt};
+pub use frequency::{Frequency, ScheduleZone, parse_frequency, parse_zone};
+pub use last_load::parse_last_run;
+pub use tick::{TickPlan, Why, evaluate};
+
+#[cfg(test)]
+mod tests;
