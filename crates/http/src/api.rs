@@ -6,7 +6,8 @@ use crate::api_body::{SubmitBudget, read_body};
 use crate::api_objects;
 use crate::auth::{ApiTokens, require_token};
 use crate::openapi::{
-    Accepted, ApiDoc, ErrorBody, InvalidObjects, RunList, Submitted, document_router,
+    Accepted, ApiDoc, ChangeRefusals, ErrorBody, InvalidObjects, ReadRefusals, RunList, Submitted,
+    document_router,
 };
 use crate::role::{Role, SharedRole};
 use axum::Json;
@@ -160,11 +161,9 @@ struct SubmitQuery {
     responses(
         (status = 201, description = "The run started", body = Submitted),
         (status = 400, description = "Invalid objects (every problem listed) or query", body = InvalidObjects),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A read-only token", body = ErrorBody),
         (status = 413, description = "The body is past MAX_INPUT_BYTES", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 503, description = "Busy (submissions past SUBMIT_MEMORY_BYTES: see Retry-After), not the writer, or stopping", body = ErrorBody),
+        ChangeRefusals,
     ))]
 async fn submit(
     State(state): State<Arc<ApiState>>,
@@ -292,8 +291,7 @@ fn default_list_limit() -> usize {
     ),
     responses(
         (status = 200, description = "Runs, newest first", body = RunList),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ReadRefusals,
     ))]
 async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>) -> Response {
     let stored = match state.store.runs().await {
@@ -347,9 +345,8 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
     ),
     responses(
         (status = 200, description = "The run, its counts per state and a page of its objects", body = RunView),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ReadRefusals,
     ))]
 async fn inspect(
     State(state): State<Arc<ApiState>>,
@@ -391,11 +388,9 @@ async fn inspect(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Cancelling: nothing new is dispatched and the workers stop its attempts in flight", body = Accepted),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A read-only token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "Already finished, or not driven by this orchestrator", body = ErrorBody),
-        (status = 503, description = "Not the writer, or stopping", body = ErrorBody),
+        ChangeRefusals,
     ))]
 async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     let run = RunId::new(id.as_str());

@@ -5,7 +5,7 @@
 //! holds is read as it stands; any other is opened from the store.
 
 use crate::api::{ApiError, ApiState, engine_gone, error};
-use crate::openapi::{Accepted, ErrorBody};
+use crate::openapi::{Accepted, ChangeRefusals, ErrorBody, ReadRefusals};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -99,9 +99,8 @@ async fn look<T: Send + 'static>(
     responses(
         (status = 200, description = "The object: definition, state, neighbours, blocking ancestor and every ended attempt", body = ObjectDetail),
         (status = 400, description = "Not an object id", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ReadRefusals,
     ))]
 pub(crate) async fn object(
     State(state): State<Arc<ApiState>>,
@@ -131,9 +130,8 @@ fn unknown_object(run: &RunId, id: ObjectId) -> ApiError {
     responses(
         (status = 200, description = "What the attempt's handler wrote (head and tail when long)", body = String, content_type = "text/plain"),
         (status = 400, description = "Not an object id or attempt number", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such run, object or ended attempt", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ReadRefusals,
     ))]
 pub(crate) async fn attempt_output(
     State(state): State<Arc<ApiState>>,
@@ -193,9 +191,8 @@ pub(crate) struct GraphQuery {
     responses(
         (status = 200, description = "The run's objects with their states, and the links between them", body = GraphView),
         (status = 400, description = "An unknown format, or not an object id", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ReadRefusals,
     ))]
 pub(crate) async fn graph(
     State(state): State<Arc<ApiState>>,
@@ -243,11 +240,9 @@ pub(crate) async fn graph(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Every failed, upstream-failed and cancelled object runs again (new attempts); what loaded is untouched", body = Accepted),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A read-only token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run is still running, or nothing failed", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ChangeRefusals,
     ))]
 pub(crate) async fn rerun(State(state): State<Arc<ApiState>>, Path(run): Path<String>) -> Response {
     again(&state, RunId::new(run.as_str()), None).await
@@ -258,11 +253,9 @@ pub(crate) async fn rerun(State(state): State<Arc<ApiState>>, Path(run): Path<St
     responses(
         (status = 202, description = "The failed object and the descendants it alone blocked run again", body = Accepted),
         (status = 400, description = "Not an object id", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "A read-only token", body = ErrorBody),
         (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
         (status = 409, description = "The object did not fail", body = ErrorBody),
-        (status = 503, description = "The store cannot be read, not the writer, or stopping", body = ErrorBody),
+        ChangeRefusals,
     ))]
 pub(crate) async fn retry(
     State(state): State<Arc<ApiState>>,

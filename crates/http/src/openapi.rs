@@ -19,6 +19,32 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// What a route that reads may refuse with, whatever it is.
+#[derive(utoipa::IntoResponses)]
+pub enum ReadRefusals {
+    /// No valid token.
+    #[response(status = 401)]
+    Unauthorized(#[to_schema] ErrorBody),
+    /// Not the writer, stopping, or the store cannot be read.
+    #[response(status = 503)]
+    Unavailable(#[to_schema] ErrorBody),
+}
+
+/// What a route that changes a run may refuse with, whatever it is.
+#[derive(utoipa::IntoResponses)]
+pub enum ChangeRefusals {
+    /// No valid token.
+    #[response(status = 401)]
+    Unauthorized(#[to_schema] ErrorBody),
+    /// A read-only token.
+    #[response(status = 403)]
+    Forbidden(#[to_schema] ErrorBody),
+    /// Busy (submissions past SUBMIT_MEMORY_BYTES: see Retry-After), not the writer, stopping,
+    /// or the store cannot be read.
+    #[response(status = 503)]
+    Unavailable(#[to_schema] ErrorBody),
+}
+
 /// A submission refused for its objects: every problem, each naming the object and field.
 #[derive(Serialize, ToSchema)]
 pub struct InvalidObjects {

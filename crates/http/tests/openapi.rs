@@ -48,7 +48,14 @@ fn every_route_is_documented_with_its_errors_and_the_token_scheme() {
     for (method, path) in &expected {
         let op = &paths[path][method];
         let responses = op["responses"].as_object().unwrap();
-        assert!(responses.contains_key("401"), "{method} {path}: no 401");
+        assert!(
+            responses["401"]["content"]["application/json"]["schema"].is_object(),
+            "{method} {path}: no 401 with its body: {}",
+            op["responses"]
+        );
+        if *method == "post" {
+            assert!(responses.contains_key("403"), "{method} {path}: no 403");
+        }
         assert!(
             responses.keys().any(|s| s.starts_with('2')),
             "{method} {path}: no success"
