@@ -58,15 +58,7 @@ fn runs_are_submitted_followed_listed_shown_and_cancelled_from_the_command_line(
     let out = client(&base, Some(TOKEN), &["runs", "show", &run]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
-    let status = orchestrator(&[
-        "status",
-        "--store",
-        &cluster.redis.url,
-        "--redis-prefix",
-        &cluster.prefix,
-        "--run",
-        &run,
-    ]);
+    let status = cluster.status_of(&["--run", &run]);
     let line = text(&status.stdout)
         .lines()
         .find(|l| l.starts_with(&format!("run {run}")))

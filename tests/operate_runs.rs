@@ -182,17 +182,7 @@ fn failures_are_inspected_retried_and_rerun_and_a_cancel_kills_work_in_flight() 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let logs = text(&out.stdout);
     // `status --object` prints the same, read from the store.
-    let status = orchestrator(&[
-        "status",
-        "--store",
-        &cluster.redis.url,
-        "--redis-prefix",
-        &cluster.prefix,
-        "--run",
-        &run,
-        "--object",
-        "2001",
-    ]);
+    let status = cluster.status_of(&["--run", &run, "--object", "2001"]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
     assert_eq!(
         text(&status.stdout),

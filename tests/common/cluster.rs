@@ -201,15 +201,21 @@ impl Cluster {
         }
     }
 
-    pub fn status(&self) -> serde_json::Value {
-        let out = orchestrator(&[
+    /// `orchestrator status ARGS` on the cluster's store.
+    pub fn status_of(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec![
             "status",
             "--store",
             &self.redis.url,
             "--redis-prefix",
             &self.prefix,
-            "--json",
-        ]);
+        ];
+        all.extend_from_slice(args);
+        orchestrator(&all)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.status_of(&["--json"]);
         if !out.status.success() {
             return serde_json::Value::Null;
         }

@@ -148,19 +148,15 @@ fn a_tick_runs_what_is_due_its_stale_ancestors_and_its_followers() {
     c.loaded = vec![Some(hour - 30 * MINUTE); 5];
     let plan = evaluate(&g, &c, now, utc());
     let due = Why::Due { tick_ms: hour };
+    let follows = (
+        2001,
+        Why::FollowsRun {
+            parent: ObjectId(1001),
+        },
+    );
     assert_eq!(
         ids(&g, &plan),
-        [
-            (1001, due),
-            (1002, due),
-            (
-                2001,
-                Why::FollowsRun {
-                    parent: ObjectId(1001)
-                }
-            ),
-            (3001, due),
-        ]
+        [(1001, due), (1002, due), follows, (3001, due)]
     );
     // 1002 loaded at 06:05: fresh, skipped; 2001 and 3001 loaded at 06:06.
     c.loaded[1] = Some(hour + 5 * MINUTE);
@@ -177,19 +173,7 @@ fn a_tick_runs_what_is_due_its_stale_ancestors_and_its_followers() {
     let due = Why::Due {
         tick_ms: hour + HOUR,
     };
-    assert_eq!(
-        ids(&g, &plan),
-        [
-            (1001, due),
-            (1002, due),
-            (
-                2001,
-                Why::FollowsRun {
-                    parent: ObjectId(1001)
-                }
-            )
-        ]
-    );
+    assert_eq!(ids(&g, &plan), [(1001, due), (1002, due), follows]);
     // A run of 3001 alone (say it failed at 06:00) takes its stale parent, not the fresh raws.
     c.loaded[3] = Some(hour - 30 * MINUTE);
     c.loaded[2] = Some(hour - 20 * MINUTE);
