@@ -125,3 +125,24 @@ fn bad_frequencies_zones_and_times_are_refused_and_bad_last_runs_are_warnings() 
         text(&out.stdout)
     );
 }
+
+#[test]
+fn the_readme_example_on_the_sample_holds() {
+    let sample = tools("sample-objects.json");
+    let out = schedule(
+        &sample,
+        &["--at", "2026-11-30T09:10:00Z", "--timezone", "Europe/Paris"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for expected in [
+        "at 2026-11-30T10:10:00+01:00: 25 objects would run, 1 ancestors skipped as fresh",
+        "run   1002 Tasks (1-Raw): due: */30 * * * * ticked at 2026-11-30T10:00:00+01:00",
+        "run   2001 Customers (2-Standardized): follows parent 1001, which loaded newer data",
+        "run   2002 Tasks (2-Standardized): follows parent 1002, which runs",
+        "fresh 1001 Customers (1-Raw): loaded since its latest tick",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
+    }
+    assert!(!shown.contains("(3-Application)"), "{shown}");
+}
