@@ -146,3 +146,57 @@ fn the_readme_example_on_the_sample_holds() {
     }
     assert!(!shown.contains("(3-Application)"), "{shown}");
 }
+
+#[test]
+fn a_run_writes_the_catalog_the_schedule_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let sample = tools("sample-objects.json");
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let started = unix();
+    let out = orchestrator(&[
+        "run",
+        sample.to_str().unwrap(),
+        "--handler",
+        "simulate:1",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let now = unix() + 1;
+    let at = |secs: u64| {
+        let out = schedule(
+            &sample,
+            &[
+                "--at",
+                &secs.to_string(),
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["run"].as_array().unwrap().len()
+    };
+    // Everything just loaded: nothing is due (the sample's Lastrun alone says otherwise),
+    // unless a half hour struck while the run ran.
+    if started / 1800 == now / 1800 {
+        assert_eq!(at(now), 0);
+    }
+    // Two hours on, every raw source has ticked since: they run, their followers with them.
+    assert!(at(now + 2 * 3600) >= 12);
+    // A store that cannot be read: exit 3.
+    let out = schedule(
+        &sample,
+        &["--at", "1796019000", "--store", "redis://127.0.0.1:9"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}

@@ -120,3 +120,47 @@ pub(crate) async fn attempts_are_kept_per_object_and_letters_go_one_by_one(store
         .collect();
     assert_eq!(letters, [2002]);
 }
+
+/// The schedule's catalog: each object's latest load, by any run; a later load replaces an
+/// earlier one, an earlier one written later replaces nothing.
+pub(crate) async fn the_catalog_keeps_each_objects_latest_load(store: &dyn StateStore) {
+    use orchestrator_store::LatestLoad;
+    let load = |id: u64, at_ms: u64| LatestLoad {
+        id: ObjectId(id),
+        at_ms,
+        attempt: 1,
+    };
+    let loads = |run: &str, list: Vec<LatestLoad>| Transition::Loads {
+        run: RunId::new(run),
+        loads: std::sync::Arc::new(list),
+    };
+    assert!(store.latest_loads().await.unwrap().is_empty());
+    store
+        .apply(&[loads("run-b", vec![load(1001, 150), load(1002, 150)])])
+        .await
+        .unwrap();
+    // run-a finishes later, with an earlier load of 1001 and a newer one of 1003.
+    store
+        .apply(&[loads("run-a", vec![load(1001, 100), load(1003, 120)])])
+        .await
+        .unwrap();
+    store
+        .apply(&[loads("run-c", vec![load(1002, 300)])])
+        .await
+        .unwrap();
+    let got: Vec<(u64, u64, String)> = store
+        .latest_loads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, c)| (id.0, c.at_ms, c.run.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1001, 150, "run-b".to_string()),
+            (1002, 300, "run-c".to_string()),
+            (1003, 120, "run-a".to_string()),
+        ]
+    );
+}

@@ -239,6 +239,11 @@ mod attempts;
 
 mod memory {
     #[tokio::test]
+    async fn the_catalog_keeps_each_objects_latest_load() {
+        let store = super::open_store("memory://", None).unwrap();
+        super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;
+    }
+    #[tokio::test]
     async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {
         let store = super::open_store("memory://", None).unwrap();
         super::attempts::attempts_are_kept_per_object_and_letters_go_one_by_one(&*store).await;
@@ -273,6 +278,12 @@ mod redb {
         let dir = tempfile::tempdir().unwrap();
         super::batches_are_applied_and_read_back(&*super::open_store(&url(&dir), None).unwrap())
             .await;
+    }
+    #[tokio::test]
+    async fn the_catalog_keeps_each_objects_latest_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::open_store(&url(&dir), None).unwrap();
+        super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;
     }
     #[tokio::test]
     async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {

@@ -27,6 +27,17 @@ async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {
     super::attempts::attempts_are_kept_per_object_and_letters_go_one_by_one(&*store).await;
 }
 #[tokio::test]
+async fn the_catalog_keeps_each_objects_latest_load() {
+    let (_redis, store) = store("catalog", None).await;
+    super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;
+}
+#[tokio::test]
+async fn the_catalog_of_the_writer_keeps_each_objects_latest_load() {
+    let (_redis, store) = store("catalog-writer", None).await;
+    store.acquire_writer("w", 10_000).await.unwrap();
+    super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;
+}
+#[tokio::test]
 async fn a_refused_batch_leaves_nothing() {
     let (_redis, store) = store("half", None).await;
     super::a_refused_batch_leaves_nothing(&*store).await;

@@ -166,6 +166,16 @@ pub struct ScheduleArgs {
     /// The time zone ticks are evaluated in (an IANA name).
     #[arg(long, env = "SCHEDULE_TIMEZONE", default_value = "UTC")]
     pub timezone: String,
+    /// Take each object's latest load from this state directory's catalog (where newer than
+    /// its `Lastrun`).
+    #[arg(long, conflicts_with = "store")]
+    pub state_dir: Option<PathBuf>,
+    /// Or from a state store by URL (redb://PATH, redis://HOST:PORT).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
+    pub redis_prefix: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -14,6 +14,7 @@ pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;
 pub use orchestrator_core::scheduler::AttemptRecord;
+pub use orchestrator_core::scheduler::LatestLoad;
 pub use orchestrator_core::scheduler::{DeadLetter, RunHeader, RunStatus};
 use orchestrator_core::scheduler::{ObjectRecord, RunDelta};
 use orchestrator_protocol::{ObjectId, RunId};
@@ -52,6 +53,12 @@ pub enum Transition {
         run: RunId,
         attempts: EndedAttempts,
     },
+    /// Objects a run loaded, for the schedule's catalog: each object's latest load is kept
+    /// across runs (a later load replaces an earlier one, never the other way round).
+    Loads {
+        run: RunId,
+        loads: Arc<Vec<LatestLoad>>,
+    },
     /// The object definitions a run was submitted with (its file's JSON), kept so that another
     /// process can take the run over.
     Graph {
@@ -69,6 +76,7 @@ impl Transition {
             | Transition::DeadLettersCleared { run }
             | Transition::DeadLetterRemoved { run, .. }
             | Transition::Attempts { run, .. }
+            | Transition::Loads { run, .. }
             | Transition::Graph { run, .. } => run,
         }
     }
@@ -104,6 +112,12 @@ impl Transition {
                     letter,
                 }),
         );
+        if !delta.loads.is_empty() {
+            batch.push(Transition::Loads {
+                run: run.clone(),
+                loads: Arc::new(delta.loads),
+            });
+        }
         if !delta.attempts.is_empty() {
             batch.push(Transition::Attempts {
                 run: run.clone(),
@@ -188,6 +202,14 @@ pub fn check_batch(batch: &[Transition]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An object's latest load as the catalog keeps it: when, by which run and attempt.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatalogLoad {
+    pub at_ms: u64,
+    pub run: RunId,
+    pub attempt: u32,
+}
+
 /// The outcome of asking for the writer lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriterLease {
@@ -211,6 +233,8 @@ pub trait StateStore: Send + Sync {
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError>;
     /// Every ended attempt of one object of a run, oldest first.
     async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Each object's latest load, by any run: the schedule's catalog, in object order.
+    async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError>;
     /// The object definitions stored with a run.
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError>;
     /// Whether the store answers, for readiness probes.

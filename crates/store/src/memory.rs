@@ -2,7 +2,8 @@
 //! process).
 
 use super::{
-    AttemptRecord, DeadLetter, EndedAttempts, RunHeader, StateStore, StoreError, Transition,
+    AttemptRecord, CatalogLoad, DeadLetter, EndedAttempts, RunHeader, StateStore, StoreError,
+    Transition,
 };
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
@@ -21,6 +22,8 @@ struct Inner {
     /// Ended attempts by run, in the batches they came in (kept as they are, not copied: an
     /// object's are found by reading its run's, which only operators do).
     attempts: HashMap<RunId, Vec<EndedAttempts>>,
+    /// Each object's latest load, by any run.
+    catalog: FxHashMap<ObjectId, CatalogLoad>,
 }
 
 #[derive(Default)]
@@ -76,6 +79,19 @@ impl StateStore for MemoryStore {
                     };
                     kept.push(attempts.clone());
                 }
+                Transition::Loads { run, loads } => {
+                    for l in loads.iter() {
+                        let newer = inner.catalog.get(&l.id).is_none_or(|c| c.at_ms <= l.at_ms);
+                        if newer {
+                            let load = CatalogLoad {
+                                at_ms: l.at_ms,
+                                run: run.clone(),
+                                attempt: l.attempt,
+                            };
+                            inner.catalog.insert(l.id, load);
+                        }
+                    }
+                }
                 Transition::Graph { run, objects } => {
                     inner.graphs.insert(run.clone(), objects.clone());
                 }
@@ -118,6 +134,16 @@ impl StateStore for MemoryStore {
             }
         }
         Ok(found.into_values().collect())
+    }
+    async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError> {
+        let mut loads: Vec<(ObjectId, CatalogLoad)> = self
+            .lock()
+            .catalog
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        loads.sort_unstable_by_key(|(id, _)| *id);
+        Ok(loads)
     }
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         Ok(self.lock().graphs.get(run).map(|g| g.as_str().to_string()))

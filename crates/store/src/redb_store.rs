@@ -2,7 +2,10 @@
 //! transaction, so a kill -9 leaves either all of a batch or none of it. Finished runs older than
 //! the retention are removed when another run finishes.
 
-use super::{AttemptRecord, DeadLetter, RunHeader, RunStatus, StateStore, StoreError, Transition};
+use super::{
+    AttemptRecord, CatalogLoad, DeadLetter, RunHeader, RunStatus, StateStore, StoreError,
+    Transition,
+};
 use async_trait::async_trait;
 use orchestrator_core::scheduler::{AttemptOutcome, AttemptText, ObjectRecord};
 use orchestrator_protocol::{ObjectId, RunId};
@@ -18,6 +21,11 @@ const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 /// same millisecond. One row per batch, at the end of the table: a row per attempt, keyed by
 /// object, dirtied a page each and took a third of the embedded run's speed. An object's
 /// attempts are found by reading its run's, which only operators do.
+/// Each object's latest load, by any run (the schedule's catalog): written once per run, when
+/// it finishes, so one commit writes each page once.
+/// Its values: (load time in Unix ms, attempt, run id), as redb encodes them (no JSON to write
+/// or read for each object).
+const CATALOG: TableDefinition<u64, (u64, u32, &str)> = TableDefinition::new("catalog");
 const ATTEMPTS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("attempts");
 
 pub struct RedbStore {
@@ -55,6 +63,7 @@ impl RedbStore {
             tx.open_table(DEAD).map_err(|e| err(&store.path, e))?;
             tx.open_table(GRAPHS).map_err(|e| err(&store.path, e))?;
             tx.open_table(ATTEMPTS).map_err(|e| err(&store.path, e))?;
+            tx.open_table(CATALOG).map_err(|e| err(&store.path, e))?;
         }
         tx.commit().map_err(|e| err(&store.path, e))?;
         Ok(store)
@@ -240,6 +249,26 @@ impl StateStore for RedbStore {
                                 .insert((run.as_str(), at, n), encode_attempts(ended)?.as_slice())
                                 .map_err(|e| err(path, e))?;
                         }
+                        Transition::Loads { run, loads } => {
+                            let mut catalog = tx.open_table(CATALOG).map_err(|e| err(path, e))?;
+                            for l in loads.iter() {
+                                // Written at once (insert hands the value it replaced back); a
+                                // newer load it replaced goes back (rare: a run that finished
+                                // after a newer one).
+                                let replaced = catalog
+                                    .insert(l.id.0, (l.at_ms, l.attempt, run.as_str()))
+                                    .map_err(|e| err(path, e))?
+                                    .and_then(|v| {
+                                        let (at, attempt, run) = v.value();
+                                        (at > l.at_ms).then(|| (at, attempt, run.to_string()))
+                                    });
+                                if let Some((at, attempt, held)) = replaced {
+                                    catalog
+                                        .insert(l.id.0, (at, attempt, held.as_str()))
+                                        .map_err(|e| err(path, e))?;
+                                }
+                            }
+                        }
                         Transition::Graph { run, objects } => {
                             graphs
                                 .insert(run.as_str(), objects.as_bytes())
@@ -371,6 +400,26 @@ impl StateStore for RedbStore {
                 }
             }
             Ok(out.into_values().collect())
+        })
+        .await
+    }
+
+    async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError> {
+        self.blocking(|db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(CATALOG).map_err(|e| err(path, e))?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(|e| err(path, e))? {
+                let (k, v) = entry.map_err(|e| err(path, e))?;
+                let (at_ms, attempt, run) = v.value();
+                let load = CatalogLoad {
+                    at_ms,
+                    run: RunId::new(run),
+                    attempt,
+                };
+                out.push((ObjectId(k.value()), load));
+            }
+            Ok(out)
         })
         .await
     }

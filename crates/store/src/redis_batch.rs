@@ -3,7 +3,7 @@
 //! the request (no string of their own per record), so a large batch costs its request alone.
 
 use super::redis_lua::FENCED_BATCH;
-use super::{DeadLetter, RunStatus, StoreError, Transition};
+use super::{CatalogLoad, DeadLetter, RunStatus, StoreError, Transition};
 use orchestrator_core::scheduler::{AttemptRecord, ObjectRecord};
 use orchestrator_protocol::{ObjectId, RunId};
 use std::collections::BTreeMap;
@@ -48,6 +48,10 @@ impl Keys<'_> {
     /// Ended attempts, by `OBJECT:ATTEMPT`.
     pub(crate) fn attempts(self, run: &RunId) -> String {
         format!("{}:run:{}:attempts", self.0, run)
+    }
+    /// Each object's latest load, by any run.
+    pub(crate) fn catalog(self) -> String {
+        format!("{}:catalog", self.0)
     }
     pub(crate) fn graph(self, run: &RunId) -> String {
         format!("{}:run:{}:graph", self.0, run)
@@ -165,6 +169,7 @@ pub(crate) fn write_batch(
     let mut objects: BTreeMap<String, Vec<(u64, &ObjectRecord)>> = BTreeMap::new();
     let mut dead: BTreeMap<String, Vec<(u64, &DeadLetter)>> = BTreeMap::new();
     let mut attempts: BTreeMap<String, Vec<(String, &AttemptRecord)>> = BTreeMap::new();
+    let mut catalog: Vec<(u64, CatalogLoad)> = Vec::new();
     let mut json = Vec::new();
     for t in batch {
         match t {
@@ -229,8 +234,23 @@ pub(crate) fn write_batch(
                         .map(|(id, a)| (attempt_field(*id, a.attempt), a)),
                 );
             }
+            Transition::Loads { run, loads } => {
+                // One writer writes them in order, a run's when it finishes: the later wins.
+                catalog.extend(loads.iter().map(|l| {
+                    let load = CatalogLoad {
+                        at_ms: l.at_ms,
+                        run: run.clone(),
+                        attempt: l.attempt,
+                    };
+                    (l.id.0, load)
+                }));
+            }
             Transition::Graph { .. } => {}
         }
+    }
+    if !catalog.is_empty() {
+        let owned: Vec<(u64, &CatalogLoad)> = catalog.iter().map(|(k, v)| (*k, v)).collect();
+        hset(out, BTreeMap::from([(keys.catalog(), owned)]), &mut json)?;
     }
     hset(out, objects, &mut json)?;
     hset(out, dead, &mut json)?;

@@ -3,7 +3,8 @@
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
 //! `{prefix}:run:{id}:graph` (the object definitions it was submitted with),
-//! `{prefix}:run:{id}:attempts` (ended attempts, by `OBJECT:ATTEMPT`). A finished run's
+//! `{prefix}:run:{id}:attempts` (ended attempts, by `OBJECT:ATTEMPT`), `{prefix}:catalog` (each
+//! object's latest load, by any run; it does not expire). A finished run's
 //! keys expire after the configured time; its id leaves the index at the next listing.
 //! `{prefix}:writer` holds the writer lease (`HOLDER EPOCH`, with a TTL) and
 //! `{prefix}:writer:epoch` its epoch counter: once a process holds the lease, each of its batches
@@ -13,7 +14,8 @@
 use super::redis_batch::{self, Keys, Out, write_batch};
 use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
 use super::{
-    AttemptRecord, DeadLetter, RunHeader, StateStore, StoreError, Transition, WriterLease,
+    AttemptRecord, CatalogLoad, DeadLetter, RunHeader, StateStore, StoreError, Transition,
+    WriterLease,
 };
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
@@ -106,6 +108,35 @@ impl RedisStore {
         })
     }
 
+    /// The loads newer than what the catalog holds for their objects: an earlier load that
+    /// comes later (a run that finished after a newer one) replaces nothing. One writer at a
+    /// time, so nothing changes the catalog between this read and the batch's write.
+    async fn newer_loads(
+        &self,
+        loads: &std::sync::Arc<Vec<super::LatestLoad>>,
+    ) -> Result<std::sync::Arc<Vec<super::LatestLoad>>, StoreError> {
+        let mut con = self.con.clone();
+        let mut kept = Vec::with_capacity(loads.len());
+        for chunk in loads.chunks(1000) {
+            let fields: Vec<u64> = chunk.iter().map(|l| l.id.0).collect();
+            let held: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.keys().catalog())
+                .arg(fields)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.err(e))?;
+            for (l, h) in chunk.iter().zip(held) {
+                let at = h
+                    .and_then(|v| decode::<CatalogLoad>(&v).ok())
+                    .map(|c| c.at_ms);
+                if at.is_none_or(|at| at <= l.at_ms) {
+                    kept.push(*l);
+                }
+            }
+        }
+        Ok(std::sync::Arc::new(kept))
+    }
+
     /// Writes a run's object definitions a piece at a time under a key of their own, then
     /// renames it into place: the definitions appear whole or not at all.
     async fn write_graph(
@@ -150,14 +181,20 @@ impl StateStore for RedisStore {
         // must not happen at once. No header is written without its definitions.
         let fence = self.held().map(|h| (self.keys().epoch(), h.epoch));
         let mut rest = Vec::with_capacity(batch.len());
+        let mut newer = Vec::new();
         for t in batch {
             match t {
                 Transition::Graph { run, objects } => {
                     self.write_graph(run, objects, fence.as_ref()).await?
                 }
+                Transition::Loads { run, loads } => newer.push(Transition::Loads {
+                    run: run.clone(),
+                    loads: self.newer_loads(loads).await?,
+                }),
                 other => rest.push(other),
             }
         }
+        rest.extend(newer.iter());
         let mut out = Out::new(fence.as_ref());
         write_batch(self.keys(), self.finished_ttl, &rest, &mut out)?;
         self.send(out, fence.as_ref()).await
@@ -342,6 +379,18 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| self.err(e))?;
         values.into_iter().flatten().map(|v| decode(&v)).collect()
+    }
+
+    async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError> {
+        let mut con = self.con.clone();
+        let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
+            .arg(self.keys().catalog())
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        all.into_iter()
+            .map(|(id, v)| Ok((ObjectId(id), decode(&v)?)))
+            .collect()
     }
 
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {

@@ -31,6 +31,17 @@ pub struct RunDelta {
     pub dead_letters: Vec<DeadLetter>,
     /// The attempts that ended, each once.
     pub attempts: Vec<(ObjectId, AttemptRecord)>,
+    /// Every object the run loaded, in the delta where the run finishes (once per run, not per
+    /// step: the schedule's catalog takes them in one write).
+    pub loads: Vec<LatestLoad>,
+}
+
+/// An object's load: when, by which attempt (of the run the delta is of).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestLoad {
+    pub id: ObjectId,
+    pub at_ms: u64,
+    pub attempt: u32,
 }
 
 /// A stored run: what [`super::Run::from_snapshot`] opens it from. Objects the records do not

@@ -21,7 +21,7 @@ pub use attempt::{AttemptOutcome, AttemptRecord, AttemptReport, AttemptText};
 pub use backoff::backoff_delay_ms;
 pub use config::{SchedulerConfig, ZonePolicy};
 pub use counts::{RunCounts, ZoneCounts};
-pub use delta::{DeadLetter, RunDelta, RunSnapshot};
+pub use delta::{DeadLetter, LatestLoad, RunDelta, RunSnapshot};
 pub use header::{RunHeader, RunOptions, RunStatus};
 pub use rerun::RetryRefused;
 pub use run::{GraphMismatch, InFlightOnRestore, Run};

@@ -7,7 +7,7 @@
 use super::attempt::AttemptRecord;
 use super::config::SchedulerConfig;
 use super::counts::RunCounts;
-use super::delta::{DeadLetter, RunDelta, RunSnapshot};
+use super::delta::{DeadLetter, LatestLoad, RunDelta, RunSnapshot};
 use super::header::{RunHeader, RunStatus};
 use super::queue::ReadyQueue;
 use super::state::{ObjectRecord, ObjectState};
@@ -81,6 +81,8 @@ pub struct Run {
     pub(super) letters_cleared: bool,
     pub(super) letters_removed: Vec<ObjectId>,
     pub(super) attempts: Vec<(ObjectId, AttemptRecord)>,
+    /// The run finished since the last delta: its loads go with the next one.
+    pub(super) loads_due: bool,
     /// Objects in a terminal state (the counts' sum, kept apart for the check after each step).
     pub(super) terminal: usize,
 }
@@ -164,6 +166,7 @@ impl Run {
             letters_cleared: false,
             letters_removed: Vec::new(),
             attempts: Vec::new(),
+            loads_due: false,
             terminal,
         }
     }
@@ -234,6 +237,7 @@ impl Run {
             && !self.letters_cleared
             && self.letters_removed.is_empty()
             && self.attempts.is_empty()
+            && !self.loads_due
         {
             return None;
         }
@@ -252,6 +256,11 @@ impl Run {
             records,
             dead_letters: std::mem::take(&mut self.letters),
             attempts: std::mem::take(&mut self.attempts),
+            loads: if std::mem::take(&mut self.loads_due) {
+                self.loads()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -312,7 +321,22 @@ impl Run {
     pub(super) fn check_finished(&mut self, out: &mut Vec<Action>) {
         if self.header.status != RunStatus::Finished && self.terminal_count() == self.graph.len() {
             self.set_status(RunStatus::Finished);
+            self.loads_due = true;
             out.push(Action::Finished);
         }
+    }
+
+    /// Every object this run loaded: when, and by which attempt.
+    pub fn loads(&self) -> Vec<LatestLoad> {
+        self.records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == ObjectState::Loaded)
+            .map(|(i, r)| LatestLoad {
+                id: self.graph.id(i as u32),
+                at_ms: r.finished_ms,
+                attempt: r.attempt,
+            })
+            .collect()
     }
 }

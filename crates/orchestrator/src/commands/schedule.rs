@@ -1,11 +1,50 @@
 //! `orchestrator schedule FILE --at TIME`: a dry run of the schedule. Prints which objects would
-//! run at TIME and why, and which ancestors are skipped as fresh, from each object's `Lastrun`.
-//! Exit 0, or 2 for an invalid file, frequency, time or time zone.
+//! run at TIME and why, and which ancestors are skipped as fresh, from each object's `Lastrun`
+//! and, given a store, its catalog of loads. Exit 0, 2 for an invalid file, frequency, time or
+//! time zone, 3 for a store that cannot be read.
 
 use super::load_or_report;
-use crate::{EXIT_INVALID, EXIT_OK};
+use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use orchestrator::cli::ScheduleArgs;
+use orchestrator_core::graph::Graph;
 use orchestrator_core::schedule::{Catalog, Why, evaluate, parse_last_run, parse_zone};
+use orchestrator_store::{StoreSettings, state_dir_url};
+
+/// Each object's latest load from the store's catalog, where newer than its `Lastrun`.
+fn loads_from_store(args: &ScheduleArgs, graph: &Graph, catalog: &mut Catalog) -> Result<(), i32> {
+    let url = match (&args.store, &args.state_dir) {
+        (Some(url), _) => url.clone(),
+        (None, Some(dir)) => state_dir_url(dir),
+        (None, None) => return Ok(()),
+    };
+    let settings = StoreSettings {
+        prefix: args.redis_prefix.clone(),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the runtime: {e}");
+            EXIT_ERROR
+        })?;
+    let loads = runtime.block_on(async {
+        let store = super::open_or_report(&url, &settings).await?;
+        store.latest_loads().await.map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_STATE
+        })
+    })?;
+    for (id, load) in loads {
+        if let Some(&i) = graph.index.get(&id) {
+            let known = &mut catalog.loaded[i as usize];
+            if known.is_none_or(|at| at < load.at_ms) {
+                *known = Some(load.at_ms);
+            }
+        }
+    }
+    Ok(())
+}
 
 pub fn schedule(args: ScheduleArgs) -> i32 {
     let zone = match parse_zone(&args.timezone) {
@@ -31,7 +70,7 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
         Err(code) => return code,
     };
     eprint!("{warnings}");
-    let (catalog, report) = Catalog::from_graph(&graph, zone, now);
+    let (mut catalog, report) = Catalog::from_graph(&graph, zone, now);
     eprint!("{}", report.render(None));
     if report.error_count() > 0 {
         eprintln!(
@@ -40,6 +79,9 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
             report.error_count()
         );
         return EXIT_INVALID;
+    }
+    if let Err(code) = loads_from_store(&args, &graph, &mut catalog) {
+        return code;
     }
     let plan = evaluate(&graph, &catalog, now, zone);
     let id = |i: u32| graph.objects[i as usize].id;

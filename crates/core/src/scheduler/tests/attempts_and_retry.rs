@@ -164,3 +164,26 @@ fn a_descendant_another_failure_still_blocks_stays_blocked() {
     // Retrying the other failure now frees the last one.
     assert_eq!(run.retry_object(id(2001), 13, &mut out), Ok(2));
 }
+
+#[test]
+fn the_delta_that_finishes_a_run_carries_its_loads_once() {
+    let mut run = diamond_with_failures(false);
+    let mut out = Vec::new();
+    run.take_delta();
+    run.handle(loaded(2001, 1), 30, &mut out);
+    assert!(run.is_finished());
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    let loads: Vec<(u64, u64, u32)> = delta
+        .loads
+        .iter()
+        .map(|l| (l.id.0, l.at_ms, l.attempt))
+        .collect();
+    assert_eq!(loads, [(1000, 1, 1), (2001, 30, 1), (1001, 1, 1)]);
+    // Not again; and again, with the retried object, once the rerun finishes.
+    assert!(run.take_delta().is_none_or(|d| d.loads.is_empty()));
+    run.retry_object(id(2000), 40, &mut out).unwrap_or_default();
+    run.handle(loaded(2000, 2), 41, &mut out);
+    run.handle(loaded(3000, 1), 42, &mut out);
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    assert_eq!(delta.loads.len(), 5);
+}
