@@ -108,6 +108,22 @@ impl RedisStore {
         })
     }
 
+    /// A hash keyed by object id, each value decoded, in object order.
+    async fn by_object<T: serde::de::DeserializeOwned>(
+        &self,
+        key: String,
+    ) -> Result<Vec<(ObjectId, T)>, StoreError> {
+        let mut con = self.con.clone();
+        let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        all.into_iter()
+            .map(|(id, v)| Ok((ObjectId(id), decode(&v)?)))
+            .collect()
+    }
+
     /// The loads newer than what the catalog holds for their objects: an earlier load that
     /// comes later (a run that finished after a newer one) replaces nothing. One writer at a
     /// time, so nothing changes the catalog between this read and the batch's write.
@@ -332,25 +348,12 @@ impl StateStore for RedisStore {
     }
 
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
-        let mut con = self.con.clone();
-        let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
-            .arg(self.keys().objects(run))
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        all.into_iter()
-            .map(|(id, v)| Ok((ObjectId(id), decode(&v)?)))
-            .collect()
+        self.by_object(self.keys().objects(run)).await
     }
 
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut con = self.con.clone();
-        let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
-            .arg(self.keys().dead(run))
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        all.into_values().map(|v| decode(&v)).collect()
+        let letters = self.by_object(self.keys().dead(run)).await?;
+        Ok(letters.into_iter().map(|(_, l)| l).collect())
     }
 
     async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -382,15 +385,7 @@ impl StateStore for RedisStore {
     }
 
     async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError> {
-        let mut con = self.con.clone();
-        let all: BTreeMap<u64, String> = redis::cmd("HGETALL")
-            .arg(self.keys().catalog())
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        all.into_iter()
-            .map(|(id, v)| Ok((ObjectId(id), decode(&v)?)))
-            .collect()
+        self.by_object(self.keys().catalog()).await
     }
 
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
