@@ -53,6 +53,26 @@ fn id(i: u64) -> ObjectId {
     ObjectId(i)
 }
 
+/// A worker's Loaded of `attempt` (`None`: an old worker's, for the current attempt).
+fn loaded_event(id: ObjectId, attempt: Option<u32>) -> Event {
+    Event::Loaded {
+        id,
+        attempt,
+        report: Default::default(),
+    }
+}
+
+/// A worker's Failed of `attempt`.
+fn failed_event(id: ObjectId, attempt: Option<u32>, reason: String, retryable: bool) -> Event {
+    Event::Failed {
+        id,
+        attempt,
+        reason,
+        retryable,
+        report: Default::default(),
+    }
+}
+
 #[test]
 fn releases_children_once_when_all_parents_loaded() {
     let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
@@ -61,37 +81,13 @@ fn releases_children_once_when_all_parents_loaded() {
     // The longest path goes first: 1000 (rank 3) before 1001 (rank 1).
     assert_eq!(dispatched(&out), vec![(0, 1), (4, 1)]);
     out.clear();
-    run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
+    run.handle(loaded_event(id(1000), Some(1)), 1, &mut out);
     // Both standardized children; the high-criticality one first on equal rank.
     assert_eq!(dispatched(&out), vec![(2, 1), (1, 1)]);
     out.clear();
-    run.handle(
-        Event::Loaded {
-            id: id(2000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        2,
-        &mut out,
-    );
+    run.handle(loaded_event(id(2000), Some(1)), 2, &mut out);
     assert!(dispatched(&out).is_empty());
-    run.handle(
-        Event::Loaded {
-            id: id(2000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        2,
-        &mut out,
-    );
+    run.handle(loaded_event(id(2000), Some(1)), 2, &mut out);
     assert!(out.iter().any(|a| matches!(
         a,
         Action::Ignored {
@@ -100,34 +96,10 @@ fn releases_children_once_when_all_parents_loaded() {
         }
     )));
     out.clear();
-    run.handle(
-        Event::Loaded {
-            id: id(2001),
-            attempt: None,
-            report: Default::default(),
-        },
-        3,
-        &mut out,
-    );
+    run.handle(loaded_event(id(2001), None), 3, &mut out);
     assert_eq!(dispatched(&out), vec![(3, 1)]);
-    run.handle(
-        Event::Loaded {
-            id: id(3000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        4,
-        &mut out,
-    );
-    run.handle(
-        Event::Loaded {
-            id: id(1001),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        4,
-        &mut out,
-    );
+    run.handle(loaded_event(id(3000), Some(1)), 4, &mut out);
+    run.handle(loaded_event(id(1001), Some(1)), 4, &mut out);
     assert!(run.is_finished());
     assert_eq!(out.last(), Some(&Action::Finished));
     assert!(run.summary().all_loaded());
@@ -142,26 +114,12 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
     let mut run = new_run(diamond(), config, 7);
     let mut out = Vec::new();
     run.start(0, &mut out);
-    run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        0,
-        &mut out,
-    );
+    run.handle(loaded_event(id(1000), Some(1)), 0, &mut out);
     let mut now = 10;
     for attempt in 1..=3 {
         out.clear();
         run.handle(
-            Event::Failed {
-                id: id(2000),
-                attempt: Some(attempt),
-                reason: "x".into(),
-                retryable: true,
-                report: Default::default(),
-            },
+            failed_event(id(2000), Some(attempt), "x".into(), true),
             now,
             &mut out,
         );
@@ -199,24 +157,8 @@ fn retries_with_backoff_then_dead_letters_and_fails_only_descendants() {
             );
         }
     }
-    run.handle(
-        Event::Loaded {
-            id: id(2001),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        now,
-        &mut out,
-    );
-    run.handle(
-        Event::Loaded {
-            id: id(1001),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        now,
-        &mut out,
-    );
+    run.handle(loaded_event(id(2001), Some(1)), now, &mut out);
+    run.handle(loaded_event(id(1001), Some(1)), now, &mut out);
     assert!(run.is_finished());
     let s = run.summary();
     assert_eq!(
@@ -232,13 +174,7 @@ fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
     let mut out = Vec::new();
     run.start(0, &mut out);
     run.handle(
-        Event::Failed {
-            id: id(1000),
-            attempt: Some(9),
-            reason: "old".into(),
-            retryable: true,
-            report: Default::default(),
-        },
+        failed_event(id(1000), Some(9), "old".into(), true),
         1,
         &mut out,
     );
@@ -250,13 +186,7 @@ fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
         }
     )));
     run.handle(
-        Event::Failed {
-            id: id(1000),
-            attempt: Some(1),
-            reason: "bad input".into(),
-            retryable: false,
-            report: Default::default(),
-        },
+        failed_event(id(1000), Some(1), "bad input".into(), false),
         1,
         &mut out,
     );
@@ -268,15 +198,7 @@ fn non_retryable_failures_are_not_retried_and_stale_failures_are_ignored() {
             ..
         }
     )));
-    run.handle(
-        Event::Loaded {
-            id: id(4242),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
+    run.handle(loaded_event(id(4242), Some(1)), 1, &mut out);
     assert!(out.iter().any(|a| matches!(
         a,
         Action::Ignored {
@@ -335,15 +257,7 @@ fn lease_runs_from_started_and_heartbeats_renew_it() {
     );
     // The late result of the expired attempt is still accepted: the work was done.
     out.clear();
-    run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        10_200,
-        &mut out,
-    );
+    run.handle(loaded_event(id(1000), Some(1)), 10_200, &mut out);
     assert!(out.iter().any(|a| matches!(
         a,
         Action::ResultAccepted {
@@ -385,15 +299,7 @@ fn zone_limit_holds_work_back_in_priority_order() {
     assert_eq!(run.in_flight(Zone::Raw), 1);
     assert_eq!(run.waiting(Zone::Raw), 1);
     out.clear();
-    run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
+    run.handle(loaded_event(id(1000), Some(1)), 1, &mut out);
     assert!(dispatched(&out).contains(&(4, 1)));
 }
 

@@ -10,24 +10,10 @@ fn cancel_stops_dispatch_but_records_in_flight_results() {
     run.cancel(1, &mut out);
     assert_eq!(run.status(), RunStatus::Cancelling);
     out.clear();
-    run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        2,
-        &mut out,
-    );
+    run.handle(loaded_event(id(1000), Some(1)), 2, &mut out);
     assert!(dispatched(&out).is_empty());
     run.handle(
-        Event::Failed {
-            id: id(1001),
-            attempt: Some(1),
-            reason: "x".into(),
-            retryable: true,
-            report: Default::default(),
-        },
+        failed_event(id(1001), Some(1), "x".into(), true),
         2,
         &mut out,
     );
@@ -45,41 +31,11 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
     let mut run = new_run(diamond(), config, 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
+    run.handle(loaded_event(id(1000), Some(1)), 1, &mut out);
+    run.handle(loaded_event(id(1001), Some(1)), 1, &mut out);
+    run.handle(loaded_event(id(2001), Some(1)), 1, &mut out);
     run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
-    run.handle(
-        Event::Loaded {
-            id: id(1001),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
-    run.handle(
-        Event::Loaded {
-            id: id(2001),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
-    run.handle(
-        Event::Failed {
-            id: id(2000),
-            attempt: Some(1),
-            reason: "x".into(),
-            retryable: true,
-            report: Default::default(),
-        },
+        failed_event(id(2000), Some(1), "x".into(), true),
         1,
         &mut out,
     );
@@ -87,24 +43,8 @@ fn reset_failed_reruns_only_what_did_not_load_with_new_attempts() {
     out.clear();
     assert_eq!(run.reset_failed(2, &mut out), 2);
     assert_eq!(dispatched(&out), vec![(1, 2)]);
-    run.handle(
-        Event::Loaded {
-            id: id(2000),
-            attempt: Some(2),
-            report: Default::default(),
-        },
-        3,
-        &mut out,
-    );
-    run.handle(
-        Event::Loaded {
-            id: id(3000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        3,
-        &mut out,
-    );
+    run.handle(loaded_event(id(2000), Some(2)), 3, &mut out);
+    run.handle(loaded_event(id(3000), Some(1)), 3, &mut out);
     assert!(run.is_finished() && run.summary().all_loaded());
 }
 
@@ -114,15 +54,7 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
     let mut run = new_run(graph.clone(), SchedulerConfig::default(), 1);
     let mut out = Vec::new();
     run.start(0, &mut out);
-    run.handle(
-        Event::Loaded {
-            id: id(1000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1,
-        &mut out,
-    );
+    run.handle(loaded_event(id(1000), Some(1)), 1, &mut out);
     run.handle(
         Event::Started {
             id: id(2000),
@@ -158,15 +90,7 @@ fn restored_run_resends_in_flight_attempts_and_never_loaded_ones() {
     rearmed.start(1_000, &mut out);
     assert!(dispatched(&out).is_empty(), "{out:?}");
     assert_eq!(rearmed.in_flight(Zone::Standardized), 2);
-    rearmed.handle(
-        Event::Loaded {
-            id: id(2000),
-            attempt: Some(1),
-            report: Default::default(),
-        },
-        1_010,
-        &mut out,
-    );
+    rearmed.handle(loaded_event(id(2000), Some(1)), 1_010, &mut out);
     rearmed.handle(
         Event::Heartbeat {
             id: id(2001),
