@@ -96,6 +96,16 @@ impl ObjectDetail {
     }
 }
 
+impl ObjectDetail {
+    /// The detail with its ended attempts, as the store gives them (outputs left out).
+    pub fn with_attempts(self, attempts: &[AttemptRecord]) -> ObjectDetail {
+        ObjectDetail {
+            attempts: attempts.iter().map(AttemptView::from).collect(),
+            ..self
+        }
+    }
+}
+
 /// The nearest failed ancestor of object `i` (breadth first through its parents).
 pub fn blocking_ancestor(run: &Run, i: u32) -> Option<ObjectId> {
     let graph = run.graph();

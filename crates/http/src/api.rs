@@ -114,6 +114,23 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The engine is stopping: nothing can be asked of it.
+    pub(crate) fn engine_gone() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the orchestrator is shutting down",
+        )
+    }
+
+    /// The store failed to answer.
+    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
+    }
+
+    pub(crate) fn run_not_found(run: &RunId) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, format!("run {run} not found"))
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -127,14 +144,11 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 }
 
 pub(crate) fn engine_gone() -> Response {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the orchestrator is shutting down",
-    )
+    ApiError::engine_gone().into_response()
 }
 
 fn store_error(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
+    ApiError::store(e).into_response()
 }
 
 /// Options of `POST /api/runs`, in the query string.
@@ -374,7 +388,7 @@ async fn inspect(
         Err(e) => return store_error(e),
     };
     let Some(mut meta) = meta else {
-        return error(StatusCode::NOT_FOUND, format!("run {run} not found"));
+        return ApiError::run_not_found(&run).into_response();
     };
     meta.status = meta.status.seen_by_reader(false);
     let records = match state.store.objects(&run).await {
@@ -404,11 +418,12 @@ async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> R
     }
     match answer.await {
         Ok(true) => {
-            return (
-                StatusCode::ACCEPTED,
-                Json(json!({ "run_id": run, "status": RunStatus::Cancelling })),
-            )
-                .into_response();
+            let body = Accepted {
+                run_id: run.to_string(),
+                status: RunStatus::Cancelling.as_str().into(),
+                reset: None,
+            };
+            return (StatusCode::ACCEPTED, Json(body)).into_response();
         }
         Ok(false) => {}
         Err(_) => return engine_gone(),
@@ -423,7 +438,7 @@ async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> R
                 StatusCode::CONFLICT,
                 format!("run {run} is not driven by this orchestrator"),
             ),
-            None => error(StatusCode::NOT_FOUND, format!("run {run} not found")),
+            None => ApiError::run_not_found(&run).into_response(),
         },
         Err(e) => store_error(e),
     }

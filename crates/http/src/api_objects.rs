@@ -10,9 +10,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use orchestrator_core::scheduler::{InFlightOnRestore, RetryRefused, Run};
+use orchestrator_core::scheduler::{InFlightOnRestore, RetryRefused, Run, RunStatus};
 use orchestrator_engine::graph_view::{GraphCut, GraphView};
-use orchestrator_engine::object_view::{AttemptView, ObjectDetail};
+use orchestrator_engine::object_view::ObjectDetail;
 use orchestrator_engine::open::open_stored;
 use orchestrator_engine::{EngineCommand, RerunAnswer, RerunRefused};
 use orchestrator_protocol::{ObjectId, RunId};
@@ -30,29 +30,14 @@ fn object_id(text: &str) -> Result<ObjectId, ApiError> {
     })
 }
 
-fn not_found(run: &RunId) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("run {run} not found"))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
-}
-
-fn gone() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the orchestrator is shutting down",
-    )
-}
-
 /// A stored run opened again (not started: nothing runs), or the answer to give instead.
 async fn open_from_store(state: &ApiState, run: &RunId) -> Result<Run, ApiError> {
     let header = state
         .store
         .run(run)
         .await
-        .map_err(unavailable)?
-        .ok_or_else(|| not_found(run))?;
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::run_not_found(run))?;
     open_stored(
         &*state.store,
         header,
@@ -85,12 +70,12 @@ async fn look<T: Send + 'static>(
         }),
     };
     if state.commands.send(command).await.is_err() {
-        return Err(gone());
+        return Err(ApiError::engine_gone());
     }
     match answer.await {
         Ok(Ok(seen)) => Ok(seen),
         Ok(Err(look)) => Ok(look(&open_from_store(state, run).await?)),
-        Err(_) => Err(gone()),
+        Err(_) => Err(ApiError::engine_gone()),
     }
 }
 
@@ -111,11 +96,12 @@ pub(crate) async fn object(
     let detail = look(&state, &run, move |r| ObjectDetail::of(r, id))
         .await?
         .ok_or_else(|| unknown_object(&run, id))?;
-    let attempts = state.store.attempts(&run, id).await.map_err(unavailable)?;
-    Ok(Json(ObjectDetail {
-        attempts: attempts.iter().map(AttemptView::from).collect(),
-        ..detail
-    }))
+    let attempts = state
+        .store
+        .attempts(&run, id)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(detail.with_attempts(&attempts)))
 }
 
 fn unknown_object(run: &RunId, id: ObjectId) -> ApiError {
@@ -149,9 +135,13 @@ pub(crate) async fn attempt_output(
         .store
         .run(&run)
         .await
-        .map_err(unavailable)?
-        .ok_or_else(|| not_found(&run))?;
-    let attempts = state.store.attempts(&run, id).await.map_err(unavailable)?;
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::run_not_found(&run))?;
+    let attempts = state
+        .store
+        .attempts(&run, id)
+        .await
+        .map_err(ApiError::store)?;
     let attempt = attempts
         .into_iter()
         .find(|a| a.attempt == n)
@@ -290,7 +280,7 @@ async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Respon
             RerunAnswer::Done { reset } => {
                 let body = Accepted {
                     run_id: run.to_string(),
-                    status: "running".into(),
+                    status: RunStatus::Running.as_str().into(),
                     reset: Some(reset),
                 };
                 return (StatusCode::ACCEPTED, Json(body)).into_response();

@@ -2,7 +2,7 @@
 //! does not (finished, or stopped), on the run opened from the store, which it then holds.
 
 use super::{Engine, EngineError, Outbox, RerunAnswer, RerunRefused};
-use orchestrator_core::scheduler::{Run, RunStatus};
+use orchestrator_core::scheduler::{Action, Run, RunStatus};
 use orchestrator_protocol::{ObjectId, RunId};
 
 impl Engine {
@@ -21,10 +21,7 @@ impl Engine {
                 return Ok(RerunAnswer::Refused(refused));
             }
             let mut actions = std::mem::take(&mut self.actions);
-            let reset = match object {
-                None => held.reset_failed(now, &mut actions),
-                Some(id) => held.retry_object(id, now, &mut actions).unwrap_or(0),
-            };
+            let reset = run_again(held, object, now, &mut actions);
             self.carry_out(&run, &mut actions, out);
             self.actions = actions;
             tracing::info!(run = %run, ?object, reset, "failures run again");
@@ -38,14 +35,25 @@ impl Engine {
         }
         let mut reset = 0;
         self.add_run(*stored, None, |r, now, actions| {
-            reset = match object {
-                None => r.reset_failed(now, actions),
-                Some(id) => r.retry_object(id, now, actions).unwrap_or(0),
-            };
+            reset = run_again(r, object, now, actions);
         })
         .await?;
         tracing::info!(run = %run, ?object, reset, "failures of a stored run run again");
         Ok(RerunAnswer::Done { reset })
+    }
+}
+
+/// Runs every failure of `run` again, or `object` and what it blocked (checked beforehand by
+/// [`refusal`]); returns how many objects run again.
+fn run_again(
+    run: &mut Run,
+    object: Option<ObjectId>,
+    now: u64,
+    actions: &mut Vec<Action>,
+) -> usize {
+    match object {
+        None => run.reset_failed(now, actions),
+        Some(id) => run.retry_object(id, now, actions).unwrap_or(0),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::{EXIT_OK, EXIT_STATE};
 use anyhow::Context;
 use orchestrator::cli::StatusArgs;
 use orchestrator_core::scheduler::{InFlightOnRestore, SchedulerConfig};
-use orchestrator_engine::object_view::{AttemptView, ObjectDetail};
+use orchestrator_engine::object_view::ObjectDetail;
 use orchestrator_engine::open::open_stored;
 use orchestrator_engine::run_view::RunReport;
 use orchestrator_protocol::ObjectId;
@@ -110,10 +110,7 @@ async fn show_object(
         return Ok(EXIT_STATE);
     };
     let attempts = store.attempts(&run_id, object).await?;
-    let detail = ObjectDetail {
-        attempts: attempts.iter().map(AttemptView::from).collect(),
-        ..detail
-    };
+    let detail = detail.with_attempts(&attempts);
     let mut value = serde_json::to_value(&detail)?;
     if json {
         for (v, a) in value["attempts"]
