@@ -95,11 +95,4 @@ impl Catalog {
         }
         (catalog, report)
     }
-
-    pub fn len(&self) -> usize {
-        self.loaded.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.loaded.is_empty()
-    }
 }

@@ -53,10 +53,7 @@ pub fn evaluate(graph: &Graph, catalog: &Catalog, now_ms: u64, zone: ScheduleZon
         match (catalog.frequency[i], catalog.loaded[i]) {
             (_, None) => true,
             (Some(f), Some(at)) => ticks[f as usize].is_some_and(|t| at < t),
-            (None, Some(at)) => graph
-                .parents(i as u32)
-                .iter()
-                .any(|&p| catalog.loaded[p as usize].is_some_and(|pa| pa > at)),
+            (None, Some(at)) => newer_parent(graph, catalog, i as u32, at).is_some(),
         }
     };
     // Due objects first.
