@@ -277,13 +277,8 @@ pub async fn run_worker(
             let cancel = cancels.token(&delivery.event.run_id);
             stats.in_flight.inc();
             tasks.spawn(async move {
-                let task = Task {
-                    handler: &*handler,
-                    config: &config,
-                    stats: &stats,
-                    cancel,
-                };
-                let result = task.run(&delivery.event, &out).await;
+                let result =
+                    run_one(&*handler, &config, &stats, &cancel, &delivery.event, &out).await;
                 drop(permit);
                 let _ = out.send(Outgoing::Result(result, delivery.token));
                 key
@@ -342,81 +337,70 @@ fn report_join(done: Result<AttemptKey, tokio::task::JoinError>) -> Option<Attem
     }
 }
 
-/// What one attempt runs with.
-struct Task<'a> {
-    handler: &'a dyn Handler,
-    config: &'a WorkerConfig,
-    stats: &'a WorkerStats,
-    /// Fires when the attempt's run is cancelled.
-    cancel: CancellationToken,
-}
-
-impl Task<'_> {
-    /// Runs one attempt: the handler, its heartbeats, its timeout and its run's cancel;
-    /// returns its result.
-    async fn run(self, task: &ReadyEvent, out: &mpsc::UnboundedSender<Outgoing>) -> ResultEvent {
-        let Task {
-            handler,
-            config,
-            stats,
-            cancel,
-        } = self;
-        let started = Instant::now();
-        if cancel.is_cancelled() {
-            stats.in_flight.dec();
-            return ResultEvent::failed(task, CANCELLED.into(), false, 0, &config.worker_id);
-        }
-        // A handler that panics fails its attempt (retryable) like one that returns an error: the
-        // worker goes on, and the delivery is answered and acknowledged like any other.
-        let work = std::panic::AssertUnwindSafe(handler.handle(task))
-            .catch_unwind()
-            .map(|ran| ran.unwrap_or_else(|panic| panicked(&*panic).into()));
-        tokio::pin!(work);
-        let now = tokio::time::Instant::now();
-        // Started first, then a heartbeat every interval after it.
-        let mut report_started = Some(now + config.started_after);
-        let mut heartbeat = tokio::time::interval_at(
-            now + config.started_after + config.heartbeat_interval,
-            config.heartbeat_interval,
-        );
-        let deadline = config.task_timeout.map(|t| now + t);
-        let Ran { outcome, output } = loop {
-            tokio::select! {
-                biased;
-                ran = &mut work => break ran,
-                _ = sleep_until_opt(report_started) => {
-                    report_started = None;
-                    let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::AttemptStarted, task, &config.worker_id)));
-                }
-                _ = heartbeat.tick() => {
-                    let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)));
-                }
-                _ = cancel.cancelled() => {
-                    break Outcome::Failed { reason: CANCELLED.into(), retryable: false }.into();
-                }
-                _ = sleep_until_opt(deadline) => {
-                    stats.timed_out.inc();
-                    let limit = config.task_timeout.unwrap_or_default();
-                    break Outcome::Failed { reason: format!("timed out after {} ms", limit.as_millis()), retryable: true }.into();
-                }
-            }
-        };
-        let elapsed = started.elapsed();
-        let ms = elapsed.as_millis() as u64;
-        stats.duration.observe(elapsed.as_secs_f64());
+/// Runs one attempt: the handler, its heartbeats, its timeout and `cancel`, which fires when
+/// its run is cancelled; returns its result.
+async fn run_one(
+    handler: &dyn Handler,
+    config: &WorkerConfig,
+    stats: &WorkerStats,
+    cancel: &CancellationToken,
+    task: &ReadyEvent,
+    out: &mpsc::UnboundedSender<Outgoing>,
+) -> ResultEvent {
+    let started = Instant::now();
+    if cancel.is_cancelled() {
         stats.in_flight.dec();
-        match outcome {
-            Outcome::Loaded { info } => {
-                stats.loaded.inc();
-                tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
-                ResultEvent::loaded(task, info, ms, &config.worker_id).with_output(output)
+        return ResultEvent::failed(task, CANCELLED.into(), false, 0, &config.worker_id);
+    }
+    // A handler that panics fails its attempt (retryable) like one that returns an error: the
+    // worker goes on, and the delivery is answered and acknowledged like any other.
+    let work = std::panic::AssertUnwindSafe(handler.handle(task))
+        .catch_unwind()
+        .map(|ran| ran.unwrap_or_else(|panic| panicked(&*panic).into()));
+    tokio::pin!(work);
+    let now = tokio::time::Instant::now();
+    // Started first, then a heartbeat every interval after it.
+    let mut report_started = Some(now + config.started_after);
+    let mut heartbeat = tokio::time::interval_at(
+        now + config.started_after + config.heartbeat_interval,
+        config.heartbeat_interval,
+    );
+    let deadline = config.task_timeout.map(|t| now + t);
+    let Ran { outcome, output } = loop {
+        tokio::select! {
+            biased;
+            ran = &mut work => break ran,
+            _ = sleep_until_opt(report_started) => {
+                report_started = None;
+                let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::AttemptStarted, task, &config.worker_id)));
             }
-            Outcome::Failed { reason, retryable } => {
-                stats.failed.inc();
-                tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
-                ResultEvent::failed(task, reason, retryable, ms, &config.worker_id)
-                    .with_output(output)
+            _ = heartbeat.tick() => {
+                let _ = out.send(Outgoing::Progress(ProgressEvent::new(ProgressKind::Heartbeat, task, &config.worker_id)));
             }
+            _ = cancel.cancelled() => {
+                break Outcome::Failed { reason: CANCELLED.into(), retryable: false }.into();
+            }
+            _ = sleep_until_opt(deadline) => {
+                stats.timed_out.inc();
+                let limit = config.task_timeout.unwrap_or_default();
+                break Outcome::Failed { reason: format!("timed out after {} ms", limit.as_millis()), retryable: true }.into();
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let ms = elapsed.as_millis() as u64;
+    stats.duration.observe(elapsed.as_secs_f64());
+    stats.in_flight.dec();
+    match outcome {
+        Outcome::Loaded { info } => {
+            stats.loaded.inc();
+            tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
+            ResultEvent::loaded(task, info, ms, &config.worker_id).with_output(output)
+        }
+        Outcome::Failed { reason, retryable } => {
+            stats.failed.inc();
+            tracing::warn!(run = %task.run_id, object = %task.id, attempt = task.attempt, retryable, %reason, "attempt failed");
+            ResultEvent::failed(task, reason, retryable, ms, &config.worker_id).with_output(output)
         }
     }
 }
