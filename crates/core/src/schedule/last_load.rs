@@ -4,6 +4,9 @@
 use super::frequency::ScheduleZone;
 use chrono::{DateTime, NaiveDateTime, TimeZone};
 
+/// 9999-12-31T23:59:59Z: later Unix seconds name no time a schedule can use.
+const LATEST_SECONDS: f64 = 253_402_300_799.0;
+
 /// The Unix milliseconds `text` names, or why it names none (the caller warns, and takes the
 /// object as never loaded). A time after `now_ms` is clamped to it, with a warning.
 pub fn parse_last_run(
@@ -16,8 +19,10 @@ pub fn parse_last_run(
         return Ok((None, None));
     }
     let ms = if let Ok(secs) = t.parse::<f64>() {
-        if !secs.is_finite() || secs < 0.0 {
-            return Err(format!("{text:?} is not a time"));
+        if !secs.is_finite() || !(0.0..=LATEST_SECONDS).contains(&secs) {
+            return Err(format!(
+                "{text:?} is not a time (Unix seconds up to the year 9999)"
+            ));
         }
         (secs * 1000.0).round() as u64
     } else if let Ok(at) = DateTime::parse_from_rfc3339(t) {

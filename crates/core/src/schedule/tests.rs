@@ -98,6 +98,10 @@ fn last_run_is_read_in_every_form_and_bad_ones_are_warnings() {
     assert_eq!(clamped, Some(now));
     assert!(warning.unwrap_or_default().contains("in the future"));
     assert!(read("yesterday").is_err());
+    assert!(
+        read("1e300").is_err() && read("-5").is_err(),
+        "no time at all"
+    );
     // In a catalog: an invalid frequency is an error naming the object and field, an
     // unreadable Lastrun a warning, and the object never loaded.
     let g = graph(
