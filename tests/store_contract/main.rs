@@ -236,8 +236,14 @@ async fn an_empty_store_has_no_runs(store: &dyn StateStore) {
 }
 
 mod attempts;
+mod schedule;
 
 mod memory {
+    #[tokio::test]
+    async fn the_schedule_state_is_written_with_its_run() {
+        let store = super::open_store("memory://", None).unwrap();
+        super::schedule::the_schedule_state_is_written_with_its_run(&*store).await;
+    }
     #[tokio::test]
     async fn the_catalog_keeps_each_objects_latest_load() {
         let store = super::open_store("memory://", None).unwrap();
@@ -278,6 +284,12 @@ mod redb {
         let dir = tempfile::tempdir().unwrap();
         super::batches_are_applied_and_read_back(&*super::open_store(&url(&dir), None).unwrap())
             .await;
+    }
+    #[tokio::test]
+    async fn the_schedule_state_is_written_with_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::open_store(&url(&dir), None).unwrap();
+        super::schedule::the_schedule_state_is_written_with_its_run(&*store).await;
     }
     #[tokio::test]
     async fn the_catalog_keeps_each_objects_latest_load() {

@@ -27,6 +27,12 @@ async fn attempts_are_kept_per_object_and_letters_go_one_by_one() {
     super::attempts::attempts_are_kept_per_object_and_letters_go_one_by_one(&*store).await;
 }
 #[tokio::test]
+async fn the_schedule_state_is_written_with_its_run() {
+    let (_redis, store) = store("schedule", None).await;
+    store.acquire_writer("w", 10_000).await.unwrap();
+    super::schedule::the_schedule_state_is_written_with_its_run(&*store).await;
+}
+#[tokio::test]
 async fn the_catalog_keeps_each_objects_latest_load() {
     let (_redis, store) = store("catalog", None).await;
     super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;

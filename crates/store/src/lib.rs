@@ -13,6 +13,7 @@ pub use redb_store::RedbStore;
 pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;
+pub use orchestrator_core::schedule::ScheduleState;
 pub use orchestrator_core::scheduler::AttemptRecord;
 pub use orchestrator_core::scheduler::LatestLoad;
 pub use orchestrator_core::scheduler::{DeadLetter, RunHeader, RunStatus};
@@ -65,11 +66,15 @@ pub enum Transition {
         run: RunId,
         objects: Arc<String>,
     },
+    /// The schedule's state (the latest tick started, pauses), written with the run a tick
+    /// starts so that no tick is started twice, nor lost.
+    Schedule(Box<ScheduleState>),
 }
 
 impl Transition {
-    fn run_id(&self) -> &RunId {
-        match self {
+    fn run_id(&self) -> Option<&RunId> {
+        Some(match self {
+            Transition::Schedule(_) => return None,
             Transition::Run(h) => &h.run_id,
             Transition::Object { run, .. }
             | Transition::DeadLetter { run, .. }
@@ -78,7 +83,7 @@ impl Transition {
             | Transition::Attempts { run, .. }
             | Transition::Loads { run, .. }
             | Transition::Graph { run, .. } => run,
-        }
+        })
     }
 
     /// The transitions that persist one run's delta, in the order a store applies them.
@@ -185,7 +190,9 @@ impl StoreError {
 pub fn check_batch(batch: &[Transition]) -> Result<(), StoreError> {
     let mut checked: Option<&str> = None;
     for t in batch {
-        let id = t.run_id().as_str();
+        let Some(id) = t.run_id().map(RunId::as_str) else {
+            continue;
+        };
         if checked == Some(id) {
             continue; // a batch names few runs, each many times
         }
@@ -235,6 +242,8 @@ pub trait StateStore: Send + Sync {
     async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError>;
     /// Each object's latest load, by any run: the schedule's catalog, in object order.
     async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError>;
+    /// The schedule's state, as last written (`None`: no schedule ever ran on this store).
+    async fn schedule_state(&self) -> Result<Option<ScheduleState>, StoreError>;
     /// The object definitions stored with a run.
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError>;
     /// Whether the store answers, for readiness probes.

@@ -2,8 +2,8 @@
 //! process).
 
 use super::{
-    AttemptRecord, CatalogLoad, DeadLetter, EndedAttempts, RunHeader, StateStore, StoreError,
-    Transition,
+    AttemptRecord, CatalogLoad, DeadLetter, EndedAttempts, RunHeader, ScheduleState, StateStore,
+    StoreError, Transition,
 };
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
@@ -24,6 +24,7 @@ struct Inner {
     attempts: HashMap<RunId, Vec<EndedAttempts>>,
     /// Each object's latest load, by any run.
     catalog: FxHashMap<ObjectId, CatalogLoad>,
+    schedule: Option<ScheduleState>,
 }
 
 #[derive(Default)]
@@ -95,6 +96,7 @@ impl StateStore for MemoryStore {
                 Transition::Graph { run, objects } => {
                     inner.graphs.insert(run.clone(), objects.clone());
                 }
+                Transition::Schedule(state) => inner.schedule = Some((**state).clone()),
             }
         }
         Ok(())
@@ -144,6 +146,9 @@ impl StateStore for MemoryStore {
             .collect();
         loads.sort_unstable_by_key(|(id, _)| *id);
         Ok(loads)
+    }
+    async fn schedule_state(&self) -> Result<Option<ScheduleState>, StoreError> {
+        Ok(self.lock().schedule.clone())
     }
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         Ok(self.lock().graphs.get(run).map(|g| g.as_str().to_string()))

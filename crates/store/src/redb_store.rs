@@ -3,8 +3,8 @@
 //! the retention are removed when another run finishes.
 
 use super::{
-    AttemptRecord, CatalogLoad, DeadLetter, RunHeader, RunStatus, StateStore, StoreError,
-    Transition,
+    AttemptRecord, CatalogLoad, DeadLetter, RunHeader, RunStatus, ScheduleState, StateStore,
+    StoreError, Transition,
 };
 use async_trait::async_trait;
 use orchestrator_core::scheduler::{AttemptOutcome, AttemptText, ObjectRecord};
@@ -26,6 +26,9 @@ const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 /// Its values: (load time in Unix ms, attempt, run id), as redb encodes them (no JSON to write
 /// or read for each object).
 const CATALOG: TableDefinition<u64, (u64, u32, &str)> = TableDefinition::new("catalog");
+/// Settings kept under a name: `schedule` (the schedule's state, JSON).
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const SCHEDULE: &str = "schedule";
 const ATTEMPTS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("attempts");
 
 pub struct RedbStore {
@@ -64,6 +67,7 @@ impl RedbStore {
             tx.open_table(GRAPHS).map_err(|e| err(&store.path, e))?;
             tx.open_table(ATTEMPTS).map_err(|e| err(&store.path, e))?;
             tx.open_table(CATALOG).map_err(|e| err(&store.path, e))?;
+            tx.open_table(SETTINGS).map_err(|e| err(&store.path, e))?;
         }
         tx.commit().map_err(|e| err(&store.path, e))?;
         Ok(store)
@@ -274,6 +278,14 @@ impl StateStore for RedbStore {
                                 .insert(run.as_str(), objects.as_bytes())
                                 .map_err(|e| err(path, e))?;
                         }
+                        Transition::Schedule(state) => {
+                            let mut settings = tx.open_table(SETTINGS).map_err(|e| err(path, e))?;
+                            let json = serde_json::to_vec(&**state)
+                                .map_err(|e| StoreError::Decode(e.to_string()))?;
+                            settings
+                                .insert(SCHEDULE, json.as_slice())
+                                .map_err(|e| err(path, e))?;
+                        }
                     }
                 }
                 if let Some(before) = expired_before {
@@ -420,6 +432,18 @@ impl StateStore for RedbStore {
                 out.push((ObjectId(k.value()), load));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn schedule_state(&self) -> Result<Option<ScheduleState>, StoreError> {
+        self.blocking(|db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(SETTINGS).map_err(|e| err(path, e))?;
+            let value = table.get(SCHEDULE).map_err(|e| err(path, e))?;
+            value
+                .map(|v| decode::<ScheduleState>(v.value()))
+                .transpose()
         })
         .await
     }

@@ -53,6 +53,10 @@ impl Keys<'_> {
     pub(crate) fn catalog(self) -> String {
         format!("{}:catalog", self.0)
     }
+    /// The schedule's state (JSON).
+    pub(crate) fn schedule(self) -> String {
+        format!("{}:schedule", self.0)
+    }
     pub(crate) fn graph(self, run: &RunId) -> String {
         format!("{}:run:{}:graph", self.0, run)
     }
@@ -246,6 +250,13 @@ pub(crate) fn write_batch(
                 }));
             }
             Transition::Graph { .. } => {}
+            Transition::Schedule(state) => {
+                encode(&mut json, &**state)?;
+                out.command(3)
+                    .arg("SET")
+                    .arg(keys.schedule())
+                    .arg(&json[..]);
+            }
         }
     }
     if !catalog.is_empty() {

@@ -14,8 +14,8 @@
 use super::redis_batch::{self, Keys, Out, write_batch};
 use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
 use super::{
-    AttemptRecord, CatalogLoad, DeadLetter, RunHeader, StateStore, StoreError, Transition,
-    WriterLease,
+    AttemptRecord, CatalogLoad, DeadLetter, RunHeader, ScheduleState, StateStore, StoreError,
+    Transition, WriterLease,
 };
 use async_trait::async_trait;
 use orchestrator_core::scheduler::ObjectRecord;
@@ -386,6 +386,16 @@ impl StateStore for RedisStore {
 
     async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError> {
         self.by_object(self.keys().catalog()).await
+    }
+
+    async fn schedule_state(&self) -> Result<Option<ScheduleState>, StoreError> {
+        let mut con = self.con.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg(self.keys().schedule())
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        json.map(|j| decode(&j)).transpose()
     }
 
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {

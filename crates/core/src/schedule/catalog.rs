@@ -23,6 +23,8 @@ pub struct Catalog {
     pub active: Vec<bool>,
     /// Each object's latest load.
     pub loaded: Vec<LoadedAt>,
+    /// Ticks at or before this moment are not due (skipped: `SCHEDULE_CATCHUP=none`).
+    pub ticks_after: u64,
 }
 
 impl Catalog {
@@ -37,6 +39,7 @@ impl Catalog {
             frequency: Vec::with_capacity(graph.len()),
             active: Vec::with_capacity(graph.len()),
             loaded: Vec::with_capacity(graph.len()),
+            ticks_after: 0,
         };
         for o in &graph.objects {
             let frequency = match o.frequency.as_deref().map(str::trim) {

@@ -6,11 +6,15 @@ mod catalog;
 mod frequency;
 mod last_load;
 mod tick;
+mod timetable;
 
 pub use catalog::{Catalog, LoadedAt};
 pub use frequency::{Frequency, ScheduleZone, parse_frequency, parse_zone};
 pub use last_load::parse_last_run;
-pub use tick::{TickPlan, Why, evaluate};
+pub use tick::{TickPlan, Why, evaluate, evaluate_from};
+pub use timetable::{Catchup, ScheduleState, TickRun, Timetable, TriggerError};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timetable_tests;

@@ -23,6 +23,8 @@ pub enum Why {
     StaleAncestor { of: ObjectId },
     /// It follows an object that runs.
     FollowsRun { parent: ObjectId },
+    /// An operator asked for it (`POST /api/objects/{id}/trigger`).
+    Triggered,
 }
 
 /// What runs at one tick, parents before children, and the ancestors skipped as fresh.
@@ -43,6 +45,18 @@ impl TickPlan {
 /// The plan at `now_ms`. O(objects + links) with one cron evaluation per distinct frequency, so
 /// that a tick where nothing is due costs a pass over the objects.
 pub fn evaluate(graph: &Graph, catalog: &Catalog, now_ms: u64, zone: ScheduleZone) -> TickPlan {
+    evaluate_from(graph, catalog, now_ms, zone, &[])
+}
+
+/// As [`evaluate`], with `seeds` running whatever their frequency says (a trigger); without
+/// seeds, the due objects.
+pub fn evaluate_from(
+    graph: &Graph,
+    catalog: &Catalog,
+    now_ms: u64,
+    zone: ScheduleZone,
+    seeds: &[(u32, Why)],
+) -> TickPlan {
     let ticks: Vec<Option<u64>> = catalog
         .frequencies
         .iter()
@@ -56,23 +70,32 @@ pub fn evaluate(graph: &Graph, catalog: &Catalog, now_ms: u64, zone: ScheduleZon
             (None, Some(at)) => newer_parent(graph, catalog, i as u32, at).is_some(),
         }
     };
-    // Due objects first.
-    let mut why: Vec<Option<Why>> = (0..n)
-        .map(|i| {
-            if !catalog.active[i] {
-                return None;
-            }
-            match (catalog.frequency[i], catalog.loaded[i]) {
-                (Some(f), loaded) => match ticks[f as usize] {
-                    Some(t) if loaded.is_none_or(|at| at < t) => Some(Why::Due { tick_ms: t }),
-                    _ => None,
-                },
-                (None, Some(at)) => newer_parent(graph, catalog, i as u32, at)
-                    .map(|parent| Why::FollowsParent { parent }),
-                (None, None) => None,
-            }
-        })
-        .collect();
+    // Due objects first (or the seeds alone).
+    let mut why: Vec<Option<Why>> = vec![None; n];
+    for &(i, w) in seeds {
+        why[i as usize] = Some(w);
+    }
+    let due = |i: usize| -> Option<Why> {
+        if !catalog.active[i] {
+            return None;
+        }
+        match (catalog.frequency[i], catalog.loaded[i]) {
+            (Some(f), loaded) => match ticks[f as usize] {
+                Some(t) if t > catalog.ticks_after && loaded.is_none_or(|at| at < t) => {
+                    Some(Why::Due { tick_ms: t })
+                }
+                _ => None,
+            },
+            (None, Some(at)) => newer_parent(graph, catalog, i as u32, at)
+                .map(|parent| Why::FollowsParent { parent }),
+            (None, None) => None,
+        }
+    };
+    if seeds.is_empty() {
+        for (i, w) in why.iter_mut().enumerate() {
+            *w = due(i);
+        }
+    }
     // Then, from everything that runs, up to its stale ancestors and down to its followers
     // (children without a frequency), each object once: the closure of the run.
     let mut queue: VecDeque<u32> = (0..n as u32)

@@ -1,0 +1,140 @@
+//! The timetable: a tick started once across restarts, missed ticks caught up once or skipped,
+//! pauses, triggers, and the objects of a run as their own JSON.
+
+use super::*;
+use crate::graph::{LoadOptions, MissingParents, load_graph};
+use chrono::TimeZone;
+use orchestrator_protocol::ObjectId;
+
+const MINUTE: u64 = 60_000;
+
+fn utc() -> ScheduleZone {
+    parse_zone("UTC").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn at(h: u32, mi: u32) -> u64 {
+    utc()
+        .with_ymd_and_hms(2026, 11, 30, h, mi, 0)
+        .earliest()
+        .map(|t| t.timestamp_millis() as u64)
+        .unwrap_or_else(|| panic!("no such time"))
+}
+
+/// raw 1001 hourly → std 2001 (follows) → app 3001 daily at 06:00; raw 1002 hourly at :30.
+const OBJECTS: &str = r#"[{"IdObjet":1001,"Fréquence":"0 * * * *"},
+    {"IdObjet":1002,"Fréquence":"30 * * * *","EtatObjet":"actif"},
+    {"IdObjet":2001,"IdObjet_Parent":"1001,1002"},
+    {"IdObjet":3001,"IdObjet_Parent":2001,"Fréquence":"0 6 * * *"},
+    {"IdObjet":3002,"IdObjet_Parent":2001,"EtatObjet":"inactif"}]"#;
+
+fn timetable(catchup: Catchup, state: ScheduleState, now: u64, loaded: u64) -> Timetable {
+    let g = load_graph(OBJECTS.to_string(), LoadOptions::default())
+        .graph
+        .unwrap_or_else(|| panic!("a valid graph"));
+    let (mut c, _) = Catalog::from_graph(&g, utc(), now);
+    c.loaded = vec![Some(loaded); g.len()];
+    Timetable::new(g, c, utc(), catchup, state, now)
+}
+
+fn ids(run: &TickRun) -> Vec<u64> {
+    let g = load_graph(
+        run.objects.clone(),
+        LoadOptions {
+            missing_parents: MissingParents::External,
+            ..LoadOptions::default()
+        },
+    );
+    let g = g
+        .graph
+        .unwrap_or_else(|| panic!("the run's objects load: {:?}", g.report));
+    g.objects.iter().map(|o| o.id.0).collect()
+}
+
+#[test]
+fn missed_ticks_make_one_run_at_start_up_and_a_started_tick_never_starts_again() {
+    // Down since 02:10 (loaded then), up at 06:40: 03:00..06:30 missed; one run at once.
+    let now = at(6, 40);
+    let mut t = timetable(Catchup::Once, ScheduleState::default(), now, at(2, 10));
+    assert_eq!(t.next_wake(now), Some(now), "caught up at once");
+    let run = t
+        .tick(now)
+        .unwrap_or_else(|| panic!("the missed ticks run"));
+    assert_eq!(
+        run.run_id.as_str(),
+        "tick-20261130-063000",
+        "named by the latest tick"
+    );
+    assert_eq!(ids(&run), [1001, 1002, 2001, 3001]);
+    assert_eq!(t.state().ticked_ms, Some(at(6, 30)));
+    // The same tick, again (a restart with the state stored with the run): nothing.
+    assert!(t.tick(now + MINUTE).is_none());
+    let mut again = timetable(Catchup::Once, t.state().clone(), now, at(2, 10));
+    assert!(
+        again.tick(now).is_none(),
+        "a stored tick is never started twice"
+    );
+    // The next wake is the next tick after the stored one.
+    assert_eq!(again.next_wake(now), Some(at(7, 0)));
+}
+
+#[test]
+fn catchup_none_skips_missed_ticks_and_runs_the_next() {
+    let now = at(6, 40);
+    let mut t = timetable(Catchup::None, ScheduleState::default(), now, at(2, 10));
+    assert_eq!(t.next_wake(now), Some(at(7, 0)));
+    assert!(t.tick(now).is_none(), "nothing due for a skipped tick");
+    let run = t
+        .tick(at(7, 0))
+        .unwrap_or_else(|| panic!("the 07:00 tick runs"));
+    // 1001 is due at 07:00; 1002 (stale since 02:10) runs as its child's stale ancestor; 3001
+    // (daily at 06:00, skipped) does not.
+    assert_eq!(ids(&run), [1001, 1002, 2001]);
+}
+
+#[test]
+fn pauses_hold_ticks_and_objects_and_triggers_run_an_object_with_its_stale_ancestors() {
+    let now = at(7, 0);
+    let mut t = timetable(Catchup::Once, ScheduleState::default(), now, at(6, 50));
+    t.set_paused(None, true);
+    assert!(t.tick(now).is_none(), "paused");
+    assert_eq!(
+        t.state().ticked_ms,
+        Some(now),
+        "a paused tick counts as handled"
+    );
+    t.set_paused(None, false);
+    assert!(t.set_paused(Some(ObjectId(1001)), true));
+    assert!(!t.set_paused(Some(ObjectId(9)), true), "unknown object");
+    let run = t.tick(at(7, 30)).unwrap_or_else(|| panic!("1002 is due"));
+    assert_eq!(
+        ids(&run),
+        [1002, 2001],
+        "1001 paused: neither due nor followed"
+    );
+    for id in [1002, 2001] {
+        t.loaded(ObjectId(id), at(7, 31));
+    }
+    t.loaded(ObjectId(2001), at(7, 1)); // an earlier load never replaces a later one
+    // A trigger of 3001: 2001 is fresh (07:31), so 3001 alone; of 1001: its followers too.
+    let run = t
+        .trigger(ObjectId(3001), at(7, 40), 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&run), [3001]);
+    assert!(
+        run.run_id
+            .as_str()
+            .starts_with("trigger-20261130-074000-3001-")
+    );
+    let run = t
+        .trigger(ObjectId(1001), at(7, 40), 2)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&run), [1001, 2001]);
+    assert_eq!(
+        t.trigger(ObjectId(4242), now, 0).err(),
+        Some(TriggerError::Unknown(ObjectId(4242)))
+    );
+    assert_eq!(
+        t.trigger(ObjectId(3002), now, 0).err(),
+        Some(TriggerError::Inactive(ObjectId(3002)))
+    );
+}
