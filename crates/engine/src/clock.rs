@@ -28,8 +28,13 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new() -> Self {
+        Self::starting_at(now_ms())
+    }
+
+    /// A clock that reads `origin_ms` now (tests of a schedule at a chosen moment).
+    pub fn starting_at(origin_ms: u64) -> Self {
         TokioClock {
-            origin_ms: now_ms(),
+            origin_ms,
             start: tokio::time::Instant::now(),
         }
     }

@@ -8,8 +8,10 @@ pub mod graph_view;
 pub mod metrics;
 pub mod object_view;
 pub mod open;
+pub mod open_schedule;
 pub mod run_view;
 
 pub use engine::{
-    DriveOptions, Engine, EngineCommand, EngineError, ProgressView, RerunAnswer, RerunRefused,
+    DriveOptions, Engine, EngineCommand, EngineError, EngineSchedule, PauseAnswer, ProgressView,
+    RerunAnswer, RerunRefused, TriggerAnswer,
 };

@@ -3,8 +3,8 @@
 
 use orchestrator_protocol::Zone;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Instant;
 
@@ -28,6 +28,16 @@ pub struct Metrics {
     pub messages_rejected: IntCounter,
     /// Store writes that failed and were tried again (the store away for a while).
     pub store_errors: IntCounter,
+    /// Ticks the schedule evaluated.
+    pub schedule_ticks: IntCounter,
+    /// Runs the schedule started, by cause (`tick`, `trigger`).
+    pub schedule_runs: IntCounterVec,
+    /// Objects with a frequency not loaded since their latest tick, per zone.
+    pub schedule_stale: IntGaugeVec,
+    /// The largest time since a missed tick, per zone.
+    pub schedule_lag: GaugeVec,
+    /// Time to evaluate a tick.
+    pub schedule_tick_seconds: Histogram,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +86,41 @@ impl Metrics {
             &["zone"],
         )?;
         registry.register(Box::new(dispatch_to_result.clone()))?;
+        let schedule_tick_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "orchestrator_schedule_tick_evaluation_seconds",
+                "Time to evaluate one tick of the schedule over the catalog.",
+            )
+            .buckets(vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+        )?;
+        registry.register(Box::new(schedule_tick_seconds.clone()))?;
+        let schedule_lag = GaugeVec::new(
+            Opts::new(
+                "orchestrator_schedule_freshness_lag_seconds",
+                "The largest time since a tick that an object of the zone has not loaded for.",
+            ),
+            &["zone"],
+        )?;
+        registry.register(Box::new(schedule_lag.clone()))?;
         let m = Metrics {
+            schedule_ticks: plain_counter(
+                &registry,
+                "orchestrator_schedule_ticks_total",
+                "Ticks of the schedule evaluated.",
+            )?,
+            schedule_runs: counter(
+                &registry,
+                "orchestrator_schedule_runs_started_total",
+                "Runs the schedule started, by cause (tick, trigger).",
+                &["cause"],
+            )?,
+            schedule_stale: gauge(
+                &registry,
+                "orchestrator_schedule_stale_objects",
+                "Objects with a frequency not loaded since their latest tick.",
+            )?,
+            schedule_lag,
+            schedule_tick_seconds,
             messages_rejected: plain_counter(
                 &registry,
                 "orchestrator_messages_rejected_total",
@@ -165,6 +209,11 @@ impl Metrics {
             self.dead_letters.with_label_values(&l);
             self.in_flight.with_label_values(&l);
             self.waiting.with_label_values(&l);
+            self.schedule_stale.with_label_values(&l);
+            self.schedule_lag.with_label_values(&l);
+        }
+        for cause in ["tick", "trigger"] {
+            self.schedule_runs.with_label_values(&[cause]);
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Submission {
     pub strict: bool,
     /// Larger objects are refused (`MAX_OBJECT_BYTES`).
     pub max_object_bytes: usize,
+    /// The run's id; `None` makes one of the time and seed (a schedule names its runs by tick).
+    pub run_id: Option<RunId>,
 }
 
 /// A new run that passed validation, with what to tell the submitter.
@@ -89,12 +91,15 @@ pub fn open_new(
         .into_iter()
         .filter(|p| p.severity == Severity::Warning)
         .collect();
-    let header = new_header(
+    let mut header = new_header(
         submission.source,
         submission.options,
         submission.seed,
         now_ms,
     );
+    if let Some(id) = submission.run_id {
+        header.run_id = id;
+    }
     let (run, objects) = open_on_graph(graph, header, config)?;
     let mut zones = ZoneCounts::default();
     for n in run.graph().nodes() {

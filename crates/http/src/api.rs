@@ -202,6 +202,7 @@ async fn submit(
         seed: None,
         strict: query.strict,
         max_object_bytes: state.max_object_bytes,
+        run_id: None,
     };
     let config = state.config.clone();
     // Validation of a large file takes a while: off the async threads.

@@ -274,6 +274,7 @@ async fn start_objects_path(
         seed: None,
         strict: false,
         max_object_bytes: server.max_object_bytes,
+        run_id: None,
     };
     let prepared = open_new(submission, &server.config, now_ms()).map_err(|e| match e {
         SubmitError::Invalid(report) => AppError::Invalid(format!(

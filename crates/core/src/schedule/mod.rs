@@ -5,12 +5,14 @@
 mod catalog;
 mod frequency;
 mod last_load;
+mod status;
 mod tick;
 mod timetable;
 
 pub use catalog::{Catalog, LoadedAt};
 pub use frequency::{Frequency, ScheduleZone, parse_frequency, parse_zone};
 pub use last_load::parse_last_run;
+pub use status::{Freshness, ObjectStatus, ZoneFreshness};
 pub use tick::{TickPlan, Why, evaluate, evaluate_from};
 pub use timetable::{Catchup, ScheduleState, TickRun, Timetable, TriggerError};
 

@@ -71,12 +71,12 @@ pub enum TriggerError {
 /// The schedule of one catalog.
 #[derive(Debug)]
 pub struct Timetable {
-    graph: Graph,
-    catalog: Catalog,
+    pub(super) graph: Graph,
+    pub(super) catalog: Catalog,
     /// `EtatObjet` as the definitions say: `catalog.active` is this less the paused objects.
     defined_active: Vec<bool>,
-    zone: ScheduleZone,
-    state: ScheduleState,
+    pub(super) zone: ScheduleZone,
+    pub(super) state: ScheduleState,
     /// A run is due at once (catch-up at start-up, a resume).
     evaluate_now: bool,
 }
@@ -122,13 +122,15 @@ impl Timetable {
         self.zone
     }
 
-    /// When the schedule next needs [`Timetable::tick`]: now (catch-up), or the earliest next
-    /// tick of any frequency.
+    /// When the schedule next needs [`Timetable::tick`]: now (catch-up), or the earliest tick
+    /// of any frequency after the latest one handled.
     pub fn next_wake(&self, now_ms: u64) -> Option<u64> {
         if self.evaluate_now {
             return Some(now_ms);
         }
-        let from = self.state.ticked_ms.map_or(now_ms, |t| t.max(now_ms));
+        // The first tick after the latest handled one: a moment past if the process was
+        // busy (or away) then; it is handled at once.
+        let from = self.state.ticked_ms.unwrap_or(now_ms);
         self.catalog
             .frequencies
             .iter()

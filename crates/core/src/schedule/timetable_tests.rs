@@ -138,3 +138,44 @@ fn pauses_hold_ticks_and_objects_and_triggers_run_an_object_with_its_stale_ances
         Some(TriggerError::Inactive(ObjectId(3002)))
     );
 }
+
+#[test]
+fn each_object_says_where_it_stands_and_each_zone_how_stale_it_is() {
+    // Everything loaded at 05:50; at 06:10 the raws and 3001 missed their 06:00 tick.
+    let now = at(6, 10);
+    let mut t = timetable(Catchup::Once, ScheduleState::default(), now, at(5, 50));
+    t.loaded(ObjectId(1002), at(6, 5));
+    let status = t.status(now);
+    let by_id = |id: u64| {
+        status
+            .iter()
+            .find(|s| s.id.0 == id)
+            .unwrap_or_else(|| panic!("{id} listed"))
+    };
+    assert_eq!(by_id(1001).freshness, Freshness::Due);
+    assert_eq!(by_id(1001).why, Some(Why::Due { tick_ms: at(6, 0) }));
+    assert_eq!(by_id(1001).next_tick_ms, Some(at(7, 0)));
+    assert_eq!(by_id(1002).freshness, Freshness::Fresh);
+    assert_eq!(by_id(1002).next_tick_ms, Some(at(6, 30)));
+    assert_eq!(
+        by_id(2001).freshness,
+        Freshness::Due,
+        "follows 1002's newer load"
+    );
+    assert_eq!(by_id(3002).freshness, Freshness::Inactive);
+    let zones = t.freshness(now);
+    assert_eq!(
+        zones[0],
+        (1, 10 * MINUTE),
+        "1001, ten minutes past its tick"
+    );
+    assert_eq!(zones[2], (1, 10 * MINUTE), "3001");
+    assert_eq!(zones[1], (0, 0), "no frequency in the standardized zone");
+    t.set_paused(Some(ObjectId(1001)), true);
+    assert_eq!(t.status(now)[0].freshness, Freshness::Paused);
+    assert_eq!(
+        t.freshness(now)[0],
+        (0, 0),
+        "a paused object is not counted"
+    );
+}

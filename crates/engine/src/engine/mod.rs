@@ -7,8 +7,11 @@ mod intake;
 mod options;
 mod report;
 mod rerun;
+mod schedule;
+mod shared_work;
 
-pub use options::{DriveOptions, EngineCommand, RerunAnswer, RerunRefused};
+pub use options::{DriveOptions, EngineCommand, PauseAnswer, RerunAnswer, RerunRefused};
+pub use schedule::{EngineSchedule, TriggerAnswer};
 
 use crate::clock::{Clock, WallClock};
 use crate::metrics::Metrics;
@@ -76,6 +79,10 @@ pub struct Engine {
     consumers: Option<Consumers>,
     /// Results taken per turn: [`BATCH`], or fewer while they carry long outputs.
     results_per_turn: usize,
+    /// Runs started by the objects' frequencies, if the engine keeps a schedule.
+    schedule: Option<EngineSchedule>,
+    /// Ready events waiting for another run's attempt of the same object (see `shared_work`).
+    held_back: shared_work::HeldBack,
 }
 
 type Consumers = (
@@ -103,6 +110,8 @@ impl Engine {
             stop: CancellationToken::new(),
             consumers: None,
             results_per_turn: BATCH,
+            schedule: None,
+            held_back: Vec::new(),
         }
     }
 
@@ -153,10 +162,23 @@ impl Engine {
     /// written, then its actions carried out.
     pub async fn add_run(
         &mut self,
-        mut run: Run,
+        run: Run,
         objects: Option<Arc<String>>,
         prepare: impl FnOnce(&mut Run, u64, &mut Vec<Action>),
     ) -> Result<(), EngineError> {
+        let mut out = Outbox::default();
+        self.begin_run(run, objects, prepare, &mut out);
+        self.commit(out).await
+    }
+
+    /// As [`Engine::add_run`], its writes and events left in `out` for the turn to commit.
+    fn begin_run(
+        &mut self,
+        mut run: Run,
+        objects: Option<Arc<String>>,
+        prepare: impl FnOnce(&mut Run, u64, &mut Vec<Action>),
+        out: &mut Outbox,
+    ) {
         let now = self.clock.now_ms();
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
@@ -164,16 +186,14 @@ impl Engine {
         prepare(&mut run, now, &mut actions);
         let id = run.header().run_id.clone();
         self.runs.insert(id.clone(), run);
-        let mut out = Outbox::default();
         if let Some(objects) = objects {
             out.tx.push(Transition::Graph {
                 run: id.clone(),
                 objects,
             });
         }
-        self.carry_out(&id, &mut actions, &mut out);
+        self.carry_out(&id, &mut actions, out);
         self.actions = actions;
-        self.commit(out).await
     }
 
     /// Runs held (unfinished ones, and finished ones unless forgotten).
@@ -224,7 +244,12 @@ impl Engine {
         let mut stopping = false;
         self.publish_progress();
         while !(options.until_all_finished && self.all_settled()) {
-            let deadline = self.runs.values().filter_map(Run::next_deadline).min();
+            let deadline = self
+                .runs
+                .values()
+                .filter_map(Run::next_deadline)
+                .chain(self.schedule_wake())
+                .min();
             let clock = self.clock.clone();
             let sleep = async move {
                 match deadline {
@@ -278,8 +303,12 @@ impl Engine {
                 }
                 _ = sleep => {
                     self.each_run(&mut out, |run, now, actions| run.tick(now, actions));
+                    if !stopping {
+                        self.on_schedule_tick(&mut out);
+                    }
                 }
             }
+            self.release_shared(&mut out);
             self.commit(out).await?;
             // At-least-once: what was taken from the bus is acknowledged only once stored.
             if !taken.results.is_empty() {
@@ -347,6 +376,24 @@ impl Engine {
                 let _ = reply.send(self.live_headers());
             }
             EngineCommand::Look { run, look } => look(self.runs.get(&run)),
+            EngineCommand::Objects { reply } => {
+                let _ = reply.send(self.schedule_status());
+            }
+            EngineCommand::Trigger { object, reply } => {
+                let _ = reply.send(self.trigger(object, out));
+            }
+            EngineCommand::Pause {
+                object,
+                paused,
+                reply,
+            } => {
+                let answer = match self.pause(object, paused, out) {
+                    None => PauseAnswer::NoSchedule,
+                    Some(false) => PauseAnswer::UnknownObject,
+                    Some(true) => PauseAnswer::Done,
+                };
+                let _ = reply.send(answer);
+            }
             EngineCommand::Rerun {
                 run,
                 object,

@@ -1,6 +1,8 @@
 //! How the engine drives (an embedded run or a server) and what a server asks of it.
 
+use super::TriggerAnswer;
 use crate::run_view::{ObjectQuery, RunView};
+use orchestrator_core::schedule::ObjectStatus;
 use orchestrator_core::scheduler::{RetryRefused, Run};
 use orchestrator_protocol::{ObjectId, RunId};
 use orchestrator_store::RunHeader;
@@ -65,6 +67,21 @@ pub enum EngineCommand {
     /// Reads a run the engine holds: `look` gets it as it stands (`None` if not held) and
     /// sends what it needs back on a channel of its own.
     Look { run: RunId, look: LookAtRun },
+    /// Every object of the schedule's catalog as it stands (`None`: no schedule).
+    Objects {
+        reply: oneshot::Sender<Option<Vec<ObjectStatus>>>,
+    },
+    /// Runs an object now with its stale ancestors (`None`: no schedule).
+    Trigger {
+        object: ObjectId,
+        reply: oneshot::Sender<Option<TriggerAnswer>>,
+    },
+    /// Pauses or resumes the whole schedule (`object: None`) or one object.
+    Pause {
+        object: Option<ObjectId>,
+        paused: bool,
+        reply: oneshot::Sender<PauseAnswer>,
+    },
     /// Runs failures again: every failure of the run (`object: None`, refused while it runs),
     /// or one failed object with the descendants it blocked. `stored` is the run opened from
     /// the store, for when the engine does not hold it.
@@ -74,6 +91,15 @@ pub enum EngineCommand {
         stored: Option<Box<Run>>,
         reply: oneshot::Sender<RerunAnswer>,
     },
+}
+
+/// How a pause or resume went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PauseAnswer {
+    Done,
+    /// The engine keeps no schedule.
+    NoSchedule,
+    UnknownObject,
 }
 
 /// How a rerun or retry went.

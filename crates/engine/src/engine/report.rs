@@ -9,11 +9,14 @@ use orchestrator_protocol::{FailedEvent, ReadyEvent, RunId, SCHEMA_VERSION, unix
 impl Engine {
     /// Turns a run's actions into events, metrics and logs, and notes the run as changed.
     pub(super) fn carry_out(&mut self, id: &RunId, actions: &mut Vec<Action>, out: &mut Outbox) {
+        let scheduled = self.schedule.is_some();
         let Some(run) = self.runs.get_mut(id) else {
             actions.clear();
             return;
         };
         let graph = run.graph().clone();
+        let ready_from = out.ready.len();
+        let mut loaded_now = Vec::new();
         for action in actions.drain(..) {
             match action {
                 Action::Dispatch { index, attempt } => {
@@ -28,6 +31,9 @@ impl Engine {
                     let zone = graph.zone(index);
                     if loaded {
                         tracing::info!(run = %id, object = %graph.id(index), %zone, elapsed_ms, "loaded");
+                        if scheduled {
+                            loaded_now.push(graph.id(index));
+                        }
                     }
                     self.metrics
                         .dispatch_to_result
@@ -104,6 +110,10 @@ impl Engine {
         if out.touched.last() != Some(id) {
             out.touched.push(id.clone());
         }
+        for object in loaded_now {
+            self.schedule_loaded(object);
+        }
+        self.hold_shared(ready_from, out);
     }
 }
 

@@ -120,6 +120,7 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
             }
             Why::StaleAncestor { of } => format!("stale ancestor of {of}"),
             Why::FollowsRun { parent } => format!("follows parent {parent}, which runs"),
+            Why::Triggered => "triggered".to_string(),
         };
         outln!("run   {} {} ({}): {reason}", o.id, o.name, o.zone);
     }

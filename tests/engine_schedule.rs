@@ -1,0 +1,229 @@
+//! The engine's schedule on paused time: ticks start runs named by their tick, an object in
+//! flight in one run is never dispatched by another (the later run takes its result), and a
+//! restart on the same store never starts a tick twice.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::TimeZone;
+use orchestrator_bus::{Bus, MemoryBus};
+use orchestrator_core::graph::MissingParents;
+use orchestrator_core::schedule::{Catchup, parse_zone};
+use orchestrator_core::scheduler::{ObjectState, SchedulerConfig};
+use orchestrator_engine::clock::{Clock, TokioClock};
+use orchestrator_engine::metrics::Metrics;
+use orchestrator_engine::open_schedule::{ScheduleSettings, open_timetable};
+use orchestrator_engine::{DriveOptions, Engine, EngineSchedule};
+use orchestrator_protocol::{ObjectId, ReadyEvent, ResultEvent, RunId, Zone};
+use orchestrator_store::{StateStore, open_store};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const MINUTE: u64 = 60_000;
+
+/// Raw 1001 every five minutes; 2001 follows it; 3001 hourly.
+const CATALOG: &str = r#"[
+ {"IdObjet":1001,"Zone":"1-Raw","Fréquence":"*/5 * * * *"},
+ {"IdObjet":2001,"Zone":"2-Standardized","IdObjet_Parent":1001},
+ {"IdObjet":3001,"Zone":"3-Application","IdObjet_Parent":2001,"Fréquence":"0 * * * *"}]"#;
+
+fn at(h: u32, mi: u32, s: u32) -> u64 {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 30, h, mi, s)
+        .unwrap()
+        .timestamp_millis() as u64
+}
+
+/// What the workers saw: every Ready event, and whether one object was ever in flight twice.
+#[derive(Default)]
+struct Seen {
+    ready: Vec<(RunId, ObjectId, u64)>,
+    in_flight: HashSet<ObjectId>,
+    twice_at_once: Vec<ObjectId>,
+}
+
+/// A worker of `zone`: raw objects take seven minutes, the others a second.
+async fn worker(
+    bus: Arc<MemoryBus>,
+    zone: Zone,
+    clock: Arc<TokioClock>,
+    seen: Arc<Mutex<Seen>>,
+    stop: CancellationToken,
+) {
+    let mut ready = bus.ready_consumer(zone, "workers").await.unwrap();
+    loop {
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return,
+            b = ready.next_batch(16) => b.unwrap(),
+        };
+        let tokens = batch.iter().map(|d| d.token).collect();
+        for d in batch {
+            let r: ReadyEvent = d.event;
+            {
+                let mut s = seen.lock().unwrap();
+                s.ready.push((r.run_id.clone(), r.id, clock.now_ms()));
+                if !s.in_flight.insert(r.id) {
+                    s.twice_at_once.push(r.id);
+                }
+            }
+            let (bus, seen) = (bus.clone(), seen.clone());
+            let took = if zone == Zone::Raw { 7 * MINUTE } else { 1_000 };
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(took)).await;
+                seen.lock().unwrap().in_flight.remove(&r.id);
+                let loaded = ResultEvent::loaded(&r, "ok".into(), took, "w");
+                bus.publish_results(vec![loaded]).await.unwrap();
+            });
+        }
+        ready.ack(tokens).await.unwrap();
+    }
+}
+
+fn settings() -> ScheduleSettings {
+    ScheduleSettings {
+        zone: parse_zone("UTC").unwrap(),
+        catchup: Catchup::Once,
+        missing_parents: MissingParents::Error,
+        max_object_bytes: usize::MAX,
+    }
+}
+
+async fn engine_until(
+    store: &Arc<dyn StateStore>,
+    clock: Arc<TokioClock>,
+    seen: &Arc<Mutex<Seen>>,
+    until_ms: u64,
+) -> Engine {
+    let bus = Arc::new(MemoryBus::new());
+    let stop = CancellationToken::new();
+    let workers: Vec<_> = Zone::ALL
+        .into_iter()
+        .map(|z| {
+            tokio::spawn(worker(
+                bus.clone(),
+                z,
+                clock.clone(),
+                seen.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let b: Arc<dyn Bus> = bus.clone();
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let mut engine = Engine::new(b, store.clone(), metrics).with_clock(clock.clone());
+    let (timetable, _) = open_timetable(&**store, CATALOG.into(), &settings(), clock.now_ms())
+        .await
+        .unwrap();
+    let config = SchedulerConfig::default();
+    engine.set_schedule(EngineSchedule { timetable, config });
+    let shutdown = CancellationToken::new();
+    let wait = until_ms - clock.now_ms();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        stopper.cancel();
+    });
+    let options = DriveOptions {
+        forget_finished: false,
+        ..DriveOptions::server()
+    };
+    engine.drive_with(shutdown, options, None).await.unwrap();
+    stop.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+    engine
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_start_runs_and_an_object_in_flight_is_never_started_by_another_run() {
+    let store: Arc<dyn StateStore> = open_store("memory://", None).unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let clock = Arc::new(TokioClock::starting_at(at(6, 2, 0)));
+    let engine = engine_until(&store, clock.clone(), &seen, at(6, 17, 30)).await;
+
+    let runs: Vec<String> = store
+        .runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.run_id.to_string())
+        .collect();
+    // Caught up at 06:02 (the 06:00 tick), then every five minutes.
+    assert_eq!(
+        runs,
+        [
+            "tick-20261130-060000",
+            "tick-20261130-060500",
+            "tick-20261130-061000",
+            "tick-20261130-061500"
+        ]
+    );
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(seen.twice_at_once.is_empty(), "{:?}", seen.twice_at_once);
+    // 06:00's 1001 loads at 06:09: 06:05's waited for it and took its result (no Ready of its
+    // own); 06:10's ran its own.
+    let raw: Vec<(String, u64)> = seen
+        .ready
+        .iter()
+        .filter(|(_, id, _)| id.0 == 1001)
+        .map(|(run, _, at)| (run.to_string(), *at))
+        .collect();
+    assert_eq!(
+        raw,
+        [
+            ("tick-20261130-060000".to_string(), at(6, 2, 0)),
+            ("tick-20261130-061000".to_string(), at(6, 10, 0)),
+        ]
+    );
+    let waited = RunId::new("tick-20261130-060500");
+    let run = engine.run(&waited).unwrap();
+    assert!(run.is_finished());
+    let attempts = store.attempts(&waited, ObjectId(1001)).await.unwrap();
+    let info = attempts[0].text.as_ref().map(|t| t.info.clone());
+    assert_eq!(
+        info.as_deref(),
+        Some("loaded by run tick-20261130-060000, which had it in flight")
+    );
+    // 3001 (hourly) ran once, in the first run; later runs left it (fresh).
+    let app: Vec<&RunId> = seen
+        .ready
+        .iter()
+        .filter(|(_, id, _)| id.0 == 3001)
+        .map(|(run, _, _)| run)
+        .collect();
+    assert_eq!(app, [&RunId::new("tick-20261130-060000")]);
+    let states: BTreeMap<u64, ObjectState> = engine
+        .run(&RunId::new("tick-20261130-060000"))
+        .unwrap()
+        .graph()
+        .nodes()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.id.0,
+                engine
+                    .run(&RunId::new("tick-20261130-060000"))
+                    .unwrap()
+                    .record(i as u32)
+                    .state,
+            )
+        })
+        .collect();
+    assert!(
+        states.values().all(|s| *s == ObjectState::Loaded),
+        "{states:?}"
+    );
+    drop(seen);
+
+    // A restart at 06:17:40 on the same store: the 06:15 tick is stored, so nothing starts
+    // again until 06:20.
+    let again = Arc::new(Mutex::new(Seen::default()));
+    let clock = Arc::new(TokioClock::starting_at(at(6, 17, 40)));
+    engine_until(&store, clock, &again, at(6, 20, 30)).await;
+    let runs = store.runs().await.unwrap();
+    assert_eq!(runs.len(), 5, "only the 06:20 tick started");
+    assert_eq!(runs[4].run_id.as_str(), "tick-20261130-062000");
+    let state = store.schedule_state().await.unwrap().unwrap();
+    assert_eq!(state.ticked_ms, Some(at(6, 20, 0)));
+}
