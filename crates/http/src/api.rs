@@ -3,13 +3,13 @@
 //! memory, as they stand now; finished ones from the store.
 
 use crate::api_body::{SubmitBudget, read_body};
-use crate::api_objects;
 use crate::auth::{ApiTokens, require_token};
 use crate::openapi::{
     Accepted, ApiDoc, ChangeRefusals, ErrorBody, InvalidObjects, ReadRefusals, RunList, Submitted,
     document_router,
 };
 use crate::role::{Role, SharedRole};
+use crate::{api_objects, api_schedule};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -98,6 +98,12 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(api_objects::object))
         .routes(routes!(api_objects::retry))
         .routes(routes!(api_objects::attempt_output))
+        .routes(routes!(api_schedule::objects))
+        .routes(routes!(api_schedule::trigger))
+        .routes(routes!(api_schedule::pause_schedule))
+        .routes(routes!(api_schedule::resume_schedule))
+        .routes(routes!(api_schedule::pause_object))
+        .routes(routes!(api_schedule::resume_object))
 }
 
 /// An answer other than success: its status and what went wrong (`{"error": …}`).

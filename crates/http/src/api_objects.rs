@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// An object id from a path, or a 400 that says what was wrong.
-fn object_id(text: &str) -> Result<ObjectId, ApiError> {
+pub(crate) fn object_id(text: &str) -> Result<ObjectId, ApiError> {
     text.parse::<u64>().map(ObjectId).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

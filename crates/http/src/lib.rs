@@ -4,6 +4,7 @@
 pub mod api;
 pub mod api_body;
 mod api_objects;
+mod api_schedule;
 pub mod auth;
 pub mod embedded;
 pub mod openapi;

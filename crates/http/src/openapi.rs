@@ -113,7 +113,10 @@ impl Modify for BearerTokens {
     ),
     modifiers(&BearerTokens),
     security(("api_token" = [])),
-    tags((name = "runs", description = "Runs and their objects"))
+    tags(
+        (name = "runs", description = "Runs and their objects"),
+        (name = "schedule", description = "The catalog's objects by their frequencies: where each stands, triggers and pauses")
+    )
 )]
 pub struct ApiDoc;
 

@@ -5,7 +5,7 @@
 use orchestrator_http::api::openapi_document;
 use serde_json::Value;
 
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 16] = [
     ("post", "/api/runs"),
     ("get", "/api/runs"),
     ("get", "/api/runs/{id}"),
@@ -15,6 +15,12 @@ const ROUTES: [(&str, &str); 10] = [
     ("get", "/api/runs/{id}/objects/{oid}"),
     ("post", "/api/runs/{id}/objects/{oid}/retry"),
     ("get", "/api/runs/{id}/objects/{oid}/attempts/{n}/output"),
+    ("get", "/api/objects"),
+    ("post", "/api/objects/{id}/trigger"),
+    ("post", "/api/objects/{id}/pause"),
+    ("post", "/api/objects/{id}/resume"),
+    ("post", "/api/schedule/pause"),
+    ("post", "/api/schedule/resume"),
     // Listed apart: the document itself is served open.
     ("get", "/api/openapi.json"),
 ];
@@ -84,6 +90,8 @@ fn every_route_is_documented_with_its_errors_and_the_token_scheme() {
         "AttemptView",
         "RunView",
         "GraphView",
+        "ObjectPage",
+        "ObjectStatus",
         "ErrorBody",
     ] {
         assert!(

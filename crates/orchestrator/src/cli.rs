@@ -12,6 +12,8 @@ use orchestrator_protocol::{ObjectId, Zone};
 use std::path::PathBuf;
 use worker_runtime::HandlerSpec;
 
+pub use crate::cli_schedule::{ScheduleArgs, ScheduleFlags};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "orchestrator",
@@ -156,32 +158,6 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ScheduleArgs {
-    #[command(flatten)]
-    pub input: InputArgs,
-    /// The moment: an ISO 8601 time (`2026-11-30T06:10:00Z`; without an offset, in the time
-    /// zone) or Unix seconds.
-    #[arg(long)]
-    pub at: String,
-    /// The time zone ticks are evaluated in (an IANA name).
-    #[arg(long, env = "SCHEDULE_TIMEZONE", default_value = "UTC")]
-    pub timezone: String,
-    /// Take each object's latest load from this state directory's catalog (where newer than
-    /// its `Lastrun`).
-    #[arg(long, conflicts_with = "store")]
-    pub state_dir: Option<PathBuf>,
-    /// Or from a state store by URL (redb://PATH, redis://HOST:PORT).
-    #[arg(long)]
-    pub store: Option<String>,
-    /// Prefix of every Redis key.
-    #[arg(long, env = "REDIS_PREFIX", default_value = "orch")]
-    pub redis_prefix: String,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// How many objects.
     #[arg(long)]
@@ -259,11 +235,14 @@ pub struct RunArgs {
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub schedule: ScheduleFlags,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// An object file to run at start-up (a restart continues its unfinished run instead).
+    /// An object file to run at start-up (a restart continues its unfinished run instead);
+    /// with --schedule, the catalog whose objects run by their frequencies.
     #[arg(long, env = "OBJECTS_PATH")]
     pub objects_path: Option<PathBuf>,
     /// What a parent that is not in the file means.
@@ -318,6 +297,8 @@ pub struct ServeArgs {
     pub submit_memory_bytes: u64,
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
+    #[command(flatten)]
+    pub schedule: ScheduleFlags,
 }
 
 impl ServeArgs {

@@ -37,7 +37,7 @@ pub struct EmbeddedRun {
     pub objects: Option<Arc<String>>,
     pub options: RunOptions,
     pub seed: Option<u64>,
-    pub handlers: HandlerSet,
+    pub workers: EmbeddedWorkers,
     pub config: SchedulerConfig,
     pub store_url: String,
     pub store_settings: StoreSettings,
@@ -47,14 +47,20 @@ pub struct EmbeddedRun {
     pub resume: bool,
     /// With `resume`: run its failed, upstream-failed and cancelled objects again.
     pub rerun_failed: bool,
+    /// Serve health and metrics on this address.
+    pub http: Option<String>,
+    pub progress: ProgressMode,
+}
+
+/// The in-process workers: their handlers and how they run them.
+#[derive(Clone)]
+pub struct EmbeddedWorkers {
+    pub handlers: HandlerSet,
     pub max_workers: usize,
     pub heartbeat: Duration,
     pub task_timeout: Option<Duration>,
     /// Bytes of each attempt's output kept (`ATTEMPT_OUTPUT_BYTES`).
     pub output_bytes: usize,
-    /// Serve health and metrics on this address.
-    pub http: Option<String>,
-    pub progress: ProgressMode,
 }
 
 /// How an embedded run ended.
@@ -106,24 +112,10 @@ async fn drive(
         return outcome(run.header().clone(), &*store, Duration::ZERO, true).await;
     }
     let metrics = Arc::new(Metrics::new()?);
-    let http_state = Arc::new(HttpState {
-        metrics: metrics.clone(),
-        ready: false.into(),
-    });
-    let stop_http = CancellationToken::new();
-    if let Some(addr) = &embedded.http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| AppError::Invalid(format!("--http {addr}: cannot listen: {e}")))?;
-        eprintln!(
-            "serving health and metrics on http://{}",
-            listener.local_addr()?
-        );
-        tokio::spawn(serve(listener, http_state.clone(), stop_http.clone()));
-    }
+    let (http_state, stop_http) = serve_health(embedded.http.as_deref(), &metrics).await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
-    let workers = spawn_workers(&embedded, run.header().seed, &bus, &stop_workers)?;
+    let workers = spawn_workers(&embedded.workers, run.header().seed, &bus, &stop_workers)?;
 
     let started = Instant::now();
     let run_id = run.header().run_id.clone();
@@ -181,13 +173,39 @@ async fn outcome(
     })
 }
 
+/// Health and metrics on `http`, if given; the readiness flag and what stops the server.
+pub(crate) async fn serve_health(
+    http: Option<&str>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<HttpState>, CancellationToken), AppError> {
+    let http_state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        ready: false.into(),
+    });
+    let stop_http = CancellationToken::new();
+    if let Some(addr) = http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AppError::Invalid(format!("--http {addr}: cannot listen: {e}")))?;
+        eprintln!(
+            "serving health and metrics on http://{}",
+            listener.local_addr()?
+        );
+        tokio::spawn(serve(listener, http_state.clone(), stop_http.clone()));
+    }
+    Ok((http_state, stop_http))
+}
+
+/// Tasks of the in-process workers.
+pub(crate) type WorkerTasks = Vec<tokio::task::JoinHandle<Result<(), worker_runtime::WorkerError>>>;
+
 /// The in-process workers of the three zones, one task each.
-fn spawn_workers(
-    embedded: &EmbeddedRun,
+pub(crate) fn spawn_workers(
+    embedded: &EmbeddedWorkers,
     seed: u64,
     bus: &Arc<MemoryBus>,
     stop: &CancellationToken,
-) -> Result<Vec<tokio::task::JoinHandle<Result<(), worker_runtime::WorkerError>>>, AppError> {
+) -> Result<WorkerTasks, AppError> {
     let mut workers = Vec::new();
     for zone in Zone::ALL {
         let handler = embedded

@@ -5,9 +5,11 @@
 
 pub mod app_error;
 pub mod cli;
+pub mod cli_schedule;
 pub mod client;
 pub mod embedded;
 pub mod input;
 pub mod progress;
+pub mod scheduled;
 pub mod server;
 pub mod writer_lease;

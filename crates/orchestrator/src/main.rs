@@ -27,8 +27,9 @@ macro_rules! out {
 
 mod commands;
 
+use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
-use orchestrator::cli::{Cli, LogFormat};
+use orchestrator::cli::{Cli, Command, LogFormat};
 use orchestrator_platform::config_file::{LayeredError, parse_layered};
 
 pub const EXIT_OK: i32 = 0;
@@ -68,7 +69,19 @@ fn main() {
             });
         }
     };
-    orchestrator_platform::logging::init(&cli.log_level, cli.log_format == LogFormat::Json, "warn");
+    // A scheduled process tells when its ticks start runs, unless told otherwise.
+    let scheduled = matches!(&cli.command, Command::Run(a) if a.schedule.schedule)
+        || matches!(&cli.command, Command::Serve(a) if a.schedule.schedule);
+    let default_level = matches.value_source("log_level") == Some(ValueSource::DefaultValue);
+    let level = if scheduled && default_level {
+        format!(
+            "{},orchestrator_engine::engine::schedule=info",
+            cli.log_level
+        )
+    } else {
+        cli.log_level.clone()
+    };
+    orchestrator_platform::logging::init(&level, cli.log_format == LogFormat::Json, "warn");
     let code = match commands::dispatch(cli.command, &matches, &from_file) {
         Ok(code) => code,
         Err(e) => {

@@ -15,7 +15,8 @@ use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfi
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::Metrics;
 use orchestrator_engine::open::{Submission, SubmitError, open_new, open_stored};
-use orchestrator_engine::{DriveOptions, Engine, EngineCommand};
+use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
+use orchestrator_engine::{DriveOptions, Engine, EngineCommand, EngineSchedule};
 use orchestrator_http::api::{ApiState, api_router};
 use orchestrator_http::api_body::SubmitBudget;
 use orchestrator_http::auth::ApiTokens;
@@ -48,6 +49,9 @@ pub struct Server {
     pub max_input_bytes: u64,
     pub max_object_bytes: usize,
     pub submit_memory_bytes: u64,
+    /// Start runs by the frequencies of OBJECTS_PATH's objects (its catalog) instead of one
+    /// run of it at start-up.
+    pub schedule: Option<ScheduleSettings>,
 }
 
 /// Serves until `shutdown` (or the writer lease is lost).
@@ -211,12 +215,16 @@ async fn drive(
     role.set(Role::Writer);
     let continuing = continue_stored(server, &*store, &mut engine).await?;
     // An empty OBJECTS_PATH (as a compose file may pass on) means no run at start-up.
-    if let Some(path) = server
+    let objects_path = server
         .objects_path
         .as_ref()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        start_objects_path(server, path, &continuing, &mut engine).await?;
+        .filter(|p| !p.as_os_str().is_empty());
+    match (objects_path, &server.schedule) {
+        (Some(path), Some(settings)) => {
+            start_schedule(server, path, settings, &*store, &mut engine).await?
+        }
+        (Some(path), None) => start_objects_path(server, path, &continuing, &mut engine).await?,
+        (None, _) => {}
     }
     engine
         .drive_with(shutdown, DriveOptions::server(), Some(commands))
@@ -253,6 +261,38 @@ async fn continue_stored(
         }
     }
     Ok(continuing)
+}
+
+/// Keeps OBJECTS_PATH as the schedule's catalog: from now on the engine starts a run at each
+/// tick (the ticks missed while no orchestrator ran, as `SCHEDULE_CATCHUP` says).
+async fn start_schedule(
+    server: &Server,
+    path: &std::path::Path,
+    settings: &ScheduleSettings,
+    store: &dyn StateStore,
+    engine: &mut Engine,
+) -> Result<(), AppError> {
+    let text = read_limited(path, server.max_input_bytes)
+        .map_err(|e| AppError::Invalid(format!("OBJECTS_PATH: {e}")))?;
+    let (timetable, warnings) = open_timetable(store, text, settings, now_ms())
+        .await
+        .map_err(|e| match e {
+            ScheduleOpenError::Invalid(report) => AppError::Invalid(format!(
+                "{}{}: invalid catalog; nothing was scheduled",
+                report.render(None),
+                path.display()
+            )),
+            ScheduleOpenError::Store(e) => e.into(),
+        })?;
+    for p in warnings.iter().take(MAX_LISTED_PROBLEMS) {
+        tracing::warn!(problem = %p, "catalog");
+    }
+    tracing::info!(objects = timetable.graph().len(), catalog = %path.display(), zone = %settings.zone, "scheduling the catalog's objects by their frequencies");
+    engine.set_schedule(EngineSchedule {
+        timetable,
+        config: server.config.clone(),
+    });
+    Ok(())
 }
 
 /// Starts the run of OBJECTS_PATH, unless its graph's run is already under way.

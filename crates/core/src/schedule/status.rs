@@ -8,6 +8,7 @@ use orchestrator_protocol::{ObjectId, Zone};
 use serde::Serialize;
 
 /// Where an object stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Freshness {
@@ -24,6 +25,7 @@ pub enum Freshness {
 }
 
 /// One object of the catalog at a moment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ObjectStatus {
     pub id: ObjectId,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 
 /// Why an object runs at a tick.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "why")]
 pub enum Why {

@@ -67,9 +67,10 @@ pub enum EngineCommand {
     /// Reads a run the engine holds: `look` gets it as it stands (`None` if not held) and
     /// sends what it needs back on a channel of its own.
     Look { run: RunId, look: LookAtRun },
-    /// Every object of the schedule's catalog as it stands (`None`: no schedule).
+    /// Whether the schedule is paused, and every object of its catalog as it stands
+    /// (`None`: no schedule).
     Objects {
-        reply: oneshot::Sender<Option<Vec<ObjectStatus>>>,
+        reply: oneshot::Sender<Option<(bool, Vec<ObjectStatus>)>>,
     },
     /// Runs an object now with its stale ancestors (`None`: no schedule).
     Trigger {

@@ -97,10 +97,12 @@ impl Engine {
         Some(true)
     }
 
-    /// Every object of the catalog as it stands now (`None` without a schedule).
-    pub(super) fn schedule_status(&self) -> Option<Vec<ObjectStatus>> {
+    /// Whether the schedule is paused, and every object of the catalog as it stands now
+    /// (`None` without a schedule).
+    pub(super) fn schedule_status(&self) -> Option<(bool, Vec<ObjectStatus>)> {
         let now = self.clock.now_ms();
-        Some(self.schedule.as_ref()?.timetable.status(now))
+        let timetable = &self.schedule.as_ref()?.timetable;
+        Some((timetable.state().paused, timetable.status(now)))
     }
 
     /// An object loaded: the timetable counts it at once (the catalog in the store is written

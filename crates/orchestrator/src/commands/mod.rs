@@ -6,6 +6,7 @@ mod generate;
 mod object_report;
 mod plan;
 mod run;
+mod run_scheduled;
 mod schedule;
 mod serve;
 mod status;
@@ -44,6 +45,7 @@ pub fn dispatch(
         Command::Plan(a) => Ok(plan::plan(a)),
         Command::Generate(a) => generate::generate(a),
         Command::Schedule(a) => Ok(schedule::schedule(a)),
+        Command::Run(a) if a.schedule.schedule => run_scheduled::run_scheduled_mode(*a),
         Command::Run(a) => run::run(*a),
         Command::Status(a) => status::status(a),
         Command::Serve(a) => serve::serve(*a),

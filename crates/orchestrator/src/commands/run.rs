@@ -5,7 +5,7 @@ use super::load_or_report;
 use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
 use orchestrator::cli::RunArgs;
-use orchestrator::embedded::{EmbeddedOutcome, EmbeddedRun, run_embedded};
+use orchestrator::embedded::{EmbeddedOutcome, EmbeddedRun, EmbeddedWorkers, run_embedded};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::RunOptions;
 use orchestrator_protocol::{ObjectId, Zone};
@@ -65,17 +65,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             missing_parents: args.input.missing_parents.into(),
         },
         seed: args.seed,
-        handlers,
+        workers: EmbeddedWorkers {
+            handlers,
+            max_workers: args.max_workers,
+            heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+            task_timeout: args.task_timeout_seconds.map(Duration::from_secs),
+            output_bytes: args.attempt_output_bytes as usize,
+        },
         config,
         store_url,
         store_settings: StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds),
         store_name: args.state_dir.as_ref().map(|d| d.display().to_string()),
         resume: args.resume,
         rerun_failed: args.rerun_failed,
-        max_workers: args.max_workers,
-        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
-        task_timeout: args.task_timeout_seconds.map(Duration::from_secs),
-        output_bytes: args.attempt_output_bytes as usize,
         http: args.http.clone(),
         progress: args.progress,
     };

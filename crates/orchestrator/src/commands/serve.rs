@@ -6,6 +6,7 @@ use anyhow::Context;
 use orchestrator::cli::ServeArgs;
 use orchestrator::server::{Server, run_server};
 use orchestrator_bus_kafka::KafkaBus;
+use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_http::auth::ApiTokens;
 use orchestrator_store::StoreSettings;
 use std::sync::Arc;
@@ -43,6 +44,31 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         );
         return Ok(EXIT_INVALID);
     };
+    let schedule = match args.schedule.read() {
+        _ if !args.schedule.schedule => None,
+        Ok((zone, catchup)) => {
+            if args
+                .objects_path
+                .as_ref()
+                .is_none_or(|p| p.as_os_str().is_empty())
+            {
+                eprintln!(
+                    "error: --schedule (SCHEDULE) needs OBJECTS_PATH: the catalog whose objects run by their frequencies"
+                );
+                return Ok(EXIT_INVALID);
+            }
+            Some(ScheduleSettings {
+                zone,
+                catchup,
+                missing_parents: args.missing_parents.into(),
+                max_object_bytes: args.max_object_bytes,
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
     let tokens = match ApiTokens::load(args.api_token.as_deref(), args.api_tokens_file.as_deref()) {
         Ok(t) => Arc::new(t),
         Err(e) => {
@@ -69,6 +95,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             max_input_bytes: args.max_input_bytes,
             max_object_bytes: args.max_object_bytes,
             submit_memory_bytes: args.submit_memory_bytes,
+            schedule,
         })
     });
     let server = match server {

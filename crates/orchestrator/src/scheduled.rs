@@ -1,0 +1,127 @@
+//! The embedded scheduled mode (`orchestrator run FILE --schedule --state-dir DIR`): one process
+//! that keeps running, starts a run at each tick of the objects' frequencies with in-process
+//! workers, and keeps its runs, loads and ticks in the store, so that a restart (kill -9
+//! included) continues where it stood: no tick started twice, none lost.
+
+use crate::app_error::AppError;
+use crate::embedded::{EmbeddedWorkers, serve_health, spawn_workers};
+use crate::writer_lease;
+use chrono::{DateTime, Utc};
+use orchestrator_bus::{Bus, MemoryBus};
+use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
+use orchestrator_core::scheduler::{InFlightOnRestore, SchedulerConfig};
+use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::metrics::Metrics;
+use orchestrator_engine::open::open_stored;
+use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
+use orchestrator_engine::{DriveOptions, Engine, EngineSchedule};
+use orchestrator_store::{StateStore, StoreSettings, open_store_with};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The writer lease of a scheduled process on a shared store (as `run`'s).
+const WRITER_LEASE_MS: u64 = 5_000;
+
+/// What the scheduled mode runs with.
+pub struct ScheduledRun {
+    /// The catalog's object definitions (the file's text) and where they came from.
+    pub text: String,
+    pub source: String,
+    pub settings: ScheduleSettings,
+    pub workers: EmbeddedWorkers,
+    pub config: SchedulerConfig,
+    pub store_url: String,
+    pub store_settings: StoreSettings,
+    pub http: Option<String>,
+}
+
+/// Runs the schedule until `stop`; the runs under way then continue at the next start.
+pub async fn run_scheduled(run: ScheduledRun, stop: CancellationToken) -> Result<(), AppError> {
+    let store = open_store_with(&run.store_url, &run.store_settings).await?;
+    let holder = writer_lease::writer_id();
+    let wait = Duration::from_millis(WRITER_LEASE_MS + 1_000);
+    writer_lease::claim(&*store, &holder, WRITER_LEASE_MS, wait).await?;
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(writer_lease::keep_lease(
+        store.clone(),
+        WRITER_LEASE_MS,
+        stop.clone(),
+        lease_lost.clone(),
+    ));
+    let outcome = drive(run, store.clone(), stop).await;
+    keeper.abort();
+    writer_lease::hand_back(&*store, lease_lost.load(Ordering::Relaxed), outcome).await
+}
+
+async fn drive(
+    run: ScheduledRun,
+    store: Arc<dyn StateStore>,
+    stop: CancellationToken,
+) -> Result<(), AppError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let (http_state, stop_http) = serve_health(run.http.as_deref(), &metrics).await?;
+    let bus = Arc::new(MemoryBus::new());
+    let stop_workers = CancellationToken::new();
+    let workers = spawn_workers(&run.workers, fastrand::u64(..), &bus, &stop_workers)?;
+    let b: Arc<dyn Bus> = bus.clone();
+    let mut engine = Engine::new(b, store.clone(), metrics);
+    engine.stop_retrying_on(stop.clone());
+    // The runs a stop (or a kill) left unfinished go on; attempts in flight go out again.
+    for header in store.runs().await? {
+        if !header.status.is_unfinished() {
+            continue;
+        }
+        let id = header.run_id.clone();
+        match open_stored(&*store, header, &run.config, InFlightOnRestore::Resend).await {
+            Ok(r) => {
+                eprintln!("continuing run {id}");
+                engine.add_run(r, None, |_, _, _| {}).await?;
+            }
+            Err(e) => tracing::error!(run = %id, error = %e, "cannot continue this run"),
+        }
+    }
+    let (timetable, warnings) = open_timetable(&*store, run.text, &run.settings, now_ms())
+        .await
+        .map_err(|e| match e {
+            ScheduleOpenError::Invalid(report) => AppError::Invalid(format!(
+                "{}{}: invalid catalog; nothing was scheduled",
+                report.render(None),
+                run.source
+            )),
+            ScheduleOpenError::Store(e) => e.into(),
+        })?;
+    for w in warnings.iter().take(MAX_LISTED_PROBLEMS) {
+        eprintln!("warning: {w}");
+    }
+    let graph = timetable.graph();
+    let with_frequency = timetable.catalog().frequency.iter().flatten().count();
+    let next = timetable
+        .next_wake(now_ms())
+        .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t as i64))
+        .map_or("never".to_string(), |t| t.to_rfc3339());
+    eprintln!(
+        "scheduling {} objects of {} ({with_frequency} with a frequency) in {}; first evaluation at {next}; Ctrl-C stops",
+        graph.len(),
+        run.source,
+        run.settings.zone,
+    );
+    engine.set_schedule(EngineSchedule {
+        timetable,
+        config: run.config.clone(),
+    });
+    http_state.ready.store(true, Ordering::Relaxed);
+    let driven = engine.drive_with(stop, DriveOptions::server(), None).await;
+    stop_workers.cancel();
+    for w in workers {
+        if let Ok(Err(e)) = w.await {
+            tracing::error!(error = %e, "worker stopped with an error");
+        }
+    }
+    stop_http.cancel();
+    bus.close();
+    driven?;
+    eprintln!("stopped; runs under way continue at the next start");
+    Ok(())
+}
