@@ -357,5 +357,5 @@ fn every_documented_route_is_served(base: &str, run: &str) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 9, "every route of the runs API");
+    assert_eq!(operations, 15, "every route of the runs and schedule APIs");
 }
