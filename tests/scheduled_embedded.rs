@@ -124,7 +124,7 @@ fn a_kill_at_a_tick_neither_loses_nor_doubles_its_run() {
         "{second_log}"
     );
     assert!(
-        !second_log.contains(&format!("run={next}")),
+        !second_log.contains(&format!("schedule starts a run run={next}")),
         "the killed tick started again: {second_log}"
     );
 
