@@ -7,7 +7,6 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 #[path = "common/services.rs"]
 mod services;
