@@ -198,4 +198,45 @@ fn a_run_writes_the_catalog_the_schedule_reads() {
         &["--at", "1796019000", "--store", "redis://127.0.0.1:9"],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    // The catalog exported with the loads as Lastrun: every field kept, and it says on its
+    // own (no store) what the store said.
+    let out = schedule(
+        &sample,
+        &["--export", "--state-dir", state.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();
+    let (exported, original) = (exported.as_array().unwrap(), original.as_array().unwrap());
+    assert_eq!(exported.len(), original.len());
+    for (e, o) in exported.iter().zip(original) {
+        let (e, o) = (e.as_object().unwrap(), o.as_object().unwrap());
+        assert_eq!(e.len(), o.len(), "{e:?}");
+        for (k, v) in o {
+            if k != "Lastrun" {
+                assert_eq!(&e[k], v, "{k}");
+            }
+        }
+        if o.get("EtatObjet").is_none_or(|s| s == "actif") {
+            let last = e["Lastrun"].as_str().unwrap();
+            let secs = chrono::DateTime::parse_from_rfc3339(last)
+                .unwrap()
+                .timestamp() as u64;
+            assert!(secs + 1 >= started && secs <= now, "{last}");
+        }
+    }
+    let file = dir.path().join("exported.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    if started / 1800 == now / 1800 {
+        let out = schedule(&file, &["--at", &now.to_string(), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["run"].as_array().map(Vec::len), Some(0), "{v}");
+    }
+    // --export and --at are one or the other.
+    assert_eq!(
+        schedule(&sample, &["--export", "--at", "0"]).status.code(),
+        Some(2)
+    );
 }

@@ -12,8 +12,12 @@ pub struct ScheduleArgs {
     pub input: InputArgs,
     /// The moment: an ISO 8601 time (`2026-11-30T06:10:00Z`; without an offset, in the time
     /// zone) or Unix seconds.
-    #[arg(long)]
-    pub at: String,
+    #[arg(long, required_unless_present = "export")]
+    pub at: Option<String>,
+    /// Instead of a dry run, print the file with each object's `Lastrun` brought up to its
+    /// latest load from the store (--state-dir or --store), every other field as written.
+    #[arg(long, conflicts_with_all = ["at", "json"])]
+    pub export: bool,
     /// The time zone ticks are evaluated in (an IANA name).
     #[arg(long, env = "SCHEDULE_TIMEZONE", default_value = "UTC")]
     pub timezone: String,

@@ -3,6 +3,7 @@
 //! are skipped. Pure: the caller gives the moment, the time zone and each object's latest load.
 
 mod catalog;
+mod export;
 mod frequency;
 mod last_load;
 mod status;
@@ -10,6 +11,7 @@ mod tick;
 mod timetable;
 
 pub use catalog::{Catalog, LoadedAt};
+pub use export::export_with_last_runs;
 pub use frequency::{Frequency, ScheduleZone, parse_frequency, parse_zone};
 pub use last_load::parse_last_run;
 pub use status::{Freshness, ObjectStatus, ZoneFreshness};

@@ -1,13 +1,16 @@
 //! `orchestrator schedule FILE --at TIME`: a dry run of the schedule. Prints which objects would
 //! run at TIME and why, and which ancestors are skipped as fresh, from each object's `Lastrun`
-//! and, given a store, its catalog of loads. Exit 0, 2 for an invalid file, frequency, time or
+//! and, given a store, its catalog of loads. With `--export`, the file with each `Lastrun`
+//! brought up to the store's latest load instead. Exit 0, 2 for an invalid file, frequency, time or
 //! time zone, 3 for a store that cannot be read.
 
 use super::load_or_report;
 use crate::{EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_STATE};
 use orchestrator::cli::ScheduleArgs;
 use orchestrator_core::graph::Graph;
-use orchestrator_core::schedule::{Catalog, Why, evaluate, parse_last_run, parse_zone};
+use orchestrator_core::schedule::{
+    Catalog, Why, evaluate, export_with_last_runs, parse_last_run, parse_zone,
+};
 use orchestrator_store::{StoreSettings, state_dir_url};
 
 /// Each object's latest load from the store's catalog, where newer than its `Lastrun`.
@@ -54,13 +57,14 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    // The moment reads as a `Lastrun` does (with no clamp).
-    let now = match parse_last_run(&args.at, zone, u64::MAX) {
+    // The moment reads as a `Lastrun` does (with no clamp); an export is of now.
+    let at = args.at.as_deref().unwrap_or_default();
+    let now = match parse_last_run(at, zone, u64::MAX) {
+        _ if args.export => orchestrator_engine::clock::now_ms(),
         Ok((Some(ms), _)) => ms,
         Ok((None, _)) | Err(_) => {
             eprintln!(
-                "error: --at {:?}: expected an ISO 8601 time (2026-11-30T06:10:00Z) or Unix seconds",
-                args.at
+                "error: --at {at:?}: expected an ISO 8601 time (2026-11-30T06:10:00Z) or Unix seconds"
             );
             return EXIT_INVALID;
         }
@@ -80,8 +84,28 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
         );
         return EXIT_INVALID;
     }
+    let from_file = catalog.loaded.clone();
     if let Err(code) = loads_from_store(&args, &graph, &mut catalog) {
         return code;
+    }
+    if args.export {
+        // Only the loads the store knows of and the file does not.
+        let newer: Vec<Option<u64>> = catalog
+            .loaded
+            .iter()
+            .zip(&from_file)
+            .map(|(now, before)| now.filter(|_| now != before))
+            .collect();
+        return match export_with_last_runs(&graph, &newer) {
+            Ok(text) => {
+                out!("{text}");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_ERROR
+            }
+        };
     }
     let plan = evaluate(&graph, &catalog, now, zone);
     let id = |i: u32| graph.objects[i as usize].id;
