@@ -115,7 +115,11 @@ async fn engine_until(
         .await
         .unwrap();
     let config = SchedulerConfig::default();
-    engine.set_schedule(EngineSchedule { timetable, config });
+    engine.set_schedule(EngineSchedule {
+        timetable,
+        config,
+        source_hash: String::new(),
+    });
     let shutdown = CancellationToken::new();
     let wait = until_ms - clock.now_ms();
     let stopper = shutdown.clone();

@@ -344,6 +344,10 @@ fn every_documented_route_is_served(base: &str, run: &str) {
                     .post(&url)
                     .header("content-type", "application/json")
                     .body("[]"),
+                "put" => http()
+                    .put(&url)
+                    .header("content-type", "application/json")
+                    .body("[]"),
                 other => panic!("{other} {path}"),
             };
             let answer = request.bearer_auth(TOKEN).send().unwrap();
@@ -357,5 +361,5 @@ fn every_documented_route_is_served(base: &str, run: &str) {
             operations += 1;
         }
     }
-    assert_eq!(operations, 15, "every route of the runs and schedule APIs");
+    assert_eq!(operations, 16, "every route of the runs and schedule APIs");
 }

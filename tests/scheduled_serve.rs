@@ -126,6 +126,48 @@ fn scheduled_ticks_survive_a_kill_at_a_tick_and_a_standby_takeover() {
     assert_eq!(objects["total"], 1, "{objects}");
     assert_eq!(post(&format!("{base}/api/objects/3001/resume")).0, 200);
     assert_eq!(post(&format!("{base}/api/objects/9/pause")).0, 404);
+    // A catalog with a cycle is refused with every problem; the old one stays.
+    let put = |body: &str| {
+        let r = http()
+            .put(format!("{base}/api/objects"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let cyclic = r#"[{"IdObjet":1001,"IdObjet_Parent":2001},{"IdObjet":2001,"IdObjet_Parent":1001},
+        {"IdObjet":1005,"Fréquence":"every day"}]"#;
+    let (code, body) = put(cyclic);
+    assert_eq!(code, 400, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("cycle"), "{text}");
+    let count = |base: &str| -> Value {
+        let v: Value = http()
+            .get(format!("{base}/api/objects"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["total"].clone()
+    };
+    assert_eq!(count(&base), 5);
+    let bad_frequency = r#"[{"IdObjet":1005,"Fréquence":"every day"}]"#;
+    let (code, body) = put(bad_frequency);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("Fréquence"), "{body}");
+    // A valid one (1003 added, yearly, loaded) is scheduled and stored.
+    let replaced = CATALOG.replacen(
+        "[",
+        r#"[{"IdObjet":1003,"Zone":"1-Raw","Fréquence":"0 0 1 1 *","Lastrun":"2026-01-01T00:00:00Z"},"#,
+        1,
+    );
+    let (code, body) = put(&replaced);
+    assert_eq!((code, body["objects"].as_u64()), (200, Some(6)), "{body}");
+    assert_eq!(count(&base), 6);
     let metrics = http_status(&format!("{base}/metrics")).1;
     for name in [
         "orchestrator_schedule_ticks_total 1",
@@ -163,6 +205,9 @@ fn scheduled_ticks_survive_a_kill_at_a_tick_and_a_standby_takeover() {
         assert!(Instant::now() < deadline, "{next} never finished: {runs:?}");
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The standby schedules the catalog replaced through the API (OBJECTS_PATH unchanged).
+    let standby = cluster.http_base("serve-2.log");
+    assert_eq!(count(&standby), 6);
     let standby_log = std::fs::read_to_string(cluster.dir().join("serve-2.log")).unwrap();
     assert!(
         standby_log.contains("this orchestrator is the writer"),

@@ -245,6 +245,11 @@ mod memory {
         super::schedule::the_schedule_state_is_written_with_its_run(&*store).await;
     }
     #[tokio::test]
+    async fn a_replaced_catalog_is_kept_with_what_it_replaced() {
+        let store = super::open_store("memory://", None).unwrap();
+        super::schedule::a_replaced_catalog_is_kept_with_what_it_replaced(&*store).await;
+    }
+    #[tokio::test]
     async fn the_catalog_keeps_each_objects_latest_load() {
         let store = super::open_store("memory://", None).unwrap();
         super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;
@@ -290,6 +295,12 @@ mod redb {
         let dir = tempfile::tempdir().unwrap();
         let store = super::open_store(&url(&dir), None).unwrap();
         super::schedule::the_schedule_state_is_written_with_its_run(&*store).await;
+    }
+    #[tokio::test]
+    async fn a_replaced_catalog_is_kept_with_what_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::open_store(&url(&dir), None).unwrap();
+        super::schedule::a_replaced_catalog_is_kept_with_what_it_replaced(&*store).await;
     }
     #[tokio::test]
     async fn the_catalog_keeps_each_objects_latest_load() {

@@ -33,6 +33,12 @@ async fn the_schedule_state_is_written_with_its_run() {
     super::schedule::the_schedule_state_is_written_with_its_run(&*store).await;
 }
 #[tokio::test]
+async fn a_replaced_catalog_is_kept_with_what_it_replaced() {
+    let (_redis, store) = store("catalog-objects", None).await;
+    store.acquire_writer("w", 10_000).await.unwrap();
+    super::schedule::a_replaced_catalog_is_kept_with_what_it_replaced(&*store).await;
+}
+#[tokio::test]
 async fn the_catalog_keeps_each_objects_latest_load() {
     let (_redis, store) = store("catalog", None).await;
     super::attempts::the_catalog_keeps_each_objects_latest_load(&*store).await;

@@ -55,3 +55,23 @@ pub(crate) async fn the_schedule_state_is_written_with_its_run(store: &dyn State
         .unwrap();
     assert_eq!(store.schedule_state().await.unwrap(), Some(paused));
 }
+
+/// A catalog replaced through the API: absent until written, then read back whole with what it
+/// replaced; a later replacement replaces both.
+pub(crate) async fn a_replaced_catalog_is_kept_with_what_it_replaced(store: &dyn StateStore) {
+    assert_eq!(store.catalog_objects().await.unwrap(), None);
+    let big = format!("[{}]", vec![r#"{"IdObjet":1001}"#; 50_000].join(","));
+    for (objects, replaces) in [(big.as_str(), "abc"), (r#"[{"IdObjet":1002}]"#, "def")] {
+        store
+            .apply(&[Transition::Catalog {
+                objects: std::sync::Arc::new(objects.to_string()),
+                replaces: replaces.to_string(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.catalog_objects().await.unwrap(),
+            Some((objects.to_string(), replaces.to_string()))
+        );
+    }
+}

@@ -24,6 +24,7 @@ use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
 use orchestrator_engine::EngineCommand;
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::open::{Submission, SubmitError, open_new};
+use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_engine::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
 use orchestrator_protocol::{ObjectId, RunId};
 use orchestrator_store::{RunHeader, RunStatus, StateStore};
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub tokens: Arc<ApiTokens>,
     /// The memory submissions in progress may hold together.
     pub budget: SubmitBudget,
+    /// How the schedule reads a catalog, if this orchestrator keeps one.
+    pub schedule: Option<ScheduleSettings>,
 }
 
 /// How long a request that comes while `serve` is still starting waits for it to be ready.
@@ -98,7 +101,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(api_objects::object))
         .routes(routes!(api_objects::retry))
         .routes(routes!(api_objects::attempt_output))
-        .routes(routes!(api_schedule::objects))
+        .routes(routes!(api_schedule::objects, api_schedule::replace))
         .routes(routes!(api_schedule::trigger))
         .routes(routes!(api_schedule::pause_schedule))
         .routes(routes!(api_schedule::resume_schedule))

@@ -1,15 +1,25 @@
 //! The schedule's API: every object of the catalog with where it stands
-//! (`GET /api/objects`, paged and filtered), a run of one object now
+//! (`GET /api/objects`, paged and filtered), the catalog replaced (`PUT /api/objects`), a run of one object now
 //! (`POST /api/objects/{id}/trigger`), and pausing or resuming the whole schedule or one object
 //! (`POST /api/schedule/pause|resume`, `POST /api/objects/{id}/pause|resume`).
 
 use crate::api::{ApiError, ApiState};
+use crate::api_body::read_body;
 use crate::api_objects::object_id;
+use crate::openapi::InvalidObjects;
 use crate::openapi::{ChangeRefusals, ErrorBody, ReadRefusals};
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use orchestrator_core::diagnostics::Report;
+use orchestrator_core::graph::{Graph, LoadOptions, load_graph};
+use orchestrator_core::schedule::Catalog;
 use orchestrator_core::schedule::{Freshness, ObjectStatus, TriggerError};
+use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_engine::{EngineCommand, PauseAnswer};
 use orchestrator_protocol::{ObjectId, Zone};
 use serde::{Deserialize, Serialize};
@@ -256,4 +266,82 @@ pub(crate) async fn resume_object(
     Path(id): Path<String>,
 ) -> Result<Json<PauseState>, ApiError> {
     set_paused(&state, Some(object_id(&id)?), false).await
+}
+
+#[utoipa::path(put, path = "/api/objects", tag = "schedule",
+    request_body(content = Vec<Object>, content_type = "application/json", description = "The new catalog: object definitions in the old system's format"),
+    responses(
+        (status = 200, description = "Scheduled from now on and stored; each object keeps its latest load", body = Replaced),
+        (status = 400, description = "Invalid objects or frequencies (every problem listed): the old catalog stays", body = InvalidObjects),
+        (status = 409, description = "This orchestrator keeps no schedule", body = ErrorBody),
+        (status = 413, description = "The body is past MAX_INPUT_BYTES", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        ChangeRefusals,
+    ))]
+pub(crate) async fn replace(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Replaced>, Response> {
+    let Some(settings) = state.schedule else {
+        return Err(no_schedule().into_response());
+    };
+    let body = read_body(&headers, body, state.max_input_bytes, &state.budget)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let (text, _held) = (body.text, body.held);
+    // Validation of a large catalog takes a while: off the async threads.
+    let checked = tokio::task::spawn_blocking(move || check_catalog(text, &settings))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        })?;
+    let (graph, catalog, objects) = checked.map_err(|report| {
+        let problems: Vec<_> = report.sorted().into_iter().cloned().collect();
+        let body = serde_json::json!({
+            "error": format!("invalid catalog: {} error(s), {} warning(s); the current catalog stays", report.error_count(), report.warning_count()),
+            "listed": problems.len(),
+            "problems": problems,
+        });
+        (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    })?;
+    let objects_n = ask(&state, |reply| EngineCommand::ReplaceCatalog {
+        graph: Box::new(graph),
+        catalog: Box::new(catalog),
+        objects,
+        reply,
+    })
+    .await
+    .map_err(IntoResponse::into_response)?
+    .ok_or_else(|| no_schedule().into_response())?;
+    Ok(Json(Replaced { objects: objects_n }))
+}
+
+/// A catalog replaced.
+#[derive(Serialize, ToSchema)]
+pub struct Replaced {
+    /// Objects in the new catalog.
+    pub objects: usize,
+}
+
+/// The catalog's graph and frequencies, with its compact text to store; or every problem.
+fn check_catalog(
+    text: String,
+    settings: &ScheduleSettings,
+) -> Result<(Graph, Catalog, Arc<String>), Report> {
+    let options = LoadOptions {
+        missing_parents: settings.missing_parents,
+        strict: false,
+        max_object_bytes: settings.max_object_bytes,
+    };
+    let loaded = load_graph(text, options);
+    let Some(mut graph) = loaded.graph else {
+        return Err(loaded.report);
+    };
+    let (catalog, report) = Catalog::from_graph(&graph, settings.zone, now_ms());
+    if report.error_count() > 0 {
+        return Err(report);
+    }
+    let objects = graph.rebase_on_compact();
+    Ok((graph, catalog, objects))
 }

@@ -9,6 +9,7 @@ use crate::writer_lease;
 use chrono::{DateTime, Utc};
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
+use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, SchedulerConfig};
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::Metrics;
@@ -82,6 +83,7 @@ async fn drive(
             Err(e) => tracing::error!(run = %id, error = %e, "cannot continue this run"),
         }
     }
+    let source_hash = catalog_hash(&run.text);
     let (timetable, warnings) = open_timetable(&*store, run.text, &run.settings, now_ms())
         .await
         .map_err(|e| match e {
@@ -110,6 +112,7 @@ async fn drive(
     engine.set_schedule(EngineSchedule {
         timetable,
         config: run.config.clone(),
+        source_hash,
     });
     http_state.ready.store(true, Ordering::Relaxed);
     let driven = engine.drive_with(stop, DriveOptions::server(), None).await;

@@ -11,6 +11,7 @@ use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::MissingParents;
+use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfig};
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::Metrics;
@@ -80,6 +81,7 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
         role: role.clone(),
         tokens: server.tokens.clone(),
         budget: SubmitBudget::new(server.submit_memory_bytes, server.max_input_bytes),
+        schedule: server.schedule,
     });
     let probes =
         health::health_router(readiness(&server, &store, &role), render(&server, &metrics));
@@ -272,8 +274,17 @@ async fn start_schedule(
     store: &dyn StateStore,
     engine: &mut Engine,
 ) -> Result<(), AppError> {
-    let text = read_limited(path, server.max_input_bytes)
+    let file = read_limited(path, server.max_input_bytes)
         .map_err(|e| AppError::Invalid(format!("OBJECTS_PATH: {e}")))?;
+    let source_hash = catalog_hash(&file);
+    // A catalog replaced through the API holds until OBJECTS_PATH itself changes.
+    let text = match store.catalog_objects().await? {
+        Some((replaced, replaces)) if replaces == source_hash => {
+            tracing::info!(catalog = %path.display(), "the catalog replaced through the API is scheduled (OBJECTS_PATH has not changed since)");
+            replaced
+        }
+        _ => file,
+    };
     let (timetable, warnings) = open_timetable(store, text, settings, now_ms())
         .await
         .map_err(|e| match e {
@@ -291,6 +302,7 @@ async fn start_schedule(
     engine.set_schedule(EngineSchedule {
         timetable,
         config: server.config.clone(),
+        source_hash,
     });
     Ok(())
 }

@@ -69,12 +69,18 @@ pub enum Transition {
     /// The schedule's state (the latest tick started, pauses), written with the run a tick
     /// starts so that no tick is started twice, nor lost.
     Schedule(Box<ScheduleState>),
+    /// The schedule's catalog as replaced through the API: its object definitions, and the
+    /// fingerprint of the `OBJECTS_PATH` text it replaced (see `catalog_hash`).
+    Catalog {
+        objects: Arc<String>,
+        replaces: String,
+    },
 }
 
 impl Transition {
     fn run_id(&self) -> Option<&RunId> {
         Some(match self {
-            Transition::Schedule(_) => return None,
+            Transition::Schedule(_) | Transition::Catalog { .. } => return None,
             Transition::Run(h) => &h.run_id,
             Transition::Object { run, .. }
             | Transition::DeadLetter { run, .. }
@@ -244,6 +250,9 @@ pub trait StateStore: Send + Sync {
     async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError>;
     /// The schedule's state, as last written (`None`: no schedule ever ran on this store).
     async fn schedule_state(&self) -> Result<Option<ScheduleState>, StoreError>;
+    /// The catalog replaced through the API, if any: its definitions and the fingerprint of
+    /// the `OBJECTS_PATH` text it replaced.
+    async fn catalog_objects(&self) -> Result<Option<(String, String)>, StoreError>;
     /// The object definitions stored with a run.
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError>;
     /// Whether the store answers, for readiness probes.

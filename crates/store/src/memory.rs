@@ -25,6 +25,7 @@ struct Inner {
     /// Each object's latest load, by any run.
     catalog: FxHashMap<ObjectId, CatalogLoad>,
     schedule: Option<ScheduleState>,
+    catalog_objects: Option<(std::sync::Arc<String>, String)>,
 }
 
 #[derive(Default)]
@@ -97,6 +98,9 @@ impl StateStore for MemoryStore {
                     inner.graphs.insert(run.clone(), objects.clone());
                 }
                 Transition::Schedule(state) => inner.schedule = Some((**state).clone()),
+                Transition::Catalog { objects, replaces } => {
+                    inner.catalog_objects = Some((objects.clone(), replaces.clone()))
+                }
             }
         }
         Ok(())
@@ -149,6 +153,13 @@ impl StateStore for MemoryStore {
     }
     async fn schedule_state(&self) -> Result<Option<ScheduleState>, StoreError> {
         Ok(self.lock().schedule.clone())
+    }
+    async fn catalog_objects(&self) -> Result<Option<(String, String)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .catalog_objects
+            .as_ref()
+            .map(|(o, r)| (o.as_str().to_string(), r.clone())))
     }
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         Ok(self.lock().graphs.get(run).map(|g| g.as_str().to_string()))

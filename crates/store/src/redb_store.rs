@@ -26,9 +26,12 @@ const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 /// Its values: (load time in Unix ms, attempt, run id), as redb encodes them (no JSON to write
 /// or read for each object).
 const CATALOG: TableDefinition<u64, (u64, u32, &str)> = TableDefinition::new("catalog");
-/// Settings kept under a name: `schedule` (the schedule's state, JSON).
+/// Settings kept under a name: `schedule` (the schedule's state, JSON), `catalog` and
+/// `catalog.replaces` (a catalog replaced through the API, and what it replaced).
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const SCHEDULE: &str = "schedule";
+const CATALOG_OBJECTS: &str = "catalog";
+const CATALOG_REPLACES: &str = "catalog.replaces";
 const ATTEMPTS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("attempts");
 
 pub struct RedbStore {
@@ -286,6 +289,15 @@ impl StateStore for RedbStore {
                                 .insert(SCHEDULE, json.as_slice())
                                 .map_err(|e| err(path, e))?;
                         }
+                        Transition::Catalog { objects, replaces } => {
+                            let mut settings = tx.open_table(SETTINGS).map_err(|e| err(path, e))?;
+                            settings
+                                .insert(CATALOG_OBJECTS, objects.as_bytes())
+                                .map_err(|e| err(path, e))?;
+                            settings
+                                .insert(CATALOG_REPLACES, replaces.as_bytes())
+                                .map_err(|e| err(path, e))?;
+                        }
                     }
                 }
                 if let Some(before) = expired_before {
@@ -444,6 +456,19 @@ impl StateStore for RedbStore {
             value
                 .map(|v| decode::<ScheduleState>(v.value()))
                 .transpose()
+        })
+        .await
+    }
+
+    async fn catalog_objects(&self) -> Result<Option<(String, String)>, StoreError> {
+        self.blocking(|db, path| {
+            let tx = db.begin_read().map_err(|e| err(path, e))?;
+            let table = tx.open_table(SETTINGS).map_err(|e| err(path, e))?;
+            let text = |key: &str| -> Result<Option<String>, StoreError> {
+                let value = table.get(key).map_err(|e| err(path, e))?;
+                Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+            };
+            Ok(text(CATALOG_OBJECTS)?.zip(text(CATALOG_REPLACES)?))
         })
         .await
     }

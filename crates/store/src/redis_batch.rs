@@ -57,6 +57,13 @@ impl Keys<'_> {
     pub(crate) fn schedule(self) -> String {
         format!("{}:schedule", self.0)
     }
+    /// A catalog replaced through the API: its definitions, and what it replaced.
+    pub(crate) fn catalog_objects(self) -> String {
+        format!("{}:catalog:objects", self.0)
+    }
+    pub(crate) fn catalog_replaces(self) -> String {
+        format!("{}:catalog:replaces", self.0)
+    }
     pub(crate) fn graph(self, run: &RunId) -> String {
         format!("{}:run:{}:graph", self.0, run)
     }
@@ -161,7 +168,7 @@ impl Out {
     }
 }
 
-/// Writes the commands of a batch (no object definitions: see the store's `write_graph`) to
+/// Writes the commands of a batch (no object definitions: see the store's `write_text`) to
 /// `out`. A finished run's keys get `finished_ttl` seconds to live.
 pub(crate) fn write_batch(
     keys: Keys<'_>,
@@ -249,7 +256,14 @@ pub(crate) fn write_batch(
                     (l.id.0, load)
                 }));
             }
+            // Written before the batch, in pieces (see the store's `write_text`).
             Transition::Graph { .. } => {}
+            Transition::Catalog { replaces, .. } => {
+                out.command(3)
+                    .arg("SET")
+                    .arg(keys.catalog_replaces())
+                    .arg(replaces.as_str());
+            }
             Transition::Schedule(state) => {
                 encode(&mut json, &**state)?;
                 out.command(3)

@@ -155,13 +155,12 @@ impl RedisStore {
 
     /// Writes a run's object definitions a piece at a time under a key of their own, then
     /// renames it into place: the definitions appear whole or not at all.
-    async fn write_graph(
+    async fn write_text(
         &self,
-        run: &RunId,
+        key: String,
         objects: &std::sync::Arc<String>,
         fence: Option<&(String, u64)>,
     ) -> Result<(), StoreError> {
-        let key = self.keys().graph(run);
         let partial = format!("{key}:partial");
         for (k, piece) in redis_batch::pieces(objects, GRAPH_PIECE_BYTES).enumerate() {
             let mut out = Out::new(fence);
@@ -201,7 +200,13 @@ impl StateStore for RedisStore {
         for t in batch {
             match t {
                 Transition::Graph { run, objects } => {
-                    self.write_graph(run, objects, fence.as_ref()).await?
+                    let key = self.keys().graph(run);
+                    self.write_text(key, objects, fence.as_ref()).await?
+                }
+                Transition::Catalog { objects, .. } => {
+                    let key = self.keys().catalog_objects();
+                    self.write_text(key, objects, fence.as_ref()).await?;
+                    rest.push(t);
                 }
                 Transition::Loads { run, loads } => newer.push(Transition::Loads {
                     run: run.clone(),
@@ -396,6 +401,19 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| self.err(e))?;
         json.map(|j| decode(&j)).transpose()
+    }
+
+    async fn catalog_objects(&self) -> Result<Option<(String, String)>, StoreError> {
+        let mut con = self.con.clone();
+        let (objects, replaces): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("GET")
+            .arg(self.keys().catalog_objects())
+            .cmd("GET")
+            .arg(self.keys().catalog_replaces())
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(objects.zip(replaces))
     }
 
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {

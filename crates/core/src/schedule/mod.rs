@@ -16,7 +16,7 @@ pub use frequency::{Frequency, ScheduleZone, parse_frequency, parse_zone};
 pub use last_load::parse_last_run;
 pub use status::{Freshness, ObjectStatus, ZoneFreshness};
 pub use tick::{TickPlan, Why, evaluate, evaluate_from};
-pub use timetable::{Catchup, ScheduleState, TickRun, Timetable, TriggerError};
+pub use timetable::{Catchup, ScheduleState, TickRun, Timetable, TriggerError, catalog_hash};
 
 #[cfg(test)]
 mod tests;

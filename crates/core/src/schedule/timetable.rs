@@ -215,6 +215,28 @@ impl Timetable {
         }
     }
 
+    /// Schedules `graph` from now on (a catalog replaced): each object keeps the latest load
+    /// known for its id, and the state (ticks handled, pauses of objects still there) stays.
+    pub fn replace(&mut self, graph: Graph, mut catalog: Catalog) {
+        for (i, o) in graph.objects.iter().enumerate() {
+            if let Some(&old) = self.graph.index.get(&o.id) {
+                let known = self.catalog.loaded[old as usize];
+                let slot = &mut catalog.loaded[i];
+                if known.is_some_and(|k| slot.is_none_or(|s| s < k)) {
+                    *slot = known;
+                }
+            }
+        }
+        catalog.ticks_after = self.catalog.ticks_after;
+        self.state
+            .paused_objects
+            .retain(|id| graph.index.contains_key(id));
+        self.defined_active = catalog.active.clone();
+        self.graph = graph;
+        self.catalog = catalog;
+        self.apply_pauses();
+    }
+
     /// Pauses or resumes the whole schedule (`None`) or one object; `false` for an unknown
     /// object.
     pub fn set_paused(&mut self, object: Option<ObjectId>, paused: bool) -> bool {
@@ -241,6 +263,13 @@ impl Timetable {
                 self.defined_active[i] && !self.state.paused_objects.contains(&o.id);
         }
     }
+}
+
+/// A short fingerprint of a catalog's text (which `OBJECTS_PATH` a replaced catalog replaced).
+pub fn catalog_hash(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `20261130-060000`: a tick's moment in UTC, for run ids.

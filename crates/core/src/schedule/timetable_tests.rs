@@ -179,3 +179,34 @@ fn each_object_says_where_it_stands_and_each_zone_how_stale_it_is() {
         "a paused object is not counted"
     );
 }
+
+#[test]
+fn a_replaced_catalog_keeps_loads_ticks_and_the_pauses_of_objects_still_there() {
+    let now = at(7, 10);
+    let mut t = timetable(Catchup::Once, ScheduleState::default(), now, at(7, 5));
+    assert!(t.tick(now).is_none(), "everything loaded since 07:00");
+    t.set_paused(Some(ObjectId(1001)), true);
+    t.set_paused(Some(ObjectId(3001)), true);
+    // 3001 goes, 1003 comes (never loaded, hourly).
+    let text = r#"[{"IdObjet":1001,"Fréquence":"0 * * * *"},
+        {"IdObjet":1003,"Fréquence":"0 * * * *"},
+        {"IdObjet":2001,"IdObjet_Parent":"1001,1003"}]"#;
+    let g = load_graph(text.to_string(), LoadOptions::default())
+        .graph
+        .unwrap_or_else(|| panic!("valid"));
+    let (c, _) = Catalog::from_graph(&g, utc(), now);
+    t.replace(g, c);
+    assert_eq!(t.state().ticked_ms, Some(at(7, 0)));
+    assert_eq!(
+        t.state()
+            .paused_objects
+            .iter()
+            .map(|o| o.0)
+            .collect::<Vec<_>>(),
+        [1001]
+    );
+    assert_eq!(t.catalog().loaded, [Some(at(7, 5)), None, Some(at(7, 5))]);
+    let run = t.tick(at(8, 0)).unwrap_or_else(|| panic!("08:00 runs"));
+    assert_eq!(ids(&run), [1003, 2001], "1001 still paused");
+    assert_ne!(catalog_hash("[]"), catalog_hash("[ ]"));
+}

@@ -379,6 +379,14 @@ impl Engine {
             EngineCommand::Objects { reply } => {
                 let _ = reply.send(self.schedule_status());
             }
+            EngineCommand::ReplaceCatalog {
+                graph,
+                catalog,
+                objects,
+                reply,
+            } => {
+                let _ = reply.send(self.replace_catalog(*graph, *catalog, objects, out));
+            }
             EngineCommand::Trigger { object, reply } => {
                 let _ = reply.send(self.trigger(object, out));
             }

@@ -2,7 +2,8 @@
 
 use super::TriggerAnswer;
 use crate::run_view::{ObjectQuery, RunView};
-use orchestrator_core::schedule::ObjectStatus;
+use orchestrator_core::graph::Graph;
+use orchestrator_core::schedule::{Catalog, ObjectStatus};
 use orchestrator_core::scheduler::{RetryRefused, Run};
 use orchestrator_protocol::{ObjectId, RunId};
 use orchestrator_store::RunHeader;
@@ -71,6 +72,14 @@ pub enum EngineCommand {
     /// (`None`: no schedule).
     Objects {
         reply: oneshot::Sender<Option<(bool, Vec<ObjectStatus>)>>,
+    },
+    /// Schedules a validated catalog from now on and stores its definitions; answers its
+    /// number of objects (`None`: no schedule).
+    ReplaceCatalog {
+        graph: Box<Graph>,
+        catalog: Box<Catalog>,
+        objects: Arc<String>,
+        reply: oneshot::Sender<Option<usize>>,
     },
     /// Runs an object now with its stale ancestors (`None`: no schedule).
     Trigger {

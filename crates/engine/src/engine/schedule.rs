@@ -4,17 +4,22 @@
 
 use super::{Engine, Outbox};
 use crate::open::{Submission, open_new};
+use orchestrator_core::graph::Graph;
 use orchestrator_core::graph::MissingParents;
-use orchestrator_core::schedule::{ObjectStatus, TickRun, Timetable, TriggerError};
+use orchestrator_core::schedule::{Catalog, ObjectStatus, TickRun, Timetable, TriggerError};
 use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
 use orchestrator_protocol::{ObjectId, RunId, Zone};
 use orchestrator_store::Transition;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A schedule the engine keeps: the timetable and the settings its runs start with.
 pub struct EngineSchedule {
     pub timetable: Timetable,
     pub config: SchedulerConfig,
+    /// The fingerprint of the `OBJECTS_PATH` text the catalog came from (`catalog_hash`),
+    /// stored with a catalog replaced through the API.
+    pub source_hash: String,
 }
 
 /// What a trigger started, or why it started nothing.
@@ -95,6 +100,31 @@ impl Engine {
         out.tx.push(Transition::Schedule(Box::new(state)));
         tracing::info!(object = ?object.map(|o| o.0), paused, "schedule paused or resumed");
         Some(true)
+    }
+
+    /// Schedules a new catalog from now on (validated by the caller) and stores it; its number
+    /// of objects, or `None` without a schedule.
+    pub(super) fn replace_catalog(
+        &mut self,
+        graph: Graph,
+        catalog: Catalog,
+        objects: Arc<String>,
+        out: &mut Outbox,
+    ) -> Option<usize> {
+        let schedule = self.schedule.as_mut()?;
+        let n = graph.len();
+        schedule.timetable.replace(graph, catalog);
+        out.tx.push(Transition::Catalog {
+            objects,
+            replaces: schedule.source_hash.clone(),
+        });
+        tracing::info!(objects = n, "the schedule's catalog was replaced");
+        let now = self.clock.now_ms();
+        if let Some(s) = self.schedule.take() {
+            self.observe_freshness(&s.timetable, now);
+            self.schedule = Some(s);
+        }
+        Some(n)
     }
 
     /// Whether the schedule is paused, and every object of the catalog as it stands now
