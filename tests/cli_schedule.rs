@@ -240,3 +240,72 @@ fn a_run_writes_the_catalog_the_schedule_reads() {
         Some(2)
     );
 }
+
+#[test]
+fn the_scheduled_modes_refuse_what_they_cannot_keep_running_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.json");
+    std::fs::write(&file, r#"[{"IdObjet":1001,"Fréquence":"@daily"}]"#).unwrap();
+    let state = dir.path().join("state");
+    let (f, s) = (file.to_str().unwrap(), state.to_str().unwrap());
+    let refused = |args: &[&str], env: &[(&str, &str)], expected: &str| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .env_remove("SCHEDULE_TIMEZONE")
+            .env_remove("SCHEDULE_CATCHUP")
+            .env_remove("OBJECTS_PATH")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    };
+    let run = ["run", f, "--schedule", "--state-dir", s];
+    refused(
+        &["run", f, "--schedule"],
+        &[],
+        "--schedule needs --state-dir",
+    );
+    refused(
+        &run,
+        &[("SCHEDULE_TIMEZONE", "Mars/Olympus")],
+        "unknown time zone",
+    );
+    refused(
+        &run,
+        &[("SCHEDULE_CATCHUP", "sometimes")],
+        "SCHEDULE_CATCHUP \"sometimes\"",
+    );
+    refused(
+        &[&run[..], &["--resume"]].concat(),
+        &[],
+        "leave out --resume",
+    );
+    refused(
+        &[&run[..], &["--target", "1001"]].concat(),
+        &[],
+        "leave out --target",
+    );
+    // An invalid frequency: the object and the field named, nothing scheduled.
+    std::fs::write(&file, r#"[{"IdObjet":1001,"Fréquence":"every day"}]"#).unwrap();
+    refused(&run, &[], "Fréquence");
+    // serve: a schedule needs its catalog.
+    refused(
+        &[
+            "serve",
+            "--schedule",
+            "--kafka-bootstrap",
+            "127.0.0.1:9",
+            "--state-dir",
+            s,
+        ],
+        &[],
+        "needs OBJECTS_PATH",
+    );
+}

@@ -199,7 +199,7 @@ fn a_tick_runs_what_is_due_its_stale_ancestors_and_its_followers() {
 
 /// A random layered graph: `n` objects, each with up to two parents among the earlier ones, a
 /// frequency (or none) from a few, and an initial load.
-fn random_graph(n: usize, seed: u64) -> (crate::graph::Graph, String) {
+pub(super) fn random_graph(n: usize, seed: u64) -> (crate::graph::Graph, String) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let freqs = [
         "*/5 * * * *",

@@ -210,3 +210,66 @@ fn a_replaced_catalog_keeps_loads_ticks_and_the_pauses_of_objects_still_there() 
     assert_eq!(ids(&run), [1003, 2001], "1001 still paused");
     assert_ne!(catalog_hash("[]"), catalog_hash("[ ]"));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+    /// A week driven by the timetable itself (wake at `next_wake`, `tick`, the run's objects
+    /// load a minute later), with restarts from the stored state now and then: every tick of
+    /// every object is followed by a load of it before its next tick, and no object runs twice
+    /// for one tick.
+    #[test]
+    fn a_week_driven_by_the_timetable_runs_every_tick_once_across_restarts(
+        n in 2usize..20,
+        seed in proptest::prelude::any::<u64>(),
+        restart_every in 3usize..40,
+    ) {
+        let (g, text) = super::tests::random_graph(n, seed);
+        let start = at(0, 0) - 7 * 24 * 60 * MINUTE;
+        let end = start + 7 * 24 * 60 * MINUTE;
+        let (c, _) = Catalog::from_graph(&g, utc(), start);
+        let mut t = Timetable::new(g, c, utc(), Catchup::Once, ScheduleState::default(), start);
+        let mut seen = std::collections::HashSet::new();
+        let mut loads: Vec<Vec<u64>> = vec![Vec::new(); n];
+        let (mut now, mut ticks) = (start, 0usize);
+        while let Some(wake) = t.next_wake(now) {
+            now = now.max(wake);
+            if now >= end {
+                break;
+            }
+            if let Some(run) = t.tick(now) {
+                for &(i, why) in &run.plan.run {
+                    if let Why::Due { tick_ms } = why {
+                        proptest::prop_assert!(seen.insert((i, tick_ms)), "{} twice for {}", i, tick_ms);
+                    }
+                    let id = t.graph().objects[i as usize].id;
+                    t.loaded(id, now + MINUTE);
+                    loads[i as usize].push(now + MINUTE);
+                }
+            }
+            ticks += 1;
+            if ticks % restart_every == 0 {
+                // A restart: the definitions again, the loads and the state as stored.
+                let g = load_graph(text.clone(), LoadOptions::default()).graph.unwrap_or_else(|| panic!("valid"));
+                let (mut c, _) = Catalog::from_graph(&g, utc(), now);
+                c.loaded = t.catalog().loaded.clone();
+                t = Timetable::new(g, c, utc(), Catchup::Once, t.state().clone(), now);
+            }
+        }
+        // Every tick of every object with a frequency, up to the last hour, was loaded after.
+        let c = t.catalog();
+        for i in 0..n {
+            let Some(f) = c.frequency[i] else { continue };
+            let f = &c.frequencies[f as usize];
+            let mut tick = f.next_tick(start, utc());
+            while let Some(tk) = tick.filter(|&tk| tk < end - 60 * MINUTE) {
+                let next = f.next_tick(tk, utc()).unwrap_or(u64::MAX);
+                proptest::prop_assert!(
+                    loads[i].iter().any(|&l| l >= tk && l <= next.max(tk + 2 * MINUTE)),
+                    "object {} not loaded after its tick {}", i, tk
+                );
+                tick = Some(next);
+            }
+        }
+    }
+}
