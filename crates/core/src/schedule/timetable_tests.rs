@@ -258,14 +258,14 @@ proptest::proptest! {
         }
         // Every tick of every object with a frequency, up to the last hour, was loaded after.
         let c = t.catalog();
-        for i in 0..n {
+        for (i, loaded) in loads.iter().enumerate() {
             let Some(f) = c.frequency[i] else { continue };
             let f = &c.frequencies[f as usize];
             let mut tick = f.next_tick(start, utc());
             while let Some(tk) = tick.filter(|&tk| tk < end - 60 * MINUTE) {
                 let next = f.next_tick(tk, utc()).unwrap_or(u64::MAX);
                 proptest::prop_assert!(
-                    loads[i].iter().any(|&l| l >= tk && l <= next.max(tk + 2 * MINUTE)),
+                    loaded.iter().any(|&l| l >= tk && l <= next.max(tk + 2 * MINUTE)),
                     "object {} not loaded after its tick {}", i, tk
                 );
                 tick = Some(next);
