@@ -10,8 +10,9 @@ use orchestrator_core::schedule::{Catchup, parse_zone};
 use orchestrator_core::scheduler::{ObjectState, SchedulerConfig};
 use orchestrator_engine::clock::{Clock, TokioClock};
 use orchestrator_engine::metrics::Metrics;
+use orchestrator_engine::open::{Submission, open_new};
 use orchestrator_engine::open_schedule::{ScheduleSettings, open_timetable};
-use orchestrator_engine::{DriveOptions, Engine, EngineSchedule};
+use orchestrator_engine::{DriveOptions, Engine, EngineCommand, EngineSchedule};
 use orchestrator_protocol::{ObjectId, ReadyEvent, ResultEvent, RunId, Zone};
 use orchestrator_store::{StateStore, open_store};
 use std::collections::{BTreeMap, HashSet};
@@ -94,6 +95,16 @@ async fn engine_until(
     seen: &Arc<Mutex<Seen>>,
     until_ms: u64,
 ) -> Engine {
+    engine_with(store, clock, seen, until_ms, None).await
+}
+
+async fn engine_with(
+    store: &Arc<dyn StateStore>,
+    clock: Arc<TokioClock>,
+    seen: &Arc<Mutex<Seen>>,
+    until_ms: u64,
+    commands: Option<tokio::sync::mpsc::Receiver<EngineCommand>>,
+) -> Engine {
     let bus = Arc::new(MemoryBus::new());
     let stop = CancellationToken::new();
     let workers: Vec<_> = Zone::ALL
@@ -131,7 +142,10 @@ async fn engine_until(
         forget_finished: false,
         ..DriveOptions::server()
     };
-    engine.drive_with(shutdown, options, None).await.unwrap();
+    engine
+        .drive_with(shutdown, options, commands)
+        .await
+        .unwrap();
     stop.cancel();
     for w in workers {
         w.await.unwrap();
@@ -230,4 +244,76 @@ async fn ticks_start_runs_and_an_object_in_flight_is_never_started_by_another_ru
     assert_eq!(runs[4].run_id.as_str(), "tick-20261130-062000");
     let state = store.schedule_state().await.unwrap().unwrap();
     assert_eq!(state.ticked_ms, Some(at(6, 20, 0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_submitted_through_the_api_waits_for_the_schedules_attempt_in_flight() {
+    let store: Arc<dyn StateStore> = open_store("memory://", None).unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let clock = Arc::new(TokioClock::starting_at(at(6, 2, 0)));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    // At 06:03, while the 06:00 tick's 1001 runs (seven minutes), a user submits 1001 and 2001.
+    let submit_clock = clock.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(MINUTE)).await;
+        let submission = Submission {
+            text: r#"[{"IdObjet":1001,"Zone":"1-Raw"},{"IdObjet":2001,"Zone":"2-Standardized","IdObjet_Parent":1001}]"#.into(),
+            source: "api".into(),
+            options: Default::default(),
+            seed: Some(1),
+            strict: false,
+            max_object_bytes: usize::MAX,
+            run_id: Some(RunId::new("submitted")),
+        };
+        let prepared = open_new(
+            submission,
+            &SchedulerConfig::default(),
+            submit_clock.now_ms(),
+        )
+        .unwrap();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = EngineCommand::Submit {
+            run: Box::new(prepared.run),
+            objects: prepared.objects,
+            reply,
+        };
+        tx.send(command).await.unwrap();
+        answer.await.unwrap().unwrap();
+        // Kept open until the end, so that the engine goes on.
+        tokio::time::sleep(Duration::from_millis(60 * MINUTE)).await;
+        drop(tx);
+    });
+    let engine = engine_with(&store, clock, &seen, at(6, 9, 30), Some(rx)).await;
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(seen.twice_at_once.is_empty(), "{:?}", seen.twice_at_once);
+    let raw: Vec<String> = seen
+        .ready
+        .iter()
+        .filter(|(_, id, _)| id.0 == 1001)
+        .map(|(run, _, _)| run.to_string())
+        .collect();
+    assert_eq!(
+        raw,
+        ["tick-20261130-060000"],
+        "one attempt of 1001, the schedule's"
+    );
+    let submitted = RunId::new("submitted");
+    let run = engine.run(&submitted).unwrap();
+    let states: Vec<_> = (0..2)
+        .map(|i| (run.graph().id(i), run.record(i).state))
+        .collect();
+    assert!(
+        run.is_finished(),
+        "it took 1001's result, then ran 2001: {states:?} {:?}",
+        seen.ready
+    );
+    let attempts = store.attempts(&submitted, ObjectId(1001)).await.unwrap();
+    assert_eq!(
+        attempts[0]
+            .text
+            .as_ref()
+            .map(|t| t.worker.clone())
+            .as_deref(),
+        Some("run tick-20261130-060000")
+    );
 }

@@ -14,7 +14,7 @@ impl Engine {
             return;
         }
         for ready in out.ready.split_off(from) {
-            match self.in_flight_elsewhere(&ready.run_id, ready.id) {
+            match self.in_flight_elsewhere(&ready.run_id, ready.id, &self.held_back) {
                 Some(other) => {
                     tracing::info!(run = %ready.run_id, object = %ready.id, attempt = ready.attempt, %other, "in flight in another run: waits for its result");
                     self.held_back
@@ -34,7 +34,10 @@ impl Engine {
             return;
         }
         let mut taken = Vec::new();
-        for ready in std::mem::take(&mut self.held_back) {
+        // Attempts that take their result in this call: no longer in flight either.
+        let mut settled: Vec<ReadyEvent> = Vec::new();
+        let list = std::mem::take(&mut self.held_back);
+        for (k, ready) in list.iter().enumerate() {
             let Some(run) = self.runs.get(&ready.run_id) else {
                 continue; // forgotten: finished or cancelled
             };
@@ -45,8 +48,13 @@ impl Engine {
             if record.attempt != ready.attempt || record.state != ObjectState::Dispatched {
                 continue; // this attempt is over (expired, cancelled): nothing waits
             }
-            if self.in_flight_elsewhere(&ready.run_id, ready.id).is_some() {
-                self.held_back.push(ready);
+            // What still waits (kept, or not looked at yet) is not in flight.
+            let pending = self.held_back.iter().chain(&list[k + 1..]).chain(&settled);
+            if self
+                .in_flight_elsewhere(&ready.run_id, ready.id, pending)
+                .is_some()
+            {
+                self.held_back.push(ready.clone());
             } else if let Some(other) =
                 self.loaded_elsewhere_since(&ready.run_id, ready.id, record.dispatched_ms)
             {
@@ -64,9 +72,10 @@ impl Engine {
                     attempt: Some(ready.attempt),
                     report,
                 };
-                taken.push((ready.run_id, event, false));
+                taken.push((ready.run_id.clone(), event, false));
+                settled.push(ready.clone());
             } else {
-                out.ready.push(ready);
+                out.ready.push(ready.clone());
             }
         }
         if !taken.is_empty() {
@@ -74,17 +83,28 @@ impl Engine {
         }
     }
 
-    fn in_flight_elsewhere(&self, run: &RunId, id: ObjectId) -> Option<RunId> {
+    /// Another run that has `id` in flight: dispatched (its Ready event out, not one of
+    /// `held`) or running.
+    fn in_flight_elsewhere<'a>(
+        &self,
+        run: &RunId,
+        id: ObjectId,
+        held: impl IntoIterator<Item = &'a ReadyEvent> + Clone,
+    ) -> Option<RunId> {
         self.runs
             .iter()
             .filter(|(other, _)| *other != run)
-            .find(|(_, r)| {
-                r.graph().index_of(id).is_some_and(|i| {
-                    matches!(
-                        r.record(i).state,
-                        ObjectState::Dispatched | ObjectState::Running
-                    )
-                })
+            .find(|(other, r)| {
+                r.graph()
+                    .index_of(id)
+                    .is_some_and(|i| match r.record(i).state {
+                        ObjectState::Running => true,
+                        ObjectState::Dispatched => !held
+                            .clone()
+                            .into_iter()
+                            .any(|h| h.id == id && &h.run_id == *other),
+                        _ => false,
+                    })
             })
             .map(|(other, _)| other.clone())
     }
