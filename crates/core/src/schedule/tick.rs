@@ -72,10 +72,6 @@ pub fn evaluate_from(
         }
     };
     // Due objects first (or the seeds alone).
-    let mut why: Vec<Option<Why>> = vec![None; n];
-    for &(i, w) in seeds {
-        why[i as usize] = Some(w);
-    }
     let due = |i: usize| -> Option<Why> {
         if !catalog.active[i] {
             return None;
@@ -92,11 +88,15 @@ pub fn evaluate_from(
             (None, None) => None,
         }
     };
-    if seeds.is_empty() {
-        for (i, w) in why.iter_mut().enumerate() {
-            *w = due(i);
+    let mut why: Vec<Option<Why>> = if seeds.is_empty() {
+        (0..n).map(due).collect()
+    } else {
+        let mut why = vec![None; n];
+        for &(i, w) in seeds {
+            why[i as usize] = Some(w);
         }
-    }
+        why
+    };
     // Then, from everything that runs, up to its stale ancestors and down to its followers
     // (children without a frequency), each object once: the closure of the run.
     let mut queue: VecDeque<u32> = (0..n as u32)
