@@ -219,7 +219,7 @@ fn poison_messages_go_to_the_dlq_and_objects_failed_for_good_to_the_failed_topic
     let worker = cluster.http_base("ingestion.log");
     let (_, metrics) = http_status(&format!("{worker}/metrics"));
     assert!(
-        metrics.contains("orchestrator_worker_messages_rejected_total{zone=\"raw\"} 1"),
+        metrics.contains("orchestrator_worker_messages_rejected_total{zone=\"1-Raw\"} 1"),
         "{metrics}"
     );
 }

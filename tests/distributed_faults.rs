@@ -100,7 +100,7 @@ fn a_worker_killed_mid_task_has_its_attempt_run_again() {
     // Each rejoin is counted in the worker's metrics, and only a rejoin.
     let worker = cluster.http_base("ingestion-2.log");
     let (_, metrics) = http_status(&format!("{worker}/metrics"));
-    let rejoins = format!("orchestrator_worker_group_rejoins_total{{zone=\"raw\"}} {rejoined}");
+    let rejoins = format!("orchestrator_worker_group_rejoins_total{{zone=\"1-Raw\"}} {rejoined}");
     assert!(metrics.contains(&rejoins), "{rejoins} in:\n{metrics}");
     assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
     // The raw objects started twice: once in the killed worker, once after.

@@ -374,14 +374,26 @@ fn health_and_metrics_are_served_while_running() {
     assert_eq!(code, 200);
     for name in [
         "orchestrator_uptime_seconds",
-        "orchestrator_ready_published_total{zone=\"raw\"} 3",
-        "orchestrator_loaded_received_total{zone=\"raw\"}",
-        "orchestrator_failed_received_total{zone=\"raw\"} 0",
-        "orchestrator_objects_in_flight{zone=\"standardized\"}",
-        "orchestrator_objects_waiting{zone=\"application\"}",
-        "orchestrator_retries_total{zone=\"raw\"} 0",
-        "orchestrator_dead_letters_total{zone=\"raw\"} 0",
-        "orchestrator_dispatch_to_result_seconds_bucket{zone=\"raw\",le=\"0.5\"}",
+        "orchestrator_ready_published_total{zone=\"1-Raw\"} 3",
+        "orchestrator_loaded_received_total{zone=\"1-Raw\"}",
+        "orchestrator_failed_received_total{zone=\"1-Raw\"} 0",
+        "orchestrator_objects_in_flight{zone=\"2-Standardized\"}",
+        "orchestrator_objects_waiting{zone=\"3-Application\"}",
+        "orchestrator_retries_total{zone=\"1-Raw\"} 0",
+        "orchestrator_dead_letters_total{zone=\"1-Raw\"} 0",
+        "orchestrator_dispatch_to_result_seconds_bucket{zone=\"1-Raw\",le=\"0.5\"}",
+        // 10 ms to 10 minutes.
+        "orchestrator_dispatch_to_result_seconds_bucket{zone=\"1-Raw\",le=\"0.01\"}",
+        "orchestrator_dispatch_to_result_seconds_bucket{zone=\"1-Raw\",le=\"600\"}",
+        // Queue wait and task time, per zone.
+        "orchestrator_queue_wait_seconds_count{zone=\"1-Raw\"}",
+        "orchestrator_task_seconds_bucket{zone=\"2-Standardized\",le=\"0.01\"}",
+        // Every counter from the start, at zero.
+        "orchestrator_attempts_expired_total{zone=\"3-Application\"} 0",
+        "orchestrator_results_ignored_total{reason=\"unknown_run\"} 0",
+        "orchestrator_build_info{commit=",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
     ] {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }

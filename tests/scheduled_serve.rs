@@ -173,8 +173,8 @@ fn scheduled_ticks_survive_a_kill_at_a_tick_and_a_standby_takeover() {
         "orchestrator_schedule_ticks_total 1",
         "orchestrator_schedule_runs_started_total{cause=\"tick\"} 1",
         "orchestrator_schedule_runs_started_total{cause=\"trigger\"} 1",
-        "orchestrator_schedule_stale_objects{zone=\"raw\"}",
-        "orchestrator_schedule_freshness_lag_seconds{zone=\"application\"}",
+        "orchestrator_schedule_stale_objects{zone=\"1-Raw\"}",
+        "orchestrator_schedule_freshness_lag_seconds{zone=\"3-Application\"}",
         "orchestrator_schedule_tick_evaluation_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} not in:\n{metrics}");

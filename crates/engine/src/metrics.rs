@@ -8,6 +8,11 @@ use prometheus::{
 };
 use std::time::Instant;
 
+/// Latency buckets of every duration histogram: 10 ms to 10 minutes.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
 /// The orchestrator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -23,6 +28,10 @@ pub struct Metrics {
     pub in_flight: IntGaugeVec,
     pub waiting: IntGaugeVec,
     pub dispatch_to_result: HistogramVec,
+    /// Dispatch to result, less the handler's time: broker hops and waiting for a worker.
+    pub queue_wait: HistogramVec,
+    /// The handler's time, as its worker reports it.
+    pub task_seconds: HistogramVec,
     pub store_batches: IntCounterVec,
     /// Messages nobody could read, set aside to the DLQ topic.
     pub messages_rejected: IntCounter,
@@ -80,12 +89,28 @@ impl Metrics {
                 "orchestrator_dispatch_to_result_seconds",
                 "Time from an attempt's Ready event to its accepted result.",
             )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["zone"],
         )?;
         registry.register(Box::new(dispatch_to_result.clone()))?;
+        let queue_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "orchestrator_queue_wait_seconds",
+                "Time from an attempt's Ready event to its handler's start (dispatch to result, less the handler's time): broker hops and waiting for a free worker.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["zone"],
+        )?;
+        registry.register(Box::new(queue_wait.clone()))?;
+        let task_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "orchestrator_task_seconds",
+                "Time an attempt's handler ran, as its worker reports it.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["zone"],
+        )?;
+        registry.register(Box::new(task_seconds.clone()))?;
         let schedule_tick_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "orchestrator_schedule_tick_evaluation_seconds",
@@ -190,6 +215,8 @@ impl Metrics {
                 "Objects whose parents are loaded, waiting for room in their zone.",
             )?,
             dispatch_to_result,
+            queue_wait,
+            task_seconds,
             uptime,
             started: Instant::now(),
             registry,
@@ -198,10 +225,11 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Every per-zone series exists from the start, at zero.
+    /// Every series exists from the start, at zero (the store's batches once the engine knows
+    /// its store).
     fn every_zone_at_zero(&self) {
         for z in Zone::ALL {
-            let l = [z.short()];
+            let l = [z.as_str()];
             self.ready_published.with_label_values(&l);
             self.loaded_received.with_label_values(&l);
             self.failed_received.with_label_values(&l);
@@ -211,10 +239,27 @@ impl Metrics {
             self.waiting.with_label_values(&l);
             self.schedule_stale.with_label_values(&l);
             self.schedule_lag.with_label_values(&l);
+            self.leases_expired.with_label_values(&l);
+            self.dispatch_to_result.with_label_values(&l);
+            self.queue_wait.with_label_values(&l);
+            self.task_seconds.with_label_values(&l);
         }
         for cause in ["tick", "trigger"] {
             self.schedule_runs.with_label_values(&[cause]);
         }
+        for reason in [
+            "already_finished",
+            "stale_attempt",
+            "unknown_object",
+            "unknown_run",
+        ] {
+            self.results_ignored.with_label_values(&[reason]);
+        }
+    }
+
+    /// The registry, for a binary to add what it exports of itself (process, build).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The text exposition format, for `/metrics`.

@@ -62,6 +62,8 @@ async fn drive(
     stop: CancellationToken,
 ) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new()?);
+    orchestrator_platform::process_metrics::register(metrics.registry())
+        .map_err(orchestrator_engine::metrics::MetricsError::from)?;
     let (http_state, stop_http) = serve_health(run.http.as_deref(), &metrics).await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();

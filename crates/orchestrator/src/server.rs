@@ -67,6 +67,8 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
         eprintln!("WARNING: {warning}");
     }
     let metrics = Arc::new(Metrics::new()?);
+    orchestrator_platform::process_metrics::register(metrics.registry())
+        .map_err(orchestrator_engine::metrics::MetricsError::from)?;
     let listener = listen(&server).await?;
     // A standby (another orchestrator holds the writer lease) is alive but not ready.
     let role = Arc::new(SharedRole::default());

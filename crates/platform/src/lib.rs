@@ -4,4 +4,5 @@
 pub mod config_file;
 pub mod health;
 pub mod logging;
+pub mod process_metrics;
 pub mod signals;

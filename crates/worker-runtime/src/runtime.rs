@@ -75,7 +75,8 @@ pub struct WorkerStats {
 
 impl WorkerStats {
     pub fn new(zone: Zone) -> Result<WorkerStats, prometheus::Error> {
-        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("zone", zone.short());
+        let opts =
+            |name: &str, help: &str| Opts::new(name, help).const_label("zone", zone.as_str());
         Ok(WorkerStats {
             loaded: IntCounter::with_opts(opts(
                 "orchestrator_worker_tasks_loaded_total",
@@ -102,9 +103,10 @@ impl WorkerStats {
                     "orchestrator_worker_task_duration_seconds",
                     "How long the handler ran.",
                 )
-                .const_label("zone", zone.short())
+                .const_label("zone", zone.as_str())
                 .buckets(vec![
-                    0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                    300.0, 600.0,
                 ]),
             )?,
         })

@@ -227,7 +227,8 @@ async fn serve_health(
     let registered = stats
         .register(&registry)
         .and_then(|()| registry.register(Box::new(rejected.clone())))
-        .and_then(|()| registry.register(Box::new(rejoins.clone())));
+        .and_then(|()| registry.register(Box::new(rejoins.clone())))
+        .and_then(|()| orchestrator_platform::process_metrics::register(&registry));
     if let Err(e) = registered {
         eprintln!("error: metrics: {e}");
         return Err(EXIT_ERROR);
@@ -271,6 +272,6 @@ fn zone_counter(
     zone: Zone,
 ) -> Result<prometheus::IntCounter, prometheus::Error> {
     prometheus::IntCounter::with_opts(
-        prometheus::Opts::new(name, help).const_label("zone", zone.short()),
+        prometheus::Opts::new(name, help).const_label("zone", zone.as_str()),
     )
 }

@@ -126,11 +126,11 @@ impl Engine {
             });
             self.metrics
                 .in_flight
-                .with_label_values(&[z.short()])
+                .with_label_values(&[z.as_str()])
                 .set(in_flight);
             self.metrics
                 .waiting
-                .with_label_values(&[z.short()])
+                .with_label_values(&[z.as_str()])
                 .set(waiting);
         }
         Ok(failures)

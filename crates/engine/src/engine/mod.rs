@@ -99,6 +99,7 @@ struct Taken {
 
 impl Engine {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> Engine {
+        metrics.store_batches.with_label_values(&[store.kind()]);
         Engine {
             bus,
             store,

@@ -37,7 +37,7 @@ impl Engine {
                     }
                     self.metrics
                         .dispatch_to_result
-                        .with_label_values(&[zone.short()])
+                        .with_label_values(&[zone.as_str()])
                         .observe(elapsed_ms as f64 / 1000.0);
                 }
                 Action::RetryScheduled {
@@ -48,7 +48,7 @@ impl Engine {
                 } => {
                     self.metrics
                         .retries
-                        .with_label_values(&[graph.zone(index).short()])
+                        .with_label_values(&[graph.zone(index).as_str()])
                         .inc();
                     tracing::info!(run = %id, object = %graph.id(index), attempt = failed_attempt, delay_ms, %reason, "attempt failed; retry scheduled");
                 }
@@ -61,7 +61,7 @@ impl Engine {
                     let node = graph.node(index);
                     self.metrics
                         .dead_letters
-                        .with_label_values(&[node.zone.short()])
+                        .with_label_values(&[node.zone.as_str()])
                         .inc();
                     tracing::error!(run = %id, object = %node.id, attempt, upstream_failed, %reason, "object failed for good");
                     out.failed.push(FailedEvent {
@@ -84,7 +84,7 @@ impl Engine {
                 } => {
                     self.metrics
                         .leases_expired
-                        .with_label_values(&[graph.zone(index).short()])
+                        .with_label_values(&[graph.zone(index).as_str()])
                         .inc();
                     tracing::warn!(run = %id, object = %graph.id(index), attempt, %reason, "attempt expired");
                 }
@@ -129,7 +129,7 @@ fn ready_event(
     tracing::info!(run = %header.run_id, object = %node.id, zone = %node.zone, attempt, "ready");
     metrics
         .ready_published
-        .with_label_values(&[node.zone.short()])
+        .with_label_values(&[node.zone.as_str()])
         .inc();
     ReadyEvent {
         event: "ObjectReady".into(),

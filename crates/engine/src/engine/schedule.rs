@@ -182,7 +182,7 @@ impl Engine {
         let zones = timetable.freshness(now);
         for z in Zone::ALL {
             let (stale, lag_ms) = zones[z.index()];
-            let l = [z.short()];
+            let l = [z.as_str()];
             self.metrics
                 .schedule_stale
                 .with_label_values(&l)
