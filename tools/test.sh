@@ -46,6 +46,9 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ] && ! command -v sqlite3 >/dev/null 2>&1; then
     apt_install sqlite3
 fi
 
+# promtool checks the alert rules of deploy/prometheus and runs their cases.
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
+
 step "format"
 cargo fmt --all -- --check
 

@@ -4,7 +4,7 @@
 use orchestrator_protocol::Zone;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Instant;
 
@@ -37,6 +37,12 @@ pub struct Metrics {
     pub messages_rejected: IntCounter,
     /// Store writes that failed and were tried again (the store away for a while).
     pub store_errors: IntCounter,
+    /// 1 while this process is the writer (`serve`: 0 while it stands by).
+    pub writer: IntGauge,
+    /// The writer lease's epoch this process holds (it grows at each takeover).
+    pub writer_epoch: IntGauge,
+    /// Whether the broker and the store answered the latest check (1) or not (0).
+    pub dependency_up: IntGaugeVec,
     /// Ticks the schedule evaluated.
     pub schedule_ticks: IntCounter,
     /// Runs the schedule started, by cause (`tick`, `trigger`).
@@ -127,7 +133,28 @@ impl Metrics {
             &["zone"],
         )?;
         registry.register(Box::new(schedule_lag.clone()))?;
+        let writer = IntGauge::new(
+            "orchestrator_writer",
+            "1 while this orchestrator is the writer (0 while it stands by).",
+        )?;
+        registry.register(Box::new(writer.clone()))?;
+        let writer_epoch = IntGauge::new(
+            "orchestrator_writer_epoch",
+            "The writer lease's epoch this orchestrator holds: it grows each time the lease changes hands.",
+        )?;
+        registry.register(Box::new(writer_epoch.clone()))?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "orchestrator_dependency_up",
+                "Whether the broker and the state store answered the latest check (every 5 s): 1 or 0.",
+            ),
+            &["dependency"],
+        )?;
+        registry.register(Box::new(dependency_up.clone()))?;
         let m = Metrics {
+            writer,
+            writer_epoch,
+            dependency_up,
             schedule_ticks: plain_counter(
                 &registry,
                 "orchestrator_schedule_ticks_total",

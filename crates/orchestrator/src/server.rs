@@ -69,6 +69,12 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     let metrics = Arc::new(Metrics::new()?);
     orchestrator_platform::process_metrics::register(metrics.registry())
         .map_err(orchestrator_engine::metrics::MetricsError::from)?;
+    tokio::spawn(watch_dependencies(
+        server.bus.clone(),
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let listener = listen(&server).await?;
     // A standby (another orchestrator holds the writer lease) is alive but not ready.
     let role = Arc::new(SharedRole::default());
@@ -101,9 +107,14 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     }
     // One writer at a time: stand by until the lease is ours, then keep it renewed.
     let lease_ms = server.writer_lease.as_millis().max(1000) as u64;
-    if !become_writer(&*store, &writer_id(), lease_ms, &shutdown, &role).await? {
+    let Some(epoch) = become_writer(&*store, &writer_id(), lease_ms, &shutdown, &role).await?
+    else {
         return Ok(()); // stopped while standing by
-    }
+    };
+    metrics.writer.set(1);
+    metrics
+        .writer_epoch
+        .set(i64::try_from(epoch).unwrap_or(i64::MAX));
     // The writer from now on, ready once its engine can read the bus (see `drive`).
     role.set(Role::Starting);
     let lost = Arc::new(AtomicBool::new(false));
@@ -193,6 +204,33 @@ fn readiness(
             }
         })
     })
+}
+
+/// Checks the broker and the store every 5 s for `orchestrator_dependency_up` (an alert on it
+/// needs no probe of its own), until `shutdown`.
+async fn watch_dependencies(
+    bus: Arc<KafkaBus>,
+    store: Arc<dyn StateStore>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let broker = bus.check(Duration::from_secs(2)).await.is_ok();
+        let stored = matches!(
+            tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
+            Ok(Ok(()))
+        );
+        for (name, up) in [("broker", broker), ("store", stored)] {
+            metrics
+                .dependency_up
+                .with_label_values(&[name])
+                .set(i64::from(up));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// The metrics page, with the bus's count of messages it set aside.

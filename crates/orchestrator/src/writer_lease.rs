@@ -45,21 +45,21 @@ pub async fn claim(
     }
 }
 
-/// Waits for the writer lease, saying who holds it; `false` if stopped first.
+/// Waits for the writer lease, saying who holds it; its epoch, or `None` if stopped first.
 pub async fn become_writer(
     store: &dyn StateStore,
     holder: &str,
     lease_ms: u64,
     shutdown: &CancellationToken,
     role: &SharedRole,
-) -> Result<bool, AppError> {
+) -> Result<Option<u64>, AppError> {
     let mut said = String::new();
     let mut dead = String::new();
     loop {
         match store.take_over_writer(holder, lease_ms, &dead).await {
             Ok(WriterLease::Acquired { epoch }) => {
                 tracing::info!(holder, epoch, "this orchestrator is the writer");
-                return Ok(true);
+                return Ok(Some(epoch));
             }
             Ok(WriterLease::Held { holder: other }) if other != dead && is_dead_here(&other) => {
                 // A writer of this host that is gone (killed): take its lease now rather than
@@ -79,7 +79,7 @@ pub async fn become_writer(
             Err(e) => tracing::warn!(error = %e, "cannot reach the state store; retrying"),
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
+            _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(Duration::from_millis((lease_ms / 4).clamp(100, 2000))) => {}
         }
     }
