@@ -30,6 +30,8 @@ pub struct GraphNode {
     pub zone: Zone,
     pub state: ObjectState,
     pub attempt: u32,
+    /// Its level: 0 without parents in the run, else one more than its deepest parent's.
+    pub level: u32,
 }
 
 /// The objects of a cut, and the links between them (parent, child).
@@ -73,6 +75,7 @@ impl GraphView {
                 }
             }
         }
+        let level = levels(graph);
         let nodes = chosen
             .iter()
             .map(|&i| GraphNode {
@@ -81,6 +84,7 @@ impl GraphView {
                 zone: graph.zone(i),
                 state: run.record(i).state,
                 attempt: run.record(i).attempt,
+                level: level[i as usize],
             })
             .collect();
         let edges = chosen
@@ -139,4 +143,28 @@ pub fn colour(state: ObjectState) -> &'static str {
         ObjectState::UpstreamFailed => "#f8cbad",
         ObjectState::Cancelled => "#bfbfbf",
     }
+}
+
+/// Each object's level in the whole run: 0 without parents, else one more than its deepest
+/// parent's (Kahn's order: O(objects + links)).
+fn levels(graph: &orchestrator_core::run_graph::RunGraph) -> Vec<u32> {
+    let n = graph.len();
+    let mut level = vec![0u32; n];
+    let mut pending: Vec<u32> = (0..n as u32)
+        .map(|i| graph.parents(i).len() as u32)
+        .collect();
+    let mut ready: Vec<u32> = (0..n as u32)
+        .filter(|&i| pending[i as usize] == 0)
+        .collect();
+    while let Some(i) = ready.pop() {
+        for &c in graph.children(i) {
+            let c = c as usize;
+            level[c] = level[c].max(level[i as usize] + 1);
+            pending[c] -= 1;
+            if pending[c] == 0 {
+                ready.push(c as u32);
+            }
+        }
+    }
+    level
 }

@@ -5,6 +5,7 @@
 pub mod clock;
 mod engine;
 pub mod graph_view;
+pub mod live;
 pub mod metrics;
 pub mod object_view;
 pub mod open;

@@ -9,7 +9,7 @@ use crate::openapi::{
     document_router,
 };
 use crate::role::{Role, SharedRole};
-use crate::{api_objects, api_schedule};
+use crate::{api_live, api_objects, api_schedule};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -23,6 +23,7 @@ use orchestrator_core::scheduler::ObjectState;
 use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
 use orchestrator_engine::EngineCommand;
 use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::live::LiveSender;
 use orchestrator_engine::open::{Submission, SubmitError, open_new};
 use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_engine::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
@@ -54,6 +55,8 @@ pub struct ApiState {
     pub budget: SubmitBudget,
     /// How the schedule reads a catalog, if this orchestrator keeps one.
     pub schedule: Option<ScheduleSettings>,
+    /// The engine's stored changes, for `GET /api/events` (the console's live view).
+    pub live: Option<LiveSender>,
 }
 
 /// How long a request that comes while `serve` is still starting waits for it to be ready.
@@ -101,6 +104,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(api_objects::object))
         .routes(routes!(api_objects::retry))
         .routes(routes!(api_objects::attempt_output))
+        .routes(routes!(api_live::events))
         .routes(routes!(api_schedule::objects, api_schedule::replace))
         .routes(routes!(api_schedule::trigger))
         .routes(routes!(api_schedule::pause_schedule))

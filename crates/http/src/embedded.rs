@@ -1,5 +1,6 @@
-//! The orchestrator's HTTP surface while it runs: health and metrics (the shared router of
-//! worker-base), ready once the run has started.
+//! The HTTP surface of `orchestrator run --http`: health and metrics (the shared router of
+//! every binary), ready once the run has started, and, for the web console, the runs API and
+//! the console itself.
 
 use axum::Router;
 use orchestrator_engine::metrics::Metrics;
@@ -33,11 +34,18 @@ pub fn router(state: Arc<HttpState>) -> Router {
     health::health_router(ready, render)
 }
 
-/// Serves until `shutdown` fires.
+/// Serves health and metrics, and with `api` the runs API and the console, until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
+    api: Option<Arc<crate::api::ApiState>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    health::serve(listener, router(state), shutdown).await
+    let mut routes = router(state);
+    if let Some(api) = api {
+        routes = routes
+            .merge(crate::api::api_router(api))
+            .merge(crate::console::console_router());
+    }
+    health::serve(listener, routes, shutdown).await
 }

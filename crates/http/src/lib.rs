@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod api_body;
+mod api_live;
 mod api_objects;
 mod api_schedule;
 pub mod auth;
+pub mod console;
 pub mod embedded;
 pub mod openapi;
 pub mod role;

@@ -5,7 +5,7 @@
 use orchestrator_http::api::openapi_document;
 use serde_json::Value;
 
-const ROUTES: [(&str, &str); 17] = [
+const ROUTES: [(&str, &str); 18] = [
     ("post", "/api/runs"),
     ("get", "/api/runs"),
     ("get", "/api/runs/{id}"),
@@ -15,6 +15,7 @@ const ROUTES: [(&str, &str); 17] = [
     ("get", "/api/runs/{id}/objects/{oid}"),
     ("post", "/api/runs/{id}/objects/{oid}/retry"),
     ("get", "/api/runs/{id}/objects/{oid}/attempts/{n}/output"),
+    ("get", "/api/events"),
     ("get", "/api/objects"),
     ("put", "/api/objects"),
     ("post", "/api/objects/{id}/trigger"),

@@ -11,10 +11,10 @@ use orchestrator_core::scheduler::{
     DeadLetter, InFlightOnRestore, ObjectState, Run, RunHeader, RunOptions, RunSummary,
     SchedulerConfig,
 };
-use orchestrator_engine::Engine;
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::{Metrics, MetricsError};
 use orchestrator_engine::open::{OpenError, new_header, open_snapshot};
+use orchestrator_engine::{DriveOptions, Engine};
 use orchestrator_http::embedded::{HttpState, serve};
 use orchestrator_protocol::{ObjectId, Zone};
 use orchestrator_store::{AttemptRecord, StateStore, StoreSettings, open_store_with};
@@ -114,7 +114,14 @@ async fn drive(
     let metrics = Arc::new(Metrics::new()?);
     orchestrator_platform::process_metrics::register(metrics.registry())
         .map_err(orchestrator_engine::metrics::MetricsError::from)?;
-    let (http_state, stop_http) = serve_health(embedded.http.as_deref(), &metrics).await?;
+    let http = serve_http(
+        embedded.http.as_deref(),
+        &metrics,
+        &store,
+        &embedded.config,
+        None,
+    )
+    .await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
     let workers = spawn_workers(&embedded.workers, run.header().seed, &bus, &stop_workers)?;
@@ -122,6 +129,9 @@ async fn drive(
     let started = Instant::now();
     let run_id = run.header().run_id.clone();
     let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
+    if let Some(live) = http.live.clone() {
+        engine = engine.with_live(live);
+    }
     // A new run's objects are stored with it; a resumed one has them already.
     let objects = embedded.objects.clone().filter(|_| !embedded.resume);
     engine
@@ -133,9 +143,11 @@ async fn drive(
         })
         .await?;
     let progress_task = tokio::spawn(progress::show(engine.progress(), embedded.progress));
-    http_state.ready.store(true, Ordering::Relaxed);
+    http.state.ready.store(true, Ordering::Relaxed);
 
-    let driven = engine.drive(interrupt).await;
+    let driven = engine
+        .drive_with(interrupt, DriveOptions::embedded(), http.commands)
+        .await;
     engine.close_progress();
     stop_workers.cancel();
     for w in workers {
@@ -144,7 +156,7 @@ async fn drive(
         }
     }
     let _ = progress_task.await;
-    stop_http.cancel();
+    http.stop.cancel();
     bus.close();
     driven?;
     let header = engine
@@ -175,27 +187,77 @@ async fn outcome(
     })
 }
 
-/// Health and metrics on `http`, if given; the readiness flag and what stops the server.
-pub(crate) async fn serve_health(
+/// The HTTP side of an embedded run (`--http`): health and metrics, and the runs API and the
+/// web console over the engine it drives (no API tokens: bind it to loopback).
+pub(crate) struct EmbeddedHttp {
+    pub state: Arc<HttpState>,
+    pub stop: CancellationToken,
+    /// The API's commands, for the engine to drive with.
+    pub commands: Option<tokio::sync::mpsc::Receiver<orchestrator_engine::EngineCommand>>,
+    /// Where the engine sends its stored changes, for the console.
+    pub live: Option<orchestrator_engine::live::LiveSender>,
+}
+
+/// Serves health, metrics, the runs API and the console on `http`, if given.
+pub(crate) async fn serve_http(
     http: Option<&str>,
     metrics: &Arc<Metrics>,
-) -> Result<(Arc<HttpState>, CancellationToken), AppError> {
-    let http_state = Arc::new(HttpState {
+    store: &Arc<dyn StateStore>,
+    config: &SchedulerConfig,
+    schedule: Option<orchestrator_engine::open_schedule::ScheduleSettings>,
+) -> Result<EmbeddedHttp, AppError> {
+    let state = Arc::new(HttpState {
         metrics: metrics.clone(),
         ready: false.into(),
     });
-    let stop_http = CancellationToken::new();
-    if let Some(addr) = http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| AppError::Invalid(format!("--http {addr}: cannot listen: {e}")))?;
-        eprintln!(
-            "serving health and metrics on http://{}",
-            listener.local_addr()?
+    let stop = CancellationToken::new();
+    let Some(addr) = http else {
+        return Ok(EmbeddedHttp {
+            state,
+            stop,
+            commands: None,
+            live: None,
+        });
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Invalid(format!("--http {addr}: cannot listen: {e}")))?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        let warning = format!(
+            "the runs API and console on {local} are open to anyone who reaches them (run takes no API tokens): bind --http to 127.0.0.1, or use serve with API_TOKEN"
         );
-        tokio::spawn(serve(listener, http_state.clone(), stop_http.clone()));
+        tracing::warn!("{warning}");
+        eprintln!("WARNING: {warning}");
     }
-    Ok((http_state, stop_http))
+    eprintln!("serving the console, the runs API, health and metrics on http://{local}");
+    let (tx, commands) = tokio::sync::mpsc::channel(64);
+    let live = orchestrator_engine::live::live_channel();
+    let role = Arc::new(orchestrator_http::role::SharedRole::default());
+    role.set(orchestrator_http::role::Role::Writer);
+    let max_input = crate::input::DEFAULT_MAX_INPUT_BYTES;
+    let api = Arc::new(orchestrator_http::api::ApiState {
+        store: store.clone(),
+        commands: tx,
+        config: config.clone(),
+        max_input_bytes: max_input,
+        max_object_bytes: orchestrator_core::graph::DEFAULT_MAX_OBJECT_BYTES,
+        role,
+        tokens: Arc::new(orchestrator_http::auth::ApiTokens::default()),
+        budget: orchestrator_http::api_body::SubmitBudget::new(
+            orchestrator_http::api_body::DEFAULT_SUBMIT_MEMORY_BYTES,
+            max_input,
+        ),
+        schedule,
+        live: Some(live.clone()),
+    });
+    tokio::spawn(serve(listener, state.clone(), Some(api), stop.clone()));
+    Ok(EmbeddedHttp {
+        state,
+        stop,
+        commands: Some(commands),
+        live: Some(live),
+    })
 }
 
 /// Tasks of the in-process workers.

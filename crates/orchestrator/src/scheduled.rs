@@ -4,7 +4,7 @@
 //! included) continues where it stood: no tick started twice, none lost.
 
 use crate::app_error::AppError;
-use crate::embedded::{EmbeddedWorkers, serve_health, spawn_workers};
+use crate::embedded::{EmbeddedWorkers, serve_http, spawn_workers};
 use crate::writer_lease;
 use chrono::{DateTime, Utc};
 use orchestrator_bus::{Bus, MemoryBus};
@@ -64,12 +64,22 @@ async fn drive(
     let metrics = Arc::new(Metrics::new()?);
     orchestrator_platform::process_metrics::register(metrics.registry())
         .map_err(orchestrator_engine::metrics::MetricsError::from)?;
-    let (http_state, stop_http) = serve_health(run.http.as_deref(), &metrics).await?;
+    let http = serve_http(
+        run.http.as_deref(),
+        &metrics,
+        &store,
+        &run.config,
+        Some(run.settings),
+    )
+    .await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
     let workers = spawn_workers(&run.workers, fastrand::u64(..), &bus, &stop_workers)?;
     let b: Arc<dyn Bus> = bus.clone();
     let mut engine = Engine::new(b, store.clone(), metrics);
+    if let Some(live) = http.live.clone() {
+        engine = engine.with_live(live);
+    }
     engine.stop_retrying_on(stop.clone());
     // The runs a stop (or a kill) left unfinished go on; attempts in flight go out again.
     for header in store.runs().await? {
@@ -116,15 +126,17 @@ async fn drive(
         config: run.config.clone(),
         source_hash,
     });
-    http_state.ready.store(true, Ordering::Relaxed);
-    let driven = engine.drive_with(stop, DriveOptions::server(), None).await;
+    http.state.ready.store(true, Ordering::Relaxed);
+    let driven = engine
+        .drive_with(stop, DriveOptions::server(), http.commands)
+        .await;
     stop_workers.cancel();
     for w in workers {
         if let Ok(Err(e)) = w.await {
             tracing::error!(error = %e, "worker stopped with an error");
         }
     }
-    stop_http.cancel();
+    http.stop.cancel();
     bus.close();
     driven?;
     eprintln!("stopped; runs under way continue at the next start");

@@ -78,6 +78,8 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     let listener = listen(&server).await?;
     // A standby (another orchestrator holds the writer lease) is alive but not ready.
     let role = Arc::new(SharedRole::default());
+    // Stored changes, for the console's live view.
+    let live = orchestrator_engine::live::live_channel();
     // Commands of the runs API wait here until the engine drives.
     let (command_tx, commands) = tokio::sync::mpsc::channel(64);
     let api = Arc::new(ApiState {
@@ -90,12 +92,15 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
         tokens: server.tokens.clone(),
         budget: SubmitBudget::new(server.submit_memory_bytes, server.max_input_bytes),
         schedule: server.schedule,
+        live: Some(live.clone()),
     });
     let probes =
         health::health_router(readiness(&server, &store, &role), render(&server, &metrics));
     tokio::spawn(health::serve(
         listener,
-        probes.merge(api_router(api)),
+        probes
+            .merge(api_router(api))
+            .merge(orchestrator_http::console::console_router()),
         shutdown.clone(),
     ));
 
@@ -125,7 +130,7 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
         lost.clone(),
     ));
     let bus: Arc<dyn Bus> = server.bus.clone();
-    let mut engine = Engine::new(bus, store.clone(), metrics);
+    let mut engine = Engine::new(bus, store.clone(), metrics).with_live(live);
     engine.stop_retrying_on(shutdown.clone());
     let result = drive(&server, store.clone(), engine, commands, &role, shutdown).await;
     hand_back(&*store, lost.load(Ordering::Relaxed), result).await

@@ -3,6 +3,7 @@
 //! good fed back to its runs.
 
 use super::{Engine, EngineError, Outbox};
+use crate::live::LiveUpdate;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use orchestrator_bus::retry;
 use orchestrator_core::scheduler::Event;
@@ -52,13 +53,27 @@ impl Engine {
     /// took), then publishes: a Ready event is never out before its record is stored. What the
     /// bus refuses for good fails its object, in a turn of its own that follows at once.
     pub(super) async fn commit(&mut self, mut out: Outbox) -> Result<(), EngineError> {
+        let followed = self
+            .live
+            .as_ref()
+            .filter(|l| l.receiver_count() > 0)
+            .cloned();
         loop {
+            let mut updates = Vec::new();
             for id in std::mem::take(&mut out.touched) {
                 if let Some(delta) = self.runs.get_mut(&id).and_then(|run| run.take_delta()) {
+                    if followed.is_some() {
+                        updates.push(std::sync::Arc::new(LiveUpdate::of(&delta)));
+                    }
                     Transition::from_delta(delta, &mut out.tx);
                 }
             }
             let refused = self.commit_one(out).await?;
+            if let Some(live) = &followed {
+                for update in updates {
+                    let _ = live.send(update); // nobody left following: nothing to tell
+                }
+            }
             if refused.is_empty() {
                 return Ok(());
             }

@@ -83,6 +83,8 @@ pub struct Engine {
     schedule: Option<EngineSchedule>,
     /// Ready events waiting for another run's attempt of the same object (see `shared_work`).
     held_back: shared_work::HeldBack,
+    /// Where stored changes go for the console, if anyone follows them.
+    live: Option<crate::live::LiveSender>,
 }
 
 type Consumers = (
@@ -113,7 +115,14 @@ impl Engine {
             results_per_turn: BATCH,
             schedule: None,
             held_back: Vec::new(),
+            live: None,
         }
+    }
+
+    /// Sends each stored change of a run to `live` (the console's live view).
+    pub fn with_live(mut self, live: crate::live::LiveSender) -> Engine {
+        self.live = Some(live);
+        self
     }
 
     /// Reads time from `clock` (tests: [`crate::clock::TokioClock`] on paused time).

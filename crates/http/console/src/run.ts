@@ -1,0 +1,196 @@
+// A run's page: its graph by zone and level coloured by state and kept live, search by id or
+// name, filters by state and zone (with the matching objects listed), an object's panel
+// (definition, attempts, reasons and output, the blocking ancestor) and the buttons to retry an
+// object, rerun the failures and cancel the run.
+
+import { ApiError, follow, getJson, getText, post } from "./api";
+import { clear, el, say } from "./dom";
+import { GraphCanvas } from "./graph";
+import {
+  COLORS,
+  GraphNode,
+  GraphView,
+  LiveObject,
+  ObjectDetail,
+  RunHeader,
+  STATES,
+  ZONES,
+  countsByState,
+  duration,
+  since,
+} from "./model";
+
+const LISTED = 200;
+
+export async function showRun(root: HTMLElement, runId: string, signal: AbortSignal): Promise<void> {
+  const base = `/api/runs/${encodeURIComponent(runId)}`;
+  const title = el("h1", {}, "Run ", el("code", {}, runId));
+  const status = el("span", { id: "run-status", class: "status" });
+  const legend = el("div", { id: "legend", class: "legend" });
+  const search = el("input", { id: "search", type: "search", placeholder: "id or name" });
+  const stateFilter = el("select", { id: "state-filter" }, el("option", { value: "" }, "every state"), ...STATES.map((s) => el("option", { value: s }, s.replace("_", " "))));
+  const zoneFilter = el("select", { id: "zone-filter" }, el("option", { value: "" }, "every zone"), ...ZONES.map((z) => el("option", { value: z }, z)));
+  const rerun = el("button", { id: "rerun", type: "button" }, "Rerun failures");
+  const cancel = el("button", { id: "cancel", type: "button" }, "Cancel run");
+  const canvas = el("canvas", { id: "graph" });
+  const matches = el("div", { id: "matches" });
+  const panel = el("aside", { id: "panel" }, el("p", { class: "hint" }, "Click an object, or search for one."));
+  root.append(
+    title,
+    el("div", { class: "toolbar" }, status, legend),
+    el("div", { class: "toolbar" }, search, stateFilter, zoneFilter, rerun, cancel),
+    el("div", { class: "run-body" }, el("div", { class: "graph-wrap" }, canvas, matches), panel),
+  );
+
+  let shown: number | null = null;
+  const graph = new GraphCanvas(canvas, (id) => void openObject(id));
+
+  const renderHeader = (h: RunHeader): void => {
+    status.textContent = h.status;
+    status.className = `status ${h.status}`;
+    status.dataset.status = h.status;
+    const counts = countsByState(h);
+    clear(legend);
+    for (const s of STATES) {
+      if (!counts[s] && !["loaded", "failed", "running"].includes(s)) continue;
+      legend.append(
+        el(
+          "button",
+          { type: "button", class: "chip", "data-state": s, "data-count": String(counts[s]), onclick: () => { stateFilter.value = s; applyFilter(); } },
+          el("span", { class: "swatch", style: `background:${COLORS[s]}` }),
+          `${s.replace("_", " ")} ${counts[s]}`,
+        ),
+      );
+    }
+    cancel.disabled = h.status === "finished";
+    rerun.disabled = h.status !== "finished" || counts.failed + counts.upstream_failed + counts.cancelled === 0;
+  };
+
+  const matcher = (): ((n: GraphNode) => boolean) | null => {
+    const q = search.value.trim().toLowerCase();
+    const st = stateFilter.value;
+    const z = zoneFilter.value;
+    if (!q && !st && !z) return null;
+    return (n) =>
+      (!st || n.state === st) &&
+      (!z || n.zone === z) &&
+      (!q || String(n.id).startsWith(q) || n.name.toLowerCase().includes(q));
+  };
+
+  const applyFilter = (): void => {
+    const match = matcher();
+    graph.filter(match);
+    clear(matches);
+    if (!match) return;
+    const found = graph.nodes().filter(match);
+    const table = el("table", { class: "matches" }, el("thead", {}, el("tr", {}, el("th", {}, "id"), el("th", {}, "name"), el("th", {}, "zone"), el("th", {}, "state"), el("th", {}, "attempt"))));
+    const body = el("tbody", {});
+    for (const n of found.slice(0, LISTED)) {
+      body.append(
+        el(
+          "tr",
+          { "data-object": String(n.id), "data-state": n.state, onclick: () => void openObject(n.id) },
+          el("td", {}, n.id),
+          el("td", {}, n.name),
+          el("td", {}, n.zone),
+          el("td", { class: `state ${n.state}` }, n.state),
+          el("td", { class: "num" }, n.attempt),
+        ),
+      );
+    }
+    table.append(body);
+    matches.append(el("p", { class: "hint" }, `${found.length} objects${found.length > LISTED ? `, the first ${LISTED} listed` : ""}`), table);
+    if (found.length === 1 && search.value.trim()) void openObject(found[0].id);
+  };
+  for (const input of [search, stateFilter, zoneFilter]) input.addEventListener("input", applyFilter);
+
+  const act = async (what: () => Promise<unknown>, done: string): Promise<void> => {
+    try {
+      await what();
+      say(done);
+    } catch (e) {
+      say(e instanceof Error ? e.message : String(e), true);
+    }
+  };
+  rerun.addEventListener("click", () => void act(() => post(`${base}/rerun`), "failures run again"));
+  cancel.addEventListener("click", () => {
+    if (confirm(`Cancel run ${runId}? Its attempts in flight are stopped.`)) void act(() => post(`${base}/cancel`), "cancelling");
+  });
+
+  async function openObject(id: number): Promise<void> {
+    shown = id;
+    graph.select(id);
+    let detail: ObjectDetail;
+    try {
+      detail = await getJson<ObjectDetail>(`${base}/objects/${id}`);
+    } catch (e) {
+      say(e instanceof ApiError ? e.message : String(e), true);
+      return;
+    }
+    if (shown !== id) return;
+    clear(panel);
+    const link = (oid: number): HTMLElement => el("a", { href: "#", "data-object": String(oid), onclick: (e: Event) => { e.preventDefault(); void openObject(oid); } }, oid);
+    const retry = el("button", { id: "retry", type: "button", onclick: () => void act(async () => { await post(`${base}/objects/${id}/retry`); await openObject(id); }, `object ${id} runs again`) }, "Retry");
+    const canRetry = ["failed", "upstream_failed", "cancelled"].includes(detail.state);
+    const attempts = el("tbody", {});
+    for (const a of detail.attempts) {
+      const out = el("pre", { class: "output", "data-attempt": String(a.attempt) });
+      const show = el("button", { type: "button", class: "show-output", "data-attempt": String(a.attempt), onclick: async () => { out.textContent = await getText(`${base}/objects/${id}/attempts/${a.attempt}/output`) || "(no output)"; } }, `output (${a.output_bytes} B)`);
+      attempts.append(
+        el("tr", { "data-attempt": String(a.attempt) }, el("td", {}, a.attempt), el("td", { class: `outcome ${a.outcome}` }, a.outcome), el("td", {}, a.worker ?? ""), el("td", { class: "num" }, duration(a.duration_ms)), el("td", {}, since(a.ended_ms)), el("td", { class: "reason" }, a.reason || a.info || ""), el("td", {}, show)),
+        el("tr", {}, el("td", { colspan: "7" }, out)),
+      );
+    }
+    panel.append(
+      el("h2", {}, `${detail.id} `, el("span", { class: "name" }, detail.name)),
+      el("p", {}, detail.zone, " · ", el("span", { id: "object-state", class: `state ${detail.state}`, "data-state": detail.state }, detail.state), ` · attempt ${detail.attempt}`, " ", canRetry ? retry : null),
+      detail.blocked_by ? el("p", { class: "blocked" }, "blocked by failed ancestor ", link(detail.blocked_by)) : "",
+      el("p", {}, "parents: ", ...detail.parents.slice(0, 50).flatMap((p) => [link(p), " "])),
+      el("p", {}, "children: ", ...detail.children.slice(0, 50).flatMap((c) => [link(c), " "]), detail.children.length > 50 ? `… (${detail.children.length})` : ""),
+      el("h3", {}, "Attempts"),
+      detail.attempts.length
+        ? el("table", { class: "attempts" }, el("thead", {}, el("tr", {}, ...["#", "outcome", "worker", "took", "ended", "reason or info", ""].map((h) => el("th", {}, h)))), attempts)
+        : el("p", { class: "hint" }, "No attempt has ended."),
+      el("h3", {}, "Definition"),
+      el("pre", { class: "definition" }, JSON.stringify(detail.definition, null, 2)),
+    );
+  }
+
+  const loadGraph = async (): Promise<void> => {
+    const [header, view] = await Promise.all([getJson<RunHeader>(base), getJson<GraphView>(`${base}/graph`)]);
+    renderHeader(header);
+    graph.load(view.nodes, view.edges);
+    applyFilter();
+  };
+  await loadGraph();
+  requestAnimationFrame(() => {
+    document.body.dataset.firstRenderMs = performance.now().toFixed(0);
+  });
+  let refreshList: number | undefined;
+  void follow(
+    `/api/events?run=${encodeURIComponent(runId)}`,
+    (name, data) => {
+      if (name === "resync") return void loadGraph();
+      if (name === "run") return;
+      if (name !== "objects") return;
+      const started = performance.now();
+      const update = JSON.parse(data) as { run: RunHeader; objects: LiveObject[] };
+      for (const o of update.objects) graph.setState(o.id, o.state, o.attempt);
+      renderHeader(update.run);
+      graph.redraw();
+      if (matcher()) {
+        clearTimeout(refreshList);
+        refreshList = window.setTimeout(applyFilter, 250);
+      }
+      if (shown !== null && update.objects.some((o) => o.id === shown)) void openObject(shown);
+      requestAnimationFrame(() => {
+        document.body.dataset.lastUpdateMs = (performance.now() - started).toFixed(1);
+        document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
+      });
+    },
+    (up) => say(up ? "live" : "reconnecting…", !up),
+    signal,
+  );
+}
+
+
