@@ -48,6 +48,10 @@ fi
 
 # promtool checks the alert rules of deploy/prometheus and runs their cases.
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
+# Headless Chromium and its WebDriver run the web console's browser tests.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    apt_install chromium chromium-driver
+fi
 
 step "format"
 cargo fmt --all -- --check

@@ -66,7 +66,8 @@ export class GraphCanvas {
       let bandHeight = 0;
       for (const level of [...levels.keys()].sort((a, b) => a - b)) {
         const group = levels.get(level)!.sort((a, b) => a.id - b.id);
-        const rows = Math.max(1, Math.ceil(Math.sqrt(group.length * 2)));
+        // Blocks three times as wide as tall: the bands fill a screen-shaped view.
+        const rows = Math.max(1, Math.ceil(Math.sqrt(group.length / 3)));
         const cols = Math.ceil(group.length / rows);
         group.forEach((node, i) => {
           const p = { node, x: x + Math.floor(i / rows) * CELL, y: y + (i % rows) * CELL };

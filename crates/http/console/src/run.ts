@@ -45,22 +45,30 @@ export async function showRun(root: HTMLElement, runId: string, signal: AbortSig
   let shown: number | null = null;
   const graph = new GraphCanvas(canvas, (id) => void openObject(id));
 
+  // Chips and listed rows are made once and updated in place: what the user is about to click
+  // never goes from under the pointer when a live update comes.
+  const chips = new Map<string, HTMLButtonElement>();
   const renderHeader = (h: RunHeader): void => {
     status.textContent = h.status;
     status.className = `status ${h.status}`;
     status.dataset.status = h.status;
     const counts = countsByState(h);
-    clear(legend);
     for (const s of STATES) {
-      if (!counts[s] && !["loaded", "failed", "running"].includes(s)) continue;
-      legend.append(
-        el(
+      let chip = chips.get(s);
+      if (!chip) {
+        const label = el("span", {});
+        chip = el(
           "button",
-          { type: "button", class: "chip", "data-state": s, "data-count": String(counts[s]), onclick: () => { stateFilter.value = s; applyFilter(); } },
+          { type: "button", class: "chip", "data-state": s, onclick: () => { stateFilter.value = s; applyFilter(); } },
           el("span", { class: "swatch", style: `background:${COLORS[s]}` }),
-          `${s.replace("_", " ")} ${counts[s]}`,
-        ),
-      );
+          label,
+        );
+        chips.set(s, chip);
+        legend.append(chip);
+      }
+      chip.dataset.count = String(counts[s]);
+      chip.lastElementChild!.textContent = `${s.replace("_", " ")} ${counts[s]}`;
+      chip.hidden = !counts[s] && !["loaded", "failed", "running"].includes(s);
     }
     cancel.disabled = h.status === "finished";
     rerun.disabled = h.status !== "finished" || counts.failed + counts.upstream_failed + counts.cancelled === 0;
@@ -77,32 +85,55 @@ export async function showRun(root: HTMLElement, runId: string, signal: AbortSig
       (!q || String(n.id).startsWith(q) || n.name.toLowerCase().includes(q));
   };
 
+  let listed: number[] = [];
+  const listBody = el("tbody", {});
+  const listNote = el("p", { class: "hint" });
+  const listTable = el("table", { class: "matches" }, el("thead", {}, el("tr", {}, ...["id", "name", "zone", "state", "attempt"].map((h) => el("th", {}, h)))), listBody);
   const applyFilter = (): void => {
     const match = matcher();
     graph.filter(match);
-    clear(matches);
-    if (!match) return;
-    const found = graph.nodes().filter(match);
-    const table = el("table", { class: "matches" }, el("thead", {}, el("tr", {}, el("th", {}, "id"), el("th", {}, "name"), el("th", {}, "zone"), el("th", {}, "state"), el("th", {}, "attempt"))));
-    const body = el("tbody", {});
-    for (const n of found.slice(0, LISTED)) {
-      body.append(
-        el(
-          "tr",
-          { "data-object": String(n.id), "data-state": n.state, onclick: () => void openObject(n.id) },
-          el("td", {}, n.id),
-          el("td", {}, n.name),
-          el("td", {}, n.zone),
-          el("td", { class: `state ${n.state}` }, n.state),
-          el("td", { class: "num" }, n.attempt),
-        ),
-      );
+    if (!match) {
+      clear(matches);
+      listed = [];
+      return;
     }
-    table.append(body);
-    matches.append(el("p", { class: "hint" }, `${found.length} objects${found.length > LISTED ? `, the first ${LISTED} listed` : ""}`), table);
-    if (found.length === 1 && search.value.trim()) void openObject(found[0].id);
+    const found = graph.nodes().filter(match);
+    const shownNow = found.slice(0, LISTED);
+    const same = shownNow.length === listed.length && shownNow.every((n, i) => n.id === listed[i]);
+    if (!same) {
+      clear(listBody);
+      for (const n of shownNow) {
+        listBody.append(
+          el(
+            "tr",
+            { "data-object": String(n.id), onclick: () => void openObject(n.id) },
+            el("td", {}, n.id),
+            el("td", {}, n.name),
+            el("td", {}, n.zone),
+            el("td", {}),
+            el("td", { class: "num" }),
+          ),
+        );
+      }
+      listed = shownNow.map((n) => n.id);
+    }
+    shownNow.forEach((n, i) => {
+      const row = listBody.children[i] as HTMLTableRowElement;
+      row.dataset.state = n.state;
+      row.children[3].className = `state ${n.state}`;
+      row.children[3].textContent = n.state;
+      row.children[4].textContent = String(n.attempt);
+    });
+    listNote.textContent = `${found.length} objects${found.length > LISTED ? `, the first ${LISTED} listed` : ""}`;
+    if (!matches.firstChild) matches.append(listNote, listTable);
   };
-  for (const input of [search, stateFilter, zoneFilter]) input.addEventListener("input", applyFilter);
+  for (const input of [search, stateFilter, zoneFilter]) {
+    input.addEventListener("input", () => {
+      applyFilter();
+      // A search that finds one object opens it.
+      if (search.value.trim() && listed.length === 1) void openObject(listed[0]);
+    });
+  }
 
   const act = async (what: () => Promise<unknown>, done: string): Promise<void> => {
     try {
@@ -157,8 +188,11 @@ export async function showRun(root: HTMLElement, runId: string, signal: AbortSig
   }
 
   const loadGraph = async (): Promise<void> => {
-    const [header, view] = await Promise.all([getJson<RunHeader>(base), getJson<GraphView>(`${base}/graph`)]);
-    renderHeader(header);
+    const [page, view] = await Promise.all([
+      getJson<{ run: RunHeader }>(`${base}?limit=1`),
+      getJson<GraphView>(`${base}/graph`),
+    ]);
+    renderHeader(page.run);
     graph.load(view.nodes, view.edges);
     applyFilter();
   };

@@ -26,25 +26,38 @@ export async function showRuns(root: HTMLElement, signal: AbortSignal): Promise<
     ),
   );
   const rows = new Map<string, HTMLTableRowElement>();
+  // A run's row is made once and its cells updated in place, so that a link being clicked
+  // never goes from under the pointer.
   const render = (h: RunHeader): void => {
+    let row = rows.get(h.run_id);
+    if (!row) {
+      row = el(
+        "tr",
+        { "data-run": h.run_id },
+        el("td", {}, el("a", { href: `/runs/${encodeURIComponent(h.run_id)}` }, h.run_id)),
+        ...Array.from({ length: 7 }, () => el("td", {})),
+      );
+      body.prepend(row);
+      rows.set(h.run_id, row);
+    }
     const c = countsByState(h);
     const end = h.status === "finished" ? h.updated_ms : Date.now();
-    const row = el(
-      "tr",
-      { "data-run": h.run_id, "data-status": h.status },
-      el("td", {}, el("a", { href: `/runs/${encodeURIComponent(h.run_id)}` }, h.run_id)),
-      el("td", { class: `status ${h.status}` }, h.status),
-      el("td", { class: "num" }, c.loaded),
-      el("td", { class: "num" }, c.failed + c.upstream_failed),
-      el("td", { class: "num" }, h.objects),
-      el("td", {}, since(h.created_ms)),
-      el("td", { class: "num" }, duration(Math.max(0, end - h.created_ms))),
-      el("td", { class: "source" }, h.source),
-    );
-    const old = rows.get(h.run_id);
-    if (old) old.replaceWith(row);
-    else body.prepend(row);
-    rows.set(h.run_id, row);
+    const cells = row.children;
+    row.dataset.status = h.status;
+    cells[1].className = `status ${h.status}`;
+    cells[1].textContent = h.status;
+    const values: [number, string, string][] = [
+      [2, String(c.loaded), "num"],
+      [3, String(c.failed + c.upstream_failed), "num"],
+      [4, String(h.objects), "num"],
+      [5, since(h.created_ms), ""],
+      [6, duration(Math.max(0, end - h.created_ms)), "num"],
+      [7, h.source, "source"],
+    ];
+    for (const [i, text, cls] of values) {
+      cells[i].textContent = text;
+      cells[i].className = cls;
+    }
   };
   const load = async (): Promise<void> => {
     const list = await getJson<RunList>("/api/runs?limit=100");
