@@ -358,7 +358,7 @@ fn health_and_metrics_are_served_while_running() {
         );
         if let Some(a) = line
             .trim()
-            .strip_prefix("serving health and metrics on http://")
+            .strip_prefix("serving the console, the runs API, health and metrics on http://")
         {
             break a.to_string();
         }

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     pub leases_expired: IntCounterVec,
     pub in_flight: IntGaugeVec,
+    /// Of those in flight, the ones a worker said it started (the rest wait on the bus or for
+    /// a free worker).
+    pub running: IntGaugeVec,
     pub waiting: IntGaugeVec,
     pub dispatch_to_result: HistogramVec,
     /// Dispatch to result, less the handler's time: broker hops and waiting for a worker.
@@ -236,6 +239,11 @@ impl Metrics {
                 "orchestrator_objects_in_flight",
                 "Objects dispatched and not yet answered.",
             )?,
+            running: gauge(
+                &registry,
+                "orchestrator_objects_running",
+                "Objects in flight that a worker said it started (dispatched and not started: in flight less these).",
+            )?,
             waiting: gauge(
                 &registry,
                 "orchestrator_objects_waiting",
@@ -264,6 +272,7 @@ impl Metrics {
             self.dead_letters.with_label_values(&l);
             self.in_flight.with_label_values(&l);
             self.waiting.with_label_values(&l);
+            self.running.with_label_values(&l);
             self.schedule_stale.with_label_values(&l);
             self.schedule_lag.with_label_values(&l);
             self.leases_expired.with_label_values(&l);

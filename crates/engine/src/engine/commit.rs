@@ -136,17 +136,16 @@ impl Engine {
             }
         }
         for z in Zone::ALL {
-            let (in_flight, waiting) = self.runs.values().fold((0i64, 0i64), |(f, w), run| {
-                (f + i64::from(run.in_flight(z)), w + run.waiting(z) as i64)
-            });
-            self.metrics
-                .in_flight
-                .with_label_values(&[z.as_str()])
-                .set(in_flight);
-            self.metrics
-                .waiting
-                .with_label_values(&[z.as_str()])
-                .set(waiting);
+            let (mut in_flight, mut waiting, mut running) = (0i64, 0i64, 0i64);
+            for run in self.runs.values() {
+                in_flight += i64::from(run.in_flight(z));
+                waiting += run.waiting(z) as i64;
+                running += run.counts().zone(z).running as i64;
+            }
+            let l = [z.as_str()];
+            self.metrics.in_flight.with_label_values(&l).set(in_flight);
+            self.metrics.waiting.with_label_values(&l).set(waiting);
+            self.metrics.running.with_label_values(&l).set(running);
         }
         Ok(failures)
     }
