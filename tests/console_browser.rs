@@ -19,14 +19,28 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// chromedriver in a process group of its own, killed with every browser it started (a test
+/// that fails leaves none behind).
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
 /// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser() -> (Proc, Client) {
+async fn browser() -> (Driver, Client) {
+    use std::os::unix::process::CommandExt;
     let port = services::free_port();
-    let driver = Proc(
+    let driver = Driver(
         Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver (tools/test.sh installs Debian's chromium-driver)"),
     );
@@ -52,6 +66,19 @@ async fn browser() -> (Proc, Client) {
             }
         }
     }
+}
+
+/// Waits for the element `css` names, then clicks it.
+async fn click(client: &Client, css: &str) {
+    let element = client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    element
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
 }
 
 /// Evaluates `script` (a function body returning a value) until `done` holds of its result.
@@ -172,12 +199,7 @@ fn a_run_changes_live_and_a_failed_object_shows_its_output_and_loads_on_retry() 
     in_browser(|client| async move {
         // The runs list shows the run; its link opens the run's page.
         client.goto(&format!("{address}/")).await.unwrap();
-        let link = client
-            .wait()
-            .for_element(Locator::Css("tr[data-run] a"))
-            .await
-            .unwrap();
-        link.click().await.unwrap();
+        click(&client, "tr[data-run] a").await;
         client
             .wait()
             .for_element(Locator::Css("#legend"))
@@ -204,19 +226,8 @@ fn a_run_changes_live_and_a_failed_object_shows_its_output_and_loads_on_retry() 
             v.as_i64().unwrap_or(0) >= 1
         })
         .await;
-        client
-            .find(Locator::Css("#legend [data-state=failed]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let row = client
-            .wait()
-            .for_element(Locator::Css("#matches tr[data-object='2002']"))
-            .await
-            .unwrap();
-        row.click().await.unwrap();
+        click(&client, "#legend [data-state=failed]").await;
+        click(&client, "#matches tr[data-object='2002']").await;
         let state = client
             .wait()
             .for_element(Locator::Css("#object-state"))
@@ -226,14 +237,7 @@ fn a_run_changes_live_and_a_failed_object_shows_its_output_and_loads_on_retry() 
             state.attr("data-state").await.unwrap().as_deref(),
             Some("failed")
         );
-        client
-            .wait()
-            .for_element(Locator::Css(".show-output[data-attempt='1']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, ".show-output[data-attempt='1']").await;
         let output = wait_for(
         &client,
         "the attempt's output",
@@ -246,13 +250,7 @@ fn a_run_changes_live_and_a_failed_object_shows_its_output_and_loads_on_retry() 
         assert!(output.contains("working on 2002"), "{output}");
         // Retry: it loads (the panel follows the object live).
         std::fs::remove_file(&marker).unwrap();
-        client
-            .find(Locator::Css("#retry"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#retry").await;
         wait_for(
             &client,
             "2002 to load after its retry",
@@ -293,13 +291,7 @@ fn behind_api_tokens_the_console_asks_for_one() {
         )
         .await;
         input.send_keys("not-the-token-at-all").await.unwrap();
-        client
-            .find(Locator::Css("#token-ok"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#token-ok").await;
         wait_for(
             &client,
             "the dialog again",
@@ -309,19 +301,8 @@ fn behind_api_tokens_the_console_asks_for_one() {
         .await;
         let input = client.find(Locator::Css("#token-input")).await.unwrap();
         input.send_keys(token).await.unwrap();
-        client
-            .find(Locator::Css("#token-ok"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let link = client
-            .wait()
-            .for_element(Locator::Css("tr[data-run] a"))
-            .await
-            .unwrap();
-        link.click().await.unwrap();
+        click(&client, "#token-ok").await;
+        click(&client, "tr[data-run] a").await;
         // The run's page reads with the token too, live: every object loads.
         wait_for(
             &client,

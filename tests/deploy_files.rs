@@ -6,26 +6,15 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/files.rs"]
+mod files;
 
 use common::*;
+use files::{read, root, yaml};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use yaml_rust2::{Yaml, YamlLoader};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn yaml(path: &str) -> Yaml {
-    YamlLoader::load_from_str(&read(path))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .remove(0)
-}
+use yaml_rust2::Yaml;
 
 /// The workspace binary `name` (built next to `orchestrator`).
 fn binary(name: &str) -> PathBuf {

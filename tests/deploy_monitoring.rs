@@ -7,30 +7,17 @@
 mod cluster;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/files.rs"]
+mod files;
 #[path = "common/services.rs"]
 mod services;
 
 use cluster::{Cluster, http_status};
+use files::{read, root, yaml};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use yaml_rust2::{Yaml, YamlLoader};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn yaml(path: &str) -> Yaml {
-    YamlLoader::load_from_str(&read(path))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .remove(0)
-}
 
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool")

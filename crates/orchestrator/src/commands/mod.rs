@@ -7,6 +7,7 @@ mod object_report;
 mod plan;
 mod run;
 mod run_scheduled;
+mod run_setup;
 mod schedule;
 mod serve;
 mod status;

@@ -5,15 +5,13 @@ use super::load_or_report;
 use crate::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
 use orchestrator::cli::RunArgs;
-use orchestrator::embedded::{EmbeddedOutcome, EmbeddedRun, EmbeddedWorkers, run_embedded};
+use orchestrator::embedded::{EmbeddedOutcome, EmbeddedRun, run_embedded};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::RunOptions;
 use orchestrator_protocol::{ObjectId, Zone};
-use orchestrator_store::{AttemptRecord, StoreSettings, state_dir_url};
+use orchestrator_store::{AttemptRecord, StoreSettings};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker_runtime::HandlerSet;
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (mut graph, warnings) = match load_or_report(&args.input) {
@@ -31,26 +29,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         (args.state_dir.is_some() || args.store.is_some()).then(|| graph.rebase_on_compact());
     let run_graph = Arc::new(RunGraph::new(&graph, &selection));
     drop(graph);
-    let handlers = match HandlerSet::new(args.handler.clone(), &args.zone_handlers) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_INVALID);
-        }
+    let (workers, config) = match super::run_setup::workers_and_config(&args) {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
     };
-    let default_in_flight = (args.max_workers.max(1) as u32).saturating_mul(4);
-    let config = match args.scheduler.config(default_in_flight) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let store_url = match (&args.store, &args.state_dir) {
-        (Some(url), _) => url.clone(),
-        (None, Some(dir)) => state_dir_url(dir),
-        (None, None) => "memory://".to_string(),
-    };
+    let store_url = super::run_setup::store_url(&args).unwrap_or_else(|| "memory://".to_string());
     if args.resume && store_url.starts_with("memory") {
         eprintln!("error: --resume needs a state directory (--state-dir DIR) to resume from");
         return Ok(EXIT_INVALID);
@@ -65,13 +48,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             missing_parents: args.input.missing_parents.into(),
         },
         seed: args.seed,
-        workers: EmbeddedWorkers {
-            handlers,
-            max_workers: args.max_workers,
-            heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
-            task_timeout: args.task_timeout_seconds.map(Duration::from_secs),
-            output_bytes: args.attempt_output_bytes as usize,
-        },
+        workers,
         config,
         store_url,
         store_settings: StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds),

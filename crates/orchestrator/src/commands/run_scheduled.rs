@@ -5,14 +5,11 @@
 use crate::{EXIT_INVALID, EXIT_OK};
 use anyhow::Context;
 use orchestrator::cli::RunArgs;
-use orchestrator::embedded::EmbeddedWorkers;
 use orchestrator::input::read_limited;
 use orchestrator::scheduled::{ScheduledRun, run_scheduled};
 use orchestrator_engine::open_schedule::ScheduleSettings;
-use orchestrator_store::{StoreSettings, state_dir_url};
-use std::time::Duration;
+use orchestrator_store::StoreSettings;
 use tokio_util::sync::CancellationToken;
-use worker_runtime::HandlerSet;
 
 pub fn run_scheduled_mode(args: RunArgs) -> anyhow::Result<i32> {
     let refuse = |why: &str| {
@@ -29,14 +26,10 @@ pub fn run_scheduled_mode(args: RunArgs) -> anyhow::Result<i32> {
             "--schedule runs the objects due at each tick: leave out --target and --zone (pause objects through the API instead)",
         );
     }
-    let store_url = match (&args.store, &args.state_dir) {
-        (Some(url), _) => url.clone(),
-        (None, Some(dir)) => state_dir_url(dir),
-        (None, None) => {
-            return refuse(
-                "--schedule needs --state-dir DIR (or --store URL): the ticks started and each object's latest load must survive a restart",
-            );
-        }
+    let Some(store_url) = super::run_setup::store_url(&args) else {
+        return refuse(
+            "--schedule needs --state-dir DIR (or --store URL): the ticks started and each object's latest load must survive a restart",
+        );
     };
     let (zone, catchup) = match args.schedule.read() {
         Ok(z) => z,
@@ -52,14 +45,9 @@ pub fn run_scheduled_mode(args: RunArgs) -> anyhow::Result<i32> {
         Ok(t) => t,
         Err(e) => return refuse(&e.to_string()),
     };
-    let handlers = match HandlerSet::new(args.handler.clone(), &args.zone_handlers) {
-        Ok(h) => h,
-        Err(e) => return refuse(&e.to_string()),
-    };
-    let default_in_flight = (args.max_workers.max(1) as u32).saturating_mul(4);
-    let config = match args.scheduler.config(default_in_flight) {
-        Ok(c) => c,
-        Err(e) => return refuse(&e.to_string()),
+    let (workers, config) = match super::run_setup::workers_and_config(&args) {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
     };
     let run = ScheduledRun {
         text,
@@ -70,13 +58,7 @@ pub fn run_scheduled_mode(args: RunArgs) -> anyhow::Result<i32> {
             missing_parents: args.input.missing_parents.into(),
             max_object_bytes: args.input.max_object_bytes,
         },
-        workers: EmbeddedWorkers {
-            handlers,
-            max_workers: args.max_workers,
-            heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
-            task_timeout: args.task_timeout_seconds.map(Duration::from_secs),
-            output_bytes: args.attempt_output_bytes as usize,
-        },
+        workers,
         config,
         store_url,
         store_settings: StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds),
