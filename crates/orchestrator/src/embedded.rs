@@ -19,7 +19,7 @@ use orchestrator_http::embedded::{HttpState, serve};
 use orchestrator_protocol::{ObjectId, Zone};
 use orchestrator_store::{AttemptRecord, StateStore, StoreSettings, open_store_with};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use worker_runtime::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
@@ -86,19 +86,11 @@ pub async fn run_embedded(
 ) -> Result<EmbeddedOutcome, AppError> {
     let store = open_store_with(&run.store_url, &run.store_settings).await?;
     // A store others can share (Redis): write only while holding the writer lease, as `serve`.
-    let holder = writer_lease::writer_id();
-    let wait = Duration::from_millis(RUN_WRITER_LEASE_MS + 1_000);
-    writer_lease::claim(&*store, &holder, RUN_WRITER_LEASE_MS, wait).await?;
-    let lease_lost = Arc::new(AtomicBool::new(false));
-    let keeper = tokio::spawn(writer_lease::keep_lease(
-        store.clone(),
-        RUN_WRITER_LEASE_MS,
-        interrupt.clone(),
-        lease_lost.clone(),
-    ));
-    let outcome = drive(run, store.clone(), interrupt).await;
-    keeper.abort();
-    writer_lease::hand_back(&*store, lease_lost.load(Ordering::Relaxed), outcome).await
+    let stop = interrupt.clone();
+    writer_lease::as_writer(store, RUN_WRITER_LEASE_MS, stop, |store| {
+        drive(run, store, interrupt)
+    })
+    .await
 }
 
 /// The run itself, once the store is this process's.

@@ -18,8 +18,7 @@ use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, op
 use orchestrator_engine::{DriveOptions, Engine, EngineSchedule};
 use orchestrator_store::{StateStore, StoreSettings, open_store_with};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 /// The writer lease of a scheduled process on a shared store (as `run`'s).
@@ -41,19 +40,11 @@ pub struct ScheduledRun {
 /// Runs the schedule until `stop`; the runs under way then continue at the next start.
 pub async fn run_scheduled(run: ScheduledRun, stop: CancellationToken) -> Result<(), AppError> {
     let store = open_store_with(&run.store_url, &run.store_settings).await?;
-    let holder = writer_lease::writer_id();
-    let wait = Duration::from_millis(WRITER_LEASE_MS + 1_000);
-    writer_lease::claim(&*store, &holder, WRITER_LEASE_MS, wait).await?;
-    let lease_lost = Arc::new(AtomicBool::new(false));
-    let keeper = tokio::spawn(writer_lease::keep_lease(
-        store.clone(),
-        WRITER_LEASE_MS,
-        stop.clone(),
-        lease_lost.clone(),
-    ));
-    let outcome = drive(run, store.clone(), stop).await;
-    keeper.abort();
-    writer_lease::hand_back(&*store, lease_lost.load(Ordering::Relaxed), outcome).await
+    let lease_stop = stop.clone();
+    writer_lease::as_writer(store, WRITER_LEASE_MS, lease_stop, |store| {
+        drive(run, store, stop)
+    })
+    .await
 }
 
 async fn drive(

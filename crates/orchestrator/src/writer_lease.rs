@@ -85,6 +85,32 @@ pub async fn become_writer(
     }
 }
 
+/// Runs `work` on `store` as its one writer, as the one-process modes (`run`, `run --schedule`)
+/// do on a store others may share: claims the lease (waiting up to a term and a second for a
+/// killed holder's to run out), renews it while `work` runs, and hands it back after.
+pub async fn as_writer<T, F>(
+    store: Arc<dyn StateStore>,
+    lease_ms: u64,
+    stop: CancellationToken,
+    work: impl FnOnce(Arc<dyn StateStore>) -> F,
+) -> Result<T, AppError>
+where
+    F: std::future::Future<Output = Result<T, AppError>>,
+{
+    let wait = Duration::from_millis(lease_ms + 1_000);
+    claim(&*store, &writer_id(), lease_ms, wait).await?;
+    let lost = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(keep_lease(store.clone(), lease_ms, stop, lost.clone()));
+    let outcome = work(store.clone()).await;
+    keeper.abort();
+    hand_back(
+        &*store,
+        lost.load(std::sync::atomic::Ordering::Relaxed),
+        outcome,
+    )
+    .await
+}
+
 /// Renews the lease a few times per term; when it is lost (taken over, or not renewed within its
 /// term), stops everything.
 pub async fn keep_lease(
