@@ -7,10 +7,11 @@ use chrono::TimeZone;
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::schedule::{Catchup, parse_zone};
+use orchestrator_core::scheduler::InFlightOnRestore;
 use orchestrator_core::scheduler::{ObjectState, SchedulerConfig};
 use orchestrator_engine::clock::{Clock, TokioClock};
 use orchestrator_engine::metrics::Metrics;
-use orchestrator_engine::open::{Submission, open_new};
+use orchestrator_engine::open::{Submission, open_new, open_stored};
 use orchestrator_engine::open_schedule::{ScheduleSettings, open_timetable};
 use orchestrator_engine::{DriveOptions, Engine, EngineCommand, EngineSchedule};
 use orchestrator_protocol::{ObjectId, ReadyEvent, ResultEvent, RunId, Zone};
@@ -94,7 +95,7 @@ async fn engine_until(
     clock: Arc<TokioClock>,
     seen: &Arc<Mutex<Seen>>,
     until_ms: u64,
-) -> Engine {
+) -> (Engine, Arc<Metrics>) {
     engine_with(store, clock, seen, until_ms, None).await
 }
 
@@ -104,7 +105,7 @@ async fn engine_with(
     seen: &Arc<Mutex<Seen>>,
     until_ms: u64,
     commands: Option<tokio::sync::mpsc::Receiver<EngineCommand>>,
-) -> Engine {
+) -> (Engine, Arc<Metrics>) {
     let bus = Arc::new(MemoryBus::new());
     let stop = CancellationToken::new();
     let workers: Vec<_> = Zone::ALL
@@ -121,11 +122,20 @@ async fn engine_with(
         .collect();
     let b: Arc<dyn Bus> = bus.clone();
     let metrics = Arc::new(Metrics::new().unwrap());
-    let mut engine = Engine::new(b, store.clone(), metrics).with_clock(clock.clone());
+    let mut engine = Engine::new(b, store.clone(), metrics.clone()).with_clock(clock.clone());
+    let config = SchedulerConfig::default();
+    // What a stop left unfinished goes on (as `serve` and `run --schedule` do at start).
+    for header in store.runs().await.unwrap() {
+        if header.status.is_unfinished() {
+            let run = open_stored(&**store, header, &config, InFlightOnRestore::Resend)
+                .await
+                .unwrap();
+            engine.add_run(run, None, |_, _, _| {}).await.unwrap();
+        }
+    }
     let (timetable, _) = open_timetable(&**store, CATALOG.into(), &settings(), clock.now_ms())
         .await
         .unwrap();
-    let config = SchedulerConfig::default();
     engine.set_schedule(EngineSchedule {
         timetable,
         config,
@@ -150,7 +160,7 @@ async fn engine_with(
     for w in workers {
         w.await.unwrap();
     }
-    engine
+    (engine, metrics)
 }
 
 #[tokio::test(start_paused = true)]
@@ -158,7 +168,13 @@ async fn ticks_start_runs_and_an_object_in_flight_is_never_started_by_another_ru
     let store: Arc<dyn StateStore> = open_store("memory://", None).unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let clock = Arc::new(TokioClock::starting_at(at(6, 2, 0)));
-    let engine = engine_until(&store, clock.clone(), &seen, at(6, 17, 30)).await;
+    let (engine, metrics) = engine_until(&store, clock.clone(), &seen, at(6, 17, 30)).await;
+    // The freshness gauges follow the loads: 1001 loaded at 06:17, after its 06:15 tick.
+    let text = metrics.render();
+    assert!(
+        text.contains("orchestrator_schedule_stale_objects{zone=\"1-Raw\"} 0"),
+        "{text}"
+    );
 
     let runs: Vec<String> = store
         .runs()
@@ -283,7 +299,7 @@ async fn a_run_submitted_through_the_api_waits_for_the_schedules_attempt_in_flig
         tokio::time::sleep(Duration::from_millis(60 * MINUTE)).await;
         drop(tx);
     });
-    let engine = engine_with(&store, clock, &seen, at(6, 9, 30), Some(rx)).await;
+    let (engine, _) = engine_with(&store, clock, &seen, at(6, 9, 30), Some(rx)).await;
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(seen.twice_at_once.is_empty(), "{:?}", seen.twice_at_once);
     let raw: Vec<String> = seen
@@ -316,4 +332,32 @@ async fn a_run_submitted_through_the_api_waits_for_the_schedules_attempt_in_flig
             .as_deref(),
         Some("run tick-20261130-060000")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_an_object_in_flight_in_two_runs_still_goes_out_once() {
+    let store: Arc<dyn StateStore> = open_store("memory://", None).unwrap();
+    // Stopped at 06:07: the 06:00 run's 1001 in flight, the 06:05 run's held back for it.
+    let first = Arc::new(Mutex::new(Seen::default()));
+    let clock = Arc::new(TokioClock::starting_at(at(6, 2, 0)));
+    engine_until(&store, clock, &first, at(6, 7, 0)).await;
+    let first = std::mem::take(&mut *first.lock().unwrap());
+    let raw = |seen: &Seen| seen.ready.iter().filter(|(_, id, _)| id.0 == 1001).count();
+    assert_eq!(raw(&first), 1, "{:?}", first.ready);
+    // Restarted at once: both runs go on; 1001's attempt goes out again for one of them only
+    // (the other holds back again), and the 06:10 tick's waits for it too.
+    let second = Arc::new(Mutex::new(Seen::default()));
+    let clock = Arc::new(TokioClock::starting_at(at(6, 7, 0)));
+    let (engine, _) = engine_until(&store, clock, &second, at(6, 14, 30)).await;
+    let second = std::mem::take(&mut *second.lock().unwrap());
+    assert!(
+        second.twice_at_once.is_empty(),
+        "{:?}",
+        second.twice_at_once
+    );
+    assert_eq!(raw(&second), 1, "{:?}", second.ready);
+    for run in ["tick-20261130-060000", "tick-20261130-060500"] {
+        let run = engine.run(&RunId::new(run)).unwrap();
+        assert!(run.is_finished(), "{:?}", run.header().status);
+    }
 }

@@ -85,6 +85,9 @@ pub struct Engine {
     held_back: shared_work::HeldBack,
     /// Where stored changes go for the console, if anyone follows them.
     live: Option<crate::live::LiveSender>,
+    /// When the schedule's freshness gauges were last computed (they follow loads at most
+    /// every few seconds: a pass over the catalog).
+    freshness_observed_ms: u64,
 }
 
 type Consumers = (
@@ -116,6 +119,7 @@ impl Engine {
             schedule: None,
             held_back: Vec::new(),
             live: None,
+            freshness_observed_ms: 0,
         }
     }
 

@@ -22,6 +22,9 @@ pub struct EngineSchedule {
     pub source_hash: String,
 }
 
+/// The freshness gauges follow loads at most this often.
+const FRESHNESS_EVERY_MS: u64 = 5_000;
+
 /// What a trigger started, or why it started nothing.
 pub type TriggerAnswer = Result<RunId, TriggerError>;
 
@@ -138,8 +141,15 @@ impl Engine {
     /// An object loaded: the timetable counts it at once (the catalog in the store is written
     /// when its run finishes).
     pub(super) fn schedule_loaded(&mut self, id: ObjectId) {
+        let now = self.clock.now_ms();
         if let Some(s) = self.schedule.as_mut() {
-            s.timetable.loaded(id, self.clock.now_ms());
+            s.timetable.loaded(id, now);
+        }
+        if now >= self.freshness_observed_ms + FRESHNESS_EVERY_MS
+            && let Some(s) = self.schedule.take()
+        {
+            self.observe_freshness(&s.timetable, now);
+            self.schedule = Some(s);
         }
     }
 
@@ -178,7 +188,8 @@ impl Engine {
         }
     }
 
-    fn observe_freshness(&self, timetable: &Timetable, now: u64) {
+    fn observe_freshness(&mut self, timetable: &Timetable, now: u64) {
+        self.freshness_observed_ms = now;
         let zones = timetable.freshness(now);
         for z in Zone::ALL {
             let (stale, lag_ms) = zones[z.index()];
