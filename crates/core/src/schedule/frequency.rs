@@ -46,15 +46,26 @@ impl Frequency {
     /// Across a daylight-saving change, croner gives the local times that exist: a skipped
     /// hour's tick falls at the change, a repeated hour ticks once.
     pub fn latest_tick(&self, now_ms: u64, zone: ScheduleZone) -> Option<u64> {
-        let now = zone.timestamp_millis_opt(now_ms as i64).single()?;
+        let now = zone.timestamp_millis_opt(whole_second(now_ms)).single()?;
         let tick = self.cron.find_previous_occurrence(&now, true).ok()?;
-        u64::try_from(tick.timestamp_millis()).ok()
+        u64::try_from(tick.timestamp_millis())
+            .ok()
+            .map(|t| t - t % 1000)
     }
 
     /// Its first tick after `now_ms` in `zone`.
     pub fn next_tick(&self, now_ms: u64, zone: ScheduleZone) -> Option<u64> {
-        let now = zone.timestamp_millis_opt(now_ms as i64).single()?;
+        let now = zone.timestamp_millis_opt(whole_second(now_ms)).single()?;
         let tick = self.cron.find_next_occurrence(&now, false).ok()?;
-        u64::try_from(tick.timestamp_millis()).ok()
+        u64::try_from(tick.timestamp_millis())
+            .ok()
+            .map(|t| t - t % 1000)
     }
+}
+
+/// `ms` without its milliseconds: croner keeps the fraction of the moment it starts from, so a
+/// tick found from 12:37:00.318 would be 12:37:00.318, and the same tick found later another
+/// moment: ticks are whole minutes, and compared as such (a stored tick is never started again).
+fn whole_second(ms: u64) -> i64 {
+    (ms - ms % 1000) as i64
 }

@@ -77,6 +77,23 @@ fn ticks_follow_the_zone_across_daylight_saving_changes() {
 }
 
 #[test]
+fn ticks_are_whole_minutes_whatever_the_moment_they_are_found_from() {
+    let hourly = parse_frequency("0 * * * *").unwrap_or_else(|e| panic!("{e}"));
+    let tick = at(utc(), 2026, 11, 30, 12, 0);
+    for ms in [0, 318, 999] {
+        let now = at(utc(), 2026, 11, 30, 12, 37) + ms;
+        assert_eq!(hourly.latest_tick(now, utc()), Some(tick), "{ms}");
+        assert_eq!(hourly.next_tick(now, utc()), Some(tick + HOUR), "{ms}");
+        assert_eq!(hourly.latest_tick(tick + ms, utc()), Some(tick), "{ms}");
+        assert_eq!(
+            hourly.next_tick(tick + ms, utc()),
+            Some(tick + HOUR),
+            "{ms}"
+        );
+    }
+}
+
+#[test]
 fn last_run_is_read_in_every_form_and_bad_ones_are_warnings() {
     let now = at(utc(), 2026, 11, 30, 12, 0);
     let read = |t: &str| parse_last_run(t, utc(), now);

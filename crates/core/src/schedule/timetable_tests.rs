@@ -75,6 +75,12 @@ fn missed_ticks_make_one_run_at_start_up_and_a_started_tick_never_starts_again()
     );
     // The next wake is the next tick after the stored one.
     assert_eq!(again.next_wake(now), Some(at(7, 0)));
+    // Nor when the restart's moment has more milliseconds than the one it was found at.
+    let mut later = timetable(Catchup::Once, t.state().clone(), now + 900, at(2, 10));
+    assert!(
+        later.tick(now + 900).is_none(),
+        "the same tick, found at another moment"
+    );
 }
 
 #[test]
