@@ -156,6 +156,18 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// Asks the engine: `command` carries the reply channel; the engine gone (stopping) is 503.
+pub(crate) async fn ask<T>(
+    state: &ApiState,
+    command: impl FnOnce(oneshot::Sender<T>) -> EngineCommand,
+) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    if state.commands.send(command(reply)).await.is_err() {
+        return Err(ApiError::engine_gone());
+    }
+    answer.await.map_err(|_| ApiError::engine_gone())
+}
+
 pub(crate) fn engine_gone() -> Response {
     ApiError::engine_gone().into_response()
 }
@@ -249,19 +261,15 @@ async fn submit(
         "warnings": prepared.warnings.iter().take(MAX_LISTED_PROBLEMS).collect::<Vec<_>>(),
         "warning_count": prepared.warnings.len(),
     });
-    let (reply, answer) = oneshot::channel();
-    let command = EngineCommand::Submit {
+    let command = |reply| EngineCommand::Submit {
         run: Box::new(prepared.run),
         objects: prepared.objects,
         reply,
     };
-    if state.commands.send(command).await.is_err() {
-        return engine_gone();
-    }
-    match answer.await {
+    match ask(&state, command).await {
         Ok(Ok(())) => (StatusCode::CREATED, Json(body)).into_response(),
         Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
-        Err(_) => engine_gone(),
+        Err(gone) => gone.into_response(),
     }
 }
 
@@ -326,17 +334,9 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
-    let (reply, answer) = oneshot::channel();
-    if state
-        .commands
-        .send(EngineCommand::Runs { reply })
-        .await
-        .is_err()
-    {
-        return engine_gone();
-    }
-    let Ok(live) = answer.await else {
-        return engine_gone();
+    let live = match ask(&state, |reply| EngineCommand::Runs { reply }).await {
+        Ok(live) => live,
+        Err(gone) => return gone.into_response(),
     };
     let mut runs: BTreeMap<RunId, RunHeader> =
         stored.into_iter().map(|m| (m.run_id.clone(), m)).collect();
@@ -382,19 +382,15 @@ async fn inspect(
     Query(query): Query<ObjectQuery>,
 ) -> Response {
     let run = RunId::new(id.as_str());
-    let (reply, answer) = oneshot::channel();
-    let command = EngineCommand::Inspect {
+    let command = |reply| EngineCommand::Inspect {
         run: run.clone(),
         query: query.clone(),
         reply,
     };
-    if state.commands.send(command).await.is_err() {
-        return engine_gone();
-    }
-    match answer.await {
+    match ask(&state, command).await {
         Ok(Some(view)) => return Json(view).into_response(),
         Ok(None) => {}
-        Err(_) => return engine_gone(),
+        Err(gone) => return gone.into_response(),
     }
     // Not held: finished (or not continued by this process); read the store.
     let meta = match state.store.run(&run).await {
@@ -422,15 +418,11 @@ async fn inspect(
     ))]
 async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     let run = RunId::new(id.as_str());
-    let (reply, answer) = oneshot::channel();
-    let command = EngineCommand::Cancel {
+    let command = |reply| EngineCommand::Cancel {
         run: run.clone(),
         reply,
     };
-    if state.commands.send(command).await.is_err() {
-        return engine_gone();
-    }
-    match answer.await {
+    match ask(&state, command).await {
         Ok(true) => {
             let body = Accepted {
                 run_id: run.to_string(),
@@ -440,7 +432,7 @@ async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> R
             return (StatusCode::ACCEPTED, Json(body)).into_response();
         }
         Ok(false) => {}
-        Err(_) => return engine_gone(),
+        Err(gone) => return gone.into_response(),
     }
     match state.store.run(&run).await {
         Ok(meta) => match meta {

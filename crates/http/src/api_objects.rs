@@ -4,7 +4,7 @@
 //! (`POST /api/runs/{id}/rerun`, `POST /api/runs/{id}/objects/{oid}/retry`). A run the engine
 //! holds is read as it stands; any other is opened from the store.
 
-use crate::api::{ApiError, ApiState, engine_gone, error};
+use crate::api::{ApiError, ApiState, ask, engine_gone, error};
 use crate::openapi::{Accepted, ChangeRefusals, ErrorBody, ReadRefusals};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -261,20 +261,16 @@ pub(crate) async fn retry(
 /// store and asks again with it.
 async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Response {
     let mut stored: Option<Run> = None;
-    for ask in 0..2 {
-        let (reply, answer) = oneshot::channel();
-        let command = EngineCommand::Rerun {
+    for round in 0..2 {
+        let command = |reply| EngineCommand::Rerun {
             run: run.clone(),
             object,
             stored: stored.take().map(Box::new),
             reply,
         };
-        if state.commands.send(command).await.is_err() {
-            return engine_gone();
-        }
-        let answer = match answer.await {
+        let answer = match ask(state, command).await {
             Ok(a) => a,
-            Err(_) => return engine_gone(),
+            Err(gone) => return gone.into_response(),
         };
         match answer {
             RerunAnswer::Done { reset } => {
@@ -285,7 +281,7 @@ async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Respon
                 };
                 return (StatusCode::ACCEPTED, Json(body)).into_response();
             }
-            RerunAnswer::NotHeld if ask == 0 => match open_from_store(state, &run).await {
+            RerunAnswer::NotHeld if round == 0 => match open_from_store(state, &run).await {
                 Ok(r) => stored = Some(r),
                 Err(refused) => return refused.into_response(),
             },

@@ -3,7 +3,7 @@
 //! (`POST /api/objects/{id}/trigger`), and pausing or resuming the whole schedule or one object
 //! (`POST /api/schedule/pause|resume`, `POST /api/objects/{id}/pause|resume`).
 
-use crate::api::{ApiError, ApiState};
+use crate::api::{ApiError, ApiState, ask};
 use crate::api_body::read_body;
 use crate::api_objects::object_id;
 use crate::openapi::InvalidObjects;
@@ -24,7 +24,6 @@ use orchestrator_engine::{EngineCommand, PauseAnswer};
 use orchestrator_protocol::{ObjectId, Zone};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 /// Objects a page holds by default, and at most.
@@ -74,17 +73,6 @@ fn no_schedule() -> ApiError {
         StatusCode::CONFLICT,
         "this orchestrator keeps no schedule: start it with --schedule (SCHEDULE=true) and an OBJECTS_PATH catalog",
     )
-}
-
-async fn ask<T>(
-    state: &ApiState,
-    command: impl FnOnce(oneshot::Sender<T>) -> EngineCommand,
-) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    if state.commands.send(command(reply)).await.is_err() {
-        return Err(ApiError::engine_gone());
-    }
-    answer.await.map_err(|_| ApiError::engine_gone())
 }
 
 #[utoipa::path(get, path = "/api/objects", tag = "schedule",
