@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use worker_runtime::{HandlerSet, WorkerConfig, WorkerStats, run_worker};
 
-/// How long `run`'s writer lease on a shared store lasts between renewals: a run killed with
-/// kill -9 can be resumed this long after (a resume waits for it a little longer).
-const RUN_WRITER_LEASE_MS: u64 = 5_000;
+/// How long the writer lease of `run` (and `run --schedule`) on a shared store lasts between
+/// renewals: a run killed with kill -9 can be resumed this long after (a resume waits for it a
+/// little longer).
+pub(crate) const RUN_WRITER_LEASE_MS: u64 = 5_000;
 
 /// Everything an embedded run needs, its file read and checked.
 pub struct EmbeddedRun {

@@ -4,7 +4,7 @@
 //! included) continues where it stood: no tick started twice, none lost.
 
 use crate::app_error::AppError;
-use crate::embedded::{EmbeddedWorkers, serve_http, spawn_workers};
+use crate::embedded::{EmbeddedWorkers, RUN_WRITER_LEASE_MS, serve_http, spawn_workers};
 use crate::writer_lease;
 use chrono::{DateTime, Utc};
 use orchestrator_bus::{Bus, MemoryBus};
@@ -20,9 +20,6 @@ use orchestrator_store::{StateStore, StoreSettings, open_store_with};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
-
-/// The writer lease of a scheduled process on a shared store (as `run`'s).
-const WRITER_LEASE_MS: u64 = 5_000;
 
 /// What the scheduled mode runs with.
 pub struct ScheduledRun {
@@ -41,7 +38,7 @@ pub struct ScheduledRun {
 pub async fn run_scheduled(run: ScheduledRun, stop: CancellationToken) -> Result<(), AppError> {
     let store = open_store_with(&run.store_url, &run.store_settings).await?;
     let lease_stop = stop.clone();
-    writer_lease::as_writer(store, WRITER_LEASE_MS, lease_stop, |store| {
+    writer_lease::as_writer(store, RUN_WRITER_LEASE_MS, lease_stop, |store| {
         drive(run, store, stop)
     })
     .await

@@ -60,11 +60,13 @@ impl IgnoredReason {
 pub enum Action {
     /// Send a Ready event for this attempt of object `index`.
     Dispatch { index: u32, attempt: u32 },
-    /// A result was accepted; `elapsed_ms` runs from dispatch to result.
+    /// A result was accepted; `elapsed_ms` runs from dispatch to result, of which the handler
+    /// ran `task_ms` (as its worker reports it).
     ResultAccepted {
         index: u32,
         loaded: bool,
         elapsed_ms: u64,
+        task_ms: u64,
     },
     /// The attempt failed and will be retried after `delay_ms`.
     RetryScheduled {

@@ -90,7 +90,8 @@ impl Run {
         if attempt == 0 || attempt > rec.attempt || !was_sent {
             return ignore_stale(id, out);
         }
-        accept(i, true, now.saturating_sub(rec.dispatched_ms), out);
+        let elapsed_ms = now.saturating_sub(rec.dispatched_ms);
+        accept(i, true, elapsed_ms, report.duration_ms, out);
         // A late Loaded of an earlier attempt: that attempt's own dispatch time is gone.
         let dispatched_ms = if attempt == rec.attempt {
             rec.dispatched_ms
@@ -135,7 +136,8 @@ impl Run {
         if attempt.unwrap_or(rec.attempt) != rec.attempt || !rec.state.is_in_flight() {
             return ignore_stale(id, out);
         }
-        accept(i, false, now.saturating_sub(rec.dispatched_ms), out);
+        let elapsed_ms = now.saturating_sub(rec.dispatched_ms);
+        accept(i, false, elapsed_ms, report.duration_ms, out);
         self.attempts.push((
             id,
             AttemptRecord::answered(
@@ -278,10 +280,11 @@ fn ignore_stale(id: ObjectId, out: &mut Vec<Action>) {
     });
 }
 
-fn accept(index: u32, loaded: bool, elapsed_ms: u64, out: &mut Vec<Action>) {
+fn accept(index: u32, loaded: bool, elapsed_ms: u64, task_ms: u64, out: &mut Vec<Action>) {
     out.push(Action::ResultAccepted {
         index,
         loaded,
         elapsed_ms,
+        task_ms,
     });
 }

@@ -68,9 +68,6 @@ impl Engine {
                 tracing::debug!(run = %run_id, ?event, "report for an unknown run ignored");
                 continue;
             };
-            if is_result {
-                observe_wait_and_task(&self.metrics, run, &event, now);
-            }
             run.handle(event, now, &mut actions);
             self.carry_out(&run_id, &mut actions, out);
         }
@@ -94,44 +91,6 @@ impl Engine {
         }
         self.actions = actions;
     }
-}
-
-/// Splits an attempt's time from dispatch to result into the handler's time (as its worker
-/// reports it) and the rest (broker hops, waiting for a free worker), for the attempt the run
-/// has in flight.
-fn observe_wait_and_task(metrics: &crate::metrics::Metrics, run: &Run, event: &Event, now: u64) {
-    let (id, attempt, duration_ms) = match event {
-        Event::Loaded {
-            id,
-            attempt,
-            report,
-        }
-        | Event::Failed {
-            id,
-            attempt,
-            report,
-            ..
-        } => (*id, *attempt, report.duration_ms),
-        _ => return,
-    };
-    let graph = run.graph();
-    let Some(i) = graph.index_of(id) else {
-        return;
-    };
-    let record = run.record(i);
-    if !record.state.is_in_flight() || attempt.is_some_and(|a| a != record.attempt) {
-        return;
-    }
-    let elapsed = now.saturating_sub(record.dispatched_ms);
-    let zone = [graph.zone(i).as_str()];
-    metrics
-        .task_seconds
-        .with_label_values(&zone)
-        .observe(duration_ms as f64 / 1000.0);
-    metrics
-        .queue_wait
-        .with_label_values(&zone)
-        .observe(elapsed.saturating_sub(duration_ms) as f64 / 1000.0);
 }
 
 pub(super) fn tokens<T>(batch: &[Delivery<T>]) -> Vec<AckToken> {

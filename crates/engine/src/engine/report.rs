@@ -27,6 +27,7 @@ impl Engine {
                     index,
                     elapsed_ms,
                     loaded,
+                    task_ms,
                 } => {
                     let zone = graph.zone(index);
                     if loaded {
@@ -35,10 +36,20 @@ impl Engine {
                             loaded_now.push(graph.id(index));
                         }
                     }
-                    self.metrics
-                        .dispatch_to_result
-                        .with_label_values(&[zone.as_str()])
-                        .observe(elapsed_ms as f64 / 1000.0);
+                    // Dispatch to result, and that time split: the handler's, and the rest
+                    // (broker hops, waiting for a free worker).
+                    let l = [zone.as_str()];
+                    let seconds = |ms: u64| ms as f64 / 1000.0;
+                    let m = &self.metrics;
+                    m.dispatch_to_result
+                        .with_label_values(&l)
+                        .observe(seconds(elapsed_ms));
+                    m.task_seconds
+                        .with_label_values(&l)
+                        .observe(seconds(task_ms));
+                    m.queue_wait
+                        .with_label_values(&l)
+                        .observe(seconds(elapsed_ms.saturating_sub(task_ms)));
                 }
                 Action::RetryScheduled {
                     index,

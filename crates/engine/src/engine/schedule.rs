@@ -37,9 +37,8 @@ impl Engine {
                 schedule.timetable.loaded(l.id, l.at_ms);
             }
         }
-        let now = self.clock.now_ms();
-        self.observe_freshness(&schedule.timetable, now);
         self.schedule = Some(schedule);
+        self.observe_freshness(self.clock.now_ms());
     }
 
     /// When the schedule next needs the engine, if it has one.
@@ -68,10 +67,7 @@ impl Engine {
         if let Some(tick) = tick {
             self.start_tick_run(tick, "tick", out);
         }
-        if let Some(s) = self.schedule.take() {
-            self.observe_freshness(&s.timetable, now);
-            self.schedule = Some(s);
-        }
+        self.observe_freshness(now);
     }
 
     /// Starts `id` now with its stale ancestors and followers.
@@ -122,11 +118,7 @@ impl Engine {
             replaces: schedule.source_hash.clone(),
         });
         tracing::info!(objects = n, "the schedule's catalog was replaced");
-        let now = self.clock.now_ms();
-        if let Some(s) = self.schedule.take() {
-            self.observe_freshness(&s.timetable, now);
-            self.schedule = Some(s);
-        }
+        self.observe_freshness(self.clock.now_ms());
         Some(n)
     }
 
@@ -145,11 +137,8 @@ impl Engine {
         if let Some(s) = self.schedule.as_mut() {
             s.timetable.loaded(id, now);
         }
-        if now >= self.freshness_observed_ms + FRESHNESS_EVERY_MS
-            && let Some(s) = self.schedule.take()
-        {
-            self.observe_freshness(&s.timetable, now);
-            self.schedule = Some(s);
+        if now >= self.freshness_observed_ms + FRESHNESS_EVERY_MS {
+            self.observe_freshness(now);
         }
     }
 
@@ -188,9 +177,13 @@ impl Engine {
         }
     }
 
-    fn observe_freshness(&mut self, timetable: &Timetable, now: u64) {
+    /// Sets the stale-objects and freshness-lag gauges from the schedule's catalog at `now`.
+    fn observe_freshness(&mut self, now: u64) {
+        let Some(schedule) = self.schedule.as_ref() else {
+            return;
+        };
+        let zones = schedule.timetable.freshness(now);
         self.freshness_observed_ms = now;
-        let zones = timetable.freshness(now);
         for z in Zone::ALL {
             let (stale, lag_ms) = zones[z.index()];
             let l = [z.as_str()];
