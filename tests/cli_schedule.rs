@@ -158,11 +158,12 @@ fn a_run_writes_the_catalog_the_schedule_reads() {
             .as_secs()
     };
     let started = unix();
+    // A real (if trivial) handler: a pretend load would make nothing fresh.
     let out = orchestrator(&[
         "run",
         sample.to_str().unwrap(),
         "--handler",
-        "simulate:1",
+        "command:sh -c 'cat > /dev/null'",
         "--state-dir",
         state.to_str().unwrap(),
         "--progress",
@@ -266,7 +267,20 @@ fn the_scheduled_modes_refuse_what_they_cannot_keep_running_with() {
         let err = text(&out.stderr);
         assert!(err.contains(expected), "{expected:?} not in:\n{err}");
     };
-    let run = ["run", f, "--schedule", "--state-dir", s];
+    let run = [
+        "run",
+        f,
+        "--schedule",
+        "--state-dir",
+        s,
+        "--handler",
+        "simulate",
+    ];
+    refused(
+        &["run", f, "--schedule", "--state-dir", s],
+        &[],
+        "no handler for 1-Raw, 2-Standardized, 3-Application",
+    );
     refused(
         &["run", f, "--schedule"],
         &[],

@@ -282,14 +282,17 @@ fn a_standby_serve_takes_over_when_the_writer_is_killed() {
     assert_eq!(http_status(&format!("{base2}/health/readiness")).0, 200);
 }
 
-/// The object the old worker fails once, the old way.
-const LEGACY_FAILS_ONCE: u64 = 2001;
+/// The object the old worker fails, the old way, on its first [`LEGACY_FAILURES`] attempts.
+const LEGACY_FAILS: u64 = 2001;
+const LEGACY_FAILURES: usize = 2;
 
 /// Plays one of the old system's Python workers until `stop`: reads every Ready event of the
 /// shared topic in its own group, and answers each with the old result shape only (no attempt, no
 /// Started, no heartbeats; `info` a string or null, `zone` now and then one of its own). Its
-/// first attempt of [`LEGACY_FAILS_ONCE`] fails as theirs do: a failed result on the failed and
-/// DLQ topics, never on the loaded one. Returns how many Ready events it answered.
+/// first attempts of [`LEGACY_FAILS`] fail as theirs do: a failed result on the failed and DLQ
+/// topics, never on the loaded one, published only if the object is not yet in the Redis set
+/// `{REDIS_PREFIX}:failed`, which it then joins (theirs publish a failure once ever). Returns
+/// how many Ready events it answered.
 fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -312,8 +315,13 @@ fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::Atom
             .set("bootstrap.servers", &cluster.kafka.bootstrap)
             .create()
             .unwrap();
+        let mut redis = redis::Client::open(cluster.redis.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let failed_set = format!("{}:failed", cluster.prefix);
         let mut answered = 0;
-        let mut failed_once = false;
+        let mut failures = 0;
         while !stop.load(Ordering::Relaxed) {
             let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
             else {
@@ -339,11 +347,26 @@ fn legacy_worker(cluster: &Cluster, stop: std::sync::Arc<std::sync::atomic::Atom
                 result["zone"] = serde_json::json!("Bronze");
             }
             let mut topics = vec![cluster.topic("loaded")];
-            if ready["id"] == LEGACY_FAILS_ONCE && !failed_once {
-                failed_once = true;
+            if ready["id"] == LEGACY_FAILS && failures < LEGACY_FAILURES {
+                failures += 1;
                 result["status"] = serde_json::json!("failed");
                 result["info"] = serde_json::json!("source file locked");
-                topics = vec![cluster.topic("failed"), cluster.topic("dlq")];
+                let id = ready["id"].to_string();
+                let known: bool = redis::cmd("SISMEMBER")
+                    .arg(&failed_set)
+                    .arg(&id)
+                    .query(&mut redis)
+                    .unwrap();
+                let _: i64 = redis::cmd("SADD")
+                    .arg(&failed_set)
+                    .arg(&id)
+                    .query(&mut redis)
+                    .unwrap();
+                topics = if known {
+                    Vec::new()
+                } else {
+                    vec![cluster.topic("failed"), cluster.topic("dlq")]
+                };
             }
             let result = result.to_string();
             let key = ready["id"].to_string();
@@ -375,14 +398,18 @@ fn the_old_systems_workers_keep_working_on_the_shared_ready_topic() {
         let status = cluster.wait_finished(Duration::from_secs(120));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(status["run"]["summary"]["loaded"], 9, "{status}");
-        // The old way of failing was read at once (not after the 300 s start timeout).
-        assert_eq!(status["run"]["summary"]["retries"], 1, "{status}");
+        // The old way of failing was read at once (not after the 300 s start timeout), each
+        // time: the orchestrator took 2001 out of their set of failures before sending it again.
+        assert_eq!(status["run"]["summary"]["retries"], 2, "{status}");
         worker.join().unwrap()
     });
-    assert_eq!(answered, 10, "one Ready event per object, and 2001's retry");
+    assert_eq!(
+        answered, 11,
+        "one Ready event per object, and 2001's two retries"
+    );
     // The Ready events keep the old fields and types.
     let ready = cluster.read_topic("ready");
-    assert_eq!(ready.len(), 10);
+    assert_eq!(ready.len(), 11);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -152,7 +152,7 @@ fn kill_and_resume(store: &[&str], state_dir: Option<&str>) {
         text(&out.stderr)
     );
     // Without --resume, the unfinished run is not silently replaced.
-    let mut replaced = vec!["run", file.to_str().unwrap()];
+    let mut replaced = vec!["run", file.to_str().unwrap(), "--handler", "simulate"];
     replaced.extend_from_slice(store);
     let out = orchestrator(&replaced);
     assert_eq!(out.status.code(), Some(3));

@@ -176,3 +176,102 @@ fn status_and_the_api_agree_on_every_object_and_a_run_nothing_continues_is_inter
     let listed = get(&base, "/api/runs");
     assert_eq!(listed["runs"][0]["status"], "interrupted", "{listed}");
 }
+
+/// The on-call case: a run fails an object with a real handler; `--resume --rerun-failed`
+/// without `--handler` runs the same handler again (the object fails again, exit 1), never
+/// pretend work that would count as a load.
+#[test]
+fn a_resumed_rerun_runs_the_handlers_the_run_was_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("log");
+    let handler = script(
+        dir.path(),
+        "fail.sh",
+        &format!(
+            "echo \"$ORCH_OBJECT_ID $ORCH_ATTEMPT start\" >> '{log}'\n\
+             cat > /dev/null\n\
+             if [ \"$ORCH_OBJECT_ID\" = 2003 ]; then echo 'no such table' >&2; exit 1; fi\n\
+             echo loaded-for-real",
+            log = log.display(),
+        ),
+    );
+    let handler = format!("command:{}", handler.display());
+    let sample = tools("sample-objects.json");
+    let (sample, state_dir) = (sample.to_str().unwrap(), state.to_str().unwrap());
+    let first = [sample, "--state-dir", state_dir, "--max-retries", "0"];
+    let (code, v, err) = run_json(&[&first[..], &["--handler", &handler]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(v["summary"]["failed"], 1, "{v}");
+    let (code, v, err) = run_json(&[&first[..], &["--resume", "--rerun-failed"]].concat());
+    assert_eq!(
+        code, 1,
+        "the rerun must fail again, not pretend: {err}\n{v}"
+    );
+    assert_eq!(v["summary"]["failed"], 1, "{v}");
+    assert!(err.contains("running with its handlers"), "{err}");
+    let attempts: Vec<u32> = log_lines(&log)
+        .iter()
+        .filter(|l| l.0 == 2003)
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(attempts, [1, 2], "the program ran again for the rerun");
+    let out = orchestrator(&["status", "--state-dir", state_dir, "--object", "2003"]);
+    let shown = text(&out.stdout);
+    assert!(!shown.contains("simulated"), "{shown}");
+    assert!(shown.contains("no such table"), "{shown}");
+    let status = status(&state);
+    assert_eq!(status["run"]["outcome"], "failed", "{}", status["run"]);
+}
+
+/// No handler is no run: the embedded run refuses (exit 2) and says how to choose one; a
+/// `simulate` run says so, marks its loads simulated, and they make nothing fresh.
+#[test]
+fn without_a_handler_nothing_runs_and_pretend_loads_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let sample = tools("sample-objects.json");
+    let (sample, state_dir) = (sample.to_str().unwrap(), state.to_str().unwrap());
+    let out = Command::new(bin())
+        .args(["run", sample, "--state-dir", state_dir])
+        .env_remove("HANDLER")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--handler simulate"), "{err}");
+    assert!(!state.join("state.redb").exists(), "nothing was opened");
+    // One zone given, the others not: the missing ones are named.
+    let out = orchestrator(&["run", sample, "--zone-handler", "raw=simulate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("2-Standardized, 3-Application"));
+
+    let (code, _, err) = run_json(&[sample, "--state-dir", state_dir, "--handler", "simulate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("simulate only pretends"), "{err}");
+    let out = orchestrator(&[
+        "status",
+        "--state-dir",
+        state_dir,
+        "--object",
+        "2003",
+        "--json",
+    ]);
+    let detail: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(detail["attempts"][0]["simulated"], true, "{detail}");
+    // The catalog took no pretend load: the schedule sees the sample's own Lastrun, with the
+    // store as without it.
+    let at = |store: &[&str]| {
+        let args = [
+            &["schedule", sample, "--at", "2026-11-30T09:10:00Z", "--json"],
+            store,
+        ]
+        .concat();
+        let out = orchestrator(&args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["run"].clone(), v["fresh"].clone())
+    };
+    let without = at(&[]);
+    assert!(without.0.as_array().is_some_and(|r| !r.is_empty()));
+    assert_eq!(at(&["--state-dir", state_dir]), without);
+}

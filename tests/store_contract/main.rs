@@ -216,6 +216,11 @@ async fn a_header_round_trips_with_every_field(store: &dyn StateStore) {
             targets: vec![ObjectId(3001), ObjectId(3002)],
             zone: Some(orchestrator_protocol::Zone::Standardized),
             missing_parents: MissingParents::External,
+            handlers: Some(orchestrator_core::scheduler::RunHandlers::new([
+                "command:./load.sh 'a b'".into(),
+                "simulate:0:0".into(),
+                "http:http://builder/build".into(),
+            ])),
         },
         counts,
     };
@@ -227,7 +232,45 @@ async fn a_header_round_trips_with_every_field(store: &dyn StateStore) {
         store.run(&header.run_id).await.unwrap(),
         Some(header.clone())
     );
-    assert_eq!(store.runs().await.unwrap(), vec![header]);
+    assert_eq!(store.runs().await.unwrap(), vec![header.clone()]);
+    // How a stored run ended reads the same from every store: finished with objects that
+    // failed is failed; cancelled with objects cancelled is cancelled; all loaded succeeded.
+    use orchestrator_store::RunOutcome;
+    let mut finished = RunHeader {
+        run_id: RunId::new("run-failed"),
+        status: RunStatus::Finished,
+        cancelled: false,
+        ..header
+    };
+    let cancelled = RunHeader {
+        run_id: RunId::new("run-cancelled"),
+        cancelled: true,
+        ..finished.clone()
+    };
+    let mut succeeded = RunHeader {
+        run_id: RunId::new("run-succeeded"),
+        ..finished.clone()
+    };
+    succeeded.counts = RunCounts::default();
+    succeeded.counts.zones[0].objects = succeeded.objects;
+    succeeded.counts.zones[0].loaded = succeeded.objects;
+    finished.updated_ms += 1;
+    store
+        .apply(&[
+            Transition::Run(Box::new(finished.clone())),
+            Transition::Run(Box::new(cancelled.clone())),
+            Transition::Run(Box::new(succeeded.clone())),
+        ])
+        .await
+        .unwrap();
+    for (id, outcome) in [
+        ("run-failed", RunOutcome::Failed),
+        ("run-cancelled", RunOutcome::Cancelled),
+        ("run-succeeded", RunOutcome::Succeeded),
+    ] {
+        let stored = store.run(&RunId::new(id)).await.unwrap().unwrap();
+        assert_eq!(stored.outcome(), outcome, "{id}");
+    }
 }
 
 async fn an_empty_store_has_no_runs(store: &dyn StateStore) {

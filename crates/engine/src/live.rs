@@ -1,8 +1,9 @@
 //! Live updates, for the web console: after each batch is stored, each run it changed (its
-//! header: status and counts) with the objects whose state changed, broadcast to whoever follows.
+//! header: status, outcome and counts) with the objects whose state changed, broadcast to whoever follows.
 //! With nobody following, nothing is built.
 
-use orchestrator_core::scheduler::{ObjectState, RunDelta, RunHeader};
+use crate::run_view::RunReport;
+use orchestrator_core::scheduler::{ObjectState, RunDelta};
 use orchestrator_protocol::ObjectId;
 use serde::Serialize;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use tokio::sync::broadcast;
 /// One run's change in one stored batch.
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveUpdate {
-    pub run: RunHeader,
+    /// The run's header with its outcome and summary, as `GET /api/runs` lists it.
+    pub run: RunReport,
     pub objects: Vec<LiveObject>,
 }
 
@@ -36,7 +38,7 @@ pub fn live_channel() -> LiveSender {
 impl LiveUpdate {
     pub fn of(delta: &RunDelta) -> LiveUpdate {
         LiveUpdate {
-            run: delta.header.clone(),
+            run: RunReport::from(delta.header.clone()),
             objects: delta
                 .records
                 .iter()

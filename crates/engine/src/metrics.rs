@@ -56,6 +56,21 @@ pub struct Metrics {
     pub schedule_lag: GaugeVec,
     /// Time to evaluate a tick.
     pub schedule_tick_seconds: Histogram,
+    /// Runs that finished, by outcome and by what started them.
+    pub runs_finished: IntCounterVec,
+}
+
+/// What started a run, for the finished-runs metric: a schedule's tick (`tick-…`), a trigger
+/// (`trigger-…`), or a submission (the API, a file).
+pub fn run_cause(run: &orchestrator_protocol::RunId) -> &'static str {
+    let id = run.as_str();
+    if id.starts_with("tick-") {
+        "tick"
+    } else if id.starts_with("trigger-") {
+        "trigger"
+    } else {
+        "submit"
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +191,12 @@ impl Metrics {
             )?,
             schedule_lag,
             schedule_tick_seconds,
+            runs_finished: counter(
+                &registry,
+                "orchestrator_runs_finished_total",
+                "Runs that finished, by outcome (succeeded, failed, cancelled) and cause (tick, trigger, submit).",
+                &["outcome", "cause"],
+            )?,
             messages_rejected: plain_counter(
                 &registry,
                 "orchestrator_messages_rejected_total",
@@ -282,6 +303,11 @@ impl Metrics {
         }
         for cause in ["tick", "trigger"] {
             self.schedule_runs.with_label_values(&[cause]);
+        }
+        for outcome in ["succeeded", "failed", "cancelled"] {
+            for cause in ["tick", "trigger", "submit"] {
+                self.runs_finished.with_label_values(&[outcome, cause]);
+            }
         }
         for reason in [
             "already_finished",

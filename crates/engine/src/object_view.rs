@@ -49,6 +49,9 @@ pub struct AttemptView {
     pub duration_ms: u64,
     /// Bytes of output kept (0: the handler wrote nothing, or its worker sends none).
     pub output_bytes: usize,
+    /// Its handler only pretended (`simulate`): no data was loaded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 impl From<&AttemptRecord> for AttemptView {
@@ -64,6 +67,7 @@ impl From<&AttemptRecord> for AttemptView {
             ended_ms: a.ended_ms,
             duration_ms: a.duration_ms,
             output_bytes: a.output().len(),
+            simulated: a.simulated,
         }
     }
 }

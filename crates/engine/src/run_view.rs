@@ -3,7 +3,7 @@
 
 use orchestrator_core::scheduler::{ObjectRecord, ObjectState, RunSummary};
 use orchestrator_protocol::ObjectId;
-use orchestrator_store::RunHeader;
+use orchestrator_store::{RunHeader, RunOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -41,6 +41,8 @@ impl Default for ObjectQuery {
 pub struct RunReport {
     #[serde(flatten)]
     pub header: RunHeader,
+    /// How it stands or ended: `running`, `succeeded`, `failed`, `cancelled`, `interrupted`.
+    pub outcome: RunOutcome,
     pub summary: RunSummary,
 }
 
@@ -48,6 +50,7 @@ impl From<RunHeader> for RunReport {
     fn from(header: RunHeader) -> Self {
         RunReport {
             summary: header.counts.summary(),
+            outcome: header.outcome(),
             header,
         }
     }
@@ -62,6 +65,9 @@ pub struct ObjectView {
     pub attempt: u32,
     pub failures: u32,
     pub retries: u32,
+    /// A failed object's reason (its dead letter's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A run with its counts and one page of its objects, ordered by id.
@@ -79,6 +85,19 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// Gives each failed object of the page its reason, from the run's dead letters.
+    pub fn with_reasons(mut self, dead_letters: &[orchestrator_store::DeadLetter]) -> RunView {
+        for o in &mut self.objects {
+            if o.state == ObjectState::Failed {
+                o.reason = dead_letters
+                    .iter()
+                    .find(|d| d.id == o.id)
+                    .map(|d| d.reason.clone());
+            }
+        }
+        self
+    }
+
     /// Builds the view: the counts are the run's own (kept with every change, read at O(1));
     /// the page comes from `records`, which must come in id order: they are read only as far
     /// as the page reaches. Objects the stored records do not name never changed: they are
@@ -110,6 +129,7 @@ impl RunView {
                 attempt: r.attempt,
                 failures: r.failures,
                 retries: r.retries,
+                reason: None,
             })
             .collect();
         RunView {

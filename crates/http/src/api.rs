@@ -3,6 +3,7 @@
 //! memory, as they stand now; finished ones from the store.
 
 use crate::api_body::{SubmitBudget, read_body};
+use crate::api_query::ApiQuery;
 use crate::auth::{ApiTokens, require_token};
 use crate::openapi::{
     Accepted, ApiDoc, ChangeRefusals, ErrorBody, InvalidObjects, ReadRefusals, RunList, Submitted,
@@ -13,7 +14,7 @@ use crate::{api_live, api_objects, api_schedule};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,7 +29,7 @@ use orchestrator_engine::open::{Submission, SubmitError, open_new};
 use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_engine::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
 use orchestrator_protocol::{ObjectId, RunId};
-use orchestrator_store::{RunHeader, RunStatus, StateStore};
+use orchestrator_store::{RunHeader, RunOutcome, RunStatus, StateStore};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -67,6 +68,8 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
     let tokens = state.tokens.clone();
     let (routes, document) = documented_routes().split_for_parts();
     routes
+        .route("/api/{*rest}", axum::routing::any(no_such_route))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |request, next: Next| {
             let role = standby_state.role.clone();
             async move {
@@ -85,6 +88,24 @@ pub fn api_router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(tokens, require_token))
         .with_state(state)
         .merge(document_router(document))
+}
+
+/// An address under `/api/` that names no route: the documented JSON body, as every refusal.
+async fn no_such_route(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("{}: no such API route (see /api/openapi.json)", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} {}: method not allowed (see /api/openapi.json)",
+            uri.path()
+        ),
+    )
 }
 
 /// The API's OpenAPI document (what `/api/openapi.json` serves).
@@ -206,7 +227,7 @@ struct SubmitQuery {
     ))]
 async fn submit(
     State(state): State<Arc<ApiState>>,
-    Query(query): Query<SubmitQuery>,
+    ApiQuery(query): ApiQuery<SubmitQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -239,7 +260,16 @@ async fn submit(
     let prepared = match prepared {
         Ok(p) => p,
         Err(SubmitError::Invalid(report)) => {
-            let problems: Vec<_> = report.sorted().into_iter().cloned().collect();
+            // Each problem as data and as `validate` prints it (`text`).
+            let problems: Vec<serde_json::Value> = report
+                .sorted()
+                .into_iter()
+                .map(|p| {
+                    let mut v = serde_json::to_value(p).unwrap_or_default();
+                    v["text"] = p.to_string().into();
+                    v
+                })
+                .collect();
             return (
                 StatusCode::BAD_REQUEST,
                 Json(json!({
@@ -301,6 +331,7 @@ fn run_options(query: &SubmitQuery) -> Result<RunOptions, String> {
         targets,
         zone: None,
         missing_parents,
+        handlers: None,
     })
 }
 
@@ -312,6 +343,7 @@ struct ListQuery {
     #[serde(default = "default_list_limit")]
     limit: usize,
     status: Option<RunStatus>,
+    outcome: Option<RunOutcome>,
 }
 
 fn default_list_limit() -> usize {
@@ -324,12 +356,16 @@ fn default_list_limit() -> usize {
         ("offset" = Option<usize>, Query, description = "Runs to skip"),
         ("limit" = Option<usize>, Query, description = "Runs to return (default 100, at most 10,000)"),
         ("status" = Option<RunStatus>, Query, description = "Only runs in this status"),
+        ("outcome" = Option<RunOutcome>, Query, description = "Only runs with this outcome (`running`, `succeeded`, `failed`, `cancelled`, `interrupted`)"),
     ),
     responses(
         (status = 200, description = "Runs, newest first", body = RunList),
         ReadRefusals,
     ))]
-async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>) -> Response {
+async fn list(
+    State(state): State<Arc<ApiState>>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Response {
     let stored = match state.store.runs().await {
         Ok(r) => r,
         Err(e) => return store_error(e),
@@ -350,6 +386,7 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
     let mut runs: Vec<RunHeader> = runs
         .into_values()
         .filter(|m| query.status.is_none_or(|s| m.status == s))
+        .filter(|m| query.outcome.is_none_or(|o| m.outcome() == o))
         .collect();
     runs.sort_by(|a, b| (b.created_ms, &b.run_id).cmp(&(a.created_ms, &a.run_id)));
     let total = runs.len();
@@ -379,7 +416,7 @@ async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>
 async fn inspect(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    Query(query): Query<ObjectQuery>,
+    ApiQuery(query): ApiQuery<ObjectQuery>,
 ) -> Response {
     let run = RunId::new(id.as_str());
     let command = |reply| EngineCommand::Inspect {
@@ -387,10 +424,15 @@ async fn inspect(
         query: query.clone(),
         reply,
     };
-    match ask(&state, command).await {
-        Ok(Some(view)) => return Json(view).into_response(),
-        Ok(None) => {}
+    let held = match ask(&state, command).await {
+        Ok(view) => view,
         Err(gone) => return gone.into_response(),
+    };
+    if let Some(view) = held {
+        return match with_reasons(&state, view).await {
+            Ok(view) => Json(view).into_response(),
+            Err(e) => e.into_response(),
+        };
     }
     // Not held: finished (or not continued by this process); read the store.
     let meta = match state.store.run(&run).await {
@@ -405,7 +447,24 @@ async fn inspect(
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
-    Json(RunView::build(meta, records.into_iter(), &query)).into_response()
+    let view = RunView::build(meta, records.into_iter(), &query);
+    match with_reasons(&state, view).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The view with each failed object's reason (read only when the page shows a failed object).
+async fn with_reasons(state: &ApiState, view: RunView) -> Result<RunView, ApiError> {
+    if !view.objects.iter().any(|o| o.state == ObjectState::Failed) {
+        return Ok(view);
+    }
+    let dead = state
+        .store
+        .dead_letters(&view.run.header.run_id)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(view.with_reasons(&dead))
 }
 
 #[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs",
@@ -428,6 +487,7 @@ async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> R
                 run_id: run.to_string(),
                 status: RunStatus::Cancelling.as_str().into(),
                 reset: None,
+                retried: None,
             };
             return (StatusCode::ACCEPTED, Json(body)).into_response();
         }

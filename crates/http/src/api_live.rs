@@ -5,8 +5,9 @@
 //! following that run.
 
 use crate::api::{ApiError, ApiState};
+use crate::api_query::ApiQuery;
 use crate::openapi::{ErrorBody, ReadRefusals};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -32,7 +33,7 @@ pub(crate) struct EventsQuery {
     ))]
 pub(crate) async fn events(
     State(state): State<Arc<ApiState>>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let live = state
         .live
@@ -64,7 +65,7 @@ pub(crate) async fn events(
 
 /// The event an update makes for a follower of `followed` (or of the runs list alone).
 fn to_event(update: &LiveUpdate, followed: Option<&RunId>) -> Option<Event> {
-    if followed == Some(&update.run.run_id) {
+    if followed == Some(&update.run.header.run_id) {
         Event::default().event("objects").json_data(update).ok()
     } else {
         Event::default().event("run").json_data(&update.run).ok()

@@ -5,9 +5,10 @@
 //! holds is read as it stands; any other is opened from the store.
 
 use crate::api::{ApiError, ApiState, ask, engine_gone, error};
+use crate::api_query::ApiQuery;
 use crate::openapi::{Accepted, ChangeRefusals, ErrorBody, ReadRefusals};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use orchestrator_core::scheduler::{InFlightOnRestore, RetryRefused, Run, RunStatus};
@@ -187,7 +188,7 @@ pub(crate) struct GraphQuery {
 pub(crate) async fn graph(
     State(state): State<Arc<ApiState>>,
     Path(run): Path<String>,
-    Query(query): Query<GraphQuery>,
+    ApiQuery(query): ApiQuery<GraphQuery>,
 ) -> Result<Response, ApiError> {
     let run = RunId::new(run.as_str());
     let dot = match query.format.as_deref() {
@@ -241,10 +242,10 @@ pub(crate) async fn rerun(State(state): State<Arc<ApiState>>, Path(run): Path<St
 #[utoipa::path(post, path = "/api/runs/{id}/objects/{oid}/retry", tag = "runs",
     params(("id" = String, Path, description = "The run's id"), ("oid" = u64, Path, description = "The object's id (IdObjet)")),
     responses(
-        (status = 202, description = "The failed object and the descendants it alone blocked run again", body = Accepted),
+        (status = 202, description = "The object runs again with the descendants it alone blocked: a failed or cancelled object itself, an upstream-failed one through the failed ancestors that block it (`retried` names them)", body = Accepted),
         (status = 400, description = "Not an object id", body = ErrorBody),
         (status = 404, description = "No such run, or no such object in it", body = ErrorBody),
-        (status = 409, description = "The object did not fail", body = ErrorBody),
+        (status = 409, description = "The object is neither failed, cancelled nor upstream-failed", body = ErrorBody),
         ChangeRefusals,
     ))]
 pub(crate) async fn retry(
@@ -273,11 +274,12 @@ async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Respon
             Err(gone) => return gone.into_response(),
         };
         match answer {
-            RerunAnswer::Done { reset } => {
+            RerunAnswer::Done { reset, retried } => {
                 let body = Accepted {
                     run_id: run.to_string(),
                     status: RunStatus::Running.as_str().into(),
                     reset: Some(reset),
+                    retried: object.map(|_| retried.iter().map(|o| o.0).collect()),
                 };
                 return (StatusCode::ACCEPTED, Json(body)).into_response();
             }

@@ -6,11 +6,12 @@
 use crate::api::{ApiError, ApiState, ask};
 use crate::api_body::read_body;
 use crate::api_objects::object_id;
+use crate::api_query::ApiQuery;
 use crate::openapi::InvalidObjects;
 use crate::openapi::{ChangeRefusals, ErrorBody, ReadRefusals};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -91,7 +92,7 @@ fn no_schedule() -> ApiError {
     ))]
 pub(crate) async fn objects(
     State(state): State<Arc<ApiState>>,
-    Query(query): Query<ObjectsQuery>,
+    ApiQuery(query): ApiQuery<ObjectsQuery>,
 ) -> Result<Json<ObjectPage>, ApiError> {
     let zone = match query.zone.as_deref() {
         None => None,

@@ -5,6 +5,7 @@ pub mod api;
 pub mod api_body;
 mod api_live;
 mod api_objects;
+mod api_query;
 mod api_schedule;
 pub mod auth;
 pub mod console;

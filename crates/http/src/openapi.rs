@@ -49,7 +49,8 @@ pub enum ChangeRefusals {
 #[derive(Serialize, ToSchema)]
 pub struct InvalidObjects {
     pub error: String,
-    /// `{"severity","index","id","field","message"}` per problem.
+    /// `{"severity","index","id","field","message","text"}` per problem (`text`: as
+    /// `orchestrator validate` prints it).
     pub problems: Vec<serde_json::Value>,
     pub listed: usize,
 }
@@ -83,6 +84,9 @@ pub struct Accepted {
     /// Objects that run again (rerun and retry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset: Option<usize>,
+    /// A retry's roots: the object asked for, or the failed ancestors that blocked it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried: Option<Vec<u64>>,
 }
 
 /// Adds the bearer-token scheme the API is closed with.

@@ -201,9 +201,11 @@ pub struct RunArgs {
     /// With --resume: run the failed and upstream-failed objects of a finished run again.
     #[arg(long, requires = "resume")]
     pub rerun_failed: bool,
-    /// Handler for every zone: simulate[:MS[:FAIL_PROB]], command:PROGRAM [ARGS...] or http:URL.
-    #[arg(long, env = "HANDLER", default_value = "simulate:200")]
-    pub handler: HandlerSpec,
+    /// Handler for every zone: simulate[:MS[:FAIL_PROB]] (pretend work, to try it out),
+    /// command:PROGRAM [ARGS...] or http:URL. Required for a new run (or --zone-handler for
+    /// each zone); a resumed run keeps the handlers it was started with unless given again.
+    #[arg(long, env = "HANDLER")]
+    pub handler: Option<HandlerSpec>,
     /// Handler for one zone: ZONE=SPEC (repeatable), e.g. application=command:./build.sh.
     #[arg(long = "zone-handler", value_name = "ZONE=SPEC")]
     pub zone_handlers: Vec<String>,
@@ -447,16 +449,38 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
+/// The states an object of a run can be in (`runs show --state`).
+pub const OBJECT_STATES: [&str; 9] = [
+    "waiting",
+    "queued",
+    "dispatched",
+    "running",
+    "retry_wait",
+    "loaded",
+    "failed",
+    "upstream_failed",
+    "cancelled",
+];
+
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// The runs, newest first.
     List {
-        /// Only runs in this status (running, cancelling, finished, interrupted).
-        #[arg(long)]
+        /// Only runs in this status.
+        #[arg(long, value_parser = ["running", "cancelling", "finished", "interrupted"])]
         status: Option<String>,
+        /// Only runs with this outcome.
+        #[arg(long, value_parser = ["running", "succeeded", "failed", "cancelled", "interrupted"])]
+        outcome: Option<String>,
     },
-    /// One run: its status, counts and summary.
-    Show { run: String },
+    /// One run: its outcome, counts and summary, and its objects in one state (failed ones by
+    /// default, each with the first line of its reason).
+    Show {
+        run: String,
+        /// List the objects in this state.
+        #[arg(long, default_value = "failed", value_parser = OBJECT_STATES)]
+        state: String,
+    },
     /// Cancels a run: nothing new is dispatched, and the attempts in flight are stopped.
     Cancel { run: String },
     /// Runs every failed, upstream-failed and cancelled object of a finished run again (new

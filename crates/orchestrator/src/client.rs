@@ -8,9 +8,14 @@ use std::time::Duration;
 pub enum ClientError {
     #[error("{url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
-    /// The API answered with an error status and its message.
+    /// The API answered with an error status and its message (`body`: the whole answer,
+    /// e.g. every problem of refused objects).
     #[error("{status}: {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        message: String,
+        body: Value,
+    },
     #[error("{url}: the answer is not the API's JSON: {source}")]
     Decode { url: String, source: reqwest::Error },
 }
@@ -22,6 +27,19 @@ impl ClientError {
             ClientError::Refused { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// The problems of refused objects, each as `validate` prints it.
+    pub fn problems(&self) -> Vec<String> {
+        let ClientError::Refused { body, .. } = self else {
+            return Vec::new();
+        };
+        body["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["text"].as_str().map(str::to_string))
+            .collect()
     }
 }
 
@@ -59,18 +77,23 @@ impl RunsClient {
         self.send(request)
     }
 
-    /// `GET /api/runs`, newest first, optionally of one status.
-    pub fn list(&self, status: Option<&str>) -> Result<Value, ClientError> {
-        let mut request = self.http.get(format!("{}/api/runs", self.base));
-        if let Some(s) = status {
-            request = request.query(&[("status", s)]);
-        }
+    /// `GET /api/runs`, newest first, optionally of one status and one outcome.
+    pub fn list(&self, filters: &[(&str, &str)]) -> Result<Value, ClientError> {
+        let request = self
+            .http
+            .get(format!("{}/api/runs", self.base))
+            .query(filters);
         self.send(request)
     }
 
-    /// `GET /api/runs/{id}`: its header, counts and summary (and a first page of objects).
-    pub fn show(&self, run: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(format!("{}/api/runs/{run}", self.base)))
+    /// `GET /api/runs/{id}`: its header, outcome, counts and summary, and a page of its
+    /// objects (only those in `state`, when given; each failed one with its reason).
+    pub fn show(&self, run: &str, state: Option<&str>) -> Result<Value, ClientError> {
+        let mut request = self.http.get(format!("{}/api/runs/{run}", self.base));
+        if let Some(state) = state {
+            request = request.query(&[("state", state), ("limit", "10000")]);
+        }
+        self.send(request)
     }
 
     /// `POST /api/runs/{id}/cancel`.
@@ -149,6 +172,7 @@ impl RunsClient {
         Err(ClientError::Refused {
             status: status.as_u16(),
             message,
+            body,
         })
     }
 }

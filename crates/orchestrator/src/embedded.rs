@@ -8,8 +8,8 @@ use crate::writer_lease;
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
-    DeadLetter, InFlightOnRestore, ObjectState, Run, RunHeader, RunOptions, RunSummary,
-    SchedulerConfig,
+    DeadLetter, InFlightOnRestore, ObjectState, Run, RunHandlers, RunHeader, RunOptions,
+    RunSummary, SchedulerConfig,
 };
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::{Metrics, MetricsError};
@@ -56,7 +56,8 @@ pub struct EmbeddedRun {
 /// The in-process workers: their handlers and how they run them.
 #[derive(Clone)]
 pub struct EmbeddedWorkers {
-    pub handlers: HandlerSet,
+    /// As the command line chose them (`None`: not given; a resumed run has its own).
+    pub handlers: Option<HandlerSet>,
     pub max_workers: usize,
     pub heartbeat: Duration,
     pub task_timeout: Option<Duration>,
@@ -104,6 +105,8 @@ async fn drive(
     if run.is_finished() && !rerun {
         return outcome(run.header().clone(), &*store, Duration::ZERO, true).await;
     }
+    let (mut run, rerun) = (run, rerun);
+    let handlers = run_handlers(&embedded.workers, &mut run)?;
     let metrics = Arc::new(Metrics::new()?);
     orchestrator_platform::process_metrics::register(metrics.registry())
         .map_err(orchestrator_engine::metrics::MetricsError::from)?;
@@ -117,7 +120,13 @@ async fn drive(
     .await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
-    let workers = spawn_workers(&embedded.workers, run.header().seed, &bus, &stop_workers)?;
+    let workers = spawn_workers(
+        &embedded.workers,
+        &handlers,
+        run.header().seed,
+        &bus,
+        &stop_workers,
+    )?;
 
     let started = Instant::now();
     let run_id = run.header().run_id.clone();
@@ -256,17 +265,61 @@ pub(crate) async fn serve_http(
 /// Tasks of the in-process workers.
 pub(crate) type WorkerTasks = Vec<tokio::task::JoinHandle<Result<(), worker_runtime::WorkerError>>>;
 
+/// The handlers a run's workers run: those given on the command line (a new run keeps them; a
+/// resumed one changes to them, which is said and logged), else those the run was started
+/// with. None at all is refused: nothing is simulated unless asked for.
+fn run_handlers(workers: &EmbeddedWorkers, run: &mut Run) -> Result<HandlerSet, AppError> {
+    let run_id = run.header().run_id.clone();
+    let stored = run.header().options.handlers.clone();
+    match (&workers.handlers, stored) {
+        (Some(given), stored) => {
+            let chosen = RunHandlers::new(given.specs());
+            if let Some(stored) = stored.filter(|s| *s != chosen) {
+                let (from, to) = (describe(&stored), describe(&chosen));
+                tracing::warn!(run = %run_id, %from, %to, "the run's handlers change");
+                eprintln!("run {run_id}: handlers change from {from} to {to}");
+            }
+            run.set_handlers(chosen);
+            Ok(given.clone())
+        }
+        (None, Some(stored)) => {
+            let specs = Zone::ALL.map(|z| stored.zone(z));
+            eprintln!(
+                "run {run_id}: running with its handlers ({})",
+                describe(&stored)
+            );
+            Ok(HandlerSet::from_specs(specs)?)
+        }
+        (None, None) => Err(AppError::Handler(worker_runtime::SpecError::Missing {
+            zones: Zone::ALL.map(Zone::as_str).join(", "),
+        })),
+    }
+}
+
+/// `1-Raw=SPEC, 2-Standardized=SPEC, 3-Application=SPEC`, or one SPEC when they are the same.
+fn describe(handlers: &RunHandlers) -> String {
+    let specs = Zone::ALL.map(|z| handlers.zone(z));
+    if specs.iter().all(|s| *s == specs[0]) {
+        return specs[0].to_string();
+    }
+    Zone::ALL
+        .iter()
+        .map(|z| format!("{}={}", z.as_str(), handlers.zone(*z)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The in-process workers of the three zones, one task each.
 pub(crate) fn spawn_workers(
     embedded: &EmbeddedWorkers,
+    handlers: &HandlerSet,
     seed: u64,
     bus: &Arc<MemoryBus>,
     stop: &CancellationToken,
 ) -> Result<WorkerTasks, AppError> {
     let mut workers = Vec::new();
     for zone in Zone::ALL {
-        let handler = embedded
-            .handlers
+        let handler = handlers
             .spec(zone)
             .build_keeping(seed, embedded.output_bytes)?;
         let mut wc = WorkerConfig::new(zone);

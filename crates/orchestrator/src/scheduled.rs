@@ -62,7 +62,20 @@ async fn drive(
     .await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
-    let workers = spawn_workers(&run.workers, fastrand::u64(..), &bus, &stop_workers)?;
+    let handlers = run.workers.handlers.clone().ok_or_else(|| {
+        AppError::Handler(worker_runtime::SpecError::Missing {
+            zones: orchestrator_protocol::Zone::ALL
+                .map(orchestrator_protocol::Zone::as_str)
+                .join(", "),
+        })
+    })?;
+    let workers = spawn_workers(
+        &run.workers,
+        &handlers,
+        fastrand::u64(..),
+        &bus,
+        &stop_workers,
+    )?;
     let b: Arc<dyn Bus> = bus.clone();
     let mut engine = Engine::new(b, store.clone(), metrics);
     if let Some(live) = http.live.clone() {

@@ -104,6 +104,14 @@ pub struct ResultEvent {
         skip_serializing_if = "String::is_empty"
     )]
     pub output: String,
+    /// The handler only pretended (`simulate`): a load that is no data, never fresh for the
+    /// schedule. Absent (false) from every real handler and from the old workers.
+    #[serde(
+        default,
+        deserialize_with = "lenient_flag",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub simulated: bool,
     #[serde(default = "schema_version")]
     pub schema_version: u32,
 }
@@ -120,6 +128,13 @@ fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Err
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     })
+}
+
+/// A flag only `true` sets: null or anything not a boolean reads as false.
+fn lenient_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?
+        .as_bool()
+        .unwrap_or(false))
 }
 
 /// Whether a failure may be retried: `true` unless the worker says `false` (null, or anything
@@ -193,6 +208,7 @@ impl ResultEvent {
             duration_ms,
             worker: worker.to_string(),
             output: String::new(),
+            simulated: false,
             schema_version: SCHEMA_VERSION,
         }
     }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 pub use orchestrator_core::schedule::ScheduleState;
 pub use orchestrator_core::scheduler::AttemptRecord;
 pub use orchestrator_core::scheduler::LatestLoad;
-pub use orchestrator_core::scheduler::{DeadLetter, RunHeader, RunStatus};
+pub use orchestrator_core::scheduler::{DeadLetter, RunHeader, RunOutcome, RunStatus};
 use orchestrator_core::scheduler::{ObjectRecord, RunDelta};
 use orchestrator_protocol::{ObjectId, RunId};
 use std::path::PathBuf;

@@ -121,9 +121,33 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// An attempt in a row of attempts: an array, `[object, attempt, outcome, dispatched_ms,
-/// started_ms, ended_ms, duration_ms, worker, reason, info, output]`, without the field names
-/// a row would repeat for every attempt.
+/// started_ms, ended_ms, duration_ms, worker, reason, info, output, simulated]`, without the
+/// field names a row would repeat for every attempt. Rows written before `simulated` existed
+/// have eleven elements, and read as not simulated.
 type AttemptRow = (
+    u64,
+    u32,
+    AttemptOutcome,
+    u64,
+    u64,
+    u64,
+    u64,
+    String,
+    String,
+    String,
+    String,
+    bool,
+);
+
+/// A stored row: of today's twelve elements, or of an older eleven.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum StoredRow {
+    Current(AttemptRow),
+    Older(OlderRow),
+}
+
+type OlderRow = (
     u64,
     u32,
     AttemptOutcome,
@@ -137,10 +161,16 @@ type AttemptRow = (
     String,
 );
 
-fn record_of(row: AttemptRow) -> AttemptRecord {
-    let (_, attempt, outcome, dispatched_ms, started_ms, ended_ms, duration_ms) =
+fn record_of(row: StoredRow) -> (u64, AttemptRecord) {
+    let row = match row {
+        StoredRow::Current(row) => row,
+        StoredRow::Older(r) => (
+            r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, false,
+        ),
+    };
+    let (object, attempt, outcome, dispatched_ms, started_ms, ended_ms, duration_ms) =
         (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
-    AttemptRecord {
+    let record = AttemptRecord {
         attempt,
         outcome,
         dispatched_ms,
@@ -154,7 +184,9 @@ fn record_of(row: AttemptRow) -> AttemptRecord {
             output: row.10,
         }
         .boxed(),
-    }
+        simulated: row.11,
+    };
+    (object, record)
 }
 
 fn encode_attempts(attempts: &[(ObjectId, AttemptRecord)]) -> Result<Vec<u8>, StoreError> {
@@ -173,6 +205,7 @@ fn encode_attempts(attempts: &[(ObjectId, AttemptRecord)]) -> Result<Vec<u8>, St
                 a.reason(),
                 a.info(),
                 a.output(),
+                a.simulated,
             )
         })
         .collect();
@@ -418,9 +451,11 @@ impl StateStore for RedbStore {
                 .map_err(|e| err(path, e))?
             {
                 let (_, v) = entry.map_err(|e| err(path, e))?;
-                let batch: Vec<AttemptRow> = decode(v.value())?;
-                for row in batch.into_iter().filter(|r| r.0 == id.0) {
-                    out.insert(row.1, record_of(row));
+                let batch: Vec<StoredRow> = decode(v.value())?;
+                for (object, record) in batch.into_iter().map(record_of) {
+                    if object == id.0 {
+                        out.insert(record.attempt, record);
+                    }
                 }
             }
             Ok(out.into_values().collect())

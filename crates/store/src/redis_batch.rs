@@ -3,8 +3,8 @@
 //! the request (no string of their own per record), so a large batch costs its request alone.
 
 use super::redis_lua::FENCED_BATCH;
-use super::{CatalogLoad, DeadLetter, RunStatus, StoreError, Transition};
-use orchestrator_core::scheduler::{AttemptRecord, ObjectRecord};
+use super::{CatalogLoad, DeadLetter, RunHeader, RunStatus, StoreError, Transition};
+use orchestrator_core::scheduler::{AttemptRecord, ObjectRecord, ObjectState};
 use orchestrator_protocol::{ObjectId, RunId};
 use std::collections::BTreeMap;
 
@@ -50,6 +50,11 @@ impl Keys<'_> {
         format!("{}:run:{}:attempts", self.0, run)
     }
     /// Each object's latest load, by any run.
+    /// The set in which the old system's Python workers remember the objects whose failure
+    /// they published (see `forget_old_workers_failures`).
+    pub(crate) fn old_workers_failed(self) -> String {
+        format!("{}:failed", self.0)
+    }
     pub(crate) fn catalog(self) -> String {
         format!("{}:catalog", self.0)
     }
@@ -181,36 +186,15 @@ pub(crate) fn write_batch(
     let mut dead: BTreeMap<String, Vec<(u64, &DeadLetter)>> = BTreeMap::new();
     let mut attempts: BTreeMap<String, Vec<(String, &AttemptRecord)>> = BTreeMap::new();
     let mut catalog: Vec<(u64, CatalogLoad)> = Vec::new();
+    let mut dispatched: Vec<u64> = Vec::new();
     let mut json = Vec::new();
     for t in batch {
         match t {
-            Transition::Run(meta) => {
-                let key = keys.run(&meta.run_id);
-                encode(&mut json, meta)?;
-                out.command(3).arg("SET").arg(&key).arg(&json[..]);
-                out.command(4)
-                    .arg("ZADD")
-                    .arg(keys.runs())
-                    .arg(meta.created_ms)
-                    .arg(meta.run_id.as_str());
-                if let (RunStatus::Finished, Some(ttl)) = (meta.status, finished_ttl) {
-                    let id = &meta.run_id;
-                    let all = [
-                        key,
-                        keys.objects(id),
-                        keys.dead(id),
-                        keys.graph(id),
-                        keys.attempts(id),
-                    ];
-                    for k in all {
-                        out.command(3)
-                            .arg("EXPIRE")
-                            .arg(k)
-                            .arg(ttl.min(i64::MAX as u64));
-                    }
-                }
-            }
+            Transition::Run(meta) => write_run(keys, finished_ttl, meta, out, &mut json)?,
             Transition::Object { run, id, record } => {
+                if record.state == ObjectState::Dispatched {
+                    dispatched.push(id.0);
+                }
                 objects
                     .entry(keys.objects(run))
                     .or_default()
@@ -279,7 +263,60 @@ pub(crate) fn write_batch(
     }
     hset(out, objects, &mut json)?;
     hset(out, dead, &mut json)?;
-    hset(out, attempts, &mut json)
+    hset(out, attempts, &mut json)?;
+    forget_old_workers_failures(keys, &dispatched, out);
+    Ok(())
+}
+
+/// A run's record, its place in the list of runs, and a finished run's time to live.
+fn write_run(
+    keys: Keys<'_>,
+    finished_ttl: Option<u64>,
+    meta: &RunHeader,
+    out: &mut Out,
+    json: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let key = keys.run(&meta.run_id);
+    encode(json, meta)?;
+    out.command(3).arg("SET").arg(&key).arg(&json[..]);
+    out.command(4)
+        .arg("ZADD")
+        .arg(keys.runs())
+        .arg(meta.created_ms)
+        .arg(meta.run_id.as_str());
+    if let (RunStatus::Finished, Some(ttl)) = (meta.status, finished_ttl) {
+        let id = &meta.run_id;
+        let all = [
+            key,
+            keys.objects(id),
+            keys.dead(id),
+            keys.graph(id),
+            keys.attempts(id),
+        ];
+        for k in all {
+            out.command(3)
+                .arg("EXPIRE")
+                .arg(k)
+                .arg(ttl.min(i64::MAX as u64));
+        }
+    }
+    Ok(())
+}
+
+/// For the old system's Python workers, when they share this Redis (same `REDIS_PREFIX`): they
+/// publish an object's failure only once ever, remembering it in the set `{prefix}:failed`,
+/// so a later failure of a retried object would never be heard of (its attempt would wait out
+/// the start timeout). Every object dispatched in this batch leaves that set before its Ready
+/// event goes out, so its next failure is published. Harmless without them: the set is absent.
+fn forget_old_workers_failures(keys: Keys<'_>, dispatched: &[u64], out: &mut Out) {
+    for chunk in dispatched.chunks(HSET_CHUNK) {
+        out.command(2 + chunk.len())
+            .arg("SREM")
+            .arg(keys.old_workers_failed());
+        for id in chunk {
+            out.arg(id.to_string());
+        }
+    }
 }
 
 /// The field of one attempt in a run's hash of attempts.

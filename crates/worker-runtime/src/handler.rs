@@ -37,6 +37,11 @@ pub trait Handler: Send + Sync {
     async fn handle(&self, task: &ReadyEvent) -> Ran;
     /// A short description for logs (`simulate:20`, `command:./load.sh`, …).
     fn describe(&self) -> String;
+    /// Whether it only pretends to load (`simulate`): its loads are marked so, in the result
+    /// and the attempt history, and never make an object fresh for the schedule.
+    fn simulates(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps the last `max` bytes of a text, on a character boundary, for failure reasons.

@@ -397,7 +397,9 @@ async fn run_one(
         Outcome::Loaded { info } => {
             stats.loaded.inc();
             tracing::debug!(run = %task.run_id, object = %task.id, attempt = task.attempt, ms, "loaded");
-            ResultEvent::loaded(task, info, ms, &config.worker_id).with_output(output)
+            let mut result = ResultEvent::loaded(task, info, ms, &config.worker_id);
+            result.simulated = handler.simulates();
+            result.with_output(output)
         }
         Outcome::Failed { reason, retryable } => {
             stats.failed.inc();

@@ -38,6 +38,10 @@ impl Handler for SimulateHandler {
         .into()
     }
 
+    fn simulates(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "simulate:{}:{}",

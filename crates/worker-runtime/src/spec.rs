@@ -22,6 +22,10 @@ pub enum SpecError {
     ZoneSyntax(String),
     #[error("{0}")]
     Zone(#[from] orchestrator_protocol::ParseZoneError),
+    #[error(
+        "no handler for {zones}: give --handler SPEC (env HANDLER) for every zone, or --zone-handler ZONE=SPEC for each (--handler simulate to try the orchestrator out with pretend work)"
+    )]
+    Missing { zones: String },
 }
 
 /// A parsed SPEC.
@@ -104,11 +108,13 @@ impl fmt::Display for HandlerSpec {
                 fail_probability,
             } => write!(f, "simulate:{ms}:{fail_probability}"),
             HandlerSpec::Command { program, args } => {
-                write!(f, "command:{program}")?;
-                for a in args {
-                    write!(f, " {a}")?;
+                // Quoted as the shell would, so that the text parses back to the same words.
+                let words =
+                    std::iter::once(program.as_str()).chain(args.iter().map(String::as_str));
+                match shlex::try_join(words) {
+                    Ok(line) => write!(f, "command:{line}"),
+                    Err(_) => write!(f, "command:{program} {}", args.join(" ")),
                 }
-                Ok(())
             }
             HandlerSpec::Http { url } => write!(f, "http:{url}"),
         }
@@ -172,6 +178,59 @@ impl HandlerSet {
             zones[zone.index()] = spec.parse()?;
         }
         Ok(HandlerSet { zones })
+    }
+
+    /// The handlers a command line chose: `default` for every zone (if given), then each
+    /// `ZONE=SPEC` override; `None` when nothing was given at all. Some zones left without a
+    /// handler is an error naming them: nothing is simulated unless asked for.
+    pub fn chosen(
+        default: Option<HandlerSpec>,
+        overrides: &[String],
+    ) -> Result<Option<HandlerSet>, SpecError> {
+        let mut zones: [Option<HandlerSpec>; 3] = [default.clone(), default.clone(), default];
+        for o in overrides {
+            let (zone, spec) = o
+                .split_once('=')
+                .ok_or_else(|| SpecError::ZoneSyntax(o.clone()))?;
+            let zone: Zone = zone.parse()?;
+            zones[zone.index()] = Some(spec.parse()?);
+        }
+        if zones.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = Zone::ALL
+            .iter()
+            .filter(|z| zones[z.index()].is_none())
+            .map(|z| z.as_str())
+            .collect();
+        match zones {
+            [Some(raw), Some(standardized), Some(application)] => Ok(Some(HandlerSet {
+                zones: [raw, standardized, application],
+            })),
+            _ => Err(SpecError::Missing {
+                zones: missing.join(", "),
+            }),
+        }
+    }
+
+    /// A run's stored handlers (one SPEC per zone), parsed again.
+    pub fn from_specs(specs: [&str; 3]) -> Result<HandlerSet, SpecError> {
+        let [raw, standardized, application] = specs;
+        Ok(HandlerSet {
+            zones: [raw.parse()?, standardized.parse()?, application.parse()?],
+        })
+    }
+
+    /// Each zone's SPEC, as a run keeps it (parses back to the same set).
+    pub fn specs(&self) -> [String; 3] {
+        self.zones.clone().map(|s| s.to_string())
+    }
+
+    /// Whether any zone only pretends (`simulate`).
+    pub fn simulates(&self) -> bool {
+        self.zones
+            .iter()
+            .any(|s| matches!(s, HandlerSpec::Simulate { .. }))
     }
 
     pub fn spec(&self, zone: Zone) -> &HandlerSpec {
@@ -243,6 +302,38 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains(reason), "{spec}: {e}");
         }
+    }
+
+    #[test]
+    fn a_spec_prints_as_it_parses() {
+        for text in [
+            "simulate:20:0.5",
+            "command:./load.sh --zone 'a b' \"c'd\"",
+            "http:http://svc:8080/load",
+        ] {
+            let spec: HandlerSpec = text.parse().unwrap_or_else(|e| panic!("{e}"));
+            let again: HandlerSpec = spec
+                .to_string()
+                .parse()
+                .unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!(again, spec, "{text}");
+        }
+    }
+
+    #[test]
+    fn nothing_chosen_is_none_and_a_zone_left_out_is_named() {
+        assert_eq!(HandlerSet::chosen(None, &[]), Ok(None));
+        let e = HandlerSet::chosen(None, &["raw=simulate".into()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("2-Standardized, 3-Application"), "{e}");
+        assert!(e.contains("--handler simulate"), "{e}");
+        let all = HandlerSet::chosen(
+            Some("command:true".parse().unwrap_or_else(|e| panic!("{e}"))),
+            &[],
+        );
+        assert!(matches!(all, Ok(Some(_))));
     }
 
     #[test]

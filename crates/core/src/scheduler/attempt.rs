@@ -62,6 +62,8 @@ pub struct AttemptReport {
     pub duration_ms: u64,
     /// The worker, a loaded attempt's note and the output.
     pub text: Option<Box<AttemptText>>,
+    /// The handler only pretended (`simulate`): a load that is no data.
+    pub simulated: bool,
 }
 
 /// One ended attempt of one object, as the store keeps it.
@@ -81,6 +83,9 @@ pub struct AttemptRecord {
     pub duration_ms: u64,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub text: Option<Box<AttemptText>>,
+    /// Its handler only pretended (`simulate`): no data was loaded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 /// An attempt's JSON, read back.
@@ -96,6 +101,8 @@ struct StoredAttempt {
     ended_ms: u64,
     #[serde(default)]
     duration_ms: u64,
+    #[serde(default)]
+    simulated: bool,
     #[serde(flatten)]
     text: AttemptText,
 }
@@ -110,6 +117,7 @@ impl From<StoredAttempt> for AttemptRecord {
             ended_ms: s.ended_ms,
             duration_ms: s.duration_ms,
             text: s.text.boxed(),
+            simulated: s.simulated,
         }
     }
 }
@@ -142,6 +150,7 @@ impl AttemptRecord {
             ended_ms,
             duration_ms: report.duration_ms,
             text,
+            simulated: report.simulated,
         }
     }
 
@@ -159,6 +168,7 @@ impl AttemptRecord {
                 ..AttemptText::default()
             }
             .boxed(),
+            simulated: false,
         }
     }
 

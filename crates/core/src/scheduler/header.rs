@@ -46,6 +46,67 @@ impl RunStatus {
     }
 }
 
+/// How a run stands or ended, as users and alerts read it: the one rule every reader uses
+/// (the API, `runs list|show`, `status`, the console and the finished-runs metric).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Not finished: running or cancelling.
+    Running,
+    /// Finished with every object loaded.
+    Succeeded,
+    /// Finished with an object that did not load (failed or upstream-failed).
+    Failed,
+    /// Finished after a user's cancel stopped some of its objects.
+    Cancelled,
+    /// Its process stopped before the end; resuming it (or a server taking it over) continues.
+    Interrupted,
+}
+
+impl RunOutcome {
+    pub const ALL: [RunOutcome; 5] = [
+        RunOutcome::Running,
+        RunOutcome::Succeeded,
+        RunOutcome::Failed,
+        RunOutcome::Cancelled,
+        RunOutcome::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// Finished (succeeded, failed or cancelled): nothing will change it but a rerun or retry.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunOutcome::Succeeded | RunOutcome::Failed | RunOutcome::Cancelled
+        )
+    }
+}
+
+impl std::str::FromStr for RunOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a run outcome: expected one of {}",
+                    RunOutcome::ALL.map(RunOutcome::as_str).join(", ")
+                )
+            })
+    }
+}
+
 /// What a run was started with, so that any process rebuilds the same run from its objects.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +120,41 @@ pub struct RunOptions {
     /// What a parent that is not in the objects means.
     #[serde(default)]
     pub missing_parents: MissingParents,
+    /// The handlers the run's in-process workers run, per zone (the embedded `run`): a resume,
+    /// rerun or takeover runs the same ones. `None` where workers of their own choose (`serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handlers: Option<RunHandlers>,
+}
+
+/// Each zone's handler SPEC (`simulate:0:0`, `command:./load.sh`, `http:…`), as a run keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHandlers {
+    #[serde(rename = "1-Raw")]
+    pub raw: String,
+    #[serde(rename = "2-Standardized")]
+    pub standardized: String,
+    #[serde(rename = "3-Application")]
+    pub application: String,
+}
+
+impl RunHandlers {
+    pub fn new(zones: [String; 3]) -> RunHandlers {
+        let [raw, standardized, application] = zones;
+        RunHandlers {
+            raw,
+            standardized,
+            application,
+        }
+    }
+
+    pub fn zone(&self, zone: Zone) -> &str {
+        match zone {
+            Zone::Raw => &self.raw,
+            Zone::Standardized => &self.standardized,
+            Zone::Application => &self.application,
+        }
+    }
 }
 
 /// The run's header, as the store keeps it.
@@ -87,6 +183,27 @@ pub struct RunHeader {
 }
 
 impl RunHeader {
+    /// How the run stands or ended: derived from its status, its cancel and its counts, so a
+    /// stored header of any age says the same to every reader.
+    pub fn outcome(&self) -> RunOutcome {
+        match self.status {
+            RunStatus::Running | RunStatus::Cancelling => RunOutcome::Running,
+            RunStatus::Interrupted => RunOutcome::Interrupted,
+            RunStatus::Finished => {
+                let sum = |f: fn(&super::counts::ZoneCounts) -> usize| -> usize {
+                    self.counts.zones.iter().map(f).sum()
+                };
+                if self.cancelled && sum(|z| z.cancelled) > 0 {
+                    RunOutcome::Cancelled
+                } else if sum(|z| z.loaded) == self.objects {
+                    RunOutcome::Succeeded
+                } else {
+                    RunOutcome::Failed
+                }
+            }
+        }
+    }
+
     /// The header of a new run; the scheduler fills in its graph's version and size.
     pub fn new(run_id: RunId, seed: u64) -> RunHeader {
         RunHeader {

@@ -1,5 +1,5 @@
-//! Running failures again: every failure of a run (rerun), or one failed object and the
-//! descendants it blocked (retry). What loaded is never touched; attempt numbers keep counting
+//! Running failures again: every failure of a run (rerun), or one object and the descendants
+//! it blocked (retry; an upstream-failed object through the failed ancestors that block it). What loaded is never touched; attempt numbers keep counting
 //! up, so every attempt keeps its own idempotency key.
 
 use super::header::RunStatus;
@@ -14,8 +14,19 @@ use std::collections::HashSet;
 pub enum RetryRefused {
     #[error("object {0} is not in this run")]
     UnknownObject(ObjectId),
-    #[error("object {id} is {state}: only a failed object can be retried")]
+    #[error(
+        "object {id} is {state}: only a failed, cancelled or upstream-failed object can be retried"
+    )]
     NotFailed { id: ObjectId, state: &'static str },
+}
+
+/// What a retry ran again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retried {
+    /// Objects that run again (the roots and the descendants they alone blocked).
+    pub reset: usize,
+    /// The objects retried as roots: the one asked for, or the failed ancestors that block it.
+    pub roots: Vec<ObjectId>,
 }
 
 impl Run {
@@ -37,19 +48,26 @@ impl Run {
         reset.len()
     }
 
-    /// Puts failed object `id` back to waiting with every upstream-failed descendant it alone
-    /// blocked (one still blocked by another failure stays as it is), and dispatches what of
-    /// them is ready. Returns how many objects run again (`id` included).
+    /// Puts object `id` back to waiting with what it takes to load it, and dispatches what of
+    /// them is ready: a failed (or cancelled) object is retried itself; an upstream-failed one
+    /// through the failed ancestors that block it. Every upstream-failed descendant that only
+    /// those blocked runs again too (one still blocked by another failure stays as it is).
+    /// Returns how many objects run again and the objects retried as roots (`id`, or its
+    /// blockers).
     pub fn retry_object(
         &mut self,
         id: ObjectId,
         now: u64,
         out: &mut Vec<Action>,
-    ) -> Result<usize, RetryRefused> {
-        let root = self.retryable(id)?;
+    ) -> Result<Retried, RetryRefused> {
+        let roots = self.retry_roots(id)?;
+        let root_set: HashSet<u32> = roots.iter().copied().collect();
         // The upstream-failed descendants reached through upstream-failed objects…
         let mut blocked: HashSet<u32> = HashSet::new();
-        let mut stack: Vec<u32> = self.graph.children(root).to_vec();
+        let mut stack: Vec<u32> = roots
+            .iter()
+            .flat_map(|&r| self.graph.children(r).iter().copied())
+            .collect();
         while let Some(c) = stack.pop() {
             if self.records[c as usize].state == ObjectState::UpstreamFailed && blocked.insert(c) {
                 stack.extend_from_slice(self.graph.children(c));
@@ -62,7 +80,7 @@ impl Run {
                 .copied()
                 .filter(|&c| {
                     self.graph.parents(c).iter().any(|&p| {
-                        p != root
+                        !root_set.contains(&p)
                             && match self.records[p as usize].state {
                                 ObjectState::Failed | ObjectState::Cancelled => true,
                                 ObjectState::UpstreamFailed => !blocked.contains(&p),
@@ -78,22 +96,57 @@ impl Run {
                 blocked.remove(&c);
             }
         }
-        let mut reset: Vec<u32> = std::iter::once(root).chain(blocked).collect();
+        let mut reset: Vec<u32> = roots.iter().copied().chain(blocked).collect();
         reset.sort_unstable();
-        self.letters.retain(|l| l.id != id);
-        self.letters_removed.push(id);
+        let retried: Vec<ObjectId> = roots.iter().map(|&r| self.graph.id(r)).collect();
+        for r in &retried {
+            self.letters.retain(|l| l.id != *r);
+            self.letters_removed.push(*r);
+        }
         self.run_again(&reset, now, out);
-        Ok(reset.len())
+        Ok(Retried {
+            reset: reset.len(),
+            roots: retried,
+        })
     }
 
-    /// The index of object `id` if it may be retried (it failed), or why not.
-    pub fn retryable(&self, id: ObjectId) -> Result<u32, RetryRefused> {
+    /// The objects a retry of `id` runs again as roots: `id` itself if it failed or was
+    /// cancelled; if it is upstream-failed, the failed ancestors that block it (reached
+    /// through upstream-failed ancestors). Anything else is refused.
+    pub fn retry_roots(&self, id: ObjectId) -> Result<Vec<u32>, RetryRefused> {
         let i = self
             .graph
             .index_of(id)
             .ok_or(RetryRefused::UnknownObject(id))?;
         match self.records[i as usize].state {
-            ObjectState::Failed => Ok(i),
+            ObjectState::Failed | ObjectState::Cancelled => Ok(vec![i]),
+            ObjectState::UpstreamFailed => {
+                let mut roots = Vec::new();
+                let mut seen: HashSet<u32> = HashSet::from([i]);
+                let mut stack = vec![i];
+                while let Some(o) = stack.pop() {
+                    for &p in self.graph.parents(o) {
+                        if !seen.insert(p) {
+                            continue;
+                        }
+                        match self.records[p as usize].state {
+                            ObjectState::Failed | ObjectState::Cancelled => roots.push(p),
+                            ObjectState::UpstreamFailed => stack.push(p),
+                            _ => {}
+                        }
+                    }
+                }
+                roots.sort_unstable();
+                if roots.is_empty() {
+                    // Nothing this run holds blocks it any more (cannot happen in a settled
+                    // run): say so rather than run nothing.
+                    return Err(RetryRefused::NotFailed {
+                        id,
+                        state: ObjectState::UpstreamFailed.as_str(),
+                    });
+                }
+                Ok(roots)
+            }
             state => Err(RetryRefused::NotFailed {
                 id,
                 state: state.as_str(),

@@ -8,7 +8,7 @@ use super::attempt::AttemptRecord;
 use super::config::SchedulerConfig;
 use super::counts::RunCounts;
 use super::delta::{DeadLetter, LatestLoad, RunDelta, RunSnapshot};
-use super::header::{RunHeader, RunStatus};
+use super::header::{RunHandlers, RunHeader, RunStatus};
 use super::queue::ReadyQueue;
 use super::state::{ObjectRecord, ObjectState};
 use super::summary::RunSummary;
@@ -276,6 +276,14 @@ impl Run {
         }
     }
 
+    /// The handlers its in-process workers run from now on (kept with the run).
+    pub fn set_handlers(&mut self, handlers: RunHandlers) {
+        if self.header.options.handlers.as_ref() != Some(&handlers) {
+            self.header.options.handlers = Some(handlers);
+            self.header_changed = true;
+        }
+    }
+
     pub(super) fn advance(&mut self, now: u64) -> u64 {
         self.clock = self.clock.max(now);
         self.clock
@@ -326,12 +334,13 @@ impl Run {
         }
     }
 
-    /// Every object this run loaded: when, and by which attempt.
+    /// Every object this run really loaded (not by a handler that only pretended): when, and
+    /// by which attempt.
     pub fn loads(&self) -> Vec<LatestLoad> {
         self.records
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.state == ObjectState::Loaded)
+            .filter(|(_, r)| r.state == ObjectState::Loaded && !r.simulated)
             .map(|(i, r)| LatestLoad {
                 id: self.graph.id(i as u32),
                 at_ms: r.finished_ms,

@@ -90,6 +90,9 @@ pub struct ObjectRecord {
     /// When the object reached a terminal state.
     #[serde(skip_serializing_if = "is_zero")]
     pub finished_ms: u64,
+    /// Loaded by a handler that only pretended (`simulate`): never a load for the schedule.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub simulated: bool,
 }
 
 impl Default for ObjectRecord {
@@ -102,6 +105,7 @@ impl Default for ObjectRecord {
             due_ms: 0,
             dispatched_ms: 0,
             finished_ms: 0,
+            simulated: false,
         }
     }
 }

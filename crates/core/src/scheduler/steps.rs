@@ -65,6 +65,8 @@ pub enum Action {
     ResultAccepted {
         index: u32,
         loaded: bool,
+        /// A load by a handler that only pretended (`simulate`).
+        simulated: bool,
         elapsed_ms: u64,
         task_ms: u64,
     },

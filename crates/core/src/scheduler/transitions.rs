@@ -91,7 +91,8 @@ impl Run {
             return ignore_stale(id, out);
         }
         let elapsed_ms = now.saturating_sub(rec.dispatched_ms);
-        accept(i, true, elapsed_ms, report.duration_ms, out);
+        let simulated = report.simulated;
+        accept(i, (true, simulated), elapsed_ms, report.duration_ms, out);
         // A late Loaded of an earlier attempt: that attempt's own dispatch time is gone.
         let dispatched_ms = if attempt == rec.attempt {
             rec.dispatched_ms
@@ -110,6 +111,7 @@ impl Run {
             ),
         ));
         self.finish(i, ObjectState::Loaded, now);
+        self.records[i as usize].simulated = simulated;
         let graph = Arc::clone(&self.graph);
         let stopped = self.header.cancelled;
         for &c in graph.children(i) {
@@ -137,7 +139,7 @@ impl Run {
             return ignore_stale(id, out);
         }
         let elapsed_ms = now.saturating_sub(rec.dispatched_ms);
-        accept(i, false, elapsed_ms, report.duration_ms, out);
+        accept(i, (false, false), elapsed_ms, report.duration_ms, out);
         self.attempts.push((
             id,
             AttemptRecord::answered(
@@ -280,10 +282,18 @@ fn ignore_stale(id: ObjectId, out: &mut Vec<Action>) {
     });
 }
 
-fn accept(index: u32, loaded: bool, elapsed_ms: u64, task_ms: u64, out: &mut Vec<Action>) {
+/// A result taken: `(loaded, simulated)`.
+fn accept(
+    index: u32,
+    (loaded, simulated): (bool, bool),
+    elapsed_ms: u64,
+    task_ms: u64,
+    out: &mut Vec<Action>,
+) {
     out.push(Action::ResultAccepted {
         index,
         loaded,
+        simulated,
         elapsed_ms,
         task_ms,
     });

@@ -29,6 +29,7 @@ impl Engine {
                 reason: String::new(),
             }
             .boxed(),
+            simulated: r.simulated,
         };
         let event = match r.status {
             AttemptStatus::Loaded => {

@@ -118,6 +118,8 @@ pub enum RerunAnswer {
     /// This many objects run again.
     Done {
         reset: usize,
+        /// A retry's roots: the object, or the failed ancestors that blocked it.
+        retried: Vec<ObjectId>,
     },
     /// The engine does not hold the run: open it from the store and ask again.
     NotHeld,

@@ -27,12 +27,14 @@ impl Engine {
                     index,
                     elapsed_ms,
                     loaded,
+                    simulated,
                     task_ms,
                 } => {
                     let zone = graph.zone(index);
                     if loaded {
-                        tracing::info!(run = %id, object = %graph.id(index), %zone, elapsed_ms, "loaded");
-                        if scheduled {
+                        tracing::info!(run = %id, object = %graph.id(index), %zone, elapsed_ms, simulated, "loaded");
+                        // A pretend load makes nothing fresh.
+                        if scheduled && !simulated {
                             loaded_now.push(graph.id(index));
                         }
                     }
@@ -112,7 +114,7 @@ impl Engine {
                     }
                     tracing::debug!(run = %id, %object, reason = reason.as_str(), "report ignored");
                 }
-                Action::Finished => tracing::info!(run = %id, "run finished"),
+                Action::Finished => finished(&self.metrics, run),
                 Action::FailuresReset => {
                     tracing::info!(run = %id, "failed objects run again; dead letters cleared")
                 }
@@ -125,6 +127,23 @@ impl Engine {
             self.schedule_loaded(object);
         }
         self.hold_shared(ready_from, out);
+    }
+}
+
+/// A run finished: counted by outcome and by what started it, and logged.
+fn finished(metrics: &crate::metrics::Metrics, run: &Run) {
+    let header = run.header();
+    let outcome = header.outcome();
+    let cause = crate::metrics::run_cause(&header.run_id);
+    metrics
+        .runs_finished
+        .with_label_values(&[outcome.as_str(), cause])
+        .inc();
+    if outcome == orchestrator_core::scheduler::RunOutcome::Succeeded {
+        tracing::info!(run = %header.run_id, outcome = outcome.as_str(), "run finished");
+    } else {
+        let s = header.counts.summary();
+        tracing::warn!(run = %header.run_id, outcome = outcome.as_str(), failed = s.failed, upstream_failed = s.upstream_failed, cancelled = s.cancelled, "run finished");
     }
 }
 

@@ -21,11 +21,11 @@ impl Engine {
                 return Ok(RerunAnswer::Refused(refused));
             }
             let mut actions = std::mem::take(&mut self.actions);
-            let reset = run_again(held, object, now, &mut actions);
+            let (reset, retried) = run_again(held, object, now, &mut actions);
             self.carry_out(&run, &mut actions, out);
             self.actions = actions;
-            tracing::info!(run = %run, ?object, reset, "failures run again");
-            return Ok(RerunAnswer::Done { reset });
+            tracing::info!(run = %run, ?object, reset, ?retried, "failures run again");
+            return Ok(RerunAnswer::Done { reset, retried });
         }
         let Some(stored) = stored else {
             return Ok(RerunAnswer::NotHeld);
@@ -33,27 +33,31 @@ impl Engine {
         if let Err(refused) = refusal(&stored, &run, object) {
             return Ok(RerunAnswer::Refused(refused));
         }
-        let mut reset = 0;
+        let (mut reset, mut retried) = (0, Vec::new());
         self.add_run(*stored, None, |r, now, actions| {
-            reset = run_again(r, object, now, actions);
+            (reset, retried) = run_again(r, object, now, actions);
         })
         .await?;
-        tracing::info!(run = %run, ?object, reset, "failures of a stored run run again");
-        Ok(RerunAnswer::Done { reset })
+        tracing::info!(run = %run, ?object, reset, ?retried, "failures of a stored run run again");
+        Ok(RerunAnswer::Done { reset, retried })
     }
 }
 
 /// Runs every failure of `run` again, or `object` and what it blocked (checked beforehand by
-/// [`refusal`]); returns how many objects run again.
+/// [`refusal`]); returns how many objects run again and, for a retry, the objects retried as
+/// roots (the object, or the failed ancestors that blocked it).
 fn run_again(
     run: &mut Run,
     object: Option<ObjectId>,
     now: u64,
     actions: &mut Vec<Action>,
-) -> usize {
+) -> (usize, Vec<ObjectId>) {
     match object {
-        None => run.reset_failed(now, actions),
-        Some(id) => run.retry_object(id, now, actions).unwrap_or(0),
+        None => (run.reset_failed(now, actions), Vec::new()),
+        Some(id) => match run.retry_object(id, now, actions) {
+            Ok(retried) => (retried.reset, retried.roots),
+            Err(_) => (0, Vec::new()),
+        },
     }
 }
 
@@ -64,7 +68,7 @@ fn refusal(run: &Run, id: &RunId, object: Option<ObjectId>) -> Result<(), RerunR
     }
     match object {
         Some(object) => run
-            .retryable(object)
+            .retry_roots(object)
             .map(|_| ())
             .map_err(|why| RerunRefused::Retry {
                 run: id.clone(),

@@ -55,7 +55,7 @@ impl Engine {
                 .is_some()
             {
                 self.held_back.push(ready.clone());
-            } else if let Some(other) =
+            } else if let Some((other, simulated)) =
                 self.loaded_elsewhere_since(&ready.run_id, ready.id, record.dispatched_ms)
             {
                 let report = AttemptReport {
@@ -66,6 +66,7 @@ impl Engine {
                         ..Default::default()
                     }
                     .boxed(),
+                    simulated,
                 };
                 let event = Event::Loaded {
                     id: ready.id,
@@ -109,17 +110,20 @@ impl Engine {
             .map(|(other, _)| other.clone())
     }
 
-    fn loaded_elsewhere_since(&self, run: &RunId, id: ObjectId, since_ms: u64) -> Option<RunId> {
+    fn loaded_elsewhere_since(
+        &self,
+        run: &RunId,
+        id: ObjectId,
+        since_ms: u64,
+    ) -> Option<(RunId, bool)> {
         self.runs
             .iter()
             .filter(|(other, _)| *other != run)
-            .find(|(_, r)| {
-                r.graph().index_of(id).is_some_and(|i| {
-                    let rec = r.record(i);
-                    rec.state == ObjectState::Loaded && rec.finished_ms >= since_ms
-                })
+            .find_map(|(other, r)| {
+                let rec = r.record(r.graph().index_of(id)?);
+                (rec.state == ObjectState::Loaded && rec.finished_ms >= since_ms)
+                    .then(|| (other.clone(), rec.simulated))
             })
-            .map(|(other, _)| other.clone())
     }
 }
 

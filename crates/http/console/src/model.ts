@@ -45,6 +45,8 @@ export interface RunHeader {
   run_id: string;
   source: string;
   status: string;
+  /** running, succeeded, failed, cancelled or interrupted: how the run stands or ended. */
+  outcome: string;
   cancelled: boolean;
   created_ms: number;
   updated_ms: number;

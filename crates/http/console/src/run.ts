@@ -49,9 +49,10 @@ export async function showRun(root: HTMLElement, runId: string, signal: AbortSig
   // never goes from under the pointer when a live update comes.
   const chips = new Map<string, HTMLButtonElement>();
   const renderHeader = (h: RunHeader): void => {
-    status.textContent = h.status;
-    status.className = `status ${h.status}`;
+    status.textContent = h.outcome;
+    status.className = `status ${h.outcome}`;
     status.dataset.status = h.status;
+    status.dataset.outcome = h.outcome;
     const counts = countsByState(h);
     for (const s of STATES) {
       let chip = chips.get(s);
@@ -161,7 +162,9 @@ export async function showRun(root: HTMLElement, runId: string, signal: AbortSig
     if (shown !== id) return;
     clear(panel);
     const link = (oid: number): HTMLElement => el("a", { href: "#", "data-object": String(oid), onclick: (e: Event) => { e.preventDefault(); void openObject(oid); } }, oid);
-    const retry = el("button", { id: "retry", type: "button", onclick: () => void act(async () => { await post(`${base}/objects/${id}/retry`); await openObject(id); }, `object ${id} runs again`) }, "Retry");
+    // An upstream-failed object is retried through the failed ancestors that block it.
+    const retryLabel = detail.state === "upstream_failed" ? "Retry with its failed ancestors" : "Retry";
+    const retry = el("button", { id: "retry", type: "button", onclick: () => void act(async () => { await post(`${base}/objects/${id}/retry`); await openObject(id); }, `object ${id} runs again`) }, retryLabel);
     const canRetry = ["failed", "upstream_failed", "cancelled"].includes(detail.state);
     const attempts = el("tbody", {});
     for (const a of detail.attempts) {

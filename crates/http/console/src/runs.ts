@@ -1,4 +1,4 @@
-// The runs list: every run, newest first, with its status, counts, start and duration, kept
+// The runs list: every run, newest first, with its outcome, counts, start and duration, kept
 // live from the server's `run` events (no polling).
 
 import { follow, getJson } from "./api";
@@ -20,7 +20,7 @@ export async function showRuns(root: HTMLElement, signal: AbortSignal): Promise<
       el(
         "thead",
         {},
-        el("tr", {}, ...["run", "status", "loaded", "failed", "objects", "started", "duration", "source"].map((h) => el("th", {}, h))),
+        el("tr", {}, ...["run", "outcome", "loaded", "failed", "objects", "started", "duration", "source"].map((h) => el("th", {}, h))),
       ),
       body,
     ),
@@ -44,8 +44,9 @@ export async function showRuns(root: HTMLElement, signal: AbortSignal): Promise<
     const end = h.status === "finished" ? h.updated_ms : Date.now();
     const cells = row.children;
     row.dataset.status = h.status;
-    cells[1].className = `status ${h.status}`;
-    cells[1].textContent = h.status;
+    row.dataset.outcome = h.outcome;
+    cells[1].className = `status ${h.outcome}`;
+    cells[1].textContent = h.outcome;
     const values: [number, string, string][] = [
       [2, String(c.loaded), "num"],
       [3, String(c.failed + c.upstream_failed), "num"],

@@ -11,6 +11,7 @@ use orchestrator::cli::{MissingParentsArg, RunsArgs, RunsCommand, SubmitArgs};
 use orchestrator::client::{ClientError, RunsClient};
 use orchestrator::input::read_limited;
 use orchestrator_engine::run_view::RunReport;
+use orchestrator_store::RunOutcome;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -51,18 +52,23 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
     wait(&client, &run, args.json)
 }
 
-/// Follows `run` to its end and prints it: exit 0 if every object loaded, else 1.
+/// Follows `run` to its end and prints it with its failed objects: exit 0 if every object
+/// loaded, else 1.
 fn wait(client: &RunsClient, run: &str, json: bool) -> anyhow::Result<i32> {
     loop {
-        let view = match client.show(run) {
+        let view = match client.show(run, None) {
             Ok(v) => v,
             Err(e) => return Ok(refused(&e)),
         };
         let status = view["run"]["status"].as_str().unwrap_or_default();
         if status == "finished" || status == "interrupted" {
+            let view = match client.show(run, Some("failed")) {
+                Ok(v) => v,
+                Err(e) => return Ok(refused(&e)),
+            };
             let report: RunReport = serde_json::from_value(view["run"].clone())?;
-            print_view(&view, &report, json)?;
-            let all = report.summary.all_loaded() && status == "finished";
+            print_view(&view, &report, "failed", json)?;
+            let all = report.outcome == RunOutcome::Succeeded;
             return Ok(if all { EXIT_OK } else { EXIT_FAILED });
         }
         std::thread::sleep(POLL);
@@ -72,8 +78,17 @@ fn wait(client: &RunsClient, run: &str, json: bool) -> anyhow::Result<i32> {
 pub fn runs(args: RunsArgs) -> anyhow::Result<i32> {
     let client = RunsClient::new(&args.server.server, args.server.token.clone())?;
     let answer = match &args.command {
-        RunsCommand::List { status } => client.list(status.as_deref()),
-        RunsCommand::Show { run } => client.show(run),
+        RunsCommand::List { status, outcome } => {
+            let mut filters = Vec::new();
+            if let Some(s) = status {
+                filters.push(("status", s.as_str()));
+            }
+            if let Some(o) = outcome {
+                filters.push(("outcome", o.as_str()));
+            }
+            client.list(&filters)
+        }
+        RunsCommand::Show { run, state } => client.show(run, Some(state)),
         RunsCommand::Cancel { run } => client.cancel(run),
         RunsCommand::Rerun { run, .. } => client.rerun(run),
         RunsCommand::Retry { run, object, .. } => client.retry(run, *object),
@@ -103,12 +118,12 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<i32> {
         RunsCommand::List { .. } => {
             let runs: Vec<RunReport> = serde_json::from_value(answer["runs"].clone())?;
             for r in &runs {
-                print_listed(&r.header, false);
+                print_listed(r, false);
             }
         }
-        RunsCommand::Show { .. } => {
+        RunsCommand::Show { state, .. } => {
             let report: RunReport = serde_json::from_value(answer["run"].clone())?;
-            print_view(&answer, &report, false)?;
+            print_view(&answer, &report, state, false)?;
         }
         RunsCommand::Cancel { run } => outln!("run {run}: cancelling"),
         RunsCommand::Rerun { run, .. } | RunsCommand::Retry { run, .. } => {
@@ -125,17 +140,43 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn print_view(view: &Value, report: &RunReport, json: bool) -> anyhow::Result<()> {
+/// Prints a run (its outcome and counts) and the objects of `view` (those in `state`), each
+/// failed one with the first line of its reason.
+fn print_view(view: &Value, report: &RunReport, state: &str, json: bool) -> anyhow::Result<()> {
     if json {
         outln!("{}", serde_json::to_string_pretty(view)?);
-    } else {
-        print_run(&report.header);
+        return Ok(());
+    }
+    print_run(report);
+    let objects = view["objects"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let matching = view["matching"].as_u64().unwrap_or_default();
+    if matching == 0 {
+        return Ok(());
+    }
+    outln!("{state} objects ({matching}):");
+    for o in objects {
+        let reason = o["reason"].as_str().unwrap_or_default();
+        let first_line = reason.lines().next().unwrap_or_default();
+        if first_line.is_empty() {
+            outln!("  {} (attempt {})", o["id"], o["attempt"]);
+        } else {
+            outln!("  {} (attempt {}): {first_line}", o["id"], o["attempt"]);
+        }
+    }
+    if (objects.len() as u64) < matching {
+        outln!("  … and {} more", matching - objects.len() as u64);
     }
     Ok(())
 }
 
 /// Says why the API refused and gives the exit code.
 fn refused(e: &ClientError) -> i32 {
+    for problem in e.problems() {
+        eprintln!("{problem}");
+    }
     eprintln!("error: {e}");
     match (e, e.status()) {
         (_, Some(400 | 413 | 415)) => EXIT_INVALID,

@@ -43,8 +43,13 @@ pub fn print_object(
             continue;
         }
         let worker = a["worker"].as_str().unwrap_or("-");
+        let simulated = if a["simulated"] == true {
+            " (simulated: no data)"
+        } else {
+            ""
+        };
         outln!(
-            "--- attempt {n}: {} on {worker}, dispatched {}, started {}, ended {} ({} ms)",
+            "--- attempt {n}: {}{simulated} on {worker}, dispatched {}, started {}, ended {} ({} ms)",
             a["outcome"].as_str().unwrap_or_default(),
             time(&a["dispatched_ms"]),
             time(&a["started_ms"]),

@@ -33,6 +33,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
+    // A new run without handlers is refused before anything is opened: nothing is simulated
+    // unless asked for (a resumed run has the handlers it was started with).
+    if !args.resume && workers.handlers.is_none() {
+        eprintln!("error: {}", super::run_setup::no_handler());
+        return Ok(EXIT_INVALID);
+    }
+    if workers.handlers.as_ref().is_some_and(|h| h.simulates()) {
+        eprintln!(
+            "note: simulate only pretends: what it \"loads\" is no data, is marked simulated, and makes no object fresh"
+        );
+    }
     let store_url = super::run_setup::store_url(&args).unwrap_or_else(|| "memory://".to_string());
     if args.resume && store_url.starts_with("memory") {
         eprintln!("error: --resume needs a state directory (--state-dir DIR) to resume from");
@@ -46,6 +57,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             targets: args.select.target_ids(),
             zone: args.select.zone,
             missing_parents: args.input.missing_parents.into(),
+            handlers: None,
         },
         seed: args.seed,
         workers,

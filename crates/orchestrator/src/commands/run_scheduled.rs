@@ -49,6 +49,9 @@ pub fn run_scheduled_mode(args: RunArgs) -> anyhow::Result<i32> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
+    if workers.handlers.is_none() {
+        return refuse(&super::run_setup::no_handler().to_string());
+    }
     let run = ScheduledRun {
         text,
         source: args.input.file.display().to_string(),

@@ -16,7 +16,7 @@ pub fn workers_and_config(args: &RunArgs) -> Result<(EmbeddedWorkers, SchedulerC
         EXIT_INVALID
     };
     let handlers =
-        HandlerSet::new(args.handler.clone(), &args.zone_handlers).map_err(|e| refuse(&e))?;
+        HandlerSet::chosen(args.handler.clone(), &args.zone_handlers).map_err(|e| refuse(&e))?;
     let default_in_flight = (args.max_workers.max(1) as u32).saturating_mul(4);
     let config = args
         .scheduler
@@ -30,6 +30,15 @@ pub fn workers_and_config(args: &RunArgs) -> Result<(EmbeddedWorkers, SchedulerC
         output_bytes: args.attempt_output_bytes as usize,
     };
     Ok((workers, config))
+}
+
+/// No handler for any zone: what `run` says (exit 2) rather than pretend.
+pub fn no_handler() -> worker_runtime::SpecError {
+    worker_runtime::SpecError::Missing {
+        zones: orchestrator_protocol::Zone::ALL
+            .map(orchestrator_protocol::Zone::as_str)
+            .join(", "),
+    }
 }
 
 /// `--store URL`, else `--state-dir DIR`'s store, else none.

@@ -66,7 +66,7 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
     let dead = store.dead_letters(&meta.run_id).await?;
     if args.json {
         let v = serde_json::json!({
-            "runs": runs.iter().map(|r| serde_json::json!({"run_id": r.run_id, "status": r.status, "created_ms": r.created_ms})).collect::<Vec<_>>(),
+            "runs": runs.iter().map(|r| serde_json::json!({"run_id": r.run_id, "status": r.status, "outcome": r.outcome(), "created_ms": r.created_ms})).collect::<Vec<_>>(),
             "run": RunReport::from(meta.clone()),
             "objects": objects.iter().map(|(id, r)| serde_json::json!({"id": id, "state": r.state, "attempt": r.attempt, "failures": r.failures, "retries": r.retries})).collect::<Vec<_>>(),
             "dead_letters": dead,
@@ -75,9 +75,9 @@ async fn show(store: &dyn StateStore, args: StatusArgs) -> anyhow::Result<i32> {
         return Ok(EXIT_OK);
     }
     for r in &runs {
-        print_listed(r, r.run_id == meta.run_id);
+        print_listed(&RunReport::from(r.clone()), r.run_id == meta.run_id);
     }
-    print_run(meta);
+    print_run(&RunReport::from(meta.clone()));
     for d in dead {
         outln!(
             "dead letter: object {} (attempt {}): {}",
@@ -135,25 +135,26 @@ async fn show_object(
 }
 
 /// One line of a listing of runs (`*` marks the one shown); `runs list` prints the same.
-pub fn print_listed(r: &RunHeader, chosen: bool) {
+pub fn print_listed(r: &RunReport, chosen: bool) {
     let marker = if chosen { "*" } else { " " };
+    let h = &r.header;
     outln!(
         "{marker} {}  {}  graph {}  {} objects  {}",
-        r.run_id,
-        r.status.as_str(),
-        r.graph_version,
-        r.objects,
-        r.source
+        h.run_id,
+        r.outcome.as_str(),
+        h.graph_version,
+        h.objects,
+        h.source
     );
 }
 
-/// A run's status and counts; `runs show` prints the same.
-pub fn print_run(r: &RunHeader) {
-    let s = r.counts.summary();
+/// A run's outcome and counts; `runs show` prints the same.
+pub fn print_run(r: &RunReport) {
+    let s = &r.summary;
     outln!(
         "run {} ({}): loaded {}, failed {}, upstream_failed {}, cancelled {}, pending {}, retries {}",
-        r.run_id,
-        r.status.as_str(),
+        r.header.run_id,
+        r.outcome.as_str(),
         s.loaded,
         s.failed,
         s.upstream_failed,

@@ -17,6 +17,7 @@ fn failed(object: u64, attempt: u32, reason: &str, retryable: bool) -> Event {
                 ..AttemptText::default()
             }
             .boxed(),
+            simulated: false,
         },
     }
 }
@@ -33,6 +34,7 @@ fn loaded(object: u64, attempt: u32) -> Event {
                 ..AttemptText::default()
             }
             .boxed(),
+            simulated: false,
         },
     }
 }
@@ -126,7 +128,10 @@ fn retrying_one_object_runs_it_and_what_it_alone_blocked() {
     assert_eq!(run.record(3).state, ObjectState::UpstreamFailed);
     run.take_delta();
     out.clear();
-    assert_eq!(run.retry_object(id(2000), 10, &mut out), Ok(2));
+    assert_eq!(
+        run.retry_object(id(2000), 10, &mut out).map(|r| r.reset),
+        Ok(2)
+    );
     assert_eq!(run.status(), RunStatus::Running);
     assert_eq!(dispatched(&out), [(1, 2)]);
     assert_eq!(run.record(3).state, ObjectState::Waiting);
@@ -145,7 +150,10 @@ fn a_descendant_another_failure_still_blocks_stays_blocked() {
     let mut run = diamond_with_failures(true);
     assert!(run.is_finished());
     let mut out = Vec::new();
-    assert_eq!(run.retry_object(id(2000), 10, &mut out), Ok(1));
+    assert_eq!(
+        run.retry_object(id(2000), 10, &mut out).map(|r| r.reset),
+        Ok(1)
+    );
     assert_eq!(run.record(3).state, ObjectState::UpstreamFailed);
     run.handle(loaded(2000, 2), 11, &mut out);
     assert!(run.is_finished(), "nothing waits on a blocked object");
@@ -162,7 +170,62 @@ fn a_descendant_another_failure_still_blocks_stays_blocked() {
         Err(RetryRefused::UnknownObject(id(9)))
     );
     // Retrying the other failure now frees the last one.
-    assert_eq!(run.retry_object(id(2001), 13, &mut out), Ok(2));
+    assert_eq!(
+        run.retry_object(id(2001), 13, &mut out).map(|r| r.reset),
+        Ok(2)
+    );
+}
+
+#[test]
+fn retrying_an_upstream_failed_object_retries_the_failures_that_block_it() {
+    // d(3000) is blocked by both b(2000) and c(2001): retrying d retries both, and d.
+    let mut run = diamond_with_failures(true);
+    assert!(run.is_finished());
+    assert_eq!(run.header().outcome(), RunOutcome::Failed);
+    run.take_delta();
+    let mut out = Vec::new();
+    let retried = run
+        .retry_object(id(3000), 10, &mut out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(retried.roots, [id(2000), id(2001)]);
+    assert_eq!(retried.reset, 3);
+    assert_eq!(run.header().outcome(), RunOutcome::Running);
+    let mut sent = dispatched(&out);
+    sent.sort_unstable();
+    assert_eq!(sent, [(1, 2), (2, 2)]);
+    let delta = run.take_delta().unwrap_or_else(|| panic!("a delta"));
+    assert_eq!(delta.dead_letters_removed, [id(2000), id(2001)]);
+    run.handle(loaded(2000, 2), 11, &mut out);
+    run.handle(loaded(2001, 2), 11, &mut out);
+    run.handle(loaded(3000, 1), 12, &mut out);
+    assert!(run.is_finished());
+    assert_eq!(run.summary().loaded, 5);
+    assert_eq!(run.header().outcome(), RunOutcome::Succeeded);
+}
+
+#[test]
+fn a_run_says_how_it_ended() {
+    let mut run = diamond_with_failures(false);
+    let mut out = Vec::new();
+    assert_eq!(run.header().outcome(), RunOutcome::Running);
+    run.handle(loaded(2001, 1), 3, &mut out);
+    assert_eq!(run.header().outcome(), RunOutcome::Failed);
+    // Cancelled by a user while an object was still waiting: cancelled.
+    let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
+    run.start(0, &mut out);
+    run.handle(loaded(1000, 1), 1, &mut out);
+    run.cancel(2, &mut out);
+    assert_eq!(run.header().outcome(), RunOutcome::Running, "cancelling");
+    for object in [1001, 2000, 2001] {
+        run.handle(loaded(object, 1), 3, &mut out);
+    }
+    assert!(run.is_finished());
+    assert_eq!(run.header().outcome(), RunOutcome::Cancelled);
+    // Interrupted.
+    let mut run = new_run(diamond(), SchedulerConfig::default(), 1);
+    run.start(0, &mut out);
+    run.interrupt(1, &mut out);
+    assert_eq!(run.header().outcome(), RunOutcome::Interrupted);
 }
 
 #[test]
