@@ -319,6 +319,33 @@ fn config_shows_each_setting_from_its_layer_with_secrets_hidden() {
         "sasl.password=***,security.protocol=SASL_SSL"
     );
     assert!(!text(&out.stdout).contains("hunter2"));
+    assert_eq!(v["valid"], true, "{v}");
+    // Defaults serve works out are shown as defaults, never "unset".
+    assert_eq!(setting("MAX_IN_FLIGHT"), ("1000".into(), "default".into()));
+    assert_eq!(
+        setting("START_TIMEOUT_SECONDS"),
+        ("300".into(), "default".into())
+    );
+    assert_eq!(
+        setting("HTTP_ADDR"),
+        ("127.0.0.1:8080".into(), "default".into())
+    );
+
+    // Settings serve would refuse (no KAFKA_BOOTSTRAP): shown, then exit 2 with the reason.
+    let out = std::process::Command::new(bin())
+        .args(["config"])
+        .env_remove("KAFKA_BOOTSTRAP")
+        .env_remove("ORCH_CONFIG")
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("KAFKA_BOOTSTRAP="));
+    assert!(
+        text(&out.stderr).contains("KAFKA_BOOTSTRAP (or --kafka-bootstrap) is not set"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A setting no option knows is refused, naming it (exit 2).
     std::fs::write(&file, "max_wrokers: 3\n").unwrap();

@@ -87,9 +87,12 @@ fn dashboard_queries(dashboard: &Value) -> Vec<String> {
         }
         let targets = panel["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "{}: no query", panel["title"]);
-        for t in targets {
-            queries.push(t["expr"].as_str().unwrap().to_string());
-        }
+        let exprs: Vec<&str> = targets
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        assert_units(panel, &exprs);
+        queries.extend(exprs.iter().map(|e| e.to_string()));
     }
     for a in dashboard["annotations"]["list"]
         .as_array()
@@ -99,6 +102,37 @@ fn dashboard_queries(dashboard: &Value) -> Vec<String> {
         queries.extend(a["expr"].as_str().map(str::to_string));
     }
     queries
+}
+
+/// What a query measures, for the unit of its panel: bytes, CPU (a share of a core), seconds,
+/// or a count or rate of things.
+fn kind(expr: &str) -> (&'static str, &'static [&'static str]) {
+    if expr.contains("_bytes") {
+        ("bytes", &["bytes", "decbytes"])
+    } else if expr.contains("cpu_seconds") {
+        ("cpu", &["percentunit"])
+    } else if expr.contains("_seconds") {
+        ("seconds", &["s", "ms"])
+    } else {
+        ("count", &["short", "ops", "none"])
+    }
+}
+
+/// A panel has a unit, its queries measure one kind of thing, and the unit is that kind's: no
+/// bytes and CPU on one unitless axis.
+fn assert_units(panel: &Value, exprs: &[&str]) {
+    let title = panel["title"].as_str().unwrap_or_default();
+    let unit = panel["fieldConfig"]["defaults"]["unit"].as_str();
+    let Some(unit) = unit else {
+        panic!("{title}: no unit");
+    };
+    let kinds: BTreeSet<&str> = exprs.iter().map(|e| kind(e).0).collect();
+    assert_eq!(kinds.len(), 1, "{title}: mixes {kinds:?} on one axis");
+    let allowed = kind(exprs[0]).1;
+    assert!(
+        allowed.contains(&unit),
+        "{title}: unit {unit}, expected one of {allowed:?}"
+    );
 }
 
 /// The sample names `/metrics` at `url` shows, once `ready` says it holds what it should.
@@ -158,6 +192,48 @@ fn every_metric_the_dashboard_and_the_rules_name_is_exported() {
     }
     assert!(unknown.is_empty(), "not exported: {unknown:#?}");
     assert!(queries.len() >= 20, "{} queries", queries.len());
+    readme_lists_every_metric(&names);
+}
+
+/// The README's metrics section names every metric the binaries export, and nothing they do
+/// not (histograms by their family's name).
+fn readme_lists_every_metric(exported: &BTreeSet<String>) {
+    let readme = read("README.md");
+    let start = readme
+        .find("## Metrics and health")
+        .expect("a metrics section");
+    let end = readme[start + 3..]
+        .find("\n## ")
+        .map_or(readme.len(), |e| start + 3 + e);
+    let section = &readme[start..end];
+    let named: BTreeSet<String> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.starts_with("orchestrator_"))
+        .map(str::to_string)
+        .collect();
+    let families: BTreeSet<String> = exported
+        .iter()
+        .filter(|n| n.starts_with("orchestrator_"))
+        .map(|n| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s).filter(|f| f.ends_with("_seconds")))
+                .unwrap_or(n)
+                .to_string()
+        })
+        .collect();
+    let missing: Vec<&String> = families.difference(&named).collect();
+    assert!(
+        missing.is_empty(),
+        "exported but not in the README: {missing:?}"
+    );
+    let unknown: Vec<&String> = named.difference(&families).collect();
+    assert!(
+        unknown.is_empty(),
+        "in the README but not exported: {unknown:?}"
+    );
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! `orchestrator config`: the settings `serve` would run with, each with its source (command
-//! line, environment, config file or default); passwords and secret properties are hidden.
+//! line, environment, config file or default; a default `serve` works out is shown as such);
+//! passwords and secret properties are hidden. Settings `serve` would refuse are exit 2.
 
-use crate::EXIT_OK;
+use crate::{EXIT_INVALID, EXIT_OK};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
+use orchestrator::cli::ConfigArgs;
 use orchestrator_store::redact_url;
 use serde_json::json;
 
@@ -33,8 +35,11 @@ pub fn config(
     args: &[clap::Arg],
     matches: &ArgMatches,
     from_file: &[String],
-    json_out: bool,
+    config: &ConfigArgs,
 ) -> i32 {
+    let json_out = config.json;
+    let computed = super::serve::computed_defaults(&config.serve);
+    let refused = super::serve::check(&config.serve).err();
     let mut rows = Vec::new();
     for arg in args {
         let id = arg.get_id().as_str();
@@ -54,21 +59,36 @@ pub fn config(
                     .join(",")
             })
             .unwrap_or_default();
-        let source = match matches.value_source(id) {
+        let mut source = match matches.value_source(id) {
             Some(ValueSource::CommandLine) => "command line",
             Some(ValueSource::EnvVariable) => "environment",
             Some(ValueSource::DefaultValue) if from_file.iter().any(|f| f == id) => "config file",
             Some(ValueSource::DefaultValue) => "default",
             _ => "unset",
         };
+        let mut value = value;
+        if source == "unset"
+            && let Some((_, default)) = computed.iter().find(|(n, _)| *n == name)
+        {
+            (value, source) = (default.clone(), "default");
+        }
         rows.push((name.clone(), hide(&name, &value), source));
     }
+    let code = if refused.is_some() {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    };
     if json_out {
         let settings: Vec<_> = rows
             .iter()
             .map(|(k, v, s)| json!({ "name": k, "value": v, "source": s }))
             .collect();
-        outln!("{}", json!({ "settings": settings }));
+        let mut answer = json!({ "settings": settings, "valid": refused.is_none() });
+        if let Some(why) = &refused {
+            answer["error"] = json!(why);
+        }
+        outln!("{answer}");
     } else {
         let width = rows
             .iter()
@@ -81,5 +101,8 @@ pub fn config(
             outln!("{line:width$}  # {s}");
         }
     }
-    EXIT_OK
+    if let Some(why) = refused {
+        eprintln!("error: serve would not start with these settings: {why}");
+    }
+    code
 }

@@ -40,7 +40,7 @@ pub fn dispatch(
                 args.extend(sub.get_arguments().cloned());
             }
             let sub_matches = matches.subcommand_matches("config").unwrap_or(matches);
-            Ok(config::config(&args, sub_matches, from_file, a.json))
+            Ok(config::config(&args, sub_matches, from_file, &a))
         }
         Command::Validate(a) => Ok(validate::validate(a)),
         Command::Plan(a) => Ok(plan::plan(a)),

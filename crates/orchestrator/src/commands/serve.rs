@@ -20,30 +20,28 @@ const SERVE_IN_FLIGHT: u32 = 1000;
 /// and Ready events lost on the way are retried after this long.
 const SERVE_START_TIMEOUT_MS: u64 = 300_000;
 
-pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
-    let config = match args.scheduler.config(SERVE_IN_FLIGHT) {
-        Ok(mut c) => {
-            c.schedule_to_start_ms.get_or_insert(SERVE_START_TIMEOUT_MS);
-            c
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let settings = match args.kafka.settings() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let Some(store_url) = args.store_url() else {
-        eprintln!(
-            "error: serve needs a state store: set REDIS_URL (or REDIS_HOST), or --state-dir for a single process"
-        );
-        return Ok(EXIT_INVALID);
-    };
+/// What `serve` checked of its settings before it starts anything.
+pub struct Checked {
+    config: orchestrator_core::scheduler::SchedulerConfig,
+    settings: orchestrator_bus_kafka::KafkaSettings,
+    store_url: String,
+    schedule: Option<ScheduleSettings>,
+    tokens: Arc<ApiTokens>,
+}
+
+/// The settings `serve` refuses to start with, and why (`config` says the same, exit 2).
+pub fn check(args: &ServeArgs) -> Result<Checked, String> {
+    let mut config = args
+        .scheduler
+        .config(SERVE_IN_FLIGHT)
+        .map_err(|e| e.to_string())?;
+    config
+        .schedule_to_start_ms
+        .get_or_insert(SERVE_START_TIMEOUT_MS);
+    let settings = args.kafka.settings().map_err(|e| e.to_string())?;
+    let store_url = args.store_url().ok_or(
+        "serve needs a state store: set REDIS_URL (or REDIS_HOST), or --state-dir for a single process",
+    )?;
     let schedule = match args.schedule.read() {
         _ if !args.schedule.schedule => None,
         Ok((zone, catchup)) => {
@@ -52,10 +50,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 .as_ref()
                 .is_none_or(|p| p.as_os_str().is_empty())
             {
-                eprintln!(
-                    "error: --schedule (SCHEDULE) needs OBJECTS_PATH: the catalog whose objects run by their frequencies"
-                );
-                return Ok(EXIT_INVALID);
+                return Err("--schedule (SCHEDULE) needs OBJECTS_PATH: the catalog whose objects run by their frequencies".into());
             }
             Some(ScheduleSettings {
                 zone,
@@ -64,13 +59,43 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 max_object_bytes: args.max_object_bytes,
             })
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_INVALID);
-        }
+        Err(e) => return Err(e.to_string()),
     };
-    let tokens = match ApiTokens::load(args.api_token.as_deref(), args.api_tokens_file.as_deref()) {
-        Ok(t) => Arc::new(t),
+    let tokens = ApiTokens::load(args.api_token.as_deref(), args.api_tokens_file.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok(Checked {
+        config,
+        settings,
+        store_url,
+        schedule,
+        tokens: Arc::new(tokens),
+    })
+}
+
+/// What `serve` uses where a setting is not given and its default is worked out rather than
+/// written in the option: `config` shows these as defaults.
+pub fn computed_defaults(args: &ServeArgs) -> Vec<(&'static str, String)> {
+    let tokens = args.api_token.is_some() || args.api_tokens_file.is_some();
+    let any = if tokens { "0.0.0.0" } else { "127.0.0.1" };
+    vec![
+        ("MAX_IN_FLIGHT", SERVE_IN_FLIGHT.to_string()),
+        (
+            "START_TIMEOUT_SECONDS",
+            (SERVE_START_TIMEOUT_MS / 1000).to_string(),
+        ),
+        ("HTTP_ADDR", format!("{any}:8080")),
+    ]
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let Checked {
+        config,
+        settings,
+        store_url,
+        schedule,
+        tokens,
+    } = match check(&args) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(EXIT_INVALID);
