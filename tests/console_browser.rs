@@ -248,16 +248,33 @@ fn a_run_changes_live_and_a_failed_object_shows_its_output_and_loads_on_retry() 
         let output = output.as_str().unwrap();
         assert!(output.contains("boom: the ledger disk is full"), "{output}");
         assert!(output.contains("working on 2002"), "{output}");
-        // Retry: it loads (the panel follows the object live).
+        // 3001, upstream-failed, offers to retry the failure that blocks it: it and 2002 load
+        // (the panel follows the object live).
         std::fs::remove_file(&marker).unwrap();
+        click(&client, "#legend [data-state=upstream_failed]").await;
+        click(&client, "#matches tr[data-object='3001']").await;
+        wait_for(
+            &client,
+            "3001's panel",
+            "const s = document.querySelector('#object-state'); return s ? s.dataset.state : '';",
+            |v| v == "upstream_failed",
+        )
+        .await;
+        let label = client.find(Locator::Css("#retry")).await.unwrap();
+        assert_eq!(
+            label.text().await.unwrap(),
+            "Retry with its failed ancestors"
+        );
         click(&client, "#retry").await;
         wait_for(
             &client,
-            "2002 to load after its retry",
+            "3001 to load after its blocker's retry",
             "const s = document.querySelector('#object-state'); return s ? s.dataset.state : '';",
             |v| v == "loaded",
         )
         .await;
+        let loaded = client.execute(&count("failed"), vec![]).await.unwrap();
+        assert_eq!(loaded.as_i64(), Some(0), "2002 loaded too");
         if let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") {
             let png = client.screenshot().await.unwrap();
             std::fs::write(Path::new(&dir).join("console-run.png"), png).unwrap();
@@ -274,7 +291,13 @@ fn behind_api_tokens_the_console_asks_for_one() {
     let _serve = cluster.serve(Some(&file), &["--api-token", token], "serve.log");
     let base = cluster.http_base("serve.log");
     cluster.wait_ready(&base);
-    let _workers = cluster.workers("simulate:100");
+    // Every object loads but 3007, which fails for good: the run ends failed.
+    let handler = script(
+        cluster.dir(),
+        "load.sh",
+        "cat > /dev/null\nsleep 0.1\nif [ \"$ORCH_OBJECT_ID\" = 3007 ]; then echo 'bad rows' >&2; exit 65; fi",
+    );
+    let _workers = cluster.workers(&format!("command:{}", handler.display()));
     in_browser(|client| async move {
         client.goto(&format!("{base}/")).await.unwrap();
         // 401: the token dialog; a wrong token is asked for again, the right one lists the run.
@@ -303,7 +326,8 @@ fn behind_api_tokens_the_console_asks_for_one() {
         input.send_keys(token).await.unwrap();
         click(&client, "#token-ok").await;
         click(&client, "tr[data-run] a").await;
-        // The run's page reads with the token too, live: every object loads.
+        // The run's page reads with the token too, live: every object but one loads, and the
+        // run says it failed, in its own colour.
         wait_for(
             &client,
             "the run to finish",
@@ -312,7 +336,25 @@ fn behind_api_tokens_the_console_asks_for_one() {
         )
         .await;
         let loaded = client.execute(&count("loaded"), vec![]).await.unwrap();
-        assert_eq!(loaded.as_i64(), Some(30));
+        assert_eq!(loaded.as_i64(), Some(29));
+        let shown = client
+            .execute(
+                "const s = document.querySelector('#run-status'); return [s.textContent, getComputedStyle(s).color];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown[0], "failed", "{shown}");
+        assert_eq!(shown[1], "rgb(222, 45, 38)", "failed in red: {shown}");
+        // The runs list says so too.
+        client.goto(&format!("{base}/")).await.unwrap();
+        wait_for(
+            &client,
+            "the run listed as failed",
+            "const r = document.querySelector('tr[data-run]'); return r ? r.dataset.outcome : '';",
+            |v| v == "failed",
+        )
+        .await;
         client.close().await.unwrap();
     });
 }
