@@ -77,203 +77,202 @@ pub fn run_cause(run: &orchestrator_protocol::RunId) -> &'static str {
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
+/// A metric's name and help.
+type Spec = (&'static str, &'static str);
+
 fn counter(
     registry: &Registry,
-    name: &str,
-    help: &str,
+    (name, help): Spec,
     labels: &[&str],
 ) -> Result<IntCounterVec, MetricsError> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
+    add(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
-fn plain_counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
-    let c = IntCounter::new(name, help)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
+fn plain_counter(registry: &Registry, (name, help): Spec) -> Result<IntCounter, MetricsError> {
+    add(registry, IntCounter::new(name, help)?)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGaugeVec, MetricsError> {
-    let g = IntGaugeVec::new(Opts::new(name, help), &["zone"])?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
+fn gauge(registry: &Registry, (name, help): Spec) -> Result<IntGaugeVec, MetricsError> {
+    add(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), &["zone"])?,
+    )
+}
+
+const DISPATCH_TO_RESULT: Spec = (
+    "orchestrator_dispatch_to_result_seconds",
+    "Time from an attempt's Ready event to its accepted result.",
+);
+const QUEUE_WAIT: Spec = (
+    "orchestrator_queue_wait_seconds",
+    "Time from an attempt's Ready event to its handler's start (dispatch to result, less the handler's time): broker hops and waiting for a free worker.",
+);
+const TASK_SECONDS: Spec = (
+    "orchestrator_task_seconds",
+    "Time an attempt's handler ran, as its worker reports it.",
+);
+const SCHEDULE_TICKS: Spec = (
+    "orchestrator_schedule_ticks_total",
+    "Ticks of the schedule evaluated.",
+);
+const SCHEDULE_RUNS: Spec = (
+    "orchestrator_schedule_runs_started_total",
+    "Runs the schedule started, by cause (tick, trigger).",
+);
+const SCHEDULE_STALE: Spec = (
+    "orchestrator_schedule_stale_objects",
+    "Objects with a frequency not loaded since their latest tick.",
+);
+const RUNS_FINISHED: Spec = (
+    "orchestrator_runs_finished_total",
+    "Runs that finished, by outcome (succeeded, failed, cancelled) and cause (tick, trigger, submit).",
+);
+const MESSAGES_REJECTED: Spec = (
+    "orchestrator_messages_rejected_total",
+    "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
+);
+const STORE_ERRORS: Spec = (
+    "orchestrator_store_errors_total",
+    "State store writes that failed and were tried again (the store unreachable for a while).",
+);
+const READY_PUBLISHED: Spec = (
+    "orchestrator_ready_published_total",
+    "Ready events published.",
+);
+const LOADED_RECEIVED: Spec = (
+    "orchestrator_loaded_received_total",
+    "Loaded results received.",
+);
+const FAILED_RECEIVED: Spec = (
+    "orchestrator_failed_received_total",
+    "Failed results received.",
+);
+const RESULTS_IGNORED: Spec = (
+    "orchestrator_results_ignored_total",
+    "Results and progress reports that changed nothing (duplicate, stale or unknown).",
+);
+const RETRIES: Spec = ("orchestrator_retries_total", "Retries scheduled.");
+const DEAD_LETTERS: Spec = (
+    "orchestrator_dead_letters_total",
+    "Objects that failed for good.",
+);
+const LEASES_EXPIRED: Spec = (
+    "orchestrator_attempts_expired_total",
+    "Attempts failed by an expired lease or start timeout.",
+);
+const STORE_BATCHES: Spec = (
+    "orchestrator_store_batches_total",
+    "Atomic batches written to the state store.",
+);
+const IN_FLIGHT: Spec = (
+    "orchestrator_objects_in_flight",
+    "Objects dispatched and not yet answered.",
+);
+const RUNNING: Spec = (
+    "orchestrator_objects_running",
+    "Objects in flight that a worker said it started (dispatched and not started: in flight less these).",
+);
+const WAITING: Spec = (
+    "orchestrator_objects_waiting",
+    "Objects whose parents are loaded, waiting for room in their zone.",
+);
+
+/// Registers `collector` and hands it back.
+fn add<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> Result<C, MetricsError> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+/// A latency histogram per zone, 10 ms to 10 minutes.
+fn latency(registry: &Registry, (name, help): Spec) -> Result<HistogramVec, MetricsError> {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    add(registry, HistogramVec::new(opts, &["zone"])?)
+}
+
+/// The writer's and the dependencies' gauges: (writer, writer epoch, dependency up).
+fn writer_gauges(registry: &Registry) -> Result<(IntGauge, IntGauge, IntGaugeVec), MetricsError> {
+    let writer = IntGauge::new(
+        "orchestrator_writer",
+        "1 while this orchestrator is the writer (0 while it stands by).",
+    )?;
+    let epoch = IntGauge::new(
+        "orchestrator_writer_epoch",
+        "The writer lease's epoch this orchestrator holds: it grows each time the lease changes hands.",
+    )?;
+    let up = IntGaugeVec::new(
+        Opts::new(
+            "orchestrator_dependency_up",
+            "Whether the broker and the state store answered the latest check (every 5 s): 1 or 0.",
+        ),
+        &["dependency"],
+    )?;
+    Ok((
+        add(registry, writer)?,
+        add(registry, epoch)?,
+        add(registry, up)?,
+    ))
+}
+
+/// The schedule's lag gauge and tick histogram.
+fn schedule_timing(registry: &Registry) -> Result<(GaugeVec, Histogram), MetricsError> {
+    let lag = GaugeVec::new(
+        Opts::new(
+            "orchestrator_schedule_freshness_lag_seconds",
+            "The largest time since a tick that an object of the zone has not loaded for.",
+        ),
+        &["zone"],
+    )?;
+    let tick = Histogram::with_opts(
+        HistogramOpts::new(
+            "orchestrator_schedule_tick_evaluation_seconds",
+            "Time to evaluate one tick of the schedule over the catalog.",
+        )
+        .buckets(vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+    )?;
+    Ok((add(registry, lag)?, add(registry, tick)?))
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
+        let r = &registry;
+        let zone = &["zone"];
         let uptime = Gauge::new(
             "orchestrator_uptime_seconds",
             "Seconds since the orchestrator started.",
         )?;
-        registry.register(Box::new(uptime.clone()))?;
-        let dispatch_to_result = HistogramVec::new(
-            HistogramOpts::new(
-                "orchestrator_dispatch_to_result_seconds",
-                "Time from an attempt's Ready event to its accepted result.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["zone"],
-        )?;
-        registry.register(Box::new(dispatch_to_result.clone()))?;
-        let queue_wait = HistogramVec::new(
-            HistogramOpts::new(
-                "orchestrator_queue_wait_seconds",
-                "Time from an attempt's Ready event to its handler's start (dispatch to result, less the handler's time): broker hops and waiting for a free worker.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["zone"],
-        )?;
-        registry.register(Box::new(queue_wait.clone()))?;
-        let task_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "orchestrator_task_seconds",
-                "Time an attempt's handler ran, as its worker reports it.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["zone"],
-        )?;
-        registry.register(Box::new(task_seconds.clone()))?;
-        let schedule_tick_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "orchestrator_schedule_tick_evaluation_seconds",
-                "Time to evaluate one tick of the schedule over the catalog.",
-            )
-            .buckets(vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
-        )?;
-        registry.register(Box::new(schedule_tick_seconds.clone()))?;
-        let schedule_lag = GaugeVec::new(
-            Opts::new(
-                "orchestrator_schedule_freshness_lag_seconds",
-                "The largest time since a tick that an object of the zone has not loaded for.",
-            ),
-            &["zone"],
-        )?;
-        registry.register(Box::new(schedule_lag.clone()))?;
-        let writer = IntGauge::new(
-            "orchestrator_writer",
-            "1 while this orchestrator is the writer (0 while it stands by).",
-        )?;
-        registry.register(Box::new(writer.clone()))?;
-        let writer_epoch = IntGauge::new(
-            "orchestrator_writer_epoch",
-            "The writer lease's epoch this orchestrator holds: it grows each time the lease changes hands.",
-        )?;
-        registry.register(Box::new(writer_epoch.clone()))?;
-        let dependency_up = IntGaugeVec::new(
-            Opts::new(
-                "orchestrator_dependency_up",
-                "Whether the broker and the state store answered the latest check (every 5 s): 1 or 0.",
-            ),
-            &["dependency"],
-        )?;
-        registry.register(Box::new(dependency_up.clone()))?;
+        let (writer, writer_epoch, dependency_up) = writer_gauges(r)?;
+        let (schedule_lag, schedule_tick_seconds) = schedule_timing(r)?;
         let m = Metrics {
+            uptime: add(r, uptime)?,
+            dispatch_to_result: latency(r, DISPATCH_TO_RESULT)?,
+            queue_wait: latency(r, QUEUE_WAIT)?,
+            task_seconds: latency(r, TASK_SECONDS)?,
             writer,
             writer_epoch,
             dependency_up,
-            schedule_ticks: plain_counter(
-                &registry,
-                "orchestrator_schedule_ticks_total",
-                "Ticks of the schedule evaluated.",
-            )?,
-            schedule_runs: counter(
-                &registry,
-                "orchestrator_schedule_runs_started_total",
-                "Runs the schedule started, by cause (tick, trigger).",
-                &["cause"],
-            )?,
-            schedule_stale: gauge(
-                &registry,
-                "orchestrator_schedule_stale_objects",
-                "Objects with a frequency not loaded since their latest tick.",
-            )?,
+            schedule_ticks: plain_counter(r, SCHEDULE_TICKS)?,
+            schedule_runs: counter(r, SCHEDULE_RUNS, &["cause"])?,
+            schedule_stale: gauge(r, SCHEDULE_STALE)?,
             schedule_lag,
             schedule_tick_seconds,
-            runs_finished: counter(
-                &registry,
-                "orchestrator_runs_finished_total",
-                "Runs that finished, by outcome (succeeded, failed, cancelled) and cause (tick, trigger, submit).",
-                &["outcome", "cause"],
-            )?,
-            messages_rejected: plain_counter(
-                &registry,
-                "orchestrator_messages_rejected_total",
-                "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
-            )?,
-            store_errors: plain_counter(
-                &registry,
-                "orchestrator_store_errors_total",
-                "State store writes that failed and were tried again (the store unreachable for a while).",
-            )?,
-            ready_published: counter(
-                &registry,
-                "orchestrator_ready_published_total",
-                "Ready events published.",
-                &["zone"],
-            )?,
-            loaded_received: counter(
-                &registry,
-                "orchestrator_loaded_received_total",
-                "Loaded results received.",
-                &["zone"],
-            )?,
-            failed_received: counter(
-                &registry,
-                "orchestrator_failed_received_total",
-                "Failed results received.",
-                &["zone"],
-            )?,
-            results_ignored: counter(
-                &registry,
-                "orchestrator_results_ignored_total",
-                "Results and progress reports that changed nothing (duplicate, stale or unknown).",
-                &["reason"],
-            )?,
-            retries: counter(
-                &registry,
-                "orchestrator_retries_total",
-                "Retries scheduled.",
-                &["zone"],
-            )?,
-            dead_letters: counter(
-                &registry,
-                "orchestrator_dead_letters_total",
-                "Objects that failed for good.",
-                &["zone"],
-            )?,
-            leases_expired: counter(
-                &registry,
-                "orchestrator_attempts_expired_total",
-                "Attempts failed by an expired lease or start timeout.",
-                &["zone"],
-            )?,
-            store_batches: counter(
-                &registry,
-                "orchestrator_store_batches_total",
-                "Atomic batches written to the state store.",
-                &["store"],
-            )?,
-            in_flight: gauge(
-                &registry,
-                "orchestrator_objects_in_flight",
-                "Objects dispatched and not yet answered.",
-            )?,
-            running: gauge(
-                &registry,
-                "orchestrator_objects_running",
-                "Objects in flight that a worker said it started (dispatched and not started: in flight less these).",
-            )?,
-            waiting: gauge(
-                &registry,
-                "orchestrator_objects_waiting",
-                "Objects whose parents are loaded, waiting for room in their zone.",
-            )?,
-            dispatch_to_result,
-            queue_wait,
-            task_seconds,
-            uptime,
+            runs_finished: counter(r, RUNS_FINISHED, &["outcome", "cause"])?,
+            messages_rejected: plain_counter(r, MESSAGES_REJECTED)?,
+            store_errors: plain_counter(r, STORE_ERRORS)?,
+            ready_published: counter(r, READY_PUBLISHED, zone)?,
+            loaded_received: counter(r, LOADED_RECEIVED, zone)?,
+            failed_received: counter(r, FAILED_RECEIVED, zone)?,
+            results_ignored: counter(r, RESULTS_IGNORED, &["reason"])?,
+            retries: counter(r, RETRIES, zone)?,
+            dead_letters: counter(r, DEAD_LETTERS, zone)?,
+            leases_expired: counter(r, LEASES_EXPIRED, zone)?,
+            store_batches: counter(r, STORE_BATCHES, &["store"])?,
+            in_flight: gauge(r, IN_FLIGHT)?,
+            running: gauge(r, RUNNING)?,
+            waiting: gauge(r, WAITING)?,
             started: Instant::now(),
             registry,
         };

@@ -4,6 +4,7 @@
 
 mod memory;
 mod redb_store;
+mod redb_write;
 mod redis_batch;
 mod redis_lua;
 mod redis_store;

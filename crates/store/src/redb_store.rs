@@ -2,6 +2,7 @@
 //! transaction, so a kill -9 leaves either all of a batch or none of it. Finished runs older than
 //! the retention are removed when another run finishes.
 
+use super::redb_write::Tables;
 use super::{
     AttemptRecord, CatalogLoad, DeadLetter, RunHeader, RunStatus, ScheduleState, StateStore,
     StoreError, Transition,
@@ -13,10 +14,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
-const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
-const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
-const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
+pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+pub(crate) const OBJECTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("objects");
+pub(crate) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+pub(crate) const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 /// Ended attempts, one row per batch that wrote them (a JSON array of [`AttemptRow`]s), by run, the batch's first end time and a number that tells apart batches of the
 /// same millisecond. One row per batch, at the end of the table: a row per attempt, keyed by
 /// object, dirtied a page each and took a third of the embedded run's speed. An object's
@@ -25,14 +26,15 @@ const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
 /// it finishes, so one commit writes each page once.
 /// Its values: (load time in Unix ms, attempt, run id), as redb encodes them (no JSON to write
 /// or read for each object).
-const CATALOG: TableDefinition<u64, (u64, u32, &str)> = TableDefinition::new("catalog");
+pub(crate) const CATALOG: TableDefinition<u64, (u64, u32, &str)> = TableDefinition::new("catalog");
 /// Settings kept under a name: `schedule` (the schedule's state, JSON), `catalog` and
 /// `catalog.replaces` (a catalog replaced through the API, and what it replaced).
-const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
-const SCHEDULE: &str = "schedule";
-const CATALOG_OBJECTS: &str = "catalog";
-const CATALOG_REPLACES: &str = "catalog.replaces";
-const ATTEMPTS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("attempts");
+pub(crate) const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+pub(crate) const SCHEDULE: &str = "schedule";
+pub(crate) const CATALOG_OBJECTS: &str = "catalog";
+pub(crate) const CATALOG_REPLACES: &str = "catalog.replaces";
+pub(crate) const ATTEMPTS: TableDefinition<(&str, u64, u32), &[u8]> =
+    TableDefinition::new("attempts");
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -108,7 +110,7 @@ fn create_guarded(path: &std::path::Path) -> Result<Database, redb::DatabaseErro
     })
 }
 
-fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend {
         store: path.display().to_string(),
         message: e.into().to_string(),
@@ -116,7 +118,7 @@ fn err(path: &std::path::Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
@@ -189,7 +191,9 @@ fn record_of(row: StoredRow) -> (u64, AttemptRecord) {
     (object, record)
 }
 
-fn encode_attempts(attempts: &[(ObjectId, AttemptRecord)]) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_attempts(
+    attempts: &[(ObjectId, AttemptRecord)],
+) -> Result<Vec<u8>, StoreError> {
     let rows: Vec<_> = attempts
         .iter()
         .map(|(id, a)| {
@@ -212,7 +216,7 @@ fn encode_attempts(attempts: &[(ObjectId, AttemptRecord)]) -> Result<Vec<u8>, St
     encode(&rows)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
@@ -242,131 +246,12 @@ impl StateStore for RedbStore {
         self.blocking(move |db, path| {
             let tx = db.begin_write().map_err(|e| err(path, e))?;
             {
-                let mut runs = tx.open_table(RUNS).map_err(|e| err(path, e))?;
-                let mut objects = tx.open_table(OBJECTS).map_err(|e| err(path, e))?;
-                let mut dead = tx.open_table(DEAD).map_err(|e| err(path, e))?;
-                let mut graphs = tx.open_table(GRAPHS).map_err(|e| err(path, e))?;
-                let mut attempts = tx.open_table(ATTEMPTS).map_err(|e| err(path, e))?;
+                let mut tables = Tables::open(&tx, path)?;
                 for t in &batch {
-                    match t {
-                        Transition::Run(meta) => {
-                            runs.insert(meta.run_id.as_str(), encode(meta)?.as_slice())
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::Object { run, id, record } => {
-                            objects
-                                .insert((run.as_str(), id.0), encode(record)?.as_slice())
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::DeadLetter { run, letter } => {
-                            dead.insert((run.as_str(), letter.id.0), encode(letter)?.as_slice())
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::DeadLettersCleared { run } => {
-                            dead.retain_in((run.as_str(), 0)..=(run.as_str(), u64::MAX), |_, _| {
-                                false
-                            })
-                            .map_err(|e| err(path, e))?;
-                        }
-                        Transition::DeadLetterRemoved { run, id } => {
-                            dead.remove((run.as_str(), id.0))
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::Attempts {
-                            run,
-                            attempts: ended,
-                        } => {
-                            let at = ended.first().map_or(0, |(_, a)| a.ended_ms);
-                            let mut n = 0u32;
-                            while attempts
-                                .get((run.as_str(), at, n))
-                                .map_err(|e| err(path, e))?
-                                .is_some()
-                            {
-                                n += 1;
-                            }
-                            attempts
-                                .insert((run.as_str(), at, n), encode_attempts(ended)?.as_slice())
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::Loads { run, loads } => {
-                            let mut catalog = tx.open_table(CATALOG).map_err(|e| err(path, e))?;
-                            for l in loads.iter() {
-                                // Written at once (insert hands the value it replaced back); a
-                                // newer load it replaced goes back (rare: a run that finished
-                                // after a newer one).
-                                let replaced = catalog
-                                    .insert(l.id.0, (l.at_ms, l.attempt, run.as_str()))
-                                    .map_err(|e| err(path, e))?
-                                    .and_then(|v| {
-                                        let (at, attempt, run) = v.value();
-                                        (at > l.at_ms).then(|| (at, attempt, run.to_string()))
-                                    });
-                                if let Some((at, attempt, held)) = replaced {
-                                    catalog
-                                        .insert(l.id.0, (at, attempt, held.as_str()))
-                                        .map_err(|e| err(path, e))?;
-                                }
-                            }
-                        }
-                        Transition::Graph { run, objects } => {
-                            graphs
-                                .insert(run.as_str(), objects.as_bytes())
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::Schedule(state) => {
-                            let mut settings = tx.open_table(SETTINGS).map_err(|e| err(path, e))?;
-                            let json = serde_json::to_vec(&**state)
-                                .map_err(|e| StoreError::Decode(e.to_string()))?;
-                            settings
-                                .insert(SCHEDULE, json.as_slice())
-                                .map_err(|e| err(path, e))?;
-                        }
-                        Transition::Catalog { objects, replaces } => {
-                            let mut settings = tx.open_table(SETTINGS).map_err(|e| err(path, e))?;
-                            settings
-                                .insert(CATALOG_OBJECTS, objects.as_bytes())
-                                .map_err(|e| err(path, e))?;
-                            settings
-                                .insert(CATALOG_REPLACES, replaces.as_bytes())
-                                .map_err(|e| err(path, e))?;
-                        }
-                    }
+                    tables.write(t)?;
                 }
                 if let Some(before) = expired_before {
-                    let mut expired = Vec::new();
-                    for entry in runs.iter().map_err(|e| err(path, e))? {
-                        let (id, v) = entry.map_err(|e| err(path, e))?;
-                        // A record it cannot read is left alone: tidying never fails a write.
-                        let Ok(meta) = decode::<RunHeader>(v.value()) else {
-                            continue;
-                        };
-                        if meta.status == RunStatus::Finished && meta.updated_ms < before {
-                            expired.push(id.value().to_string());
-                        }
-                    }
-                    for id in &expired {
-                        let all = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
-                        objects
-                            .retain_in(all.clone(), |_, _| false)
-                            .map_err(|e| err(path, e))?;
-                        dead.retain_in(all, |_, _| false)
-                            .map_err(|e| err(path, e))?;
-                        attempts
-                            .retain_in(
-                                (id.as_str(), 0, 0)..=(id.as_str(), u64::MAX, u32::MAX),
-                                |_, _| false,
-                            )
-                            .map_err(|e| err(path, e))?;
-                        graphs.remove(id.as_str()).map_err(|e| err(path, e))?;
-                        runs.remove(id.as_str()).map_err(|e| err(path, e))?;
-                    }
-                    if !expired.is_empty() {
-                        tracing::info!(
-                            runs = expired.len(),
-                            "finished runs past their retention removed from the state store"
-                        );
-                    }
+                    tables.remove_finished_before(before)?;
                 }
             }
             tx.commit().map_err(|e| err(path, e))

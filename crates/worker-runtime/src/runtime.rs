@@ -227,10 +227,7 @@ pub async fn run_worker(
     ));
     tracing::debug!(zone = %config.zone, handler = %handler.describe(), max_workers = config.max_workers, "worker started");
     loop {
-        let mut acks = Vec::new();
-        while let Ok(t) = done_rx.try_recv() {
-            acks.push(t);
-        }
+        let acks = drain(&mut done_rx);
         if !acks.is_empty() {
             consumer.ack(acks).await?;
         }
@@ -262,13 +259,7 @@ pub async fn run_worker(
             consumer.ack(again).await?;
         }
         let batch = fresh;
-        let mut permits = vec![first];
-        while permits.len() < batch.len() {
-            match slots.clone().acquire_owned().await {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
+        let permits = permits_for(&slots, first, batch.len()).await;
         for ((delivery, key), permit) in batch.into_iter().zip(permits) {
             let (handler, config, stats, out) = (
                 handler.clone(),
@@ -296,13 +287,34 @@ pub async fn run_worker(
     if publishing.await.is_err() {
         tracing::error!("the result publisher stopped unexpectedly");
     }
-    let mut acks = Vec::new();
-    while let Ok(t) = done_rx.try_recv() {
-        acks.push(t);
-    }
-    consumer.ack(acks).await?;
+    consumer.ack(drain(&mut done_rx)).await?;
     tracing::debug!(zone = %config.zone, "worker stopped");
     Ok(())
+}
+
+/// The tokens of the results published so far.
+fn drain(done: &mut mpsc::UnboundedReceiver<AckToken>) -> Vec<AckToken> {
+    let mut acks = Vec::new();
+    while let Ok(t) = done.try_recv() {
+        acks.push(t);
+    }
+    acks
+}
+
+/// `first` and as many more slots as it takes for `n` tasks (fewer if the slots close).
+async fn permits_for(
+    slots: &Arc<Semaphore>,
+    first: tokio::sync::OwnedSemaphorePermit,
+    n: usize,
+) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+    let mut permits = vec![first];
+    while permits.len() < n {
+        match slots.clone().acquire_owned().await {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
+    }
+    permits
 }
 
 /// The same attempt delivered again while it runs here or just after: its first delivery

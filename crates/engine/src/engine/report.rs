@@ -2,14 +2,17 @@
 //! metrics and logs; and the run noted as changed, so that its delta is stored with the turn.
 
 use super::{Engine, Outbox};
+use crate::metrics::Metrics;
 use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{Action, Run};
-use orchestrator_protocol::{FailedEvent, ReadyEvent, RunId, SCHEMA_VERSION, unix_seconds};
+use orchestrator_protocol::{FailedEvent, ReadyEvent, RunId, SCHEMA_VERSION, Zone};
 
 impl Engine {
     /// Turns a run's actions into events, metrics and logs, and notes the run as changed.
     pub(super) fn carry_out(&mut self, id: &RunId, actions: &mut Vec<Action>, out: &mut Outbox) {
         let scheduled = self.schedule.is_some();
+        // Events carry the engine's time (its injected clock), in Unix seconds.
+        let ts = self.clock.now_ms() / 1000;
         let Some(run) = self.runs.get_mut(id) else {
             actions.clear();
             return;
@@ -17,11 +20,12 @@ impl Engine {
         let graph = run.graph().clone();
         let ready_from = out.ready.len();
         let mut loaded_now = Vec::new();
+        let m = &self.metrics;
         for action in actions.drain(..) {
             match action {
                 Action::Dispatch { index, attempt } => {
                     out.ready
-                        .push(ready_event(&self.metrics, run, &graph, index, attempt));
+                        .push(ready_event(m, run, &graph, (index, attempt), ts));
                 }
                 Action::ResultAccepted {
                     index,
@@ -30,28 +34,14 @@ impl Engine {
                     simulated,
                     task_ms,
                 } => {
-                    let zone = graph.zone(index);
+                    observe_result(m, graph.zone(index), elapsed_ms, task_ms);
                     if loaded {
-                        tracing::info!(run = %id, object = %graph.id(index), %zone, elapsed_ms, simulated, "loaded");
+                        tracing::info!(run = %id, object = %graph.id(index), zone = %graph.zone(index), elapsed_ms, simulated, "loaded");
                         // A pretend load makes nothing fresh.
                         if scheduled && !simulated {
                             loaded_now.push(graph.id(index));
                         }
                     }
-                    // Dispatch to result, and that time split: the handler's, and the rest
-                    // (broker hops, waiting for a free worker).
-                    let l = [zone.as_str()];
-                    let seconds = |ms: u64| ms as f64 / 1000.0;
-                    let m = &self.metrics;
-                    m.dispatch_to_result
-                        .with_label_values(&l)
-                        .observe(seconds(elapsed_ms));
-                    m.task_seconds
-                        .with_label_values(&l)
-                        .observe(seconds(task_ms));
-                    m.queue_wait
-                        .with_label_values(&l)
-                        .observe(seconds(elapsed_ms.saturating_sub(task_ms)));
                 }
                 Action::RetryScheduled {
                     index,
@@ -59,10 +49,8 @@ impl Engine {
                     delay_ms,
                     reason,
                 } => {
-                    self.metrics
-                        .retries
-                        .with_label_values(&[graph.zone(index).as_str()])
-                        .inc();
+                    let zone = graph.zone(index);
+                    m.retries.with_label_values(&[zone.as_str()]).inc();
                     tracing::info!(run = %id, object = %graph.id(index), attempt = failed_attempt, delay_ms, %reason, "attempt failed; retry scheduled");
                 }
                 Action::DeadLettered {
@@ -71,34 +59,17 @@ impl Engine {
                     reason,
                     upstream_failed,
                 } => {
-                    let node = graph.node(index);
-                    self.metrics
-                        .dead_letters
-                        .with_label_values(&[node.zone.as_str()])
-                        .inc();
-                    tracing::error!(run = %id, object = %node.id, attempt, upstream_failed, %reason, "object failed for good");
-                    out.failed.push(FailedEvent {
-                        event: "ObjectFailed".into(),
-                        id: node.id,
-                        zone: node.zone,
-                        name: node.name.to_string(),
-                        run_id: id.clone(),
-                        attempt,
-                        reason,
-                        upstream_failed,
-                        ts: unix_seconds(),
-                        schema_version: SCHEMA_VERSION,
-                    });
+                    let failed =
+                        failed_event(m, id, &graph, (index, attempt), reason, upstream_failed, ts);
+                    out.failed.push(failed);
                 }
                 Action::Expired {
                     index,
                     attempt,
                     reason,
                 } => {
-                    self.metrics
-                        .leases_expired
-                        .with_label_values(&[graph.zone(index).as_str()])
-                        .inc();
+                    let zone = graph.zone(index);
+                    m.leases_expired.with_label_values(&[zone.as_str()]).inc();
                     tracing::warn!(run = %id, object = %graph.id(index), attempt, %reason, "attempt expired");
                 }
                 Action::Ignored {
@@ -107,14 +78,13 @@ impl Engine {
                     is_result,
                 } => {
                     if is_result {
-                        self.metrics
-                            .results_ignored
+                        m.results_ignored
                             .with_label_values(&[reason.as_str()])
                             .inc();
                     }
                     tracing::debug!(run = %id, %object, reason = reason.as_str(), "report ignored");
                 }
-                Action::Finished => finished(&self.metrics, run),
+                Action::Finished => finished(m, run),
                 Action::FailuresReset => {
                     tracing::info!(run = %id, "failed objects run again; dead letters cleared")
                 }
@@ -130,8 +100,53 @@ impl Engine {
     }
 }
 
+/// Dispatch to result, and that time split: the handler's, and the rest (broker hops, waiting
+/// for a free worker).
+fn observe_result(m: &Metrics, zone: Zone, elapsed_ms: u64, task_ms: u64) {
+    let l = [zone.as_str()];
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    m.dispatch_to_result
+        .with_label_values(&l)
+        .observe(seconds(elapsed_ms));
+    m.task_seconds
+        .with_label_values(&l)
+        .observe(seconds(task_ms));
+    m.queue_wait
+        .with_label_values(&l)
+        .observe(seconds(elapsed_ms.saturating_sub(task_ms)));
+}
+
+/// An object failed for good: counted, logged, and its `ObjectFailed` event.
+fn failed_event(
+    m: &Metrics,
+    run: &RunId,
+    graph: &RunGraph,
+    (index, attempt): (u32, u32),
+    reason: String,
+    upstream_failed: usize,
+    ts: u64,
+) -> FailedEvent {
+    let node = graph.node(index);
+    m.dead_letters
+        .with_label_values(&[node.zone.as_str()])
+        .inc();
+    tracing::error!(run = %run, object = %node.id, attempt, upstream_failed, %reason, "object failed for good");
+    FailedEvent {
+        event: "ObjectFailed".into(),
+        id: node.id,
+        zone: node.zone,
+        name: node.name.to_string(),
+        run_id: run.clone(),
+        attempt,
+        reason,
+        upstream_failed,
+        ts,
+        schema_version: SCHEMA_VERSION,
+    }
+}
+
 /// A run finished: counted by outcome and by what started it, and logged.
-fn finished(metrics: &crate::metrics::Metrics, run: &Run) {
+fn finished(metrics: &Metrics, run: &Run) {
     let header = run.header();
     let outcome = header.outcome();
     let cause = crate::metrics::run_cause(&header.run_id);
@@ -148,11 +163,11 @@ fn finished(metrics: &crate::metrics::Metrics, run: &Run) {
 }
 
 fn ready_event(
-    metrics: &crate::metrics::Metrics,
+    metrics: &Metrics,
     run: &Run,
     graph: &RunGraph,
-    index: u32,
-    attempt: u32,
+    (index, attempt): (u32, u32),
+    ts: u64,
 ) -> ReadyEvent {
     let node = graph.node(index);
     let header = run.header();
@@ -167,7 +182,7 @@ fn ready_event(
         zone: node.zone,
         name: node.name.to_string(),
         run_id: header.run_id.clone(),
-        ts: unix_seconds(),
+        ts,
         preflight_fail: false,
         attempt,
         graph_version: header.graph_version.clone(),

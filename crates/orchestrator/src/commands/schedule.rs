@@ -108,6 +108,17 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
         };
     }
     let plan = evaluate(&graph, &catalog, now, zone);
+    print_plan(&graph, &plan, (now, zone), &args);
+    EXIT_OK
+}
+
+/// What a tick at `now` would run and why, and what it skips as fresh (`--json`: as JSON).
+fn print_plan(
+    graph: &Graph,
+    plan: &orchestrator_core::schedule::TickPlan,
+    (now, zone): (u64, orchestrator_core::schedule::ScheduleZone),
+    args: &ScheduleArgs,
+) {
     let id = |i: u32| graph.objects[i as usize].id;
     if args.json {
         let run: Vec<_> = plan
@@ -118,7 +129,7 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
         let fresh: Vec<_> = plan.fresh.iter().map(|&i| id(i)).collect();
         let v = serde_json::json!({ "at_ms": now, "timezone": args.timezone, "run": run, "fresh": fresh });
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return EXIT_OK;
+        return;
     }
     let time = |ms: u64| {
         chrono::DateTime::from_timestamp_millis(ms as i64)
@@ -157,5 +168,4 @@ pub fn schedule(args: ScheduleArgs) -> i32 {
             o.zone
         );
     }
-    EXIT_OK
 }
