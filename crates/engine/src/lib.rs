@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod object_view;
 pub mod open;
 pub mod open_schedule;
+pub mod reads;
 pub mod run_view;
 
 pub use engine::{

@@ -20,30 +20,30 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::MissingParents;
-use orchestrator_core::scheduler::ObjectState;
-use orchestrator_core::scheduler::{RunOptions, SchedulerConfig};
+use orchestrator_core::scheduler::{ObjectState, RunOptions, RunOutcome, RunStatus};
 use orchestrator_engine::EngineCommand;
-use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::clock::Clock;
 use orchestrator_engine::live::LiveSender;
 use orchestrator_engine::open::{Submission, SubmitError, open_new};
 use orchestrator_engine::open_schedule::ScheduleSettings;
-use orchestrator_engine::run_view::{MAX_PAGE, ObjectQuery, RunReport, RunView};
+use orchestrator_engine::reads::{Cancelled, ReadError, RunFilter, RunReads};
+use orchestrator_engine::run_view::{ObjectQuery, RunView};
 use orchestrator_protocol::{ObjectId, RunId};
-use orchestrator_store::{RunHeader, RunOutcome, RunStatus, StateStore};
+
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// What the handlers need.
 pub struct ApiState {
-    pub store: Arc<dyn StateStore>,
-    pub commands: mpsc::Sender<EngineCommand>,
-    pub config: SchedulerConfig,
+    /// The engine's read side: every run is read and acted on through it.
+    pub reads: Arc<RunReads>,
+    /// The moment a submission is stamped with (the engine's injected clock).
+    pub clock: Arc<dyn Clock>,
     /// Largest body `POST /api/runs` takes.
     pub max_input_bytes: u64,
     /// Larger objects are refused (`MAX_OBJECT_BYTES`).
@@ -156,14 +156,18 @@ impl ApiError {
             "the orchestrator is shutting down",
         )
     }
+}
 
-    /// The store failed to answer.
-    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
-    }
-
-    pub(crate) fn run_not_found(run: &RunId) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, format!("run {run} not found"))
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        let status = match &e {
+            ReadError::EngineGone | ReadError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ReadError::RunNotFound(_)
+            | ReadError::ObjectNotFound(..)
+            | ReadError::AttemptNotFound(..) => StatusCode::NOT_FOUND,
+            ReadError::Unreadable(..) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -182,19 +186,11 @@ pub(crate) async fn ask<T>(
     state: &ApiState,
     command: impl FnOnce(oneshot::Sender<T>) -> EngineCommand,
 ) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    if state.commands.send(command(reply)).await.is_err() {
-        return Err(ApiError::engine_gone());
-    }
-    answer.await.map_err(|_| ApiError::engine_gone())
+    Ok(state.reads.ask(command).await?)
 }
 
 pub(crate) fn engine_gone() -> Response {
     ApiError::engine_gone().into_response()
-}
-
-fn store_error(e: impl std::fmt::Display) -> Response {
-    ApiError::store(e).into_response()
 }
 
 /// Options of `POST /api/runs`, in the query string.
@@ -250,10 +246,11 @@ async fn submit(
         max_object_bytes: state.max_object_bytes,
         run_id: None,
     };
-    let config = state.config.clone();
+    let config = state.reads.config().clone();
+    let now = state.clock.now_ms();
     // Validation of a large file takes a while: off the async threads.
     let prepared =
-        match tokio::task::spawn_blocking(move || open_new(submission, &config, now_ms())).await {
+        match tokio::task::spawn_blocking(move || open_new(submission, &config, now)).await {
             Ok(p) => p,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
@@ -365,40 +362,16 @@ fn default_list_limit() -> usize {
 async fn list(
     State(state): State<Arc<ApiState>>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Response {
-    let stored = match state.store.runs().await {
-        Ok(r) => r,
-        Err(e) => return store_error(e),
+) -> Result<Response, ApiError> {
+    let filter = RunFilter {
+        offset: query.offset,
+        limit: query.limit,
+        status: query.status,
+        outcome: query.outcome,
     };
-    let live = match ask(&state, |reply| EngineCommand::Runs { reply }).await {
-        Ok(live) => live,
-        Err(gone) => return gone.into_response(),
-    };
-    let mut runs: BTreeMap<RunId, RunHeader> =
-        stored.into_iter().map(|m| (m.run_id.clone(), m)).collect();
-    // What the engine does not hold, nothing runs: an unfinished one was interrupted.
-    for m in runs.values_mut() {
-        m.status = m.status.seen_by_reader(false);
-    }
-    for m in live {
-        runs.insert(m.run_id.clone(), m);
-    }
-    let mut runs: Vec<RunHeader> = runs
-        .into_values()
-        .filter(|m| query.status.is_none_or(|s| m.status == s))
-        .filter(|m| query.outcome.is_none_or(|o| m.outcome() == o))
-        .collect();
-    runs.sort_by(|a, b| (b.created_ms, &b.run_id).cmp(&(a.created_ms, &a.run_id)));
-    let total = runs.len();
-    let limit = query.limit.min(MAX_PAGE);
-    let page: Vec<RunReport> = runs
-        .into_iter()
-        .skip(query.offset)
-        .take(limit)
-        .map(RunReport::from)
-        .collect();
-    Json(json!({ "total": total, "offset": query.offset, "limit": limit, "runs": page }))
-        .into_response()
+    let page = state.reads.runs(&filter).await?;
+    let body = json!({ "total": page.total, "offset": query.offset, "limit": page.limit, "runs": page.runs });
+    Ok(Json(body).into_response())
 }
 
 #[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
@@ -417,54 +390,9 @@ async fn inspect(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ObjectQuery>,
-) -> Response {
+) -> Result<Json<RunView>, ApiError> {
     let run = RunId::new(id.as_str());
-    let command = |reply| EngineCommand::Inspect {
-        run: run.clone(),
-        query: query.clone(),
-        reply,
-    };
-    let held = match ask(&state, command).await {
-        Ok(view) => view,
-        Err(gone) => return gone.into_response(),
-    };
-    if let Some(view) = held {
-        return match with_reasons(&state, view).await {
-            Ok(view) => Json(view).into_response(),
-            Err(e) => e.into_response(),
-        };
-    }
-    // Not held: finished (or not continued by this process); read the store.
-    let meta = match state.store.run(&run).await {
-        Ok(meta) => meta,
-        Err(e) => return store_error(e),
-    };
-    let Some(mut meta) = meta else {
-        return ApiError::run_not_found(&run).into_response();
-    };
-    meta.status = meta.status.seen_by_reader(false);
-    let records = match state.store.objects(&run).await {
-        Ok(r) => r,
-        Err(e) => return store_error(e),
-    };
-    let view = RunView::build(meta, records.into_iter(), &query);
-    match with_reasons(&state, view).await {
-        Ok(view) => Json(view).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// The view with each failed object's reason (read only when the page shows a failed object).
-async fn with_reasons(state: &ApiState, view: RunView) -> Result<RunView, ApiError> {
-    if !view.objects.iter().any(|o| o.state == ObjectState::Failed) {
-        return Ok(view);
-    }
-    let dead = state
-        .store
-        .dead_letters(&view.run.header.run_id)
-        .await
-        .map_err(ApiError::store)?;
-    Ok(view.with_reasons(&dead))
+    Ok(Json(state.reads.run(&run, &query).await?))
 }
 
 #[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs",
@@ -475,37 +403,28 @@ async fn with_reasons(state: &ApiState, view: RunView) -> Result<RunView, ApiErr
         (status = 409, description = "Already finished, or not driven by this orchestrator", body = ErrorBody),
         ChangeRefusals,
     ))]
-async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let run = RunId::new(id.as_str());
-    let command = |reply| EngineCommand::Cancel {
-        run: run.clone(),
-        reply,
-    };
-    match ask(&state, command).await {
-        Ok(true) => {
+    match state.reads.cancel(&run).await? {
+        Cancelled::Cancelling => {
             let body = Accepted {
                 run_id: run.to_string(),
                 status: RunStatus::Cancelling.as_str().into(),
                 reset: None,
                 retried: None,
             };
-            return (StatusCode::ACCEPTED, Json(body)).into_response();
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
-        Ok(false) => {}
-        Err(gone) => return gone.into_response(),
-    }
-    match state.store.run(&run).await {
-        Ok(meta) => match meta {
-            Some(m) if m.status == RunStatus::Finished => error(
-                StatusCode::CONFLICT,
-                format!("run {run} has already finished"),
-            ),
-            Some(_) => error(
-                StatusCode::CONFLICT,
-                format!("run {run} is not driven by this orchestrator"),
-            ),
-            None => ApiError::run_not_found(&run).into_response(),
-        },
-        Err(e) => store_error(e),
+        Cancelled::AlreadyFinished => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {run} has already finished"),
+        )),
+        Cancelled::NotDriven => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {run} is not driven by this orchestrator"),
+        )),
     }
 }

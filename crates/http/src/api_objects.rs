@@ -4,22 +4,20 @@
 //! (`POST /api/runs/{id}/rerun`, `POST /api/runs/{id}/objects/{oid}/retry`). A run the engine
 //! holds is read as it stands; any other is opened from the store.
 
-use crate::api::{ApiError, ApiState, ask, engine_gone, error};
+use crate::api::{ApiError, ApiState, engine_gone, error};
 use crate::api_query::ApiQuery;
 use crate::openapi::{Accepted, ChangeRefusals, ErrorBody, ReadRefusals};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use orchestrator_core::scheduler::{InFlightOnRestore, RetryRefused, Run, RunStatus};
+use orchestrator_core::scheduler::{RetryRefused, RunStatus};
 use orchestrator_engine::graph_view::{GraphCut, GraphView};
 use orchestrator_engine::object_view::ObjectDetail;
-use orchestrator_engine::open::open_stored;
-use orchestrator_engine::{EngineCommand, RerunAnswer, RerunRefused};
+use orchestrator_engine::{RerunAnswer, RerunRefused};
 use orchestrator_protocol::{ObjectId, RunId};
 use serde::Deserialize;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 /// An object id from a path, or a 400 that says what was wrong.
 pub(crate) fn object_id(text: &str) -> Result<ObjectId, ApiError> {
@@ -29,55 +27,6 @@ pub(crate) fn object_id(text: &str) -> Result<ObjectId, ApiError> {
             format!("{text:?} is not an object id (a whole number)"),
         )
     })
-}
-
-/// A stored run opened again (not started: nothing runs), or the answer to give instead.
-async fn open_from_store(state: &ApiState, run: &RunId) -> Result<Run, ApiError> {
-    let header = state
-        .store
-        .run(run)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| ApiError::run_not_found(run))?;
-    open_stored(
-        &*state.store,
-        header,
-        &state.config,
-        InFlightOnRestore::Rearm,
-    )
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("run {run} cannot be read: {e}"),
-        )
-    })
-}
-
-/// `look` at run `run`: as the engine holds it, or else as stored.
-async fn look<T: Send + 'static>(
-    state: &ApiState,
-    run: &RunId,
-    look: impl FnOnce(&Run) -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    let command = EngineCommand::Look {
-        run: run.clone(),
-        look: Box::new(move |held: Option<&Run>| {
-            let _ = reply.send(match held {
-                Some(run) => Ok(look(run)),
-                None => Err(look),
-            });
-        }),
-    };
-    if state.commands.send(command).await.is_err() {
-        return Err(ApiError::engine_gone());
-    }
-    match answer.await {
-        Ok(Ok(seen)) => Ok(seen),
-        Ok(Err(look)) => Ok(look(&open_from_store(state, run).await?)),
-        Err(_) => Err(ApiError::engine_gone()),
-    }
 }
 
 #[utoipa::path(get, path = "/api/runs/{id}/objects/{oid}", tag = "runs",
@@ -94,22 +43,7 @@ pub(crate) async fn object(
 ) -> Result<Json<ObjectDetail>, ApiError> {
     let run = RunId::new(run.as_str());
     let id = object_id(&oid)?;
-    let detail = look(&state, &run, move |r| ObjectDetail::of(r, id))
-        .await?
-        .ok_or_else(|| unknown_object(&run, id))?;
-    let attempts = state
-        .store
-        .attempts(&run, id)
-        .await
-        .map_err(ApiError::store)?;
-    Ok(Json(detail.with_attempts(&attempts)))
-}
-
-fn unknown_object(run: &RunId, id: ObjectId) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("run {run} has no object {id}"),
-    )
+    Ok(Json(state.reads.object(&run, id).await?))
 }
 
 #[utoipa::path(get, path = "/api/runs/{id}/objects/{oid}/attempts/{n}/output", tag = "runs",
@@ -132,29 +66,10 @@ pub(crate) async fn attempt_output(
             format!("{n:?} is not an attempt number"),
         )
     })?;
-    state
-        .store
-        .run(&run)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| ApiError::run_not_found(&run))?;
-    let attempts = state
-        .store
-        .attempts(&run, id)
-        .await
-        .map_err(ApiError::store)?;
-    let attempt = attempts
-        .into_iter()
-        .find(|a| a.attempt == n)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("run {run}: object {id} has no ended attempt {n}"),
-            )
-        })?;
+    let output = state.reads.attempt_output(&run, id, n).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        attempt.output().to_string(),
+        output,
     )
         .into_response())
 }
@@ -213,9 +128,7 @@ pub(crate) async fn graph(
     if let Some(around) = &query.around {
         cut.around = Some(object_id(around.trim())?);
     }
-    let view = look(&state, &run, move |r| GraphView::of(r, &cut))
-        .await?
-        .map_err(|unknown| unknown_object(&run, unknown.0))?;
+    let view = state.reads.graph(&run, cut).await?;
     Ok(if dot {
         (
             [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
@@ -258,47 +171,32 @@ pub(crate) async fn retry(
     }
 }
 
-/// Asks the engine to run failures again; if it does not hold the run, opens the run from the
-/// store and asks again with it.
+/// Asks the engine to run failures again (it opens a run it does not hold from the store).
 async fn again(state: &ApiState, run: RunId, object: Option<ObjectId>) -> Response {
-    let mut stored: Option<Run> = None;
-    for round in 0..2 {
-        let command = |reply| EngineCommand::Rerun {
-            run: run.clone(),
-            object,
-            stored: stored.take().map(Box::new),
-            reply,
-        };
-        let answer = match ask(state, command).await {
-            Ok(a) => a,
-            Err(gone) => return gone.into_response(),
-        };
-        match answer {
-            RerunAnswer::Done { reset, retried } => {
-                let body = Accepted {
-                    run_id: run.to_string(),
-                    status: RunStatus::Running.as_str().into(),
-                    reset: Some(reset),
-                    retried: object.map(|_| retried.iter().map(|o| o.0).collect()),
-                };
-                return (StatusCode::ACCEPTED, Json(body)).into_response();
-            }
-            RerunAnswer::NotHeld if round == 0 => match open_from_store(state, &run).await {
-                Ok(r) => stored = Some(r),
-                Err(refused) => return refused.into_response(),
-            },
-            RerunAnswer::NotHeld => break,
-            RerunAnswer::Refused(why) => {
-                let status = match &why {
-                    RerunRefused::Retry {
-                        why: RetryRefused::UnknownObject(_),
-                        ..
-                    } => StatusCode::NOT_FOUND,
-                    _ => StatusCode::CONFLICT,
-                };
-                return error(status, why.to_string());
-            }
+    let answer = match state.reads.again(&run, object).await {
+        Ok(a) => a,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match answer {
+        RerunAnswer::Done { reset, retried } => {
+            let body = Accepted {
+                run_id: run.to_string(),
+                status: RunStatus::Running.as_str().into(),
+                reset: Some(reset),
+                retried: object.map(|_| retried.iter().map(|o| o.0).collect()),
+            };
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        RerunAnswer::NotHeld => engine_gone(),
+        RerunAnswer::Refused(why) => {
+            let status = match &why {
+                RerunRefused::Retry {
+                    why: RetryRefused::UnknownObject(_),
+                    ..
+                } => StatusCode::NOT_FOUND,
+                _ => StatusCode::CONFLICT,
+            };
+            error(status, why.to_string())
         }
     }
-    engine_gone()
 }

@@ -19,7 +19,6 @@ use orchestrator_core::diagnostics::Report;
 use orchestrator_core::graph::{Graph, LoadOptions, load_graph};
 use orchestrator_core::schedule::Catalog;
 use orchestrator_core::schedule::{Freshness, ObjectStatus, TriggerError};
-use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_engine::{EngineCommand, PauseAnswer};
 use orchestrator_protocol::{ObjectId, Zone};
@@ -280,7 +279,8 @@ pub(crate) async fn replace(
         .map_err(IntoResponse::into_response)?;
     let (text, _held) = (body.text, body.held);
     // Validation of a large catalog takes a while: off the async threads.
-    let checked = tokio::task::spawn_blocking(move || check_catalog(text, &settings))
+    let now = state.clock.now_ms();
+    let checked = tokio::task::spawn_blocking(move || check_catalog(text, &settings, now))
         .await
         .map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
@@ -317,6 +317,7 @@ pub struct Replaced {
 fn check_catalog(
     text: String,
     settings: &ScheduleSettings,
+    now: u64,
 ) -> Result<(Graph, Catalog, Arc<String>), Report> {
     let options = LoadOptions {
         missing_parents: settings.missing_parents,
@@ -327,7 +328,7 @@ fn check_catalog(
     let Some(mut graph) = loaded.graph else {
         return Err(loaded.report);
     };
-    let (catalog, report) = Catalog::from_graph(&graph, settings.zone, now_ms());
+    let (catalog, report) = Catalog::from_graph(&graph, settings.zone, now);
     if report.error_count() > 0 {
         return Err(report);
     }

@@ -239,9 +239,12 @@ pub(crate) async fn serve_http(
     role.set(orchestrator_http::role::Role::Writer);
     let max_input = crate::input::DEFAULT_MAX_INPUT_BYTES;
     let api = Arc::new(orchestrator_http::api::ApiState {
-        store: store.clone(),
-        commands: tx,
-        config: config.clone(),
+        reads: Arc::new(orchestrator_engine::reads::RunReads::new(
+            tx,
+            store.clone(),
+            config.clone(),
+        )),
+        clock: Arc::new(orchestrator_engine::clock::WallClock),
         max_input_bytes: max_input,
         max_object_bytes: orchestrator_core::graph::DEFAULT_MAX_OBJECT_BYTES,
         role,

@@ -13,10 +13,12 @@ use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfig};
+use orchestrator_engine::clock::WallClock;
 use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::Metrics;
 use orchestrator_engine::open::{Submission, SubmitError, open_new, open_stored};
 use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
+use orchestrator_engine::reads::RunReads;
 use orchestrator_engine::{DriveOptions, Engine, EngineCommand, EngineSchedule};
 use orchestrator_http::api::{ApiState, api_router};
 use orchestrator_http::api_body::SubmitBudget;
@@ -83,9 +85,12 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     // Commands of the runs API wait here until the engine drives.
     let (command_tx, commands) = tokio::sync::mpsc::channel(64);
     let api = Arc::new(ApiState {
-        store: store.clone(),
-        commands: command_tx,
-        config: server.config.clone(),
+        reads: Arc::new(RunReads::new(
+            command_tx,
+            store.clone(),
+            server.config.clone(),
+        )),
+        clock: Arc::new(WallClock),
         max_input_bytes: server.max_input_bytes,
         max_object_bytes: server.max_object_bytes,
         role: role.clone(),
