@@ -11,7 +11,7 @@ use orchestrator_core::scheduler::{
     DeadLetter, InFlightOnRestore, ObjectState, Run, RunHandlers, RunHeader, RunOptions,
     RunSummary, SchedulerConfig,
 };
-use orchestrator_engine::clock::now_ms;
+use orchestrator_engine::clock::{Clock, WallClock};
 use orchestrator_engine::metrics::{Metrics, MetricsError};
 use orchestrator_engine::open::{OpenError, new_header, open_snapshot};
 use orchestrator_engine::{DriveOptions, Engine};
@@ -101,7 +101,9 @@ async fn drive(
     store: Arc<dyn StateStore>,
     interrupt: CancellationToken,
 ) -> Result<EmbeddedOutcome, AppError> {
-    let (run, rerun) = open(&embedded, &*store).await?;
+    // One clock for the run's opening, the engine and the API.
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let (run, rerun) = open(&embedded, &*store, clock.now_ms()).await?;
     if run.is_finished() && !rerun {
         return outcome(run.header().clone(), &*store, Duration::ZERO, true).await;
     }
@@ -130,7 +132,7 @@ async fn drive(
 
     let started = Instant::now();
     let run_id = run.header().run_id.clone();
-    let mut engine = Engine::new(bus.clone(), store.clone(), metrics);
+    let mut engine = Engine::new(bus.clone(), store.clone(), metrics).with_clock(clock);
     if let Some(live) = http.live.clone() {
         engine = engine.with_live(live);
     }
@@ -343,7 +345,11 @@ pub(crate) fn spawn_workers(
 }
 
 /// A new run, or the stored one to resume (and whether to rerun its failures).
-async fn open(embedded: &EmbeddedRun, store: &dyn StateStore) -> Result<(Run, bool), AppError> {
+async fn open(
+    embedded: &EmbeddedRun,
+    store: &dyn StateStore,
+    now_ms: u64,
+) -> Result<(Run, bool), AppError> {
     let runs = store.runs().await?;
     let latest = runs.last();
     let where_ = embedded
@@ -359,7 +365,7 @@ async fn open(embedded: &EmbeddedRun, store: &dyn StateStore) -> Result<(Run, bo
             )));
         }
         let options = embedded.options.clone();
-        let header = new_header(&embedded.source, options, embedded.seed, now_ms());
+        let header = new_header(&embedded.source, options, embedded.seed, now_ms);
         return Ok((Run::new(graph.clone(), config.clone(), header), false));
     }
     let Some(header) = latest.cloned() else {

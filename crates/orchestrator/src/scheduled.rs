@@ -11,7 +11,6 @@ use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, SchedulerConfig};
-use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::Metrics;
 use orchestrator_engine::open::open_stored;
 use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
@@ -97,7 +96,8 @@ async fn drive(
         }
     }
     let source_hash = catalog_hash(&run.text);
-    let (timetable, warnings) = open_timetable(&*store, run.text, &run.settings, now_ms())
+    let clock = engine.clock();
+    let (timetable, warnings) = open_timetable(&*store, run.text, &run.settings, clock.now_ms())
         .await
         .map_err(|e| match e {
             ScheduleOpenError::Invalid(report) => AppError::Invalid(format!(
@@ -113,7 +113,7 @@ async fn drive(
     let graph = timetable.graph();
     let with_frequency = timetable.catalog().frequency.iter().flatten().count();
     let next = timetable
-        .next_wake(now_ms())
+        .next_wake(clock.now_ms())
         .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t as i64))
         .map_or("never".to_string(), |t| t.to_rfc3339());
     eprintln!(

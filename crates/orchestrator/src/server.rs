@@ -14,7 +14,6 @@ use orchestrator_core::graph::MissingParents;
 use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfig};
 use orchestrator_engine::clock::WallClock;
-use orchestrator_engine::clock::now_ms;
 use orchestrator_engine::metrics::Metrics;
 use orchestrator_engine::open::{Submission, SubmitError, open_new, open_stored};
 use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
@@ -335,7 +334,8 @@ async fn start_schedule(
         }
         _ => file,
     };
-    let (timetable, warnings) = open_timetable(store, text, settings, now_ms())
+    let now = engine.clock().now_ms();
+    let (timetable, warnings) = open_timetable(store, text, settings, now)
         .await
         .map_err(|e| match e {
             ScheduleOpenError::Invalid(report) => AppError::Invalid(format!(
@@ -378,7 +378,8 @@ async fn start_objects_path(
         max_object_bytes: server.max_object_bytes,
         run_id: None,
     };
-    let prepared = open_new(submission, &server.config, now_ms()).map_err(|e| match e {
+    let now = engine.clock().now_ms();
+    let prepared = open_new(submission, &server.config, now).map_err(|e| match e {
         SubmitError::Invalid(report) => AppError::Invalid(format!(
             "{}{}: invalid object file; nothing was run",
             report.render(None),

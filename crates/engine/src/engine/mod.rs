@@ -135,6 +135,11 @@ impl Engine {
         self
     }
 
+    /// The clock it reads: what opens a run, a schedule or a submission beside it reads too.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Opens the consumers of results and progress now rather than when driving starts, so
     /// that they have found their position on the bus by the time the first results come
     /// back: call it before adding runs whose Ready events go out at once.
