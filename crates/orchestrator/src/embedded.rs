@@ -4,6 +4,7 @@
 
 use crate::app_error::AppError;
 use crate::progress::{self, ProgressMode};
+use crate::runtime::{ApiSettings, Runtime};
 use crate::writer_lease;
 use orchestrator_bus::{Bus, MemoryBus};
 use orchestrator_core::run_graph::RunGraph;
@@ -11,10 +12,9 @@ use orchestrator_core::scheduler::{
     DeadLetter, InFlightOnRestore, ObjectState, Run, RunHandlers, RunHeader, RunOptions,
     RunSummary, SchedulerConfig,
 };
-use orchestrator_engine::clock::{Clock, WallClock};
-use orchestrator_engine::metrics::{Metrics, MetricsError};
+use orchestrator_engine::DriveOptions;
+use orchestrator_engine::metrics::MetricsError;
 use orchestrator_engine::open::{OpenError, new_header, open_snapshot};
-use orchestrator_engine::{DriveOptions, Engine};
 use orchestrator_http::embedded::{HttpState, serve};
 use orchestrator_protocol::{ObjectId, Zone};
 use orchestrator_store::{AttemptRecord, StateStore, StoreSettings, open_store_with};
@@ -102,24 +102,14 @@ async fn drive(
     interrupt: CancellationToken,
 ) -> Result<EmbeddedOutcome, AppError> {
     // One clock for the run's opening, the engine and the API.
-    let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let (run, rerun) = open(&embedded, &*store, clock.now_ms()).await?;
+    let mut runtime = Runtime::new(store.clone(), &embedded.config)?;
+    let (run, rerun) = open(&embedded, &*store, runtime.clock.now_ms()).await?;
     if run.is_finished() && !rerun {
         return outcome(run.header().clone(), &*store, Duration::ZERO, true).await;
     }
     let (mut run, rerun) = (run, rerun);
     let handlers = run_handlers(&embedded.workers, &mut run)?;
-    let metrics = Arc::new(Metrics::new()?);
-    orchestrator_platform::process_metrics::register(metrics.registry())
-        .map_err(orchestrator_engine::metrics::MetricsError::from)?;
-    let http = serve_http(
-        embedded.http.as_deref(),
-        &metrics,
-        &store,
-        &embedded.config,
-        None,
-    )
-    .await?;
+    let http = serve_http(embedded.http.as_deref(), &mut runtime, None).await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
     let workers = spawn_workers(
@@ -132,10 +122,7 @@ async fn drive(
 
     let started = Instant::now();
     let run_id = run.header().run_id.clone();
-    let mut engine = Engine::new(bus.clone(), store.clone(), metrics).with_clock(clock);
-    if let Some(live) = http.live.clone() {
-        engine = engine.with_live(live);
-    }
+    let (mut engine, commands) = runtime.engine(bus.clone());
     // A new run's objects are stored with it; a resumed one has them already.
     let objects = embedded.objects.clone().filter(|_| !embedded.resume);
     engine
@@ -150,7 +137,7 @@ async fn drive(
     http.state.ready.store(true, Ordering::Relaxed);
 
     let driven = engine
-        .drive_with(interrupt, DriveOptions::embedded(), http.commands)
+        .drive_with(interrupt, DriveOptions::embedded(), commands)
         .await;
     engine.close_progress();
     stop_workers.cancel();
@@ -196,32 +183,22 @@ async fn outcome(
 pub(crate) struct EmbeddedHttp {
     pub state: Arc<HttpState>,
     pub stop: CancellationToken,
-    /// The API's commands, for the engine to drive with.
-    pub commands: Option<tokio::sync::mpsc::Receiver<orchestrator_engine::EngineCommand>>,
-    /// Where the engine sends its stored changes, for the console.
-    pub live: Option<orchestrator_engine::live::LiveSender>,
 }
 
-/// Serves health, metrics, the runs API and the console on `http`, if given.
+/// Serves health, metrics, the runs API and the console on `http`, if given (the API built by
+/// `runtime`, whose engine then takes its commands).
 pub(crate) async fn serve_http(
     http: Option<&str>,
-    metrics: &Arc<Metrics>,
-    store: &Arc<dyn StateStore>,
-    config: &SchedulerConfig,
+    runtime: &mut Runtime,
     schedule: Option<orchestrator_engine::open_schedule::ScheduleSettings>,
 ) -> Result<EmbeddedHttp, AppError> {
     let state = Arc::new(HttpState {
-        metrics: metrics.clone(),
+        metrics: runtime.metrics.clone(),
         ready: false.into(),
     });
     let stop = CancellationToken::new();
     let Some(addr) = http else {
-        return Ok(EmbeddedHttp {
-            state,
-            stop,
-            commands: None,
-            live: None,
-        });
+        return Ok(EmbeddedHttp { state, stop });
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -235,36 +212,9 @@ pub(crate) async fn serve_http(
         eprintln!("WARNING: {warning}");
     }
     eprintln!("serving the console, the runs API, health and metrics on http://{local}");
-    let (tx, commands) = tokio::sync::mpsc::channel(64);
-    let live = orchestrator_engine::live::live_channel();
-    let role = Arc::new(orchestrator_http::role::SharedRole::default());
-    role.set(orchestrator_http::role::Role::Writer);
-    let max_input = crate::input::DEFAULT_MAX_INPUT_BYTES;
-    let api = Arc::new(orchestrator_http::api::ApiState {
-        reads: Arc::new(orchestrator_engine::reads::RunReads::new(
-            tx,
-            store.clone(),
-            config.clone(),
-        )),
-        clock: Arc::new(orchestrator_engine::clock::WallClock),
-        max_input_bytes: max_input,
-        max_object_bytes: orchestrator_core::graph::DEFAULT_MAX_OBJECT_BYTES,
-        role,
-        tokens: Arc::new(orchestrator_http::auth::ApiTokens::default()),
-        budget: orchestrator_http::api_body::SubmitBudget::new(
-            orchestrator_http::api_body::DEFAULT_SUBMIT_MEMORY_BYTES,
-            max_input,
-        ),
-        schedule,
-        live: Some(live.clone()),
-    });
+    let api = runtime.api(ApiSettings::embedded(schedule));
     tokio::spawn(serve(listener, state.clone(), Some(api), stop.clone()));
-    Ok(EmbeddedHttp {
-        state,
-        stop,
-        commands: Some(commands),
-        live: Some(live),
-    })
+    Ok(EmbeddedHttp { state, stop })
 }
 
 /// Tasks of the in-process workers.

@@ -5,11 +5,13 @@
 
 pub mod app_error;
 pub mod cli;
+pub mod cli_client;
 pub mod cli_schedule;
 pub mod client;
 pub mod embedded;
 pub mod input;
 pub mod progress;
+mod runtime;
 pub mod scheduled;
 pub mod server;
 pub mod writer_lease;

@@ -5,16 +5,16 @@
 
 use crate::app_error::AppError;
 use crate::embedded::{EmbeddedWorkers, RUN_WRITER_LEASE_MS, serve_http, spawn_workers};
+use crate::runtime::Runtime;
 use crate::writer_lease;
 use chrono::{DateTime, Utc};
-use orchestrator_bus::{Bus, MemoryBus};
+use orchestrator_bus::MemoryBus;
 use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, SchedulerConfig};
-use orchestrator_engine::metrics::Metrics;
 use orchestrator_engine::open::open_stored;
 use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
-use orchestrator_engine::{DriveOptions, Engine, EngineSchedule};
+use orchestrator_engine::{DriveOptions, EngineSchedule};
 use orchestrator_store::{StateStore, StoreSettings, open_store_with};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,17 +48,8 @@ async fn drive(
     store: Arc<dyn StateStore>,
     stop: CancellationToken,
 ) -> Result<(), AppError> {
-    let metrics = Arc::new(Metrics::new()?);
-    orchestrator_platform::process_metrics::register(metrics.registry())
-        .map_err(orchestrator_engine::metrics::MetricsError::from)?;
-    let http = serve_http(
-        run.http.as_deref(),
-        &metrics,
-        &store,
-        &run.config,
-        Some(run.settings),
-    )
-    .await?;
+    let mut runtime = Runtime::new(store.clone(), &run.config)?;
+    let http = serve_http(run.http.as_deref(), &mut runtime, Some(run.settings)).await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
     let handlers = run.workers.handlers.clone().ok_or_else(|| {
@@ -75,11 +66,7 @@ async fn drive(
         &bus,
         &stop_workers,
     )?;
-    let b: Arc<dyn Bus> = bus.clone();
-    let mut engine = Engine::new(b, store.clone(), metrics);
-    if let Some(live) = http.live.clone() {
-        engine = engine.with_live(live);
-    }
+    let (mut engine, commands) = runtime.engine(bus.clone());
     engine.stop_retrying_on(stop.clone());
     // The runs a stop (or a kill) left unfinished go on; attempts in flight go out again.
     for header in store.runs().await? {
@@ -129,7 +116,7 @@ async fn drive(
     });
     http.state.ready.store(true, Ordering::Relaxed);
     let driven = engine
-        .drive_with(stop, DriveOptions::server(), http.commands)
+        .drive_with(stop, DriveOptions::server(), commands)
         .await;
     stop_workers.cancel();
     for w in workers {

@@ -6,6 +6,7 @@
 
 use crate::app_error::AppError;
 use crate::input::read_limited;
+use crate::runtime::{ApiSettings, Runtime};
 use crate::writer_lease::{become_writer, hand_back, keep_lease, writer_id};
 use orchestrator_bus::Bus;
 use orchestrator_bus_kafka::{KafkaBus, ensure_topics_with_retry};
@@ -13,14 +14,11 @@ use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::schedule::catalog_hash;
 use orchestrator_core::scheduler::{InFlightOnRestore, RunOptions, SchedulerConfig};
-use orchestrator_engine::clock::WallClock;
 use orchestrator_engine::metrics::Metrics;
 use orchestrator_engine::open::{Submission, SubmitError, open_new, open_stored};
 use orchestrator_engine::open_schedule::{ScheduleOpenError, ScheduleSettings, open_timetable};
-use orchestrator_engine::reads::RunReads;
 use orchestrator_engine::{DriveOptions, Engine, EngineCommand, EngineSchedule};
-use orchestrator_http::api::{ApiState, api_router};
-use orchestrator_http::api_body::SubmitBudget;
+use orchestrator_http::api::api_router;
 use orchestrator_http::auth::ApiTokens;
 use orchestrator_http::role::{Role, SharedRole};
 use orchestrator_platform::health::{self, MetricsRender, ReadinessCheck};
@@ -67,9 +65,8 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
         tracing::warn!(store = %url, "{warning}");
         eprintln!("WARNING: {warning}");
     }
-    let metrics = Arc::new(Metrics::new()?);
-    orchestrator_platform::process_metrics::register(metrics.registry())
-        .map_err(orchestrator_engine::metrics::MetricsError::from)?;
+    let mut runtime = Runtime::new(store.clone(), &server.config)?;
+    let metrics = runtime.metrics.clone();
     tokio::spawn(watch_dependencies(
         server.bus.clone(),
         store.clone(),
@@ -79,24 +76,13 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     let listener = listen(&server).await?;
     // A standby (another orchestrator holds the writer lease) is alive but not ready.
     let role = Arc::new(SharedRole::default());
-    // Stored changes, for the console's live view.
-    let live = orchestrator_engine::live::live_channel();
-    // Commands of the runs API wait here until the engine drives.
-    let (command_tx, commands) = tokio::sync::mpsc::channel(64);
-    let api = Arc::new(ApiState {
-        reads: Arc::new(RunReads::new(
-            command_tx,
-            store.clone(),
-            server.config.clone(),
-        )),
-        clock: Arc::new(WallClock),
+    let api = runtime.api(ApiSettings {
+        tokens: server.tokens.clone(),
+        role: role.clone(),
         max_input_bytes: server.max_input_bytes,
         max_object_bytes: server.max_object_bytes,
-        role: role.clone(),
-        tokens: server.tokens.clone(),
-        budget: SubmitBudget::new(server.submit_memory_bytes, server.max_input_bytes),
+        submit_memory_bytes: server.submit_memory_bytes,
         schedule: server.schedule,
-        live: Some(live.clone()),
     });
     let probes =
         health::health_router(readiness(&server, &store, &role), render(&server, &metrics));
@@ -134,7 +120,7 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
         lost.clone(),
     ));
     let bus: Arc<dyn Bus> = server.bus.clone();
-    let mut engine = Engine::new(bus, store.clone(), metrics).with_live(live);
+    let (mut engine, commands) = runtime.engine(bus);
     engine.stop_retrying_on(shutdown.clone());
     let result = drive(&server, store.clone(), engine, commands, &role, shutdown).await;
     hand_back(&*store, lost.load(Ordering::Relaxed), result).await
@@ -257,7 +243,7 @@ async fn drive(
     server: &Server,
     store: Arc<dyn StateStore>,
     mut engine: Engine,
-    commands: tokio::sync::mpsc::Receiver<EngineCommand>,
+    commands: Option<tokio::sync::mpsc::Receiver<EngineCommand>>,
     role: &SharedRole,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
@@ -278,7 +264,7 @@ async fn drive(
         (None, _) => {}
     }
     engine
-        .drive_with(shutdown, DriveOptions::server(), Some(commands))
+        .drive_with(shutdown, DriveOptions::server(), commands)
         .await?;
     tracing::info!("stopped; unfinished runs continue with the next orchestrator");
     Ok(())
