@@ -65,6 +65,12 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
                 id: ObjectId(1001),
                 record: record(ObjectState::Queued, 0),
             },
+            // Held for another run's attempt: a state the store keeps like any other.
+            Transition::Object {
+                run: r2.clone(),
+                id: ObjectId(2001),
+                record: record(ObjectState::Held, 2),
+            },
         ])
         .await
         .unwrap();
@@ -110,7 +116,10 @@ async fn batches_are_applied_and_read_back(store: &dyn StateStore) {
     );
     assert_eq!(
         store.objects(&r2).await.unwrap(),
-        vec![(ObjectId(1001), record(ObjectState::Queued, 0))]
+        vec![
+            (ObjectId(1001), record(ObjectState::Queued, 0)),
+            (ObjectId(2001), record(ObjectState::Held, 2))
+        ]
     );
     assert_eq!(store.dead_letters(&r1).await.unwrap().len(), 1);
     assert!(store.dead_letters(&r2).await.unwrap().is_empty());
@@ -200,6 +209,7 @@ async fn a_header_round_trips_with_every_field(store: &dyn StateStore) {
             (45 * k, k, 2 * k, 3 * k, 4 * k);
         (z.retry_wait, z.loaded, z.failed) = (5 * k, 6 * k, 7 * k);
         (z.upstream_failed, z.cancelled, z.retries) = (8 * k, 9 * k, 10 * k as u64);
+        z.held = 11 * k;
         (z.first_dispatch_ms, z.last_finish_ms) = (1_000 * k as u64, 2_000 * k as u64);
     }
     let header = RunHeader {

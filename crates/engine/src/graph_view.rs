@@ -136,6 +136,7 @@ pub fn colour(state: ObjectState) -> &'static str {
         ObjectState::Waiting => "#eeeeee",
         ObjectState::Queued => "#d9e8fb",
         ObjectState::Dispatched => "#b3d1f7",
+        ObjectState::Held => "#c5b0d5",
         ObjectState::Running => "#5b9bd5",
         ObjectState::RetryWait => "#ffd966",
         ObjectState::Loaded => "#a9d18e",

@@ -52,10 +52,11 @@ pub struct RunsArgs {
 }
 
 /// The states an object of a run can be in (`runs show --state`).
-pub const OBJECT_STATES: [&str; 9] = [
+pub const OBJECT_STATES: [&str; 10] = [
     "waiting",
     "queued",
     "dispatched",
+    "held",
     "running",
     "retry_wait",
     "loaded",

@@ -15,6 +15,8 @@ pub struct ZoneCounts {
     pub waiting: usize,
     pub queued: usize,
     pub dispatched: usize,
+    /// Waiting for another run's attempt of the same object.
+    pub held: usize,
     pub running: usize,
     pub retry_wait: usize,
     pub loaded: usize,
@@ -34,6 +36,7 @@ impl ZoneCounts {
             ObjectState::Waiting => self.waiting,
             ObjectState::Queued => self.queued,
             ObjectState::Dispatched => self.dispatched,
+            ObjectState::Held => self.held,
             ObjectState::Running => self.running,
             ObjectState::RetryWait => self.retry_wait,
             ObjectState::Loaded => self.loaded,
@@ -48,6 +51,7 @@ impl ZoneCounts {
             ObjectState::Waiting => &mut self.waiting,
             ObjectState::Queued => &mut self.queued,
             ObjectState::Dispatched => &mut self.dispatched,
+            ObjectState::Held => &mut self.held,
             ObjectState::Running => &mut self.running,
             ObjectState::RetryWait => &mut self.retry_wait,
             ObjectState::Loaded => &mut self.loaded,
@@ -59,7 +63,7 @@ impl ZoneCounts {
 
     /// Objects not in a terminal state.
     pub fn pending(&self) -> usize {
-        self.waiting + self.queued + self.dispatched + self.running + self.retry_wait
+        self.waiting + self.queued + self.dispatched + self.held + self.running + self.retry_wait
     }
 }
 

@@ -12,6 +12,9 @@ pub enum ObjectState {
     Queued,
     /// A Ready event was sent; no worker has said it started.
     Dispatched,
+    /// Another run has this object's attempt in flight: this run's attempt waits for it (never
+    /// two at once), then takes its load, or goes out itself.
+    Held,
     /// A worker started it and holds the lease.
     Running,
     /// The last attempt failed; the next waits for its backoff.
@@ -26,10 +29,11 @@ pub enum ObjectState {
 }
 
 impl ObjectState {
-    pub const ALL: [ObjectState; 9] = [
+    pub const ALL: [ObjectState; 10] = [
         ObjectState::Waiting,
         ObjectState::Queued,
         ObjectState::Dispatched,
+        ObjectState::Held,
         ObjectState::Running,
         ObjectState::RetryWait,
         ObjectState::Loaded,
@@ -55,6 +59,7 @@ impl ObjectState {
             ObjectState::Waiting => "waiting",
             ObjectState::Queued => "queued",
             ObjectState::Dispatched => "dispatched",
+            ObjectState::Held => "held",
             ObjectState::Running => "running",
             ObjectState::RetryWait => "retry_wait",
             ObjectState::Loaded => "loaded",

@@ -121,7 +121,10 @@ impl Run {
         for i in 0..self.graph.len() as u32 {
             let rec = self.records[i as usize];
             match rec.state {
-                ObjectState::Waiting | ObjectState::Queued | ObjectState::RetryWait
+                ObjectState::Waiting
+                | ObjectState::Queued
+                | ObjectState::RetryWait
+                | ObjectState::Held
                     if cancelled =>
                 {
                     self.finish(i, ObjectState::Cancelled, now)
@@ -278,7 +281,10 @@ impl Run {
         for i in 0..self.graph.len() as u32 {
             if matches!(
                 self.records[i as usize].state,
-                ObjectState::Waiting | ObjectState::Queued | ObjectState::RetryWait
+                ObjectState::Waiting
+                    | ObjectState::Queued
+                    | ObjectState::RetryWait
+                    | ObjectState::Held
             ) {
                 self.finish(i, ObjectState::Cancelled, now);
             }

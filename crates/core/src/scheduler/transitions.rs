@@ -79,17 +79,34 @@ impl Run {
             return;
         };
         let attempt = attempt.unwrap_or(rec.attempt);
-        let was_sent = matches!(
-            rec.state,
+        let was_sent = match rec.state {
             ObjectState::Dispatched
-                | ObjectState::Running
-                | ObjectState::RetryWait
-                | ObjectState::Queued
-        );
+            | ObjectState::Running
+            | ObjectState::RetryWait
+            | ObjectState::Queued => true,
+            // A held attempt never went out; an earlier one of the same object did.
+            ObjectState::Held => attempt < rec.attempt,
+            _ => false,
+        };
         // The first Loaded of any attempt that was really sent is accepted: the work was done.
         if attempt == 0 || attempt > rec.attempt || !was_sent {
             return ignore_stale(id, out);
         }
+        self.load_object(i, attempt, report, now, out);
+    }
+
+    /// Object `i` loaded by `attempt` (of this run, or taken from another run's): recorded,
+    /// and the children it was the last parent of queued.
+    pub(super) fn load_object(
+        &mut self,
+        i: u32,
+        attempt: u32,
+        report: AttemptReport,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let id = self.graph.id(i);
+        let rec = self.records[i as usize];
         let elapsed_ms = now.saturating_sub(rec.dispatched_ms);
         let simulated = report.simulated;
         accept(i, (true, simulated), elapsed_ms, report.duration_ms, out);

@@ -82,7 +82,6 @@ pub struct Engine {
     /// Runs started by the objects' frequencies, if the engine keeps a schedule.
     schedule: Option<EngineSchedule>,
     /// Ready events waiting for another run's attempt of the same object (see `shared_work`).
-    held_back: shared_work::HeldBack,
     /// Where stored changes go for the console, if anyone follows them.
     live: Option<crate::live::LiveSender>,
     /// When the schedule's freshness gauges were last computed (they follow loads at most
@@ -117,7 +116,6 @@ impl Engine {
             consumers: None,
             results_per_turn: BATCH,
             schedule: None,
-            held_back: Vec::new(),
             live: None,
             freshness_observed_ms: 0,
         }

@@ -4,6 +4,7 @@ export type State =
   | "waiting"
   | "queued"
   | "dispatched"
+  | "held"
   | "running"
   | "retry_wait"
   | "loaded"
@@ -15,6 +16,7 @@ export const STATES: State[] = [
   "waiting",
   "queued",
   "dispatched",
+  "held",
   "running",
   "retry_wait",
   "loaded",
@@ -27,6 +29,7 @@ export const COLORS: Record<State, string> = {
   waiting: "#c9ced6",
   queued: "#9ecae1",
   dispatched: "#6baed6",
+  held: "#9e9ac8",
   running: "#2171b5",
   retry_wait: "#fdae6b",
   loaded: "#31a354",
