@@ -61,8 +61,8 @@ fn serve_takes_over_a_run_whose_process_was_killed_with_its_selection() {
         let s = cluster.status();
         // In flight: dispatched, or already started (under load a poll can miss the moment
         // between the two).
-        let in_flight = ids_in_state(&s, "dispatched").len() + ids_in_state(&s, "running").len();
-        if s["objects"].is_array() && in_flight > 0 {
+        let in_flight = || ids_in_state(&s, "dispatched").len() + ids_in_state(&s, "running").len();
+        if s["objects"].is_array() && in_flight() > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "the run never dispatched: {s}");
