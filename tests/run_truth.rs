@@ -203,6 +203,7 @@ fn a_resumed_rerun_runs_the_handlers_the_run_was_started_with() {
     let (code, v, err) = run_json(&[&first[..], &["--handler", &handler]].concat());
     assert_eq!(code, 1, "{err}");
     assert_eq!(v["summary"]["failed"], 1, "{v}");
+    assert_eq!(v["outcome"], "failed", "{v}");
     let (code, v, err) = run_json(&[&first[..], &["--resume", "--rerun-failed"]].concat());
     assert_eq!(
         code, 1,

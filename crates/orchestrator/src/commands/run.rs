@@ -140,15 +140,16 @@ fn print_summary(outcome: &EmbeddedOutcome, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(id, attempts)| serde_json::json!({ "id": id, "attempts": attempts }))
             .collect();
-        let v = serde_json::json!({ "run_id": meta.run_id, "graph_version": meta.graph_version, "summary": s, "dead_letters": dead, "failures": failures, "seconds": elapsed.as_secs_f64() });
+        let v = serde_json::json!({ "run_id": meta.run_id, "graph_version": meta.graph_version, "outcome": meta.outcome(), "summary": s, "dead_letters": dead, "failures": failures, "seconds": elapsed.as_secs_f64() });
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     outln!(
-        "run {} (graph {}) in {:.2} s",
+        "run {} (graph {}) in {:.2} s: {}",
         meta.run_id,
         meta.graph_version,
-        elapsed.as_secs_f64()
+        elapsed.as_secs_f64(),
+        meta.outcome().as_str()
     );
     outln!(
         "{:<16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>8} {:>10}",
