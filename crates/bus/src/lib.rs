@@ -4,6 +4,7 @@
 #[cfg(feature = "contract")]
 pub mod contract;
 mod memory;
+pub mod pauses;
 pub mod retry;
 
 pub use memory::MemoryBus;

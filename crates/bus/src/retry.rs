@@ -2,14 +2,12 @@
 //! each failure logged, until it succeeds, fails for good, or `stop` fires.
 
 use crate::{BusError, Published, Unsent};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The first pause after a failure; it doubles up to [`MAX_DELAY`], and each pause gets a
-/// random addition of up to as much again, so that processes that failed together do not all
-/// try again together.
+/// The first pause after a failure; pauses double, jittered so that processes that failed
+/// together do not all try again together, and never exceed [`MAX_DELAY`] (jitter included).
 pub const MIN_DELAY: Duration = Duration::from_millis(250);
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
@@ -81,12 +79,7 @@ where
     F: FnMut(S) -> Fut,
     Fut: Future<Output = Result<T, (BusError, S)>>,
 {
-    let mut pauses = ExponentialBuilder::default()
-        .with_min_delay(MIN_DELAY)
-        .with_max_delay(MAX_DELAY)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut pauses = crate::pauses::pauses(MIN_DELAY, MAX_DELAY);
     loop {
         match op(state).await {
             Ok(done) => return Ok(done),
@@ -232,7 +225,7 @@ mod tests {
         );
         assert!(matches!(got, Err(BusError::Unavailable(_))), "{got:?}");
         let n = calls.load(Ordering::SeqCst);
-        // 60 s of pauses growing from 250 ms to at most 20 s (jitter included), then the last try.
-        assert!((4..=12).contains(&n), "{n} calls");
+        // 60 s of pauses growing from 250 ms to at most 10 s (jitter included), then the last try.
+        assert!((8..=17).contains(&n), "{n} calls");
     }
 }

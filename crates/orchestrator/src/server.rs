@@ -126,14 +126,18 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     hand_back(&*store, lost.load(Ordering::Relaxed), result).await
 }
 
+/// The longest pause between two tries to reach the store at start-up (jitter included).
+const STORE_WAIT_CAP: Duration = Duration::from_secs(5);
+
 /// Opens the store, waiting with growing pauses while it is unreachable (Redis starting after
 /// us); `None` if stopped first. Settings it refuses are an error at once.
 async fn open_store_waiting(
     server: &Server,
     shutdown: &CancellationToken,
 ) -> Result<Option<Arc<dyn StateStore>>, AppError> {
-    let mut pause = Duration::from_millis(250);
+    let mut pauses = orchestrator_bus::pauses::pauses(Duration::from_millis(250), STORE_WAIT_CAP);
     loop {
+        let pause = pauses.next().unwrap_or(STORE_WAIT_CAP);
         match open_store_with(&server.store_url, &server.store_settings).await {
             Ok(store) => return Ok(Some(store)),
             Err(e) if e.is_transient() => {
@@ -145,7 +149,6 @@ async fn open_store_waiting(
             _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(pause) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 

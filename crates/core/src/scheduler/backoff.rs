@@ -11,6 +11,15 @@ pub fn backoff_delay_ms(base_ms: u64, cap_ms: u64, retry: u32, random: f64) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The cap includes the jitter: no delay exceeds it, whatever the draw.
+        #[test]
+        fn no_delay_exceeds_its_cap(base in 0u64..100_000, cap in 0u64..1_000_000, retry in 0u32..200, random in 0.0f64..1.0) {
+            prop_assert!(backoff_delay_ms(base, cap, retry, random) <= cap);
+        }
+    }
 
     #[test]
     fn doubles_within_jitter_and_caps() {

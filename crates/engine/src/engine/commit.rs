@@ -4,13 +4,14 @@
 
 use super::{Engine, EngineError, Outbox};
 use crate::live::LiveUpdate;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use orchestrator_bus::pauses::pauses;
 use orchestrator_bus::retry;
 use orchestrator_core::scheduler::Event;
 use orchestrator_protocol::{RunId, Zone};
 use orchestrator_store::Transition;
 
-/// The longest pause between two tries of a store write while the store is away.
+/// The longest pause between two tries of a store write while the store is away (jitter
+/// included).
 const STORE_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Engine {
@@ -19,12 +20,7 @@ impl Engine {
     /// meanwhile. A batch is a set of records, so writing it twice is harmless. Only an error
     /// that waiting cannot cure (fenced, a damaged file) or `stop` ends it.
     async fn store_until_ok(&self, batch: Vec<Transition>) -> Result<(), EngineError> {
-        let mut pauses = ExponentialBuilder::default()
-            .with_min_delay(retry::MIN_DELAY)
-            .with_max_delay(STORE_MAX_PAUSE)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut pauses = pauses(retry::MIN_DELAY, STORE_MAX_PAUSE);
         let mut failed = false;
         loop {
             match self.store.apply(&batch).await {
