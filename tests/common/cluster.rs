@@ -144,8 +144,14 @@ impl Cluster {
     }
 
     pub fn worker(&self, zone: &str, handler: &str, log: &str) -> Proc {
+        self.worker_with(zone, handler, log, &[])
+    }
+
+    /// A worker of `zone` with more environment variables (`TASK_TIMEOUT_SECONDS`, …).
+    pub fn worker_with(&self, zone: &str, handler: &str, log: &str, env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(workspace_bin(&format!("{zone}-worker")));
         self.env(&mut cmd);
+        cmd.envs(env.iter().copied());
         cmd.env("HANDLER", handler)
             .env("MAX_WORKERS", "3")
             .env("HEARTBEAT_SECONDS", "1")

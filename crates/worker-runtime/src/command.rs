@@ -15,6 +15,10 @@ use tokio::process::Command;
 
 /// Exit code a program uses to say "this object cannot load; do not retry".
 pub const EXIT_NOT_RETRYABLE: i32 = 65;
+/// Once a program has exited, how long what its children still hold open (its output pipes)
+/// is read before they are killed with its process group: the attempt's result is the
+/// program's, never its leftovers'.
+pub const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 const REASON_BYTES: usize = 800;
 
 /// Variables a handler always gets from the process's environment, when set. Anything else
@@ -91,10 +95,33 @@ impl Handler for CommandHandler {
                 let _ = stdin.write_all(&body).await;
             });
         }
-        let mut group = KillGroup(child.id());
+        let group = KillGroup(child.id());
         let pipes = (child.stdout.take(), child.stderr.take());
-        let (captured, status) = tokio::join!(capture(pipes, self.kept_bytes), child.wait());
-        group.0 = None; // it ended by itself
+        let mut captured = Captured::new(self.kept_bytes);
+        let status = {
+            let reading = capture(pipes, &mut captured);
+            tokio::pin!(reading);
+            let mut read_all = false;
+            let status = loop {
+                tokio::select! {
+                    () = &mut reading, if !read_all => read_all = true,
+                    status = child.wait() => break status,
+                }
+            };
+            // Exit means done: what children it left still write is read for a moment, then
+            // they go with its process group.
+            if !read_all
+                && tokio::time::timeout(OUTPUT_GRACE, &mut reading)
+                    .await
+                    .is_err()
+            {
+                tracing::debug!(program = %self.program, "the program exited; its children still held its output: killed");
+            }
+            status
+        };
+        // Whatever is left of its group (children that outlived it) goes now, before the
+        // attempt's result does.
+        drop(group);
         let output = captured.output.text();
         let status = match status {
             Ok(s) => s,
@@ -143,21 +170,21 @@ impl Handler for CommandHandler {
     }
 }
 
-/// Kills a program's process group when its attempt is dropped before the program ended (a
-/// timeout, a cancelled run): `sh -c 'a | b'` leaves no `a` or `b` running behind it.
+/// Kills a program's process group when its attempt ends: dropped before the program ended
+/// (a timeout, a cancelled run), or after it, for the children it left behind. `sh -c 'a | b'`
+/// leaves no `a` or `b` running. The signal is sent by the `kill` system call itself before the
+/// drop returns, so a worker or `run` that exits right after leaves nothing behind.
 struct KillGroup(Option<u32>);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // `kill` is reaped on a thread of its own: drop runs on the async threads.
-            std::thread::spawn(move || {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            });
+        let pid = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|&p| p > 1);
+        if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+            // ESRCH (nothing left of the group) is the common case.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
 }
@@ -170,18 +197,24 @@ struct Captured {
     stderr_end: BoundedOutput,
 }
 
-/// Reads both pipes to their ends, keeping `kept_bytes` of the two together. A pipe that cannot
-/// be read (or was not captured) ends: the exit status decides.
-async fn capture<O, E>(pipes: (Option<O>, Option<E>), kept_bytes: usize) -> Captured
+impl Captured {
+    fn new(kept_bytes: usize) -> Captured {
+        Captured {
+            output: BoundedOutput::new(kept_bytes),
+            stdout_end: BoundedOutput::new(8 * 1024),
+            stderr_end: BoundedOutput::new(4 * REASON_BYTES),
+        }
+    }
+}
+
+/// Reads both pipes to their ends into `captured` (what was read stays there if this is
+/// dropped before), keeping its bound. A pipe that cannot be read (or was not captured) ends:
+/// the exit status decides.
+async fn capture<O, E>(pipes: (Option<O>, Option<E>), captured: &mut Captured)
 where
     O: AsyncRead + Unpin,
     E: AsyncRead + Unpin,
 {
-    let mut captured = Captured {
-        output: BoundedOutput::new(kept_bytes),
-        stdout_end: BoundedOutput::new(8 * 1024),
-        stderr_end: BoundedOutput::new(4 * REASON_BYTES),
-    };
     let (mut stdout, mut stderr) = pipes;
     let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     while stdout.is_some() || stderr.is_some() {
@@ -204,7 +237,6 @@ where
             },
         }
     }
-    captured
 }
 
 /// The next bytes of a pipe; `None` at its end (or when it cannot be read).

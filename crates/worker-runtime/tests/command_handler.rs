@@ -106,3 +106,64 @@ async fn stdout_and_stderr_are_one_output_in_the_order_written() {
     assert!(ran.output.ends_with("9999\n10000\n"), "{}", ran.output);
     assert!(ran.output.len() < 200, "{}", ran.output);
 }
+
+/// Whether any process of process group `group` is still alive (from /proc).
+fn group_alive(group: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // pid (comm) state ppid pgrp …: fields after the command's closing parenthesis.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            fields.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(group)
+                && fields.first() != Some(&"Z")
+        })
+}
+
+#[tokio::test]
+async fn exit_means_done_even_when_a_child_holds_the_output_open() {
+    // The program exits at once; the child it leaves in the background holds stdout for 25 s.
+    let started = std::time::Instant::now();
+    let ran = sh("sleep 25 & echo parent-done").handle(&task()).await;
+    let took = started.elapsed();
+    assert_eq!(
+        ran.outcome,
+        Outcome::Loaded {
+            info: "parent-done".into()
+        }
+    );
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "the attempt waited for the child: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_children_a_program_leaves_are_killed_with_its_group() {
+    let dir = std::env::temp_dir().join(format!("orch-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    // The program leads its own process group: its pid is the group's id.
+    let group_file = dir.join("group");
+    let script = format!(
+        "sleep 30 >/dev/null 2>&1 & echo $$ > '{}'; echo started",
+        group_file.display()
+    );
+    let ran = sh(&script).handle(&task()).await;
+    assert!(matches!(ran.outcome, Outcome::Loaded { .. }), "{ran:?}");
+    let group: u32 = std::fs::read_to_string(&group_file)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_default();
+    assert!(group > 1, "no process group read");
+    assert!(
+        !group_alive(group),
+        "the program's child outlived its attempt"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
