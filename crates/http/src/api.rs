@@ -58,6 +58,8 @@ pub struct ApiState {
     pub schedule: Option<ScheduleSettings>,
     /// The engine's stored changes, for `GET /api/events` (the console's live view).
     pub live: Option<LiveSender>,
+    /// Followers of `GET /api/events` at once (`MAX_EVENT_SUBSCRIBERS`); past them, 503.
+    pub subscribers: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a request that comes while `serve` is still starting waits for it to be ready.

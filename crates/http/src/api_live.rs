@@ -29,6 +29,7 @@ pub(crate) struct EventsQuery {
     responses(
         (status = 200, description = "Server-sent events: `run` (a run's header, each time it changes), `objects` (with `run`: `{run, objects: [{id, state, attempt}]}`), `resync` (fell behind: read the run again)", content_type = "text/event-stream", body = String),
         (status = 409, description = "This orchestrator has no live view", body = ErrorBody),
+        (status = 503, description = "MAX_EVENT_SUBSCRIBERS followers already", body = ErrorBody),
         ReadRefusals,
     ))]
 pub(crate) async fn events(
@@ -39,14 +40,21 @@ pub(crate) async fn events(
         .live
         .as_ref()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "this orchestrator has no live view"))?;
+    // Each follower holds a connection for as long as it follows: their number is bounded.
+    let permit = state.subscribers.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many followers of the live events (MAX_EVENT_SUBSCRIBERS): try again later",
+        )
+    })?;
     let followed = query.run.map(|r| RunId::new(r.as_str()));
     let receiver = live.subscribe();
     let stream = futures::stream::unfold(
-        (receiver, followed, true),
-        |(mut receiver, followed, first)| async move {
+        (receiver, followed, true, permit),
+        |(mut receiver, followed, first, permit)| async move {
             if first {
                 let hello = Event::default().event("hello").data("{}");
-                return Some((Ok(hello), (receiver, followed, false)));
+                return Some((Ok(hello), (receiver, followed, false, permit)));
             }
             loop {
                 let event = match receiver.recv().await {
@@ -55,7 +63,7 @@ pub(crate) async fn events(
                     Err(RecvError::Closed) => return None,
                 };
                 if let Some(event) = event {
-                    return Some((Ok(event), (receiver, followed, false)));
+                    return Some((Ok(event), (receiver, followed, false, permit)));
                 }
             }
         },

@@ -287,6 +287,10 @@ pub struct ServeArgs {
     /// 127.0.0.1:8080 without API tokens, 0.0.0.0:8080 with them.
     #[arg(long = "http", env = "HTTP_ADDR")]
     pub http: Option<String>,
+    /// Also serve /health/* and /metrics alone on this address: probes and scrapes that
+    /// connection floods on HTTP_ADDR cannot reach.
+    #[arg(long = "health-addr", env = "HEALTH_ADDR")]
+    pub health_addr: Option<String>,
     /// A read-write token of the runs API (`Authorization: Bearer TOKEN`); at least 16
     /// characters. Health and metrics stay open.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]

@@ -82,6 +82,8 @@ fn main() {
         cli.log_level.clone()
     };
     orchestrator_platform::logging::init(&level, cli.log_format == LogFormat::Json, "warn");
+    // Connections, sockets and state files all take descriptors: up to the hard limit.
+    orchestrator_platform::http_server::raise_open_files_limit();
     let code = match commands::dispatch(cli.command, &matches, &from_file) {
         Ok(code) => code,
         Err(e) => {

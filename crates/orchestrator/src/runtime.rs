@@ -46,6 +46,18 @@ impl ApiSettings {
     }
 }
 
+/// Followers of the live events at once (`MAX_EVENT_SUBSCRIBERS`, default 64).
+fn max_event_subscribers() -> usize {
+    std::env::var("MAX_EVENT_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_EVENT_SUBSCRIBERS)
+}
+
+/// Followers of `GET /api/events` at once, unless `MAX_EVENT_SUBSCRIBERS` says otherwise.
+pub(crate) const DEFAULT_EVENT_SUBSCRIBERS: usize = 64;
+
 /// What drives runs in this process, before its engine exists.
 pub(crate) struct Runtime {
     pub metrics: Arc<Metrics>,
@@ -88,6 +100,7 @@ impl Runtime {
             budget: SubmitBudget::new(settings.submit_memory_bytes, settings.max_input_bytes),
             schedule: settings.schedule,
             live: Some(live),
+            subscribers: Arc::new(tokio::sync::Semaphore::new(max_event_subscribers())),
         })
     }
 

@@ -42,6 +42,8 @@ pub struct Server {
     pub tokens: Arc<ApiTokens>,
     /// Where the API listens; `None`: loopback without tokens, every address with them.
     pub http: Option<String>,
+    /// A listener of its own for health and metrics (`HEALTH_ADDR`), if given.
+    pub health_addr: Option<String>,
     pub writer_lease: Duration,
     /// A file whose run starts with the server (empty or `None`: none).
     pub objects_path: Option<PathBuf>,
@@ -86,6 +88,15 @@ pub async fn run_server(server: Server, shutdown: CancellationToken) -> Result<(
     });
     let probes =
         health::health_router(readiness(&server, &store, &role), render(&server, &metrics));
+    if let Some(addr) = &server.health_addr {
+        let health = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AppError::Invalid(format!("HEALTH_ADDR {addr}: cannot listen: {e}")))?;
+        let local = health.local_addr()?;
+        tracing::info!(address = %local, "serving health and metrics");
+        eprintln!("serving health and metrics on http://{local}");
+        tokio::spawn(health::serve(health, probes.clone(), shutdown.clone()));
+    }
     tokio::spawn(health::serve(
         listener,
         probes

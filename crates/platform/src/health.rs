@@ -59,13 +59,13 @@ async fn render(State(state): State<HealthState>) -> impl IntoResponse {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` fires.
+/// Serves `router` on `listener` until `shutdown` fires, within the connection limits and
+/// timeouts of `HTTP_MAX_CONNECTIONS` and `HTTP_HEADER_TIMEOUT_SECONDS` (see `http_server`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let limits = crate::http_server::HttpLimits::from_env();
+    crate::http_server::serve_limited(listener, router, limits, shutdown).await
 }

@@ -3,6 +3,7 @@
 
 pub mod config_file;
 pub mod health;
+pub mod http_server;
 pub mod logging;
 pub mod process_metrics;
 pub mod signals;

@@ -27,7 +27,8 @@ pub fn register(registry: &Registry) -> Result<(), prometheus::Error> {
         &["version", "commit"],
     )?;
     info.with_label_values(&[VERSION, COMMIT]).set(1);
-    registry.register(Box::new(info))
+    registry.register(Box::new(info))?;
+    registry.register(Box::new(crate::http_server::connections_refused()?))
 }
 
 /// The `prometheus` crate's process collector, whose `process_cpu_seconds_total` counts whole

@@ -88,6 +88,7 @@ pub fn worker_main(zone: Zone) -> i32 {
         }
     };
     orchestrator_platform::logging::init(&args.log_level, args.log_format == "json", "info");
+    orchestrator_platform::http_server::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

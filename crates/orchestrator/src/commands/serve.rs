@@ -114,6 +114,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             store_settings: StoreSettings::new(&args.redis_prefix, args.retry_ttl_seconds),
             tokens,
             http: args.http.clone(),
+            health_addr: args.health_addr.clone(),
             writer_lease: Duration::from_secs(args.writer_lease_seconds.max(1)),
             objects_path: args.objects_path.clone(),
             missing_parents: args.missing_parents.into(),
