@@ -64,7 +64,9 @@ fn serve_stays_reachable_under_a_connection_flood() {
     let health = address_in_log(&cluster, "serve.log", "serving health and metrics on");
     let base = cluster.http_base("serve.log");
     cluster.wait_ready(&health);
-    let _workers = cluster.workers("simulate:20");
+    // Slow enough that the run is still in flight through the flood and the followers.
+    let run_started = Instant::now();
+    let _workers = cluster.workers("simulate:150");
     let host = base.trim_start_matches("http://").to_string();
 
     // 1,100 connections: half send nothing, half send half a request.
@@ -126,9 +128,6 @@ fn serve_stays_reachable_under_a_connection_flood() {
         .send()
         .unwrap();
     assert!(answer.status().is_success(), "{}", answer.status());
-    let status = cluster.wait_finished(Duration::from_secs(120));
-    assert_eq!(status["run"]["summary"]["loaded"], 600, "{status}");
-
     // Followers of the live events past the cap: refused, with a clear status.
     let mut followers = Vec::new();
     let mut refused = Vec::new();
@@ -155,6 +154,20 @@ fn serve_stays_reachable_under_a_connection_flood() {
             .all(|h| h.starts_with("HTTP/1.1 503") && h.contains("MAX_EVENT_SUBSCRIBERS")),
         "{refused:?}"
     );
+    let in_flight = cluster.status();
+    assert_eq!(
+        in_flight["run"]["status"], "running",
+        "the run ended before the flood was over"
+    );
+    let status = cluster.wait_finished(Duration::from_secs(120));
+    assert_eq!(status["run"]["summary"]["loaded"], 600, "{status}");
+    // In its usual time: 600 objects of 150 ms, 9 at a time, in three layers.
+    assert!(
+        run_started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        run_started.elapsed()
+    );
+
     let metrics = probe
         .get(format!("{health}/metrics"))
         .send()
