@@ -1,8 +1,9 @@
 //! Property tests of the scheduler over random DAGs and random worker behaviour: results lost,
 //! duplicated, reordered, stale and failing. Every trace is checked against the run's guarantees.
 
-use orchestrator_core::objects::Criticality;
-use orchestrator_core::run_graph::{RunGraph, RunNode};
+mod common;
+
+use orchestrator_core::run_graph::RunGraph;
 use orchestrator_core::scheduler::{
     Action, Event, ObjectState, Run, RunHeader, SchedulerConfig, ZonePolicy,
 };
@@ -56,20 +57,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn build(case: &Case) -> Arc<RunGraph> {
-    let raw = orchestrator_protocol::RawJson::from_string("{}".into());
-    let nodes = case
-        .zones
-        .iter()
-        .enumerate()
-        .map(|(i, &z)| RunNode {
-            id: ObjectId(1000 + i as u64),
-            zone: Zone::ALL[z as usize],
-            criticality: Criticality::Medium,
-            name: format!("o{i}"),
-            raw: raw.clone(),
-        })
-        .collect();
-    Arc::new(RunGraph::from_parents(nodes, case.parents.clone()).unwrap_or_else(|e| panic!("{e}")))
+    common::graph(&case.zones, case.parents.clone())
 }
 
 fn config(case: &Case) -> SchedulerConfig {

@@ -4,42 +4,16 @@
 //! in flight in two runs; in the end every run loaded every object, nothing stays held, and an
 //! object a run took from another was loaded by that run after this run's attempt was held.
 
-use orchestrator_core::objects::Criticality;
-use orchestrator_core::run_graph::{RunGraph, RunNode};
+mod common;
+
+use common::graph;
 use orchestrator_core::scheduler::{
     Action, AttemptReport, Event, ObjectState, Run, RunHeader, SchedulerConfig, ZonePolicy,
     hold_if_shared, release_shared,
 };
-use orchestrator_protocol::{ObjectId, RunId, Zone};
+use orchestrator_protocol::{ObjectId, RunId};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-fn graph(zones: &[u8], parents: Vec<Vec<u32>>) -> Arc<RunGraph> {
-    let raw = orchestrator_protocol::RawJson::from_string("{}".into());
-    let nodes = zones
-        .iter()
-        .enumerate()
-        .map(|(i, &z)| RunNode {
-            id: ObjectId(1000 + i as u64),
-            zone: Zone::ALL[z as usize],
-            criticality: Criticality::Medium,
-            name: format!("o{i}"),
-            raw: raw.clone(),
-        })
-        .collect();
-    let parents = parents
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut ps)| {
-            ps.retain(|&p| (p as usize) < i);
-            ps.sort_unstable();
-            ps.dedup();
-            ps
-        })
-        .collect();
-    Arc::new(RunGraph::from_parents(nodes, parents).unwrap_or_else(|e| panic!("{e}")))
-}
 
 fn config() -> SchedulerConfig {
     let mut c = SchedulerConfig {
