@@ -126,9 +126,11 @@ pub fn hold_if_shared(
 }
 
 /// Releases the held attempts whose object no other run has in flight any more, one after the
-/// other (so that two held attempts of one object never both go out): each takes the load of
-/// the run that loaded it since, or goes out. Returns each released run's actions, in order,
-/// for the caller to carry out (a Dispatch among them goes through [`hold_if_shared`] too).
+/// other (what one sends out is in flight for the next, so two held attempts of one object
+/// never both go out): each takes the load of the run that loaded it since, or goes out.
+/// Returns each released run's actions, in order, for the caller to carry out as any step's:
+/// every Dispatch among them (a released attempt, or a child it made ready) through
+/// [`hold_if_shared`].
 pub fn release_shared(runs: &mut BTreeMap<RunId, Run>, now: u64) -> Vec<(RunId, Vec<Action>)> {
     let held: Vec<(RunId, u32, u32)> = runs
         .iter()
@@ -151,22 +153,7 @@ pub fn release_shared(runs: &mut BTreeMap<RunId, Run>, now: u64) -> Vec<(RunId, 
             let by = loaded_by.as_ref().map(|(other, s)| (other, *s));
             run.release(index, attempt, by, now, &mut actions);
         }
-        // A dispatch the release made (its children, now ready) may find its object in flight
-        // elsewhere: held too. What went out is in flight: the next held attempt waits for it.
-        let mut kept = Vec::with_capacity(actions.len());
-        for action in actions {
-            let held = match &action {
-                Action::Dispatch { index, attempt } => {
-                    let object = runs.get(&run_id).map(|r| r.graph().id(*index));
-                    object.and_then(|o| hold_if_shared(runs, &run_id, o, *attempt))
-                }
-                _ => None,
-            };
-            if held.is_none() {
-                kept.push(action);
-            }
-        }
-        released.push((run_id, kept));
+        released.push((run_id, actions));
     }
     released
 }

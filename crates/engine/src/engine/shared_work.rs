@@ -28,9 +28,6 @@ impl Engine {
     /// Releases the attempts held for others whose attempt ended this turn: each is loaded by
     /// that run's load (its attempt says so), or goes out.
     pub(super) fn release_shared(&mut self, out: &mut Outbox) {
-        if self.runs.len() < 2 && self.runs.values().all(|r| r.held().is_empty()) {
-            return;
-        }
         let now = self.clock.now_ms();
         for (run, mut actions) in release_shared(&mut self.runs, now) {
             self.carry_out(&run, &mut actions, out);
