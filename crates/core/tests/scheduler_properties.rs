@@ -34,25 +34,13 @@ fn case() -> impl Strategy<Value = Case> {
                 any::<u64>(),
             )
         })
-        .prop_map(|(zones, parents, max_retries, limits, seed)| {
-            // Parents point to lower indices only: a DAG. Drop self-links and repeats.
-            let parents = parents
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut ps)| {
-                    ps.retain(|&p| (p as usize) < i);
-                    ps.sort_unstable();
-                    ps.dedup();
-                    ps
-                })
-                .collect();
-            Case {
-                zones,
-                parents,
-                max_retries,
-                limits,
-                seed,
-            }
+        // The graph keeps parents of lower indices only, once each: a DAG (`common::graph`).
+        .prop_map(|(zones, parents, max_retries, limits, seed)| Case {
+            zones,
+            parents,
+            max_retries,
+            limits,
+            seed,
         })
 }
 

@@ -2,6 +2,7 @@
 //! objects are in each state. The scheduler keeps it; the store persists it with the records.
 
 use super::counts::RunCounts;
+use super::state::ObjectState;
 use crate::graph::MissingParents;
 use orchestrator_protocol::{ObjectId, RunId, Zone};
 use serde::{Deserialize, Serialize};
@@ -65,14 +66,6 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    pub const ALL: [RunOutcome; 5] = [
-        RunOutcome::Running,
-        RunOutcome::Succeeded,
-        RunOutcome::Failed,
-        RunOutcome::Cancelled,
-        RunOutcome::Interrupted,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Running => "running",
@@ -81,29 +74,6 @@ impl RunOutcome {
             RunOutcome::Cancelled => "cancelled",
             RunOutcome::Interrupted => "interrupted",
         }
-    }
-
-    /// Finished (succeeded, failed or cancelled): nothing will change it but a rerun or retry.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            RunOutcome::Succeeded | RunOutcome::Failed | RunOutcome::Cancelled
-        )
-    }
-}
-
-impl std::str::FromStr for RunOutcome {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        RunOutcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "{s:?} is not a run outcome: expected one of {}",
-                    RunOutcome::ALL.map(RunOutcome::as_str).join(", ")
-                )
-            })
     }
 }
 
@@ -190,12 +160,10 @@ impl RunHeader {
             RunStatus::Running | RunStatus::Cancelling => RunOutcome::Running,
             RunStatus::Interrupted => RunOutcome::Interrupted,
             RunStatus::Finished => {
-                let sum = |f: fn(&super::counts::ZoneCounts) -> usize| -> usize {
-                    self.counts.zones.iter().map(f).sum()
-                };
-                if self.cancelled && sum(|z| z.cancelled) > 0 {
+                let counts = &self.counts;
+                if self.cancelled && counts.in_state(ObjectState::Cancelled) > 0 {
                     RunOutcome::Cancelled
-                } else if sum(|z| z.loaded) == self.objects {
+                } else if counts.in_state(ObjectState::Loaded) == self.objects {
                     RunOutcome::Succeeded
                 } else {
                     RunOutcome::Failed

@@ -1,6 +1,7 @@
 //! Running failures again: every failure of a run (rerun), or one object and the descendants
-//! it blocked (retry; an upstream-failed object through the failed ancestors that block it). What loaded is never touched; attempt numbers keep counting
-//! up, so every attempt keeps its own idempotency key.
+//! it blocked (retry; an upstream-failed object through the failed ancestors that block it).
+//! What loaded is never touched; attempt numbers keep counting up, so every attempt keeps its
+//! own idempotency key.
 
 use super::header::RunStatus;
 use super::run::Run;
