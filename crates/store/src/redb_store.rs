@@ -122,73 +122,45 @@ pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> 
     serde_json::to_vec(v).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
-/// An attempt in a row of attempts: an array, `[object, attempt, outcome, dispatched_ms,
-/// started_ms, ended_ms, duration_ms, worker, reason, info, output, simulated]`, without the
-/// field names a row would repeat for every attempt. Rows written before `simulated` existed
-/// have eleven elements, and read as not simulated.
-type AttemptRow = (
-    u64,
-    u32,
-    AttemptOutcome,
-    u64,
-    u64,
-    u64,
-    u64,
-    String,
-    String,
-    String,
-    String,
-    bool,
-);
-
-/// A stored row: of today's twelve elements, or of an older eleven.
+/// An attempt in a row of attempts, as read back: an array, `[object, attempt, outcome,
+/// dispatched_ms, started_ms, ended_ms, duration_ms, worker, reason, info, output, simulated]`,
+/// without the field names a row would repeat for every attempt (see `encode_attempts`). Rows
+/// written before `simulated` existed have eleven elements, and read as not simulated.
 #[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum StoredRow {
-    Current(AttemptRow),
-    Older(OlderRow),
+struct AttemptRow {
+    object: u64,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    dispatched_ms: u64,
+    started_ms: u64,
+    ended_ms: u64,
+    duration_ms: u64,
+    worker: String,
+    reason: String,
+    info: String,
+    output: String,
+    #[serde(default)]
+    simulated: bool,
 }
 
-type OlderRow = (
-    u64,
-    u32,
-    AttemptOutcome,
-    u64,
-    u64,
-    u64,
-    u64,
-    String,
-    String,
-    String,
-    String,
-);
-
-fn record_of(row: StoredRow) -> (u64, AttemptRecord) {
-    let row = match row {
-        StoredRow::Current(row) => row,
-        StoredRow::Older(r) => (
-            r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, false,
-        ),
-    };
-    let (object, attempt, outcome, dispatched_ms, started_ms, ended_ms, duration_ms) =
-        (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+fn record_of(row: AttemptRow) -> (u64, AttemptRecord) {
     let record = AttemptRecord {
-        attempt,
-        outcome,
-        dispatched_ms,
-        started_ms,
-        ended_ms,
-        duration_ms,
+        attempt: row.attempt,
+        outcome: row.outcome,
+        dispatched_ms: row.dispatched_ms,
+        started_ms: row.started_ms,
+        ended_ms: row.ended_ms,
+        duration_ms: row.duration_ms,
         text: AttemptText {
-            worker: row.7,
-            reason: row.8,
-            info: row.9,
-            output: row.10,
+            worker: row.worker,
+            reason: row.reason,
+            info: row.info,
+            output: row.output,
         }
         .boxed(),
-        simulated: row.11,
+        simulated: row.simulated,
     };
-    (object, record)
+    (row.object, record)
 }
 
 pub(crate) fn encode_attempts(
@@ -336,7 +308,7 @@ impl StateStore for RedbStore {
                 .map_err(|e| err(path, e))?
             {
                 let (_, v) = entry.map_err(|e| err(path, e))?;
-                let batch: Vec<StoredRow> = decode(v.value())?;
+                let batch: Vec<AttemptRow> = decode(v.value())?;
                 for (object, record) in batch.into_iter().map(record_of) {
                     if object == id.0 {
                         out.insert(record.attempt, record);
@@ -406,5 +378,34 @@ impl StateStore for RedbStore {
 
     fn kind(&self) -> &'static str {
         "redb"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_rows_of_today_and_of_before_simulated_read_back() {
+        let rows = r#"[[1001,2,"loaded",10,11,20,9,"w","","rows=3","out",true],
+                       [1002,1,"failed",10,11,20,9,"w","exit 1","","",false],
+                       [1003,1,"loaded",10,11,20,9,"","","","out"]]"#;
+        let read: Vec<(u64, AttemptRecord)> = decode::<Vec<AttemptRow>>(rows.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(record_of)
+            .collect();
+        let simulated: Vec<(u64, bool)> = read.iter().map(|(o, a)| (*o, a.simulated)).collect();
+        assert_eq!(simulated, [(1001, true), (1002, false), (1003, false)]);
+        assert_eq!(read[0].1.info(), "rows=3");
+        assert_eq!(read[1].1.reason(), "exit 1");
+        // What is written reads back as written.
+        let written = encode_attempts(&[(ObjectId(1001), read[0].1.clone())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let again: Vec<AttemptRow> = decode(&written).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            record_of(again.into_iter().next().unwrap_or_else(|| panic!("a row"))),
+            read[0]
+        );
     }
 }
