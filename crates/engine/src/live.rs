@@ -1,6 +1,6 @@
 //! Live updates, for the web console: after each batch is stored, each run it changed (its
-//! header: status, outcome and counts) with the objects whose state changed, broadcast to whoever follows.
-//! With nobody following, nothing is built.
+//! header: status, outcome and counts) with the objects whose state changed, broadcast to
+//! whoever follows. With nobody following, nothing is built.
 
 use crate::run_view::RunReport;
 use orchestrator_core::scheduler::{ObjectState, RunDelta};

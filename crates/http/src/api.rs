@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use orchestrator_core::diagnostics::MAX_LISTED_PROBLEMS;
+use orchestrator_core::diagnostics::{MAX_LISTED_PROBLEMS, Report};
 use orchestrator_core::graph::MissingParents;
 use orchestrator_core::scheduler::{ObjectState, RunOptions, RunOutcome, RunStatus};
 use orchestrator_engine::EngineCommand;
@@ -29,7 +29,6 @@ use orchestrator_engine::open_schedule::ScheduleSettings;
 use orchestrator_engine::reads::{Cancelled, ReadError, RunFilter, RunReads};
 use orchestrator_engine::run_view::{ObjectQuery, RunView};
 use orchestrator_protocol::{ObjectId, RunId};
-
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -195,6 +194,20 @@ pub(crate) fn engine_gone() -> Response {
     ApiError::engine_gone().into_response()
 }
 
+/// Every problem of refused objects, in display order, each as data and as `validate` prints
+/// it (`text`): the `problems` of an `InvalidObjects` answer.
+pub(crate) fn problems_json(report: &Report) -> Vec<serde_json::Value> {
+    report
+        .sorted()
+        .into_iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["text"] = p.to_string().into();
+            v
+        })
+        .collect()
+}
+
 /// Options of `POST /api/runs`, in the query string.
 #[derive(Debug, Deserialize)]
 struct SubmitQuery {
@@ -259,16 +272,7 @@ async fn submit(
     let prepared = match prepared {
         Ok(p) => p,
         Err(SubmitError::Invalid(report)) => {
-            // Each problem as data and as `validate` prints it (`text`).
-            let problems: Vec<serde_json::Value> = report
-                .sorted()
-                .into_iter()
-                .map(|p| {
-                    let mut v = serde_json::to_value(p).unwrap_or_default();
-                    v["text"] = p.to_string().into();
-                    v
-                })
-                .collect();
+            let problems = problems_json(&report);
             return (
                 StatusCode::BAD_REQUEST,
                 Json(json!({

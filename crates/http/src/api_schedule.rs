@@ -286,7 +286,7 @@ pub(crate) async fn replace(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         })?;
     let (graph, catalog, objects) = checked.map_err(|report| {
-        let problems: Vec<_> = report.sorted().into_iter().cloned().collect();
+        let problems = crate::api::problems_json(&report);
         let body = serde_json::json!({
             "error": format!("invalid catalog: {} error(s), {} warning(s); the current catalog stays", report.error_count(), report.warning_count()),
             "listed": problems.len(),

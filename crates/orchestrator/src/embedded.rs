@@ -103,11 +103,10 @@ async fn drive(
 ) -> Result<EmbeddedOutcome, AppError> {
     // One clock for the run's opening, the engine and the API.
     let mut runtime = Runtime::new(store.clone(), &embedded.config)?;
-    let (run, rerun) = open(&embedded, &*store, runtime.clock.now_ms()).await?;
+    let (mut run, rerun) = open(&embedded, &*store, runtime.clock.now_ms()).await?;
     if run.is_finished() && !rerun {
         return outcome(run.header().clone(), &*store, Duration::ZERO, true).await;
     }
-    let (mut run, rerun) = (run, rerun);
     let handlers = run_handlers(&embedded.workers, &mut run)?;
     let http = serve_http(embedded.http.as_deref(), &mut runtime, None).await?;
     let bus = Arc::new(MemoryBus::new());
@@ -245,9 +244,7 @@ fn run_handlers(workers: &EmbeddedWorkers, run: &mut Run) -> Result<HandlerSet, 
             );
             Ok(HandlerSet::from_specs(specs)?)
         }
-        (None, None) => Err(AppError::Handler(worker_runtime::SpecError::Missing {
-            zones: Zone::ALL.map(Zone::as_str).join(", "),
-        })),
+        (None, None) => Err(AppError::Handler(worker_runtime::SpecError::no_handler())),
     }
 }
 

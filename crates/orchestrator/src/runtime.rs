@@ -16,6 +16,7 @@ use orchestrator_http::api::ApiState;
 use orchestrator_http::api_body::{DEFAULT_SUBMIT_MEMORY_BYTES, SubmitBudget};
 use orchestrator_http::auth::ApiTokens;
 use orchestrator_http::role::SharedRole;
+use orchestrator_platform::http_server::HttpLimits;
 use orchestrator_store::StateStore;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -46,23 +47,11 @@ impl ApiSettings {
     }
 }
 
-/// Followers of the live events at once (`MAX_EVENT_SUBSCRIBERS`, default 64).
-fn max_event_subscribers() -> usize {
-    std::env::var("MAX_EVENT_SUBSCRIBERS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_EVENT_SUBSCRIBERS)
-}
-
-/// Followers of `GET /api/events` at once, unless `MAX_EVENT_SUBSCRIBERS` says otherwise.
-pub(crate) const DEFAULT_EVENT_SUBSCRIBERS: usize = 64;
-
 /// What drives runs in this process, before its engine exists.
 pub(crate) struct Runtime {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    pub store: Arc<dyn StateStore>,
+    store: Arc<dyn StateStore>,
     config: SchedulerConfig,
     /// The API's commands for the engine and the live view, once the API is built.
     api: Option<(mpsc::Receiver<EngineCommand>, LiveSender)>,
@@ -100,7 +89,9 @@ impl Runtime {
             budget: SubmitBudget::new(settings.submit_memory_bytes, settings.max_input_bytes),
             schedule: settings.schedule,
             live: Some(live),
-            subscribers: Arc::new(tokio::sync::Semaphore::new(max_event_subscribers())),
+            subscribers: Arc::new(tokio::sync::Semaphore::new(
+                HttpLimits::from_env().max_event_subscribers,
+            )),
         })
     }
 

@@ -52,13 +52,11 @@ async fn drive(
     let http = serve_http(run.http.as_deref(), &mut runtime, Some(run.settings)).await?;
     let bus = Arc::new(MemoryBus::new());
     let stop_workers = CancellationToken::new();
-    let handlers = run.workers.handlers.clone().ok_or_else(|| {
-        AppError::Handler(worker_runtime::SpecError::Missing {
-            zones: orchestrator_protocol::Zone::ALL
-                .map(orchestrator_protocol::Zone::as_str)
-                .join(", "),
-        })
-    })?;
+    let handlers = run
+        .workers
+        .handlers
+        .clone()
+        .ok_or_else(|| AppError::Handler(worker_runtime::SpecError::no_handler()))?;
     let workers = spawn_workers(
         &run.workers,
         &handlers,

@@ -163,16 +163,19 @@ async fn open_store_waiting(
     }
 }
 
+/// Where the API listens when `HTTP_ADDR` is not given: loopback without tokens, every address
+/// with them.
+pub fn default_http_addr(has_tokens: bool) -> String {
+    let any = if has_tokens { "0.0.0.0" } else { "127.0.0.1" };
+    format!("{any}:8080")
+}
+
 /// The API's listener; an open API (no tokens) on a reachable address is warned about.
 async fn listen(server: &Server) -> Result<tokio::net::TcpListener, AppError> {
-    let http = server.http.clone().unwrap_or_else(|| {
-        let any = if server.tokens.is_empty() {
-            "127.0.0.1"
-        } else {
-            "0.0.0.0"
-        };
-        format!("{any}:8080")
-    });
+    let http = server
+        .http
+        .clone()
+        .unwrap_or_else(|| default_http_addr(!server.tokens.is_empty()));
     let listener = tokio::net::TcpListener::bind(&http)
         .await
         .map_err(|e| AppError::Invalid(format!("HTTP_ADDR {http}: cannot listen: {e}")))?;

@@ -2,10 +2,10 @@
 //! timed, so that connections that send nothing, send half a request or sit idle cannot take a
 //! process's file descriptors or its health probes. At most `HTTP_MAX_CONNECTIONS` at once; past
 //! them a small reserve serves only `/health/*` and `/metrics` (its connections get one second
-//! for their request), and beyond it a connection is
-//! closed at once (counted in `orchestrator_http_connections_refused_total`, logged at most once
-//! a second). A request's headers must arrive within `HTTP_HEADER_TIMEOUT_SECONDS`, which also
-//! closes a keep-alive connection idle that long.
+//! for their request), and beyond it a connection is closed at once (counted in
+//! `orchestrator_http_connections_refused_total`, logged at most once a second). A request's
+//! headers must arrive within `HTTP_HEADER_TIMEOUT_SECONDS`, which also closes a keep-alive
+//! connection idle that long. The limits, `MAX_EVENT_SUBSCRIBERS` among them, are read here.
 
 use axum::Router;
 use axum::body::Body;
@@ -24,8 +24,11 @@ use tower::ServiceExt;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Connections past the limit kept for health probes and scrapes.
 pub const HEALTH_RESERVE: usize = 16;
-/// Time for a request's headers, and for an idle keep-alive connection (`HTTP_HEADER_TIMEOUT_SECONDS`).
+/// Time for a request's headers, and for an idle keep-alive connection
+/// (`HTTP_HEADER_TIMEOUT_SECONDS`).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Followers of the runs API's live events at once (`MAX_EVENT_SUBSCRIBERS`).
+pub const DEFAULT_EVENT_SUBSCRIBERS: usize = 64;
 /// Time for a reserve connection's request headers: a probe sends its request at once, and a
 /// connection that does not frees its place for the next probe within the second.
 pub const RESERVE_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -53,11 +56,13 @@ pub fn connections_refused() -> Result<prometheus::IntCounter, prometheus::Error
 pub struct HttpLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// Followers of `GET /api/events` at once (the API's, where a listener serves it).
+    pub max_event_subscribers: usize,
 }
 
 impl HttpLimits {
-    /// `HTTP_MAX_CONNECTIONS` and `HTTP_HEADER_TIMEOUT_SECONDS`, or the defaults (an unreadable
-    /// value is the default, with a warning).
+    /// `HTTP_MAX_CONNECTIONS`, `HTTP_HEADER_TIMEOUT_SECONDS` and `MAX_EVENT_SUBSCRIBERS`, or
+    /// the defaults (an unreadable value is the default, with a warning).
     pub fn from_env() -> HttpLimits {
         let read = |name: &str| -> Option<u64> {
             let text = std::env::var(name).ok()?;
@@ -72,6 +77,8 @@ impl HttpLimits {
                 .map_or(DEFAULT_MAX_CONNECTIONS, |v| v as usize),
             header_timeout: read("HTTP_HEADER_TIMEOUT_SECONDS")
                 .map_or(DEFAULT_HEADER_TIMEOUT, Duration::from_secs),
+            max_event_subscribers: read("MAX_EVENT_SUBSCRIBERS")
+                .map_or(DEFAULT_EVENT_SUBSCRIBERS, |v| v as usize),
         }
     }
 }

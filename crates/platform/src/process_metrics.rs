@@ -2,8 +2,6 @@
 //! seconds), memory, open files and start time (from /proc, on Linux), and
 //! `orchestrator_build_info{version, commit}` set to 1.
 
-#[cfg(all(test, target_os = "linux"))]
-use prometheus::Encoder;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, IntGaugeVec, Opts, Registry};
@@ -96,6 +94,7 @@ fn cpu_seconds() -> Option<f64> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use prometheus::Encoder;
 
     #[test]
     fn cpu_time_is_exported_below_the_second() {

@@ -28,6 +28,15 @@ pub enum SpecError {
     Missing { zones: String },
 }
 
+impl SpecError {
+    /// No handler was given for any zone.
+    pub fn no_handler() -> SpecError {
+        SpecError::Missing {
+            zones: Zone::ALL.map(Zone::as_str).join(", "),
+        }
+    }
+}
+
 /// A parsed SPEC.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HandlerSpec {

@@ -81,7 +81,6 @@ pub struct Engine {
     results_per_turn: usize,
     /// Runs started by the objects' frequencies, if the engine keeps a schedule.
     schedule: Option<EngineSchedule>,
-    /// Ready events waiting for another run's attempt of the same object (see `shared_work`).
     /// Where stored changes go for the console, if anyone follows them.
     live: Option<crate::live::LiveSender>,
     /// When the schedule's freshness gauges were last computed (they follow loads at most

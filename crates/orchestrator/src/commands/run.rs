@@ -36,7 +36,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // A new run without handlers is refused before anything is opened: nothing is simulated
     // unless asked for (a resumed run has the handlers it was started with).
     if !args.resume && workers.handlers.is_none() {
-        eprintln!("error: {}", super::run_setup::no_handler());
+        eprintln!("error: {}", worker_runtime::SpecError::no_handler());
         return Ok(EXIT_INVALID);
     }
     if workers.handlers.as_ref().is_some_and(|h| h.simulates()) {

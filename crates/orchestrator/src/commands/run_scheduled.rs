@@ -50,7 +50,7 @@ pub fn run_scheduled_mode(args: RunArgs) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     if workers.handlers.is_none() {
-        return refuse(&super::run_setup::no_handler().to_string());
+        return refuse(&worker_runtime::SpecError::no_handler().to_string());
     }
     let run = ScheduledRun {
         text,

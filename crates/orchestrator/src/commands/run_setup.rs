@@ -32,15 +32,6 @@ pub fn workers_and_config(args: &RunArgs) -> Result<(EmbeddedWorkers, SchedulerC
     Ok((workers, config))
 }
 
-/// No handler for any zone: what `run` says (exit 2) rather than pretend.
-pub fn no_handler() -> worker_runtime::SpecError {
-    worker_runtime::SpecError::Missing {
-        zones: orchestrator_protocol::Zone::ALL
-            .map(orchestrator_protocol::Zone::as_str)
-            .join(", "),
-    }
-}
-
 /// `--store URL`, else `--state-dir DIR`'s store, else none.
 pub fn store_url(args: &RunArgs) -> Option<String> {
     match (&args.store, &args.state_dir) {

@@ -75,15 +75,16 @@ pub fn check(args: &ServeArgs) -> Result<Checked, String> {
 /// What `serve` uses where a setting is not given and its default is worked out rather than
 /// written in the option: `config` shows these as defaults.
 pub fn computed_defaults(args: &ServeArgs) -> Vec<(&'static str, String)> {
-    let tokens = args.api_token.is_some() || args.api_tokens_file.is_some();
-    let any = if tokens { "0.0.0.0" } else { "127.0.0.1" };
+    // The tokens as serve reads them (settings it refuses are reported by `check`).
+    let tokens = ApiTokens::load(args.api_token.as_deref(), args.api_tokens_file.as_deref())
+        .is_ok_and(|t| !t.is_empty());
     vec![
         ("MAX_IN_FLIGHT", SERVE_IN_FLIGHT.to_string()),
         (
             "START_TIMEOUT_SECONDS",
             (SERVE_START_TIMEOUT_MS / 1000).to_string(),
         ),
-        ("HTTP_ADDR", format!("{any}:8080")),
+        ("HTTP_ADDR", orchestrator::server::default_http_addr(tokens)),
     ]
 }
 
