@@ -20,8 +20,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// chromedriver in a process group of its own, killed with every browser it started (a test
-/// that fails leaves none behind).
-struct Driver(std::process::Child);
+/// that fails leaves none behind), and the temporary directory they use instead of `/tmp`:
+/// a browser killed leaves its profile there, and the directory goes with the driver.
+struct Driver(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -35,14 +36,17 @@ impl Drop for Driver {
 async fn browser() -> (Driver, Client) {
     use std::os::unix::process::CommandExt;
     let port = services::free_port();
+    let scratch = tempfile::tempdir().expect("a temporary directory for the browser");
     let driver = Driver(
         Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", scratch.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
             .expect("chromedriver (tools/test.sh installs Debian's chromium-driver)"),
+        scratch,
     );
     let mut caps = serde_json::Map::new();
     caps.insert(

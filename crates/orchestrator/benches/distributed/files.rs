@@ -43,3 +43,45 @@ pub(crate) fn chain(dir: &Path, n: usize) -> (PathBuf, Vec<u64>) {
     std::fs::write(&file, serde_json::to_string(&objects).unwrap()).unwrap();
     (file, ids)
 }
+
+/// The layered graph users run (W2 at 10,000 objects): a tenth raw, three tenths standardized,
+/// six tenths application, each non-raw object with 1 to 3 parents in the layer below, drawn
+/// with a fixed seed.
+pub(crate) fn layered(dir: &Path, n: usize) -> PathBuf {
+    let sizes = [n / 10, n * 3 / 10, n - n / 10 - n * 3 / 10];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: usize| {
+        // xorshift64*: enough to spread parents, the same graph every time.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % bound
+    };
+    let mut objects = Vec::with_capacity(n);
+    for (layer, &size) in sizes.iter().enumerate() {
+        let zone = ["1-Raw", "2-Standardized", "3-Application"][layer];
+        let base = (layer as u64 + 1) * 1_000_000;
+        for i in 0..size {
+            let parents: Vec<u64> = if layer == 0 {
+                Vec::new()
+            } else {
+                let below = sizes[layer - 1];
+                let mut p: Vec<u64> = (0..1 + next(3))
+                    .map(|_| layer as u64 * 1_000_000 + next(below) as u64)
+                    .collect();
+                p.sort_unstable();
+                p.dedup();
+                p
+            };
+            objects.push(serde_json::json!({
+                "IdObjet": base + i as u64,
+                "NomObjet": format!("{zone} {i}"),
+                "Zone": zone,
+                "IdObjet_Parent": parents,
+            }));
+        }
+    }
+    let file = dir.join(format!("layered-{n}.json"));
+    std::fs::write(&file, serde_json::to_string(&objects).unwrap()).unwrap();
+    file
+}

@@ -4,7 +4,7 @@
 //! `cargo build --release --workspace --bins && cargo bench -p orchestrator --bench distributed`
 //! (`-- sqlite` or `-- memory` for one engine; `BENCH_OBJECTS=10000,100000` to choose sizes;
 //! `BENCH_PARTITIONS=3` for three partitions per topic instead of one; `BENCH_LOG_DIR=DIR` keeps
-//! every process's log in DIR).
+//! every process's log in DIR; `-- users` for the run with the users' defaults, `users.rs`).
 //! Per engine: a calibration of the broker alone (produce-only and consume-only messages per
 //! second, both at once with the product's messages, and the time of a chain link through it
 //! with no work), objects per second and Redis commands per object on generated graphs, and on
@@ -16,6 +16,7 @@ mod services;
 
 mod calibration;
 mod files;
+mod users;
 
 use calibration::{calibrate, calibrate_both, round_trips};
 use files::{chain, generated};
@@ -376,17 +377,27 @@ fn main() {
         .into_iter()
         .filter(|e| args.is_empty() || args.iter().any(|a| a == e))
         .collect();
+    let users = args.iter().any(|a| a == "users");
     let sizes: Vec<usize> = std::env::var("BENCH_OBJECTS")
-        .unwrap_or_else(|_| "10000,100000".into())
+        .unwrap_or_else(|_| if users { "10000" } else { "10000,100000" }.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     for engine in engines {
+        let s = services(engine);
+        if users {
+            println!(
+                "== Tansu {engine} engine, the users' defaults: 3 partitions, one Ready topic, MAX_WORKERS=4"
+            );
+            for (i, &n) in sizes.iter().enumerate() {
+                users::bench(&s, s._tansu.0.id(), n, &format!("{engine}{i}"));
+            }
+            continue;
+        }
         println!(
             "== Tansu {engine} engine, {} partition(s) per topic",
             partitions()
         );
-        let s = services(engine);
         let (produce, consume) = calibrate(&s, 50_000);
         let floor = produce.min(consume) / 2.0;
         println!(
