@@ -33,17 +33,23 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<String, InputError> {
         path: name.clone(),
         source,
     })?;
-    if let Ok(meta) = file.metadata()
-        && meta.is_file()
-        && meta.len() > limit
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    if let Some(size) = size
+        && size > limit
     {
         return Err(InputError::TooLarge {
             path: name,
-            size: meta.len(),
+            size,
             limit,
         });
     }
-    let mut buf = Vec::new();
+    // A regular file is read into a buffer of its size (growing one by doubling would hold up
+    // to twice the file); one byte more, to see that it ends there.
+    let mut buf = Vec::with_capacity(size.map_or(0, |s| s.saturating_add(1)) as usize);
     file.take(limit.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|source| InputError::Io {

@@ -1,9 +1,10 @@
 //! One attempt's history: who ran it, when, how it ended and what its handler wrote. The run
 //! leaves one record per ended attempt in its delta; the store keeps them, the run does not.
-//! A record is small (its texts behind one pointer, none when there are none): the scheduler
-//! makes one per completion.
+//! A record is small (its texts behind one shared pointer, none when there are none): the
+//! scheduler makes one per completion, and attempts that said the same share one text.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// How an attempt ended.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -28,7 +29,7 @@ impl AttemptOutcome {
 
 /// What was said of an attempt: by whom, why it failed or what it loaded, and its handler's
 /// output (bounded by the worker: head and tail kept). Empty texts are left out of its JSON.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AttemptText {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -45,12 +46,44 @@ pub struct AttemptText {
 
 impl AttemptText {
     /// `None` when every text is empty (no allocation for an attempt that said nothing).
-    pub fn boxed(self) -> Option<Box<AttemptText>> {
+    pub fn boxed(self) -> Option<Arc<AttemptText>> {
         let empty = self.worker.is_empty()
             && self.reason.is_empty()
             && self.info.is_empty()
             && self.output.is_empty();
-        (!empty).then(|| Box::new(self))
+        (!empty).then(|| Arc::new(self))
+    }
+}
+
+/// One copy of each short attempt text seen lately: a run's attempts mostly say the same (their
+/// worker's name, a handler's fixed note), and a copy each would cost about 200 bytes per
+/// attempt for as long as the run is kept. Texts with output, or long ones, are kept as they are.
+#[derive(Debug, Default)]
+pub struct SharedTexts {
+    seen: rustc_hash::FxHashSet<Arc<AttemptText>>,
+}
+
+impl SharedTexts {
+    /// Distinct texts kept; past this the set starts again (a bound, not a cache policy).
+    pub const MAX: usize = 4096;
+    /// Texts longer than this (in bytes, all fields) are not shared.
+    pub const LONGEST: usize = 256;
+
+    /// `text`, or the copy already seen of it.
+    pub fn share(&mut self, text: Option<Arc<AttemptText>>) -> Option<Arc<AttemptText>> {
+        let text = text?;
+        let length = text.worker.len() + text.reason.len() + text.info.len() + text.output.len();
+        if !text.output.is_empty() || length > Self::LONGEST {
+            return Some(text);
+        }
+        if let Some(seen) = self.seen.get(&text) {
+            return Some(seen.clone());
+        }
+        if self.seen.len() >= Self::MAX {
+            self.seen.clear();
+        }
+        self.seen.insert(text.clone());
+        Some(text)
     }
 }
 
@@ -61,7 +94,7 @@ pub struct AttemptReport {
     /// How long its handler ran.
     pub duration_ms: u64,
     /// The worker, a loaded attempt's note and the output.
-    pub text: Option<Box<AttemptText>>,
+    pub text: Option<Arc<AttemptText>>,
     /// The handler only pretended (`simulate`): a load that is no data.
     pub simulated: bool,
 }
@@ -82,7 +115,7 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "is_zero")]
     pub duration_ms: u64,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub text: Option<Box<AttemptText>>,
+    pub text: Option<Arc<AttemptText>>,
     /// Its handler only pretended (`simulate`): no data was loaded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub simulated: bool,
@@ -138,9 +171,9 @@ impl AttemptRecord {
         let text = if reason.is_empty() {
             report.text
         } else {
-            let mut text = report.text.map(|t| *t).unwrap_or_default();
+            let mut text = report.text.map(Arc::unwrap_or_clone).unwrap_or_default();
             text.reason = reason;
-            Some(Box::new(text))
+            Some(Arc::new(text))
         };
         AttemptRecord {
             attempt,
@@ -188,4 +221,57 @@ impl AttemptRecord {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+#[cfg(test)]
+mod shared_texts_tests {
+    use super::*;
+
+    fn text(worker: &str, info: &str, output: &str) -> Option<Arc<AttemptText>> {
+        AttemptText {
+            worker: worker.into(),
+            info: info.into(),
+            output: output.into(),
+            ..AttemptText::default()
+        }
+        .boxed()
+    }
+
+    /// Whether both are the same copy.
+    fn same(a: &Option<Arc<AttemptText>>, b: &Option<Arc<AttemptText>>) -> bool {
+        matches!((a, b), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    #[test]
+    fn equal_short_texts_share_one_copy_and_others_keep_their_own() {
+        let mut shared = SharedTexts::default();
+        let a = shared.share(text("raw-1", "simulated", ""));
+        let b = shared.share(text("raw-1", "simulated", ""));
+        assert!(same(&a, &b));
+        let c = shared.share(text("raw-2", "simulated", ""));
+        assert!(!same(&a, &c));
+        assert_eq!(c.as_deref().map(|t| t.worker.as_str()), Some("raw-2"));
+        let with_output = shared.share(text("raw-1", "simulated", "rows: 3"));
+        let again = shared.share(text("raw-1", "simulated", "rows: 3"));
+        assert!(!same(&with_output, &again), "outputs are not kept");
+        assert_eq!(with_output, again, "but are what they were");
+        let long = "x".repeat(SharedTexts::LONGEST + 1);
+        let l1 = shared.share(text("raw-1", &long, ""));
+        let l2 = shared.share(text("raw-1", &long, ""));
+        assert!(!same(&l1, &l2));
+        assert_eq!(shared.share(None), None);
+    }
+
+    #[test]
+    fn the_set_of_texts_stays_bounded() {
+        let mut shared = SharedTexts::default();
+        for i in 0..3 * SharedTexts::MAX {
+            let t = shared.share(text(&format!("w{i}"), "", ""));
+            assert_eq!(
+                t.as_deref().map(|t| t.worker.clone()),
+                Some(format!("w{i}"))
+            );
+        }
+        assert!(shared.seen.len() <= SharedTexts::MAX);
+    }
 }

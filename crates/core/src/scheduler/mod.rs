@@ -18,7 +18,7 @@ mod steps;
 mod summary;
 mod transitions;
 
-pub use attempt::{AttemptOutcome, AttemptRecord, AttemptReport, AttemptText};
+pub use attempt::{AttemptOutcome, AttemptRecord, AttemptReport, AttemptText, SharedTexts};
 pub use backoff::backoff_delay_ms;
 pub use config::{SchedulerConfig, ZonePolicy};
 pub use counts::{RunCounts, ZoneCounts};

@@ -255,7 +255,9 @@ impl Run {
             dead_letters_removed: std::mem::take(&mut self.letters_removed),
             records,
             dead_letters: std::mem::take(&mut self.letters),
-            attempts: std::mem::take(&mut self.attempts),
+            // Exactly as many as ended (stores may keep them for the run's life); the buffer
+            // stays for the next batch.
+            attempts: self.attempts.drain(..).collect(),
             loads: if std::mem::take(&mut self.loads_due) {
                 self.loads()
             } else {

@@ -8,7 +8,7 @@ use orchestrator_protocol::{AttemptStatus, ProgressEvent, ProgressKind, ResultEv
 
 impl Engine {
     /// Counts a result as received and turns it into the scheduler's event.
-    pub(super) fn result_event(&self, r: ResultEvent) -> (RunId, Event, bool) {
+    pub(super) fn result_event(&mut self, r: ResultEvent) -> (RunId, Event, bool) {
         // The zone labels the metric only; an old worker may leave it out.
         let zone = [r
             .zone
@@ -22,13 +22,15 @@ impl Engine {
         };
         let report = AttemptReport {
             duration_ms: r.duration_ms,
-            text: AttemptText {
-                worker: r.worker,
-                info,
-                output: r.output,
-                reason: String::new(),
-            }
-            .boxed(),
+            text: self.texts.share(
+                AttemptText {
+                    worker: r.worker,
+                    info,
+                    output: r.output,
+                    reason: String::new(),
+                }
+                .boxed(),
+            ),
             simulated: r.simulated,
         };
         let event = match r.status {

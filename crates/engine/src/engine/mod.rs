@@ -86,6 +86,8 @@ pub struct Engine {
     /// When the schedule's freshness gauges were last computed (they follow loads at most
     /// every few seconds: a pass over the catalog).
     freshness_observed_ms: u64,
+    /// One copy of the texts attempts repeat (see [`SharedTexts`]).
+    texts: orchestrator_core::scheduler::SharedTexts,
 }
 
 type Consumers = (
@@ -117,6 +119,7 @@ impl Engine {
             schedule: None,
             live: None,
             freshness_observed_ms: 0,
+            texts: Default::default(),
         }
     }
 
