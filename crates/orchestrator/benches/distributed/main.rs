@@ -44,6 +44,13 @@ fn partitions() -> i32 {
         .unwrap_or(1)
 }
 
+/// The worker binaries, one per layer.
+const WORKERS: [&str; 3] = [
+    "ingestion-worker",
+    "standardization-worker",
+    "application-worker",
+];
+
 /// Stops its process with SIGTERM (a worker then leaves its group, so that the next run's
 /// workers are not held up by a dead member), SIGKILL if it lingers.
 struct Proc(Child);
@@ -239,11 +246,7 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
     let _: () = redis_query(&s.redis_url, redis::cmd("CONFIG").arg("RESETSTAT"));
     let mut workers = Vec::new();
     let mut worker_logs = Vec::new();
-    for w in [
-        "ingestion-worker",
-        "standardization-worker",
-        "application-worker",
-    ] {
+    for w in WORKERS {
         worker_logs.push(log_path(w));
         let mut cmd = Command::new(bin(w));
         env(&mut cmd, w);

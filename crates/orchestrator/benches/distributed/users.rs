@@ -84,11 +84,7 @@ pub(crate) fn bench(s: &Services, tansu_pid: u32, n: usize, tag: &str) {
     let log = |name: &str| s.dir.path().join(format!("{prefix}-{name}.log"));
     let mut workers = Vec::new();
     let mut logs = Vec::new();
-    for w in [
-        "ingestion-worker",
-        "standardization-worker",
-        "application-worker",
-    ] {
+    for w in crate::WORKERS {
         logs.push(log(w));
         let mut cmd = Command::new(bin(w));
         env(&mut cmd);
