@@ -44,11 +44,42 @@ impl fmt::Display for ObjectId {
     }
 }
 
-/// A run's id: cheap to clone, printed as is.
+/// A run's id: cheap to clone, printed as is. Compared by its text; the copies of one id share
+/// their text, so comparing two of them (every object a run stores, every result it takes) is
+/// a pointer comparison.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(pub Arc<str>);
+
+/// By its text, as equality.
+impl std::hash::Hash for RunId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl PartialEq for RunId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Ord for RunId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl PartialOrd for RunId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl RunId {
     pub fn new(s: impl Into<Arc<str>>) -> Self {
@@ -68,6 +99,20 @@ impl fmt::Display for RunId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_compare_by_their_text_whether_they_share_it_or_not() {
+        let a = RunId::new("run-20261207-1");
+        let shared = a.clone();
+        let copy = RunId::new(String::from("run-20261207-1"));
+        let other = RunId::new("run-20261207-2");
+        assert_eq!(a, shared);
+        assert_eq!(a, copy);
+        assert_ne!(a, other);
+        assert_eq!(a.cmp(&copy), std::cmp::Ordering::Equal);
+        assert_eq!(a.cmp(&other), std::cmp::Ordering::Less);
+        assert_eq!(other.cmp(&shared), std::cmp::Ordering::Greater);
+    }
 
     #[test]
     fn an_object_id_is_read_from_a_number_or_a_string_of_digits() {

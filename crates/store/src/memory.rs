@@ -46,7 +46,9 @@ impl StateStore for MemoryStore {
     async fn apply(&self, batch: &[Transition]) -> Result<(), StoreError> {
         super::check_batch(batch)?;
         let mut inner = self.lock();
-        for t in batch {
+        let mut next = 0;
+        while let Some(t) = batch.get(next) {
+            next += 1;
             match t {
                 Transition::Run(meta) => {
                     match inner.runs.iter_mut().find(|r| r.run_id == meta.run_id) {
@@ -60,6 +62,17 @@ impl StateStore for MemoryStore {
                         None => inner.objects.entry(run.clone()).or_default(),
                     };
                     objects.insert(*id, *record);
+                    // The records of one run come together: one lookup of its map for all.
+                    while let Some(Transition::Object {
+                        run: same,
+                        id,
+                        record,
+                    }) = batch.get(next)
+                        && same == run
+                    {
+                        objects.insert(*id, *record);
+                        next += 1;
+                    }
                 }
                 Transition::DeadLetter { run, letter } => inner
                     .dead
