@@ -44,6 +44,24 @@ fn partitions() -> i32 {
         .unwrap_or(1)
 }
 
+/// A process of the stack on `s`, with the topics and Redis keys of `prefix` (one run per
+/// prefix) and the librdkafka properties the broker needs.
+fn stack_env<'c>(cmd: &'c mut Command, s: &Services, prefix: &str) -> &'c mut Command {
+    cmd.env("KAFKA_BOOTSTRAP", &s.bootstrap)
+        .env("REDIS_URL", &s.redis_url)
+        .env("REDIS_PREFIX", prefix)
+        .env("TOPIC_READY", format!("{prefix}.ready"))
+        .env("TOPIC_LOADED", format!("{prefix}.loaded"))
+        .env("TOPIC_PROGRESS", format!("{prefix}.progress"))
+        .env("TOPIC_FAILED", format!("{prefix}.failed"))
+        .env("TOPIC_DLQ", format!("{prefix}.dlq"))
+        .env("TOPIC_CONTROL", format!("{prefix}.control"));
+    if std::env::var_os("KAFKA_PROPERTIES").is_none() && !s.kafka_properties.is_empty() {
+        cmd.env("KAFKA_PROPERTIES", s.kafka_properties);
+    }
+    cmd
+}
+
 /// The worker binaries, one per layer.
 const WORKERS: [&str; 3] = [
     "ingestion-worker",
@@ -225,23 +243,13 @@ fn run(s: &Services, file: &Path, tag: &str, fetch_wait_ms: u32, read_results: b
         } else {
             ("warn", Stdio::null())
         };
-        cmd.env("KAFKA_BOOTSTRAP", &s.bootstrap)
-            .env("REDIS_URL", &s.redis_url)
-            .env("REDIS_PREFIX", &prefix)
-            .env("TOPIC_READY", format!("{prefix}.ready"))
-            .env("TOPIC_LOADED", format!("{prefix}.loaded"))
-            .env("TOPIC_PROGRESS", format!("{prefix}.progress"))
-            .env("TOPIC_FAILED", format!("{prefix}.failed"))
-            .env("TOPIC_DLQ", format!("{prefix}.dlq"))
+        stack_env(cmd, s, &prefix)
             .env("READY_TOPIC_PER_ZONE", "true")
             .env("KAFKA_PARTITIONS", partitions().to_string())
             .env("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait_ms.to_string())
             .env("LOG_LEVEL", level)
             .stdout(Stdio::null())
             .stderr(log);
-        if std::env::var_os("KAFKA_PROPERTIES").is_none() && !s.kafka_properties.is_empty() {
-            cmd.env("KAFKA_PROPERTIES", s.kafka_properties);
-        }
     };
     let _: () = redis_query(&s.redis_url, redis::cmd("CONFIG").arg("RESETSTAT"));
     let mut workers = Vec::new();

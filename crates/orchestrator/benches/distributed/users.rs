@@ -67,19 +67,7 @@ fn idle_seconds() -> u64 {
 pub(crate) fn bench(s: &Services, tansu_pid: u32, n: usize, tag: &str) {
     let prefix = format!("users{tag}");
     let env = |cmd: &mut Command| {
-        cmd.env("KAFKA_BOOTSTRAP", &s.bootstrap)
-            .env("REDIS_URL", &s.redis_url)
-            .env("REDIS_PREFIX", &prefix)
-            .env("TOPIC_READY", format!("{prefix}.ready"))
-            .env("TOPIC_LOADED", format!("{prefix}.loaded"))
-            .env("TOPIC_PROGRESS", format!("{prefix}.progress"))
-            .env("TOPIC_FAILED", format!("{prefix}.failed"))
-            .env("TOPIC_DLQ", format!("{prefix}.dlq"))
-            .env("TOPIC_CONTROL", format!("{prefix}.control"))
-            .stdout(Stdio::null());
-        if !s.kafka_properties.is_empty() && std::env::var_os("KAFKA_PROPERTIES").is_none() {
-            cmd.env("KAFKA_PROPERTIES", s.kafka_properties);
-        }
+        crate::stack_env(cmd, s, &prefix).stdout(Stdio::null());
     };
     let log = |name: &str| s.dir.path().join(format!("{prefix}-{name}.log"));
     let mut workers = Vec::new();
