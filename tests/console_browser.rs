@@ -22,13 +22,16 @@ use std::time::{Duration, Instant};
 /// chromedriver in a process group of its own, killed with every browser it started (a test
 /// that fails leaves none behind), and the temporary directory they use instead of `/tmp`:
 /// a browser killed leaves its profile there, and the directory goes with the driver.
-struct Driver(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+struct Driver {
+    process: std::process::Child,
+    _scratch: tempfile::TempDir,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
+        let group = format!("-{}", self.process.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
+        let _ = self.process.wait();
     }
 }
 
@@ -37,8 +40,8 @@ async fn browser() -> (Driver, Client) {
     use std::os::unix::process::CommandExt;
     let port = services::free_port();
     let scratch = tempfile::tempdir().expect("a temporary directory for the browser");
-    let driver = Driver(
-        Command::new("chromedriver")
+    let driver = Driver {
+        process: Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .env("TMPDIR", scratch.path())
             .stdout(Stdio::null())
@@ -46,8 +49,8 @@ async fn browser() -> (Driver, Client) {
             .process_group(0)
             .spawn()
             .expect("chromedriver (tools/test.sh installs Debian's chromium-driver)"),
-        scratch,
-    );
+        _scratch: scratch,
+    };
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),

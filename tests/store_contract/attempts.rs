@@ -24,7 +24,7 @@ pub(crate) fn attempt(n: u32, outcome: AttemptOutcome, output: &str) -> AttemptR
             info: String::new(),
             output: output.to_string(),
         }
-        .boxed(),
+        .shared(),
         simulated: false,
     }
 }

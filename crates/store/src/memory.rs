@@ -56,13 +56,14 @@ impl StateStore for MemoryStore {
                         None => inner.runs.push((**meta).clone()),
                     }
                 }
-                Transition::Object { run, id, record } => {
+                Transition::Object { run, .. } => {
                     let objects = match inner.objects.get_mut(run) {
                         Some(o) => o,
                         None => inner.objects.entry(run.clone()).or_default(),
                     };
-                    objects.insert(*id, *record);
-                    // The records of one run come together: one lookup of its map for all.
+                    // The records of one run come together (this one first): one lookup of its
+                    // map for all.
+                    next -= 1;
                     while let Some(Transition::Object {
                         run: same,
                         id,

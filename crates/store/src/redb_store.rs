@@ -157,7 +157,7 @@ fn record_of(row: AttemptRow) -> (u64, AttemptRecord) {
             info: row.info,
             output: row.output,
         }
-        .boxed(),
+        .shared(),
         simulated: row.simulated,
     };
     (row.object, record)

@@ -45,8 +45,9 @@ pub struct AttemptText {
 }
 
 impl AttemptText {
-    /// `None` when every text is empty (no allocation for an attempt that said nothing).
-    pub fn boxed(self) -> Option<Arc<AttemptText>> {
+    /// Behind a pointer attempts can share (see [`SharedTexts`]); `None` when every text is
+    /// empty (no allocation for an attempt that said nothing).
+    pub fn shared(self) -> Option<Arc<AttemptText>> {
         let empty = self.worker.is_empty()
             && self.reason.is_empty()
             && self.info.is_empty()
@@ -66,13 +67,13 @@ pub struct SharedTexts {
 impl SharedTexts {
     /// Distinct texts kept; past this the set starts again (a bound, not a cache policy).
     pub const MAX: usize = 4096;
-    /// Texts longer than this (in bytes, all fields) are not shared.
+    /// Texts longer than this (in bytes: worker, reason and info) are not shared.
     pub const LONGEST: usize = 256;
 
     /// `text`, or the copy already seen of it.
     pub fn share(&mut self, text: Option<Arc<AttemptText>>) -> Option<Arc<AttemptText>> {
         let text = text?;
-        let length = text.worker.len() + text.reason.len() + text.info.len() + text.output.len();
+        let length = text.worker.len() + text.reason.len() + text.info.len();
         if !text.output.is_empty() || length > Self::LONGEST {
             return Some(text);
         }
@@ -149,7 +150,7 @@ impl From<StoredAttempt> for AttemptRecord {
             started_ms: s.started_ms,
             ended_ms: s.ended_ms,
             duration_ms: s.duration_ms,
-            text: s.text.boxed(),
+            text: s.text.shared(),
             simulated: s.simulated,
         }
     }
@@ -200,7 +201,7 @@ impl AttemptRecord {
                 reason,
                 ..AttemptText::default()
             }
-            .boxed(),
+            .shared(),
             simulated: false,
         }
     }
@@ -234,7 +235,7 @@ mod shared_texts_tests {
             output: output.into(),
             ..AttemptText::default()
         }
-        .boxed()
+        .shared()
     }
 
     /// Whether both are the same copy.

@@ -61,7 +61,7 @@ impl Run {
                         info: format!("loaded by run {other}, which had it in flight"),
                         ..AttemptText::default()
                     }
-                    .boxed(),
+                    .shared(),
                     simulated,
                 };
                 self.load_object(index, attempt, report, now, out);

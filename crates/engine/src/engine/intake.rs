@@ -29,7 +29,7 @@ impl Engine {
                     output: r.output,
                     reason: String::new(),
                 }
-                .boxed(),
+                .shared(),
             ),
             simulated: r.simulated,
         };

@@ -29,13 +29,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / clock_ticks()
 }
 
+/// The kernel's clock ticks per second (`getconf CLK_TCK`, asked once).
 fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// A process's peak resident memory (VmHWM), in MiB.
@@ -202,7 +206,8 @@ pub(crate) fn bench(s: &Services, tansu_pid: u32, n: usize, tag: &str) {
     );
     drop(serve);
     drop(workers);
-    let _ = follower.join();
+    let followed = follower.join().unwrap_or(0);
+    println!("  the live-view follower received {followed} bytes");
 }
 
 /// `MEMORY USAGE` of every key under `prefix`, summed by the key's kind (its name with the

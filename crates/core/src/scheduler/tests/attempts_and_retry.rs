@@ -16,7 +16,7 @@ fn failed(object: u64, attempt: u32, reason: &str, retryable: bool) -> Event {
                 output: format!("out of {object}/{attempt}"),
                 ..AttemptText::default()
             }
-            .boxed(),
+            .shared(),
             simulated: false,
         },
     }
@@ -33,7 +33,7 @@ fn loaded(object: u64, attempt: u32) -> Event {
                 info: "rows=1".into(),
                 ..AttemptText::default()
             }
-            .boxed(),
+            .shared(),
             simulated: false,
         },
     }
