@@ -3,6 +3,7 @@
 
 use crate::KafkaSettings;
 use clap::Args;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Args)]
 pub struct KafkaArgs {
@@ -36,6 +37,10 @@ pub struct KafkaArgs {
     /// Longest time the broker holds a fetch (lower: less latency, more requests).
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 10)]
     pub kafka_fetch_wait_max_ms: u32,
+    /// A consumer that waited this long for an event stops fetching and looks for new ones every
+    /// 250 ms instead (a workaround for Tansu, which polls its storage for every fetch); 0: never.
+    #[arg(long, env = "KAFKA_IDLE_PAUSE_MS", default_value_t = 2000)]
+    pub kafka_idle_pause_ms: u64,
     /// librdkafka properties passed through, KEY=VALUE (repeatable, or comma-separated in the
     /// environment), e.g. security.protocol=SASL_SSL.
     #[arg(
@@ -65,6 +70,8 @@ impl KafkaArgs {
         s.ready_per_zone = self.ready_topic_per_zone;
         s.partitions = self.kafka_partitions.max(1);
         s.fetch_wait_max_ms = self.kafka_fetch_wait_max_ms;
+        s.idle_pause =
+            Some(Duration::from_millis(self.kafka_idle_pause_ms)).filter(|d| !d.is_zero());
         // An empty entry (`KAFKA_PROPERTIES=""`, a trailing comma) names no property; an entry
         // without `=` after a property continues its value, which may hold commas itself
         // (`debug=fetch,cgrp`).

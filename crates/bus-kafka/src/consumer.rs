@@ -3,6 +3,8 @@
 //! events on a shared topic), and stores a partition's offset only up to the first event not yet
 //! acknowledged: what was taken and not handled is delivered again after a restart.
 
+use crate::Producer;
+use crate::idle_pause::IdlePause;
 use crate::rebalance::RebalanceLog;
 use crate::{KafkaSettings, KafkaStats, backend, classify, rejoin};
 use async_trait::async_trait;
@@ -11,7 +13,6 @@ use orchestrator_bus::{AckToken, BusError, Consumer, Delivery};
 use orchestrator_protocol::SCHEMA_VERSION;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -52,13 +53,15 @@ pub struct KafkaConsumer<T> {
     /// Shared with the rejoin watch of a group member (see `rejoin.rs`).
     consumer: Arc<StreamConsumer<RebalanceLog>>,
     settings: Arc<KafkaSettings>,
-    producer: FutureProducer,
+    producer: Producer,
     stats: Arc<KafkaStats>,
     filter: Option<EventFilter<T>>,
     raw_filter: Option<RawFilter>,
     next_token: u64,
     delivered: HashMap<u64, (Arc<str>, i32, i64)>,
     partitions: BTreeMap<(Arc<str>, i32), PartitionState>,
+    /// Stops fetching while nothing arrives (see `idle_pause.rs`).
+    idle: IdlePause,
 }
 
 impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
@@ -67,7 +70,7 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         topics: &[String],
         group: &str,
         membership: Membership,
-        producer: FutureProducer,
+        producer: Producer,
         stats: Arc<KafkaStats>,
         filter: Option<EventFilter<T>>,
     ) -> Result<Self, BusError> {
@@ -81,6 +84,8 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                 .create_with_context(RebalanceLog::new(group))
                 .map_err(backend)?,
         );
+        // Where a broadcast consumer starts reading each partition (it has no group offsets).
+        let mut starts = HashMap::new();
         match membership {
             Membership::Subscribe => {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -94,13 +99,9 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                 );
             }
             Membership::AssignAll | Membership::Broadcast => {
-                let from = if membership == Membership::Broadcast {
-                    Offset::End
-                } else {
-                    Offset::Stored
-                };
-                // Every partition, from the group's committed offsets, with no group to join:
-                // a successor takes over at once, with no dead member's partitions to wait for.
+                // Every partition, from the group's committed offsets (a broadcast consumer:
+                // from each partition's end now), with no group to join: a successor takes over
+                // at once, with no dead member's partitions to wait for.
                 let mut list = TopicPartitionList::new();
                 for topic in topics {
                     // A broker away for a while is worth waiting for (the caller retries).
@@ -109,6 +110,15 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                         .map_err(|e| classify(&e))?;
                     for t in metadata.topics() {
                         for p in t.partitions() {
+                            let from = if membership == Membership::Broadcast {
+                                let (_, end) = consumer
+                                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                                    .map_err(|e| classify(&e))?;
+                                starts.insert((topic.clone(), p.id()), end);
+                                Offset::Offset(end)
+                            } else {
+                                Offset::Stored
+                            };
                             list.add_partition_offset(topic, p.id(), from)
                                 .map_err(backend)?;
                         }
@@ -122,8 +132,15 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                 consumer.assign(&list).map_err(backend)?;
             }
         }
+        // Group members keep fetching: a member whose partitions were paused was seen to leave
+        // its group's rebalance waiting on Tansu (the joining member never got partitions).
+        let idle_after = settings
+            .idle_pause
+            .filter(|_| membership != Membership::Subscribe);
+        let idle = IdlePause::new(idle_after, starts);
         Ok(KafkaConsumer {
             consumer,
+            idle,
             settings,
             producer,
             stats,
@@ -190,9 +207,9 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
             msg.payload().unwrap_or_default(),
         );
         // Enqueued without waiting, so that taking messages stays cancel-safe.
-        if let Err((e, _)) = self
+        if let Err(e) = self
             .producer
-            .send_result(FutureRecord::<(), _>::to(&self.settings.topic_dlq).payload(&body))
+            .send(&self.settings.topic_dlq, None, body.as_bytes(), None)
         {
             tracing::error!(error = %e, "could not send a rejected message to the DLQ topic");
         }
@@ -221,8 +238,43 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
 impl<T: serde::de::DeserializeOwned + Send + 'static> Consumer<T> for KafkaConsumer<T> {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery<T>>, BusError> {
         loop {
-            // Wait for one message; transient broker errors are logged and waited out.
-            let first = match self.consumer.recv().await {
+            // Wait for one message (pausing once idle long enough); transient broker errors are
+            // logged and waited out.
+            let received = if self.idle.is_paused() {
+                // Paused, the consumer is still polled, afresh at each probe: a rebalance is
+                // served through it (the group's other members wait for it; a waiting `recv`
+                // was seen never woken for one while its partitions were paused), and
+                // librdkafka leaves the group after `max.poll.interval.ms` without a poll.
+                let (consumer, idle) = (&self.consumer, &mut self.idle);
+                let got = tokio::select! {
+                    received = consumer.recv() => Some(received),
+                    () = idle.probe(consumer) => None,
+                };
+                match got {
+                    Some(received) => {
+                        self.idle.resume(&self.consumer);
+                        received
+                    }
+                    None => continue,
+                }
+            } else {
+                match self.idle.deadline() {
+                    Some(at) => {
+                        match tokio::time::timeout_at(at.into(), self.consumer.recv()).await {
+                            Ok(received) => received,
+                            Err(_) => {
+                                if self.idle.pause(&self.consumer) {
+                                    self.stats.idle_pauses.fetch_add(1, Ordering::Relaxed);
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    None => self.consumer.recv().await,
+                }
+            };
+            self.idle.heard();
+            let first = match received {
                 Ok(m) => m.detach(),
                 Err(e) => {
                     tracing::warn!(error = %e, "consuming: broker error; retrying");

@@ -6,7 +6,9 @@
 mod args;
 mod consumer;
 mod errors;
+mod idle_pause;
 mod legacy;
+mod producer;
 mod rebalance;
 mod rejoin;
 mod settings;
@@ -22,12 +24,13 @@ use orchestrator_bus::{Bus, BusError, Consumer, Published, Unsent};
 use orchestrator_protocol::{
     ControlEvent, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone,
 };
+use producer::Delivery;
+pub use producer::Producer;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -40,22 +43,23 @@ pub struct KafkaStats {
     pub malformed: AtomicU64,
     /// Times a group member joined its group again (see `rejoin.rs`).
     pub rejoins: AtomicU64,
+    /// Times a consumer stopped fetching, idle (see `idle_pause.rs`).
+    pub idle_pauses: AtomicU64,
 }
 
 pub struct KafkaBus {
     settings: Arc<KafkaSettings>,
     /// Replaced by a fresh one after a publish fails (see [`KafkaBus::renew_producer`]).
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<Producer>,
     stats: Arc<KafkaStats>,
 }
 
 /// Broker metadata through `producer`'s connections: the topics that exist (blocking: run it
 /// off the async threads).
 fn metadata(
-    producer: &FutureProducer,
+    producer: &Producer,
     timeout: Duration,
 ) -> Result<std::collections::HashSet<String>, KafkaError> {
-    use rdkafka::producer::Producer;
     let m = producer.client().fetch_metadata(None, timeout)?;
     Ok(m.topics()
         .iter()
@@ -76,7 +80,7 @@ enum Fate {
 impl KafkaBus {
     /// A producer on `settings.bootstrap`; nothing is sent until the first publish.
     pub fn new(settings: KafkaSettings) -> Result<KafkaBus, BusError> {
-        let producer: FutureProducer = settings.producer_config().create().map_err(backend)?;
+        let producer = Producer::create(&settings.producer_config()).map_err(backend)?;
         Ok(KafkaBus {
             settings: Arc::new(settings),
             producer: RwLock::new(producer),
@@ -85,7 +89,7 @@ impl KafkaBus {
     }
 
     /// The producer of the moment (a cheap handle).
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> Producer {
         match self.producer.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -98,14 +102,13 @@ impl KafkaBus {
     /// later batch of that producer with an unknown error. Handles already taken keep the old
     /// one until they are done with it.
     fn renew_producer(&self) {
-        match self.settings.producer_config().create::<FutureProducer>() {
+        match Producer::create(&self.settings.producer_config()) {
             Ok(fresh) => {
-                let old = match self.producer.write() {
-                    Ok(mut p) => std::mem::replace(&mut *p, fresh),
-                    Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
-                };
-                // Dropping a producer waits a little for what it still holds: not here.
-                tokio::task::spawn_blocking(move || drop(old));
+                // The old one goes with its last handle, on its own thread.
+                match self.producer.write() {
+                    Ok(mut p) => *p = fresh,
+                    Err(poisoned) => *poisoned.into_inner() = fresh,
+                }
                 self.connect_producer_soon();
                 tracing::info!("publishing failed: the next publish uses a fresh producer");
             }
@@ -209,7 +212,7 @@ impl KafkaBus {
         topics_of: impl Fn(&T) -> &'t [&'t str],
     ) -> Published<T> {
         let producer = self.producer();
-        let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(events.len());
+        let mut deliveries: Vec<(usize, Delivery)> = Vec::with_capacity(events.len());
         let mut fates: Vec<Fate> = (0..events.len()).map(|_| Fate::Sent).collect();
         let mut error = None;
         'events: for (i, value) in events.iter().enumerate() {
@@ -228,23 +231,19 @@ impl KafkaBus {
                         key: "traceparent",
                         value: Some(trace.as_str()),
                     });
-                    let record = FutureRecord::to(topic)
-                        .key(&key)
-                        .payload(&payload)
-                        .headers(headers);
-                    match producer.send_result(record) {
+                    match producer.send(topic, Some(&key), &payload, Some(headers)) {
                         Ok(delivery) => {
                             deliveries.push((i, delivery));
                             break;
                         }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        Err((e, _)) if is_too_large(&e) => {
+                        Err(e) if is_too_large(&e) => {
                             fates[i] = Fate::Rejected(too_large_reason(&e, payload.len()));
                             continue 'events;
                         }
-                        Err((e, _)) => {
+                        Err(e) => {
                             // This event and the ones after it were not sent.
                             fates[i..].iter_mut().for_each(|f| *f = Fate::Failed);
                             error = Some(classify(&e));
@@ -263,8 +262,7 @@ impl KafkaBus {
         {
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, message))) if is_too_large(&e) => {
-                    let size = rdkafka::Message::payload(&message).map_or(0, <[u8]>::len);
+                Ok(Err((e, size))) if is_too_large(&e) => {
                     fates[i] = Fate::Rejected(too_large_reason(&e, size));
                 }
                 Ok(Err((e, _))) => {
@@ -329,6 +327,11 @@ impl KafkaBus {
     /// while events waited (for the bus's metrics).
     pub fn rejoin_count(&self) -> u64 {
         self.stats.rejoins.load(Ordering::Relaxed)
+    }
+
+    /// Counts the times a consumer of this bus stopped fetching, idle (see `idle_pause.rs`).
+    pub fn idle_pause_count(&self) -> u64 {
+        self.stats.idle_pauses.load(Ordering::Relaxed)
     }
 }
 

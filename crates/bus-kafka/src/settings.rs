@@ -9,6 +9,9 @@ use std::time::Duration;
 /// `fetch_wait_max_ms` says.
 pub const PROGRESS_FETCH_WAIT_MAX_MS: u32 = 100;
 
+/// How long a consumer waits for an event before it pauses its fetches, by default.
+pub const DEFAULT_IDLE_PAUSE: Duration = Duration::from_secs(2);
+
 /// Least fetch wait of the control consumers (see [`KafkaSettings::for_control`]).
 pub const CONTROL_FETCH_WAIT_MAX_MS: u32 = 500;
 
@@ -34,6 +37,9 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// How long the broker may hold a fetch when there is nothing new (latency vs. load).
     pub fetch_wait_max_ms: u32,
+    /// `KAFKA_IDLE_PAUSE_MS`: a consumer that waited this long for an event stops fetching and
+    /// probes for new ones instead (a workaround for Tansu, see `idle_pause.rs`); `None`: never.
+    pub idle_pause: Option<Duration>,
     /// librdkafka properties passed through as they are (`security.protocol`, `sasl.*`, …).
     pub properties: Vec<(String, String)>,
     /// The longest a task of a consumer's process may run (a worker's `TASK_TIMEOUT_SECONDS`),
@@ -55,6 +61,7 @@ impl KafkaSettings {
             ready_per_zone: false,
             partitions: 3,
             fetch_wait_max_ms: 10,
+            idle_pause: Some(DEFAULT_IDLE_PAUSE),
             properties: Vec::new(),
             longest_task: None,
         }

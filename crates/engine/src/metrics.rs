@@ -38,6 +38,8 @@ pub struct Metrics {
     pub store_batches: IntCounterVec,
     /// Messages nobody could read, set aside to the DLQ topic.
     pub messages_rejected: IntCounter,
+    /// Times a consumer stopped fetching while nothing arrived (the bus's idle pause).
+    pub bus_idle_pauses: IntCounter,
     /// Store writes that failed and were tried again (the store away for a while).
     pub store_errors: IntCounter,
     /// 1 while this process is the writer (`serve`: 0 while it stands by).
@@ -130,6 +132,10 @@ const RUNS_FINISHED: Spec = (
 const MESSAGES_REJECTED: Spec = (
     "orchestrator_messages_rejected_total",
     "Messages on the results or progress topics that could not be read (sent to the DLQ topic).",
+);
+const BUS_IDLE_PAUSES: Spec = (
+    "orchestrator_bus_idle_pauses_total",
+    "Times a consumer of results or progress stopped fetching, idle, to probe for events instead (KAFKA_IDLE_PAUSE_MS).",
 );
 const STORE_ERRORS: Spec = (
     "orchestrator_store_errors_total",
@@ -261,6 +267,7 @@ impl Metrics {
             schedule_tick_seconds,
             runs_finished: counter(r, RUNS_FINISHED, &["outcome", "cause"])?,
             messages_rejected: plain_counter(r, MESSAGES_REJECTED)?,
+            bus_idle_pauses: plain_counter(r, BUS_IDLE_PAUSES)?,
             store_errors: plain_counter(r, STORE_ERRORS)?,
             ready_published: counter(r, READY_PUBLISHED, zone)?,
             loaded_received: counter(r, LOADED_RECEIVED, zone)?,

@@ -250,6 +250,7 @@ fn render(server: &Server, metrics: &Arc<Metrics>) -> MetricsRender {
     let (metrics, bus) = (metrics.clone(), server.bus.clone());
     Arc::new(move || {
         health::catch_up(&metrics.messages_rejected, bus.malformed_count());
+        health::catch_up(&metrics.bus_idle_pauses, bus.idle_pause_count());
         metrics.render()
     })
 }

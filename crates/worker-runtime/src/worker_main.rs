@@ -216,9 +216,14 @@ async fn serve_health(
             "Times the worker joined its group again, left without partitions while events waited.",
             zone,
         )?;
-        Ok((rejected, rejoins))
+        let pauses = zone_counter(
+            "orchestrator_worker_bus_idle_pauses_total",
+            "Times the worker's consumer of control messages stopped fetching, idle, to probe for them instead (KAFKA_IDLE_PAUSE_MS).",
+            zone,
+        )?;
+        Ok((rejected, rejoins, pauses))
     });
-    let (rejected, rejoins) = match counters {
+    let (rejected, rejoins, pauses) = match counters {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: metrics: {e}");
@@ -229,6 +234,7 @@ async fn serve_health(
         .register(&registry)
         .and_then(|()| registry.register(Box::new(rejected.clone())))
         .and_then(|()| registry.register(Box::new(rejoins.clone())))
+        .and_then(|()| registry.register(Box::new(pauses.clone())))
         .and_then(|()| orchestrator_platform::process_metrics::register(&registry));
     if let Err(e) = registered {
         eprintln!("error: metrics: {e}");
@@ -238,6 +244,7 @@ async fn serve_health(
     let render: MetricsRender = Arc::new(move || {
         health::catch_up(&rejected, render_bus.malformed_count());
         health::catch_up(&rejoins, render_bus.rejoin_count());
+        health::catch_up(&pauses, render_bus.idle_pause_count());
         let mut buf = Vec::new();
         let _ = prometheus::Encoder::encode(
             &prometheus::TextEncoder::new(),
