@@ -132,12 +132,7 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
                 consumer.assign(&list).map_err(backend)?;
             }
         }
-        // Group members keep fetching: a member whose partitions were paused was seen to leave
-        // its group's rebalance waiting on Tansu (the joining member never got partitions).
-        let idle_after = settings
-            .idle_pause
-            .filter(|_| membership != Membership::Subscribe);
-        let idle = IdlePause::new(idle_after, starts);
+        let idle = IdlePause::new(settings.idle_pause, starts);
         Ok(KafkaConsumer {
             consumer,
             idle,
@@ -242,9 +237,10 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> Consumer<T> for KafkaConsu
             // logged and waited out.
             let received = if self.idle.is_paused() {
                 // Paused, the consumer is still polled, afresh at each probe: a rebalance is
-                // served through it (the group's other members wait for it; a waiting `recv`
-                // was seen never woken for one while its partitions were paused), and
-                // librdkafka leaves the group after `max.poll.interval.ms` without a poll.
+                // served through it (the group's other members wait for it; a `recv` left
+                // waiting was seen never woken for one while its partitions were paused: a
+                // joining worker got no partitions), and librdkafka leaves the group after
+                // `max.poll.interval.ms` without a poll.
                 let (consumer, idle) = (&self.consumer, &mut self.idle);
                 let got = tokio::select! {
                     received = consumer.recv() => Some(received),

@@ -1,7 +1,6 @@
-//! The idle pause of a consumer that is not a group member (a workaround for Tansu 0.6.0's
-//! fetches): a consumer that has waited for events a while stops fetching, looks for new ones with
-//! one offsets request a probe, and fetches again as soon as one is there. (Group members do not
-//! pause: one whose partitions were paused was seen to hold up its group's rebalance on Tansu.)
+//! The idle pause of a consumer (a workaround for Tansu 0.6.0's fetches): a consumer that has
+//! waited for events a while stops fetching, looks for new ones with one offsets request a probe,
+//! and fetches again as soon as one is there.
 //!
 //! Tansu answers a fetch by querying its storage for every partition it names and then waiting
 //! out the fetch's whole `fetch.wait.max.ms`, events or not: each consumer costs it
@@ -13,8 +12,10 @@
 //!
 //! Nothing can be missed: a partition is resumed when its log ends past the first offset this
 //! consumer has not read (its position, else its group's committed offset, else where it
-//! started), when the assignment changes, or when the probe fails. The state lives in the
-//! consumer, not in a future, so a caller that drops `next_batch` (a `select!`) loses nothing.
+//! started), when the assignment changes, or when the probe fails. A paused consumer is still
+//! polled, afresh at each probe, so that a rebalance of its group is served at once. The state
+//! lives in the consumer, not in a future, so a caller that drops `next_batch` (a `select!`)
+//! loses nothing.
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;

@@ -67,6 +67,18 @@ impl KafkaSettings {
         }
     }
 
+    /// These settings with every topic named `<prefix>.ready`, `<prefix>.loaded`, … (a stack or
+    /// a test that shares its broker with others).
+    pub fn with_topic_prefix(mut self, prefix: &str) -> Self {
+        self.topic_ready = format!("{prefix}.ready");
+        self.topic_loaded = format!("{prefix}.loaded");
+        self.topic_progress = format!("{prefix}.progress");
+        self.topic_failed = format!("{prefix}.failed");
+        self.topic_dlq = format!("{prefix}.dlq");
+        self.topic_control = format!("{prefix}.control");
+        self
+    }
+
     /// Where the Ready events of `zone` go.
     pub fn ready_topic(&self, zone: Zone) -> String {
         if self.ready_per_zone {

@@ -15,14 +15,8 @@ use std::time::Duration;
 
 /// A bus with topics of its own (so that tests sharing a broker do not see each other).
 async fn bus(kafka: &services::TestKafka, name: &str, per_zone: bool) -> KafkaBus {
-    let mut s = KafkaSettings::new(&kafka.bootstrap);
-    let p = services::unique_prefix(name);
-    s.topic_ready = format!("{p}.ready");
-    s.topic_loaded = format!("{p}.loaded");
-    s.topic_progress = format!("{p}.progress");
-    s.topic_failed = format!("{p}.failed");
-    s.topic_dlq = format!("{p}.dlq");
-    s.topic_control = format!("{p}.control");
+    let mut s =
+        KafkaSettings::new(&kafka.bootstrap).with_topic_prefix(&services::unique_prefix(name));
     s.ready_per_zone = per_zone;
     s.partitions = 2;
     s.fetch_wait_max_ms = 10;

@@ -218,7 +218,7 @@ async fn serve_health(
         )?;
         let pauses = zone_counter(
             "orchestrator_worker_bus_idle_pauses_total",
-            "Times the worker's consumer of control messages stopped fetching, idle, to probe for them instead (KAFKA_IDLE_PAUSE_MS).",
+            "Times the worker's consumers of Ready events and control messages stopped fetching, idle, to probe for events instead (KAFKA_IDLE_PAUSE_MS).",
             zone,
         )?;
         Ok((rejected, rejoins, pauses))
