@@ -75,12 +75,20 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> KafkaConsumer<T> {
         filter: Option<EventFilter<T>>,
     ) -> Result<Self, BusError> {
         let config = settings.consumer_config(group);
+        // Only the member itself carries the static membership name (the rejoin watch reads the
+        // group's offsets through a client of its own, made from `config`).
+        let mut member_config = config.clone();
+        if membership == Membership::Subscribe
+            && let Some(id) = &settings.group_instance_id
+        {
+            member_config.set("group.instance.id", id);
+        }
         let session = config
             .get("session.timeout.ms")
             .and_then(|ms| ms.parse().ok())
             .map_or(Duration::from_secs(10), Duration::from_millis);
         let consumer: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
-            config
+            member_config
                 .create_with_context(RebalanceLog::new(group))
                 .map_err(backend)?,
         );

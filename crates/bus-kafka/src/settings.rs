@@ -46,6 +46,9 @@ pub struct KafkaSettings {
     /// when bounded: a partition's owner then commits at least that often, and the rejoin watch
     /// of an idle member waits at least that long (see `rejoin.rs`).
     pub longest_task: Option<Duration>,
+    /// A worker's `GROUP_INSTANCE_ID`: its name in the groups it joins, kept across restarts
+    /// (Kafka static membership: a restarted member takes its partitions back at once).
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -64,6 +67,7 @@ impl KafkaSettings {
             idle_pause: Some(DEFAULT_IDLE_PAUSE),
             properties: Vec::new(),
             longest_task: None,
+            group_instance_id: None,
         }
     }
 

@@ -45,6 +45,12 @@ pub struct WorkerArgs {
     /// Name of this worker in results (default: zone and process id).
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
+    /// This worker's name in its layer's consumer group, kept across its restarts and unique
+    /// among the layer's workers (a container or pod name): a restarted worker takes its
+    /// partitions back at once instead of after the group's session timeout (Kafka static
+    /// membership). Unset: a new member at each start.
+    #[arg(long, env = "GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
     /// Bytes of each attempt's output (a program's stdout and stderr, a response's body) sent
     /// with its result: the head and the tail, with a marker between. At most 512 KiB, so that
     /// a result stays well under the broker's message limit.
@@ -112,6 +118,10 @@ async fn run(zone: Zone, args: WorkerArgs) -> i32 {
     };
     // No task runs longer: an idle member's rejoin watch waits at least this long.
     settings.longest_task = args.task_timeout_seconds.map(Duration::from_secs);
+    settings.group_instance_id = args
+        .group_instance_id
+        .clone()
+        .filter(|id| !id.trim().is_empty());
     let Some(spec) = args.handler.clone() else {
         eprintln!(
             "error: no handler: set HANDLER (or --handler) to command:PROGRAM, http:URL, or simulate[:MS] for a demo"
