@@ -169,14 +169,8 @@ async fn a_publish_the_broker_never_takes_hands_every_event_back_as_transient() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_too_large_for_a_message_is_refused_alone_and_the_others_go_out() {
     let kafka = services::kafka();
-    let mut s = KafkaSettings::new(&kafka.bootstrap);
-    let p = services::unique_prefix("toolarge");
-    s.topic_ready = format!("{p}.ready");
-    s.topic_loaded = format!("{p}.loaded");
-    s.topic_progress = format!("{p}.progress");
-    s.topic_failed = format!("{p}.failed");
-    s.topic_dlq = format!("{p}.dlq");
-    s.topic_control = format!("{p}.control");
+    let mut s = KafkaSettings::new(&kafka.bootstrap)
+        .with_topic_prefix(&services::unique_prefix("toolarge"));
     s.fetch_wait_max_ms = 10;
     s.properties
         .push(("message.max.bytes".into(), "100000".into()));
