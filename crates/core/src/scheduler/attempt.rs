@@ -100,26 +100,59 @@ pub struct AttemptReport {
     pub simulated: bool,
 }
 
-/// One ended attempt of one object, as the store keeps it.
+/// One ended attempt of one object, as the store keeps it. Its JSON leaves out `started_ms` when
+/// the other fields give it (see [`AttemptRecord::derived_start`]): 29 bytes of each attempt a
+/// store keeps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "StoredAttempt")]
+#[serde(from = "StoredAttempt", into = "AttemptJson")]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub outcome: AttemptOutcome,
     /// When its Ready event was sent (Unix milliseconds; 0 when not known).
     pub dispatched_ms: u64,
     /// When its handler started: its end less its duration (0 for an attempt that expired).
-    #[serde(skip_serializing_if = "is_zero")]
     pub started_ms: u64,
     /// When the orchestrator took its result (or gave up on it).
     pub ended_ms: u64,
-    #[serde(skip_serializing_if = "is_zero")]
     pub duration_ms: u64,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub text: Option<Arc<AttemptText>>,
     /// Its handler only pretended (`simulate`): no data was loaded.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub simulated: bool,
+}
+
+/// An attempt's JSON, written.
+#[derive(Serialize)]
+struct AttemptJson {
+    attempt: u32,
+    outcome: AttemptOutcome,
+    dispatched_ms: u64,
+    /// Only when it is not the one its other fields give.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_ms: Option<u64>,
+    ended_ms: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    duration_ms: u64,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    text: Option<Arc<AttemptText>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    simulated: bool,
+}
+
+impl From<AttemptRecord> for AttemptJson {
+    fn from(a: AttemptRecord) -> Self {
+        let derived =
+            AttemptRecord::derived_start(a.outcome, a.dispatched_ms, a.ended_ms, a.duration_ms);
+        AttemptJson {
+            attempt: a.attempt,
+            outcome: a.outcome,
+            dispatched_ms: a.dispatched_ms,
+            started_ms: (a.started_ms != derived).then_some(a.started_ms),
+            ended_ms: a.ended_ms,
+            duration_ms: a.duration_ms,
+            text: a.text,
+            simulated: a.simulated,
+        }
+    }
 }
 
 /// An attempt's JSON, read back.
@@ -129,8 +162,9 @@ struct StoredAttempt {
     outcome: AttemptOutcome,
     #[serde(default)]
     dispatched_ms: u64,
+    /// Left out when derived (and, before, when 0: then derived as 0 too).
     #[serde(default)]
-    started_ms: u64,
+    started_ms: Option<u64>,
     #[serde(default)]
     ended_ms: u64,
     #[serde(default)]
@@ -147,7 +181,9 @@ impl From<StoredAttempt> for AttemptRecord {
             attempt: s.attempt,
             outcome: s.outcome,
             dispatched_ms: s.dispatched_ms,
-            started_ms: s.started_ms,
+            started_ms: s.started_ms.unwrap_or_else(|| {
+                AttemptRecord::derived_start(s.outcome, s.dispatched_ms, s.ended_ms, s.duration_ms)
+            }),
             ended_ms: s.ended_ms,
             duration_ms: s.duration_ms,
             text: s.text.shared(),
@@ -157,6 +193,22 @@ impl From<StoredAttempt> for AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// When an attempt's handler started, from what its record says otherwise: its end less its
+    /// duration, not before it was dispatched, for an attempt a worker answered; 0 for one that
+    /// expired (no worker said it started).
+    pub fn derived_start(
+        outcome: AttemptOutcome,
+        dispatched_ms: u64,
+        ended_ms: u64,
+        duration_ms: u64,
+    ) -> u64 {
+        if outcome == AttemptOutcome::Expired {
+            0
+        } else {
+            ended_ms.saturating_sub(duration_ms).max(dispatched_ms)
+        }
+    }
+
     /// The record of an attempt a worker answered (`reason`: why it failed, or empty).
     pub fn answered(
         attempt: u32,
@@ -166,9 +218,7 @@ impl AttemptRecord {
         dispatched_ms: u64,
         ended_ms: u64,
     ) -> AttemptRecord {
-        let started_ms = ended_ms
-            .saturating_sub(report.duration_ms)
-            .max(dispatched_ms);
+        let started_ms = Self::derived_start(outcome, dispatched_ms, ended_ms, report.duration_ms);
         let text = if reason.is_empty() {
             report.text
         } else {
@@ -274,5 +324,61 @@ mod shared_texts_tests {
             );
         }
         assert!(shared.seen.len() <= SharedTexts::MAX);
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    fn report(duration_ms: u64) -> AttemptReport {
+        AttemptReport {
+            duration_ms,
+            ..AttemptReport::default()
+        }
+    }
+
+    #[test]
+    fn a_start_the_record_gives_is_left_out_and_read_back_and_another_is_kept() {
+        let loaded = AttemptRecord::answered(
+            1,
+            AttemptOutcome::Loaded,
+            String::new(),
+            report(40),
+            100,
+            200,
+        );
+        let expired = AttemptRecord::expired(2, "lease expired".into(), 100, 400);
+        for a in [&loaded, &expired] {
+            let json = serde_json::to_string(a).unwrap_or_default();
+            assert!(!json.contains("started_ms"), "{json}");
+            let back: AttemptRecord =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            assert_eq!(&back, a);
+        }
+        assert_eq!(loaded.started_ms, 160);
+        // A start no rule gives (a record written by an older version, say) is kept as it is.
+        let odd = AttemptRecord {
+            started_ms: 123,
+            ..loaded.clone()
+        };
+        let json = serde_json::to_string(&odd).unwrap_or_default();
+        assert!(json.contains(r#""started_ms":123"#), "{json}");
+        assert_eq!(serde_json::from_str::<AttemptRecord>(&json).ok(), Some(odd));
+        // Records of older versions: a start written is kept, one left out (0) is derived.
+        let old = r#"{"attempt":1,"outcome":"loaded","dispatched_ms":100,"started_ms":160,"ended_ms":200,"duration_ms":40}"#;
+        assert_eq!(
+            serde_json::from_str::<AttemptRecord>(old)
+                .ok()
+                .map(|a| a.started_ms),
+            Some(160)
+        );
+        let old_expired = r#"{"attempt":2,"outcome":"expired","dispatched_ms":100,"ended_ms":400,"reason":"lease expired"}"#;
+        assert_eq!(
+            serde_json::from_str::<AttemptRecord>(old_expired)
+                .ok()
+                .map(|a| a.started_ms),
+            Some(0)
+        );
     }
 }
