@@ -120,6 +120,15 @@ impl Chaos {
         self.workers[k] = self.worker(k, &format!("-{}", self.restarts));
     }
 
+    /// Kills a random worker (seeded) and starts it again, `kills` times spread over the run.
+    fn restart_random_workers(&mut self, kills: usize) {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for k in 1..=kills {
+            self.cluster.wait_loaded(k * OBJECTS / (kills + 2));
+            self.restart_worker(rng.usize(0..ZONES.len()));
+        }
+    }
+
     /// Waits for the run to finish; returns how long it took from its start and its status.
     fn finish(&self, limit: Duration) -> (Duration, serde_json::Value) {
         let status = self.cluster.wait_finished(limit);
@@ -224,11 +233,7 @@ fn serve_killed_with_sigkill_five_times() {
 fn random_workers_killed_with_sigkill_five_times_on_three_partitions() {
     let baseline = undisturbed();
     let mut chaos = Chaos::new("chaos-workers", 3);
-    let mut rng = fastrand::Rng::with_seed(7);
-    for k in 1..=5 {
-        chaos.cluster.wait_loaded(k * OBJECTS / 7);
-        chaos.restart_worker(rng.usize(0..ZONES.len()));
-    }
+    chaos.restart_random_workers(5);
     // Each kill: the group's session (10 s) before the dead member's partitions move, and, on
     // Tansu, the rejoin watch's wait (15 s) when the restarted member is left without some.
     chaos.check(baseline, Duration::from_secs(5 * 30));
@@ -238,11 +243,7 @@ fn random_workers_killed_with_sigkill_five_times_on_three_partitions() {
 fn random_workers_with_group_instance_ids_killed_with_sigkill_ten_times() {
     let baseline = undisturbed();
     let mut chaos = Chaos::with_instance_ids("chaos-named-workers", 3);
-    let mut rng = fastrand::Rng::with_seed(7);
-    for k in 1..=10 {
-        chaos.cluster.wait_loaded(k * OBJECTS / 12);
-        chaos.restart_worker(rng.usize(0..ZONES.len()));
-    }
+    chaos.restart_random_workers(10);
     // Each kill: the restarted worker takes its predecessor's place in the group (no session
     // timeout to wait out) and the events it took and did not acknowledge. On Tansu a static
     // member's join still waits up to 3 s and some restarts rebalance: ten kills took 22-59 s.

@@ -2,6 +2,7 @@
 //! and the worker binaries; the environment keeps the old system's names.
 
 use crate::KafkaSettings;
+use crate::settings::DEFAULT_IDLE_PAUSE_MS;
 use clap::Args;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub struct KafkaArgs {
     pub kafka_fetch_wait_max_ms: u32,
     /// A consumer that waited this long for an event stops fetching and looks for new ones every
     /// 250 ms instead (a workaround for Tansu, which polls its storage for every fetch); 0: never.
-    #[arg(long, env = "KAFKA_IDLE_PAUSE_MS", default_value_t = 2000)]
+    #[arg(long, env = "KAFKA_IDLE_PAUSE_MS", default_value_t = DEFAULT_IDLE_PAUSE_MS)]
     pub kafka_idle_pause_ms: u64,
     /// librdkafka properties passed through, KEY=VALUE (repeatable, or comma-separated in the
     /// environment), e.g. security.protocol=SASL_SSL.

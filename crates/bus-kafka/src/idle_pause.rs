@@ -17,6 +17,7 @@
 //! lives in the consumer, not in a future, so a caller that drops `next_batch` (a `select!`)
 //! loses nothing.
 
+use crate::rebalance::{Partition, partitions_of};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
@@ -28,8 +29,6 @@ use std::time::{Duration, Instant};
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long a probe's requests may take before the consumer resumes anyway.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-type Partition = (String, i32);
 
 /// Whether, and since when, a consumer is idle; what it paused.
 pub(crate) struct IdlePause {
@@ -207,27 +206,17 @@ fn first_unread<C: ConsumerContext>(
     starts: &HashMap<Partition, i64>,
 ) -> KafkaResult<HashMap<Partition, i64>> {
     let mut first = HashMap::new();
-    let mut unknown = BTreeSet::new();
     for e in consumer.position()?.elements() {
         let key = (e.topic().to_string(), e.partition());
-        if !partitions.contains(&key) {
-            continue;
-        }
-        match e.offset() {
-            Offset::Offset(n) => {
-                first.insert(key, n);
-            }
-            _ => {
-                unknown.insert(key);
-            }
+        if let (true, Offset::Offset(n)) = (partitions.contains(&key), e.offset()) {
+            first.insert(key, n);
         }
     }
-    unknown.extend(
-        partitions
-            .iter()
-            .filter(|p| !first.contains_key(*p))
-            .cloned(),
-    );
+    let mut unknown: BTreeSet<Partition> = partitions
+        .iter()
+        .filter(|p| !first.contains_key(*p))
+        .cloned()
+        .collect();
     if unknown.is_empty() {
         return Ok(first);
     }
@@ -248,13 +237,6 @@ fn first_unread<C: ConsumerContext>(
         first.insert(key, n);
     }
     Ok(first)
-}
-
-fn partitions_of(list: &TopicPartitionList) -> BTreeSet<Partition> {
-    list.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
 }
 
 fn list_of<'a>(partitions: impl IntoIterator<Item = &'a Partition>) -> TopicPartitionList {

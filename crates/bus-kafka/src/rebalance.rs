@@ -56,14 +56,7 @@ impl ClientContext for RebalanceLog {}
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (list, held, what) = match rebalance {
-            Rebalance::Assign(list) => (
-                list,
-                list.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect(),
-                "partitions assigned",
-            ),
+            Rebalance::Assign(list) => (list, partitions_of(list), "partitions assigned"),
             Rebalance::Revoke(list) => (list, BTreeSet::new(), "partitions revoked"),
             Rebalance::Error(e) => {
                 tracing::warn!(group = %self.group, error = %e, "rebalance failed");
@@ -78,6 +71,14 @@ impl ConsumerContext for RebalanceLog {
             "{what}"
         );
     }
+}
+
+/// The partitions `list` names.
+pub fn partitions_of(list: &TopicPartitionList) -> BTreeSet<Partition> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 /// `topic[0,1] other[2]`.

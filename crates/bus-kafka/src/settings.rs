@@ -9,8 +9,8 @@ use std::time::Duration;
 /// `fetch_wait_max_ms` says.
 pub const PROGRESS_FETCH_WAIT_MAX_MS: u32 = 100;
 
-/// How long a consumer waits for an event before it pauses its fetches, by default.
-pub const DEFAULT_IDLE_PAUSE: Duration = Duration::from_secs(2);
+/// How long a consumer waits for an event before it pauses its fetches, by default (ms).
+pub const DEFAULT_IDLE_PAUSE_MS: u64 = 2000;
 
 /// Least fetch wait of the control consumers (see [`KafkaSettings::for_control`]).
 pub const CONTROL_FETCH_WAIT_MAX_MS: u32 = 500;
@@ -64,7 +64,7 @@ impl KafkaSettings {
             ready_per_zone: false,
             partitions: 3,
             fetch_wait_max_ms: 10,
-            idle_pause: Some(DEFAULT_IDLE_PAUSE),
+            idle_pause: Some(Duration::from_millis(DEFAULT_IDLE_PAUSE_MS)),
             properties: Vec::new(),
             longest_task: None,
             group_instance_id: None,

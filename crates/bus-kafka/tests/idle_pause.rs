@@ -7,7 +7,7 @@
 #[path = "../../../tests/common/services.rs"]
 mod services;
 
-use orchestrator_bus::{Bus, Consumer, contract};
+use orchestrator_bus::{Bus, Consumer, Delivery, contract};
 use orchestrator_bus_kafka::{KafkaBus, KafkaSettings};
 use orchestrator_protocol::{ControlEvent, ReadyEvent, ResultEvent, RunId, Zone};
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +30,13 @@ async fn bus(kafka: &services::TestKafka, name: &str) -> KafkaBus {
     bus
 }
 
+/// What `c.next_batch` returns within 100 ms; the call is dropped when the slice ends, as a
+/// `select!` does.
+async fn slice<T>(c: &mut Box<dyn Consumer<T>>) -> Option<Vec<Delivery<T>>> {
+    let batch = tokio::time::timeout(Duration::from_millis(100), c.next_batch(100)).await;
+    batch.ok().map(|b| b.unwrap())
+}
+
 /// Polls `consumers` in 100 ms slices (each `next_batch` dropped when its slice ends) until the
 /// bus has counted `more` pauses; no event may arrive meanwhile.
 async fn until_paused<T: std::fmt::Debug>(
@@ -46,10 +53,8 @@ async fn until_paused<T: std::fmt::Debug>(
             bus.idle_pause_count()
         );
         for c in consumers.iter_mut() {
-            if let Ok(batch) =
-                tokio::time::timeout(Duration::from_millis(100), c.next_batch(100)).await
-            {
-                panic!("nothing was published, yet {:?} arrived", batch.unwrap());
+            if let Some(batch) = slice(c).await {
+                panic!("nothing was published, yet {batch:?} arrived");
             }
         }
     }
@@ -70,10 +75,7 @@ async fn take<T>(
             seen.len()
         );
         for c in consumers.iter_mut() {
-            if let Ok(batch) =
-                tokio::time::timeout(Duration::from_millis(100), c.next_batch(100)).await
-            {
-                let batch = batch.unwrap();
+            if let Some(batch) = slice(c).await {
                 seen.extend(batch.iter().map(|d| key(&d.event)));
                 c.ack(batch.iter().map(|d| d.token).collect())
                     .await
