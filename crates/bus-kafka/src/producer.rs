@@ -4,18 +4,33 @@
 //! rdkafka's `FutureProducer` polls every 100 ms and spins through the last part of each poll,
 //! whose deadline it rounds down to whole milliseconds: about 1 % of a core in a process with
 //! nothing to send (most of an idle worker's or serve's CPU).
+//!
+//! A workaround for librdkafka 2.12 lives here too: sends go out in waves. A send made while an
+//! earlier one is unacknowledged is held, and every send held leaves at once when the last one in
+//! flight is acknowledged (Nagle's algorithm, per producer); a send with nothing in flight (a link
+//! of a chain) is handed over at once. librdkafka caps an idempotent producer's requests in flight per
+//! partition with its count of *messages* in flight (five), so under load a partition had one
+//! request in flight, the messages queued behind it waited for its answer, and the broker thread
+//! polled its socket without sleeping meanwhile: more CPU than the rest of serve's work. Handed
+//! over a wave at a time (and gathered for `linger.ms`, 1 ms by default, into one request per
+//! partition), what librdkafka holds it can always send. The cost: a partition whose leader is
+//! gone holds back the producer's other sends until librdkafka's retries find the new one.
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// How long the report thread sleeps in one poll when nothing is reported.
 const POLL: Duration = Duration::from_secs(1);
+
+/// Sends held at most (as many as librdkafka's local queue, `queue.buffering.max.messages`):
+/// past it a send is refused as a full queue, the caller's back-pressure.
+const MAX_HELD: usize = 100_000;
 
 /// How a send ended: delivered, or the error and the size of the payload not delivered.
 pub(crate) type Delivered = Result<(), (KafkaError, usize)>;
@@ -23,34 +38,77 @@ pub(crate) type Delivered = Result<(), (KafkaError, usize)>;
 /// A delivery that the broker has yet to acknowledge; `Err` if the producer went away first.
 pub(crate) type Delivery = oneshot::Receiver<Delivered>;
 
-/// Hands each delivery report to the send that waits for it.
-pub(crate) struct Reports;
+/// One send waiting for the wave in flight to end.
+struct Held {
+    topic: String,
+    key: Option<String>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    reply: oneshot::Sender<Delivered>,
+}
+
+/// The sends handed to librdkafka and not yet acknowledged, and the ones held for the next wave.
+#[derive(Default)]
+struct Wave {
+    unacknowledged: usize,
+    held: Vec<Held>,
+}
+
+/// Hands each delivery report to the send that waits for it and, with the last of a wave, sends
+/// the held ones (from the report thread, inside its poll).
+pub(crate) struct Reports {
+    wave: Arc<Mutex<Wave>>,
+    producer: OnceLock<Weak<BaseProducer<Reports>>>,
+}
 
 impl ClientContext for Reports {}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = Box<oneshot::Sender<Delivered>>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, waiting: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, reply: Self::DeliveryOpaque) {
         let delivered = match result {
             Ok(_) => Ok(()),
             Err((e, message)) => Err((e.clone(), message.payload().map_or(0, <[u8]>::len))),
         };
+        let ended = {
+            let mut wave = lock(&self.wave);
+            wave.unacknowledged = wave.unacknowledged.saturating_sub(1);
+            wave.unacknowledged == 0 && !wave.held.is_empty()
+        };
+        // The report thread holds a handle while it polls: this one is never the last.
+        if ended && let Some(producer) = self.producer.get().and_then(Weak::upgrade) {
+            send_held(&producer, &self.wave);
+        }
         // The send that waited may be gone (a dropped publish): nothing to tell.
-        let _ = waiting.send(delivered);
+        let _ = reply.send(delivered);
     }
+}
+
+fn lock(wave: &Mutex<Wave>) -> MutexGuard<'_, Wave> {
+    // The state stays whole at every step, so one a panicking thread left is still good.
+    wave.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A cheap handle to one producer; the producer lives while a handle does.
 #[derive(Clone)]
 pub struct Producer {
     base: Arc<BaseProducer<Reports>>,
+    wave: Arc<Mutex<Wave>>,
 }
 
 impl Producer {
     pub(crate) fn create(config: &ClientConfig) -> KafkaResult<Producer> {
-        let base = Arc::new(BaseProducer::from_config_and_context(config, Reports)?);
+        let wave = Arc::new(Mutex::new(Wave::default()));
+        let reports = Reports {
+            wave: wave.clone(),
+            producer: OnceLock::new(),
+        };
+        let base = Arc::new(BaseProducer::from_config_and_context(config, reports)?);
         let reported: Weak<BaseProducer<Reports>> = Arc::downgrade(&base);
+        let _ = rdkafka::producer::Producer::context(&*base)
+            .producer
+            .set(reported.clone());
         std::thread::Builder::new()
             .name("bus delivery reports".into())
             .spawn(move || {
@@ -61,11 +119,12 @@ impl Producer {
                 }
             })
             .map_err(|e| KafkaError::ClientCreation(format!("delivery report thread: {e}")))?;
-        Ok(Producer { base })
+        Ok(Producer { base, wave })
     }
 
     /// Enqueues one message; its delivery is answered through the receiver. A full local
-    /// queue or a message that can never be sent is refused at once with its error.
+    /// queue or a message that can never be sent is refused at once with its error (or, for
+    /// one that was held, through the receiver).
     pub(crate) fn send(
         &self,
         topic: &str,
@@ -73,22 +132,74 @@ impl Producer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<Delivery, KafkaError> {
-        let (tx, rx) = oneshot::channel();
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx)).payload(payload);
-        if let Some(k) = key {
-            record = record.key(k);
+        let (reply, rx) = oneshot::channel();
+        let mut wave = lock(&self.wave);
+        if wave.unacknowledged > 0 || !wave.held.is_empty() {
+            if wave.held.len() >= MAX_HELD {
+                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+            }
+            wave.held.push(Held {
+                topic: topic.to_owned(),
+                key: key.map(str::to_owned),
+                payload: payload.to_vec(),
+                headers,
+                reply,
+            });
+            return Ok(rx);
         }
-        if let Some(h) = headers {
-            record = record.headers(h);
-        }
-        match self.base.send(record) {
-            Ok(()) => Ok(rx),
-            Err((e, _)) => Err(e),
-        }
+        hand_over(&self.base, topic, key, payload, headers, reply).map_err(|(e, _)| e)?;
+        wave.unacknowledged += 1;
+        Ok(rx)
     }
 
     /// The client underneath, for metadata requests.
     pub(crate) fn client(&self) -> &rdkafka::client::Client<Reports> {
         rdkafka::producer::Producer::client(&*self.base)
     }
+}
+
+/// Sends every held send as the next wave, unless one is in flight; a send librdkafka refuses
+/// is answered with its error.
+fn send_held(base: &BaseProducer<Reports>, wave: &Mutex<Wave>) {
+    let mut wave = lock(wave);
+    if wave.unacknowledged > 0 {
+        return;
+    }
+    for h in std::mem::take(&mut wave.held) {
+        let size = h.payload.len();
+        let topic = &h.topic;
+        match hand_over(
+            base,
+            topic,
+            h.key.as_deref(),
+            &h.payload,
+            h.headers,
+            h.reply,
+        ) {
+            Ok(()) => wave.unacknowledged += 1,
+            Err((e, reply)) => {
+                let _ = reply.send(Err((e, size)));
+            }
+        }
+    }
+}
+
+/// One message to librdkafka; on refusal, the error and the reply channel back.
+fn hand_over(
+    base: &BaseProducer<Reports>,
+    topic: &str,
+    key: Option<&str>,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+    reply: oneshot::Sender<Delivered>,
+) -> Result<(), (KafkaError, oneshot::Sender<Delivered>)> {
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(reply)).payload(payload);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    base.send(record)
+        .map_err(|(e, record)| (e, *record.delivery_opaque))
 }
