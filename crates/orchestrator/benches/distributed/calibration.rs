@@ -42,16 +42,16 @@ pub(crate) fn calibrate(s: &Services, n: usize) -> (f64, f64) {
 /// reads them. Messages per second, each produced and consumed; a run moves two per object (its
 /// Ready and its result). On Tansu's SQLite engine this is the broker's own limit (its storage is
 /// one connection behind a lock); on memory, one producer and one consumer are the limit, and a
-/// run's several clients go beyond it.
-pub(crate) fn calibrate_both(s: &Services, n: usize) -> f64 {
-    let topic = "calibration-both";
+/// run's several clients go beyond it. On a topic of `partitions`.
+pub(crate) fn calibrate_both(s: &Services, n: usize, partitions: i32) -> f64 {
+    let topic = &format!("calibration-both-{partitions}");
     let rt = runtime();
-    create_topic(s, &rt, topic, partitions());
+    create_topic(s, &rt, topic, partitions);
     let producer: FutureProducer = orchestrator_bus_kafka::KafkaSettings::new(&s.bootstrap)
         .producer_config()
         .create()
         .unwrap();
-    let consumer = reader(s, "calibration", topic, 10);
+    let consumer = reader_of(s, "calibration", topic, 10, partitions);
     let trace = orchestrator_protocol::traceparent(
         &orchestrator_protocol::RunId::new("run-calibration"),
         orchestrator_protocol::ObjectId(1),
@@ -113,8 +113,20 @@ pub(crate) fn produce_all(
     });
 }
 
-/// A consumer of every partition of `topic` from its beginning, with no group to join.
+/// A consumer of every partition of `topic` (`BENCH_PARTITIONS`) from its beginning, with no
+/// group to join.
 pub(crate) fn reader(s: &Services, group: &str, topic: &str, fetch_wait_ms: u32) -> BaseConsumer {
+    reader_of(s, group, topic, fetch_wait_ms, partitions())
+}
+
+/// A consumer of `partitions` of `topic` from their beginning, with no group to join.
+pub(crate) fn reader_of(
+    s: &Services,
+    group: &str,
+    topic: &str,
+    fetch_wait_ms: u32,
+    partitions: i32,
+) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &s.bootstrap)
         .set("group.id", group)
@@ -123,7 +135,7 @@ pub(crate) fn reader(s: &Services, group: &str, topic: &str, fetch_wait_ms: u32)
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
-    for p in 0..partitions() {
+    for p in 0..partitions {
         list.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }

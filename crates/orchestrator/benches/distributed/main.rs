@@ -400,8 +400,15 @@ fn main() {
             println!(
                 "== Tansu {engine} engine, the users' defaults: 3 partitions, one Ready topic, MAX_WORKERS=4"
             );
+            // The broker's own capacity on the same topics' shape, for a ratio that does not
+            // depend on the machine.
+            let at_once = calibrate_both(&s, 50_000, users::partitions()) / 2.0;
+            println!(
+                "calibration: the broker writing and serving at once on {} partitions: at-once/2 = {at_once:.0} objects/s",
+                users::partitions()
+            );
             for (i, &n) in sizes.iter().enumerate() {
-                users::bench(&s, s._tansu.0.id(), n, &format!("{engine}{i}"));
+                users::bench(&s, s._tansu.0.id(), n, &format!("{engine}{i}"), at_once);
             }
             continue;
         }
@@ -414,7 +421,7 @@ fn main() {
         println!(
             "calibration: produce {produce:.0} msg/s, consume {consume:.0} msg/s; min/2 = {floor:.0}"
         );
-        let at_once = calibrate_both(&s, 50_000) / 2.0;
+        let at_once = calibrate_both(&s, 50_000, partitions()) / 2.0;
         println!(
             "calibration: produced and consumed at once (the product's messages, with their header): {:.0} msg/s; /2 = {at_once:.0}",
             at_once * 2.0

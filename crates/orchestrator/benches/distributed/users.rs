@@ -13,6 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Partitions per topic in this run: the default a deployment gets (`KAFKA_PARTITIONS`).
+pub(crate) fn partitions() -> i32 {
+    orchestrator_bus_kafka::KafkaSettings::new("").partitions
+}
+
 /// CPU seconds (user and system) a process has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -68,7 +73,7 @@ fn idle_seconds() -> u64 {
 }
 
 /// One user-shaped run of `n` objects on `s`.
-pub(crate) fn bench(s: &Services, tansu_pid: u32, n: usize, tag: &str) {
+pub(crate) fn bench(s: &Services, tansu_pid: u32, n: usize, tag: &str, at_once: f64) {
     let prefix = format!("users{tag}");
     let env = |cmd: &mut Command| {
         crate::stack_env(cmd, s, &prefix).stdout(Stdio::null());
@@ -195,8 +200,9 @@ pub(crate) fn bench(s: &Services, tansu_pid: u32, n: usize, tag: &str) {
         "every object loaded: {report}"
     );
     println!(
-        "{n} objects (layered, 1-3 parents): {seconds:.2} s, {:.0} objects/s; serve {:.1} µs CPU per object ({serve_cpu:.2} s), peak RSS {rss:.0} MiB; Redis {:.0} bytes per object; broker {broker_cpu:.1} CPU-s; {polls} polls of the run",
+        "{n} objects (layered, 1-3 parents): {seconds:.2} s, {:.0} objects/s ({:.2} of at-once/2); serve {:.1} µs CPU per object ({serve_cpu:.2} s), peak RSS {rss:.0} MiB; Redis {:.0} bytes per object; broker {broker_cpu:.1} CPU-s; {polls} polls of the run",
         n as f64 / seconds,
+        n as f64 / seconds / at_once,
         serve_cpu * 1e6 / n as f64,
         redis_bytes as f64 / n as f64,
     );
