@@ -8,6 +8,7 @@ mod redb_write;
 mod redis_batch;
 mod redis_lua;
 mod redis_store;
+mod redis_text;
 
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;

@@ -11,23 +11,6 @@ use std::collections::BTreeMap;
 /// Field/value pairs per HSET: Lua's `unpack` has a bounded stack.
 const HSET_CHUNK: usize = 1000;
 
-/// `text` in pieces of at most about `max` bytes, cut on character boundaries (the empty text
-/// is one empty piece).
-pub(crate) fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let t = rest?;
-        let cut = if t.len() <= max {
-            t.len()
-        } else {
-            t.floor_char_boundary(max.max(4))
-        };
-        let (piece, after) = t.split_at(cut);
-        rest = (!after.is_empty()).then_some(after);
-        Some(piece)
-    })
-}
-
 /// The store's keys under its prefix (see the Redis store's documentation).
 #[derive(Clone, Copy)]
 pub(crate) struct Keys<'a>(pub &'a str);
@@ -345,16 +328,4 @@ fn hset<F: redis::ToRedisArgs, T: serde::Serialize>(
 fn encode<T: serde::Serialize>(buf: &mut Vec<u8>, v: &T) -> Result<(), StoreError> {
     buf.clear();
     serde_json::to_writer(&mut *buf, v).map_err(|e| StoreError::Decode(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pieces_cover_the_text_on_character_boundaries() {
-        let text = "aé".repeat(10);
-        let pieces: Vec<&str> = super::pieces(&text, 4).collect();
-        assert!(pieces.iter().all(|p| p.len() <= 4 && !p.is_empty()));
-        assert_eq!(pieces.concat(), text);
-        assert_eq!(super::pieces("", 4).collect::<Vec<_>>(), [""]);
-    }
 }

@@ -2,7 +2,8 @@
 //! trip, all or nothing). Keys live under a prefix (`REDIS_PREFIX`, default `orch`):
 //! `{prefix}:runs` (sorted set of run ids by creation time), `{prefix}:run:{id}` (the run's
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
-//! `{prefix}:run:{id}:graph` (the object definitions it was submitted with),
+//! `{prefix}:run:{id}:graph` (the object definitions it was submitted with, LZ4-compressed:
+//! `redis_text.rs`),
 //! `{prefix}:run:{id}:attempts` (ended attempts, by `OBJECT:ATTEMPT`), `{prefix}:catalog` (each
 //! object's latest load, by any run; it does not expire). A finished run's
 //! keys expire after the configured time; its id leaves the index at the next listing.
@@ -13,6 +14,7 @@
 
 use super::redis_batch::{self, Keys, Out, write_batch};
 use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
+use super::redis_text;
 use super::{
     AttemptRecord, CatalogLoad, DeadLetter, RunHeader, ScheduleState, StateStore, StoreError,
     Transition, WriterLease,
@@ -162,7 +164,8 @@ impl RedisStore {
         fence: Option<&(String, u64)>,
     ) -> Result<(), StoreError> {
         let partial = format!("{key}:partial");
-        for (k, piece) in redis_batch::pieces(objects, GRAPH_PIECE_BYTES).enumerate() {
+        let packed = redis_text::pack(objects);
+        for (k, piece) in packed.chunks(GRAPH_PIECE_BYTES).enumerate() {
             let mut out = Out::new(fence);
             out.command(3)
                 .arg(if k == 0 { "SET" } else { "APPEND" })
@@ -405,24 +408,30 @@ impl StateStore for RedisStore {
 
     async fn catalog_objects(&self) -> Result<Option<(String, String)>, StoreError> {
         let mut con = self.con.clone();
-        let (objects, replaces): (Option<String>, Option<String>) = redis::pipe()
+        let key = self.keys().catalog_objects();
+        let (objects, replaces): (Option<Vec<u8>>, Option<String>) = redis::pipe()
             .cmd("GET")
-            .arg(self.keys().catalog_objects())
+            .arg(&key)
             .cmd("GET")
             .arg(self.keys().catalog_replaces())
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(objects.zip(replaces))
+        let Some((objects, replaces)) = objects.zip(replaces) else {
+            return Ok(None);
+        };
+        Ok(Some((redis_text::unpack(objects, &key)?, replaces)))
     }
 
     async fn graph(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         let mut con = self.con.clone();
-        redis::cmd("GET")
-            .arg(self.keys().graph(run))
+        let key = self.keys().graph(run);
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
             .query_async(&mut con)
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        stored.map(|s| redis_text::unpack(s, &key)).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
