@@ -16,6 +16,7 @@
 //! partition), what librdkafka holds it can always send. The cost: a partition whose leader is
 //! gone holds back the producer's other sends until librdkafka's retries find the new one.
 
+use crate::errors::is_too_large;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -47,11 +48,13 @@ struct Held {
     reply: oneshot::Sender<Delivered>,
 }
 
-/// The sends handed to librdkafka and not yet acknowledged, and the ones held for the next wave.
+/// The sends handed to librdkafka and not yet acknowledged, the ones held for the next wave, and
+/// how the wave in flight failed, if a send of it did (a message too large fails alone).
 #[derive(Default)]
 struct Wave {
     unacknowledged: usize,
     held: Vec<Held>,
+    failed: Option<KafkaError>,
 }
 
 /// Hands each delivery report to the send that waits for it and, with the last of a wave, sends
@@ -74,6 +77,14 @@ impl ProducerContext for Reports {
         let ended = {
             let mut wave = lock(&self.wave);
             wave.unacknowledged = wave.unacknowledged.saturating_sub(1);
+            if let Err((e, _)) = &delivered
+                && !is_too_large(e)
+            {
+                wave.failed.get_or_insert_with(|| e.clone());
+            }
+            if wave.unacknowledged == 0 && wave.held.is_empty() {
+                wave.failed = None; // the wave is over and nobody waits on it
+            }
             wave.unacknowledged == 0 && !wave.held.is_empty()
         };
         // The report thread holds a handle while it polls: this one is never the last.
@@ -159,10 +170,18 @@ impl Producer {
 }
 
 /// Sends every held send as the next wave, unless one is in flight; a send librdkafka refuses
-/// is answered with its error.
+/// is answered with its error. After a wave that failed (the broker away, the producer fenced),
+/// the held sends fail at once with its error instead: their callers try again (with a fresh
+/// producer) without waiting out a second message timeout here.
 fn send_held(base: &BaseProducer<Reports>, wave: &Mutex<Wave>) {
     let mut wave = lock(wave);
     if wave.unacknowledged > 0 {
+        return;
+    }
+    if let Some(e) = wave.failed.take() {
+        for h in std::mem::take(&mut wave.held) {
+            let _ = h.reply.send(Err((e.clone(), h.payload.len())));
+        }
         return;
     }
     for h in std::mem::take(&mut wave.held) {
