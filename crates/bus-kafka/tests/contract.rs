@@ -3,8 +3,8 @@
 //! DLQ topic with the reason, and consumption goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../tests/common/services.rs"]
-mod services;
+mod common;
+use common::services;
 
 use orchestrator_bus::Bus;
 use orchestrator_bus::contract;
@@ -13,16 +13,14 @@ use orchestrator_protocol::{FailedEvent, ObjectId, ResultEvent, RunId, SCHEMA_VE
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
-/// A bus with topics of its own (so that tests sharing a broker do not see each other).
+/// A bus with topics of its own, on two partitions.
 async fn bus(kafka: &services::TestKafka, name: &str, per_zone: bool) -> KafkaBus {
-    let mut s =
-        KafkaSettings::new(&kafka.bootstrap).with_topic_prefix(&services::unique_prefix(name));
-    s.ready_per_zone = per_zone;
-    s.partitions = 2;
-    s.fetch_wait_max_ms = 10;
-    let bus = KafkaBus::new(s).unwrap();
-    bus.ensure_topics().await.unwrap();
-    bus
+    common::bus(kafka, name, |s| {
+        s.ready_per_zone = per_zone;
+        s.partitions = 2;
+        s.fetch_wait_max_ms = 10;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,11 @@
 //! `select!` does), and when another member joins its group while it is paused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../tests/common/services.rs"]
-mod services;
+mod common;
+use common::services;
 
 use orchestrator_bus::{Bus, Consumer, Delivery, contract};
-use orchestrator_bus_kafka::{KafkaBus, KafkaSettings};
+use orchestrator_bus_kafka::KafkaBus;
 use orchestrator_protocol::{ControlEvent, ReadyEvent, ResultEvent, RunId, Zone};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,13 +21,11 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A bus with topics of its own whose consumers pause after 300 ms without an event.
 async fn bus(kafka: &services::TestKafka, name: &str) -> KafkaBus {
-    let mut s =
-        KafkaSettings::new(&kafka.bootstrap).with_topic_prefix(&services::unique_prefix(name));
-    s.partitions = 3;
-    s.idle_pause = Some(Duration::from_millis(300));
-    let bus = KafkaBus::new(s).unwrap();
-    bus.ensure_topics().await.unwrap();
-    bus
+    common::bus(kafka, name, |s| {
+        s.partitions = 3;
+        s.idle_pause = Some(Duration::from_millis(300));
+    })
+    .await
 }
 
 /// What `c.next_batch` returns within 100 ms; the call is dropped when the slice ends, as a

@@ -3,11 +3,10 @@
 //! publishers send at once (a worker's slots, the engine's batches).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../tests/common/services.rs"]
-mod services;
+mod common;
+use common::services;
 
 use orchestrator_bus::{Bus, contract};
-use orchestrator_bus_kafka::{KafkaBus, KafkaSettings};
 use orchestrator_protocol::{ReadyEvent, Zone};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,22 +15,13 @@ use tokio::time::Instant;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-async fn bus(kafka: &services::TestKafka, name: &str) -> KafkaBus {
-    let mut s =
-        KafkaSettings::new(&kafka.bootstrap).with_topic_prefix(&services::unique_prefix(name));
-    s.partitions = 3;
-    let bus = KafkaBus::new(s).unwrap();
-    bus.ensure_topics().await.unwrap();
-    bus
-}
-
 /// Forty publishers at once, each sending its object's attempts 1 to 25 one publish after the
 /// other (most of them held behind a wave in flight), then one batch of 2,000 more: every publish
 /// returns, every event arrives, and each object's attempts arrive in the order they were sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_held_behind_a_wave_all_arrive_in_their_order() {
     let kafka = services::kafka();
-    let bus = Arc::new(bus(&kafka, "waves").await);
+    let bus = Arc::new(common::bus(&kafka, "waves", |s| s.partitions = 3).await);
     let mut ready = bus.ready_consumer(Zone::Raw, "workers").await.unwrap();
     let publishers: Vec<_> = (0..40u64)
         .map(|id| {
