@@ -246,7 +246,7 @@ fn random_workers_with_group_instance_ids_killed_with_sigkill_ten_times() {
     chaos.restart_random_workers(10);
     // Each kill: the restarted worker takes its predecessor's place in the group (no session
     // timeout to wait out) and the events it took and did not acknowledge. On Tansu a static
-    // member's join still waits up to 3 s and some restarts rebalance: ten kills took 22-59 s.
+    // member's join still waits up to 3 s and some restarts rebalance: ten kills took 15-59 s.
     chaos.check(baseline, Duration::from_secs(10 * 10));
 }
 

@@ -186,10 +186,9 @@ fn send_held(base: &BaseProducer<Reports>, wave: &Mutex<Wave>) {
     }
     for h in std::mem::take(&mut wave.held) {
         let size = h.payload.len();
-        let topic = &h.topic;
         match hand_over(
             base,
-            topic,
+            &h.topic,
             h.key.as_deref(),
             &h.payload,
             h.headers,

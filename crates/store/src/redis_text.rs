@@ -1,5 +1,5 @@
-//! A run's object definitions as Redis keeps them: LZ4-compressed behind a marker (a million
-//! objects' 110 MB of JSON take about a fifth of that), read back whether compressed or written
+//! A run's object definitions as Redis keeps them: LZ4-compressed behind a marker (the users'
+//! bench's: 20 bytes per object instead of 117-131), read back whether compressed or written
 //! plain by an older version.
 
 use super::StoreError;
