@@ -114,7 +114,10 @@ impl RunGraph {
                 columns.push(o.id, o.zone, o.criticality, &o.name, o.raw.clone());
             }
         }
-        let mut parents = vec![Vec::new(); columns.len()];
+        // Parents straight into offsets and a list: no vector per object.
+        let mut parent_offsets = Vec::with_capacity(columns.len() + 1);
+        let mut parent_list = Vec::with_capacity(graph.edge_count());
+        parent_offsets.push(0);
         for (i, &ni) in new_index.iter().enumerate() {
             if ni == u32::MAX {
                 continue;
@@ -122,12 +125,15 @@ impl RunGraph {
             for &p in graph.parents(i as u32) {
                 let np = new_index[p as usize];
                 if np != u32::MAX {
-                    parents[ni as usize].push(np);
+                    parent_list.push(np);
                 }
             }
+            parent_offsets.push(parent_list.len() as u32);
         }
+        drop(new_index);
         // The source graph is validated: indices are in range and acyclic.
-        Self::from_columns(columns, parents).unwrap_or_else(|_| RunGraph::empty())
+        Self::from_columns(columns, parent_offsets, parent_list)
+            .unwrap_or_else(|_| RunGraph::empty())
     }
 
     fn empty() -> RunGraph {
@@ -153,10 +159,27 @@ impl RunGraph {
         for n in nodes {
             columns.push(n.id, n.zone, n.criticality, &n.name, n.raw);
         }
-        Self::from_columns(columns, parents)
+        let n = columns.len();
+        let mut parent_offsets = Vec::with_capacity(n + 1);
+        let mut parent_list = Vec::new();
+        parent_offsets.push(0);
+        for ps in parents.iter().take(n) {
+            parent_list.extend_from_slice(ps);
+            parent_offsets.push(parent_list.len() as u32);
+        }
+        while parent_offsets.len() < n + 1 {
+            parent_offsets.push(parent_list.len() as u32);
+        }
+        Self::from_columns(columns, parent_offsets, parent_list)
     }
 
-    fn from_columns(columns: Columns, parents: Vec<Vec<u32>>) -> Result<RunGraph, RunGraphError> {
+    /// `parent_offsets` has one entry per node and one more; node `c`'s parents are
+    /// `parent_list[parent_offsets[c]..parent_offsets[c + 1]]`.
+    fn from_columns(
+        columns: Columns,
+        parent_offsets: Vec<u32>,
+        parent_list: Vec<u32>,
+    ) -> Result<RunGraph, RunGraphError> {
         let n = columns.len();
         let mut index = FxHashMap::with_capacity_and_hasher(n, Default::default());
         for (i, &id) in columns.ids.iter().enumerate() {
@@ -164,25 +187,17 @@ impl RunGraph {
                 return Err(RunGraphError::Duplicate(id));
             }
         }
-        let mut parent_offsets = Vec::with_capacity(n + 1);
-        let mut parent_list = Vec::new();
-        parent_offsets.push(0);
         let mut child_offsets = vec![0u32; n + 1];
-        for (c, ps) in parents.iter().enumerate().take(n) {
-            for &p in ps {
+        for c in 0..n {
+            for &p in &parent_list[parent_offsets[c] as usize..parent_offsets[c + 1] as usize] {
                 if p as usize >= n {
                     return Err(RunGraphError::BadIndex {
                         child: c,
                         parent: p,
                     });
                 }
-                parent_list.push(p);
                 child_offsets[p as usize + 1] += 1;
             }
-            parent_offsets.push(parent_list.len() as u32);
-        }
-        while parent_offsets.len() < n + 1 {
-            parent_offsets.push(parent_list.len() as u32);
         }
         for i in 0..n {
             child_offsets[i + 1] += child_offsets[i];
@@ -327,17 +342,19 @@ fn version_of(
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i]);
     let mut h = Sha256::new();
+    let mut ps: Vec<u64> = Vec::new();
     for i in order {
         h.update(ids[i].0.to_le_bytes());
         h.update([zones[i].index() as u8]);
-        let mut ps: Vec<u64> = parent_list
-            [parent_offsets[i] as usize..parent_offsets[i + 1] as usize]
-            .iter()
-            .map(|&p| ids[p as usize].0)
-            .collect();
+        ps.clear();
+        ps.extend(
+            parent_list[parent_offsets[i] as usize..parent_offsets[i + 1] as usize]
+                .iter()
+                .map(|&p| ids[p as usize].0),
+        );
         ps.sort_unstable();
         h.update((ps.len() as u64).to_le_bytes());
-        for p in ps {
+        for &p in &ps {
             h.update(p.to_le_bytes());
         }
     }
@@ -346,4 +363,56 @@ fn version_of(
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{LoadOptions, load_graph};
+
+    fn ids_of(g: &RunGraph, list: &[u32]) -> Vec<u64> {
+        list.iter().map(|&i| g.id(i).0).collect()
+    }
+
+    #[test]
+    fn a_selection_keeps_its_objects_and_the_edges_between_them() {
+        // 1001 -> 2001 -> 3001, 1002 -> 2001, 1003 disabled -> 2002; target 3001.
+        let text = r#"[
+            {"IdObjet": 1001, "Zone": "1-Raw", "IdObjet_Parent": null},
+            {"IdObjet": 1002, "Zone": "1-Raw", "IdObjet_Parent": null},
+            {"IdObjet": 1003, "Zone": "1-Raw", "IdObjet_Parent": null, "EtatObjet": "inactif"},
+            {"IdObjet": 2001, "Zone": "2-Standardized", "IdObjet_Parent": "1001;1002"},
+            {"IdObjet": 2002, "Zone": "2-Standardized", "IdObjet_Parent": 1003},
+            {"IdObjet": 3001, "Zone": "3-Application", "IdObjet_Parent": [2001]}
+        ]"#;
+        let loaded = load_graph(text.to_string(), LoadOptions::default());
+        let graph = loaded
+            .graph
+            .unwrap_or_else(|| panic!("{:?}", loaded.report));
+        let all = RunGraph::new(&graph, &Selection::all(&graph));
+        let ids: Vec<u64> = (0..all.len() as u32).map(|i| all.id(i).0).collect();
+        assert_eq!(
+            ids,
+            [1001, 1002, 2001, 2002, 3001],
+            "the disabled object is left out"
+        );
+        let at = |g: &RunGraph, id: u64| g.index_of(ObjectId(id)).unwrap_or(u32::MAX);
+        assert_eq!(ids_of(&all, all.parents(at(&all, 2001))), [1001, 1002]);
+        assert!(
+            all.parents(at(&all, 2002)).is_empty(),
+            "its parent counts as loaded"
+        );
+        assert_eq!(ids_of(&all, all.children(at(&all, 2001))), [3001]);
+        assert_eq!(all.rank(at(&all, 1001)), 3);
+
+        let targets = Selection::for_targets(&graph, &[ObjectId(3001)], None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let some = RunGraph::new(&graph, &targets);
+        let ids: Vec<u64> = (0..some.len() as u32).map(|i| some.id(i).0).collect();
+        assert_eq!(ids, [1001, 1002, 2001, 3001]);
+        assert_eq!(ids_of(&some, some.parents(at(&some, 3001))), [2001]);
+        assert_eq!(ids_of(&some, some.children(at(&some, 1002))), [2001]);
+        assert!(some.children(at(&some, 3001)).is_empty());
+        assert_ne!(some.version(), all.version());
+    }
 }
