@@ -10,10 +10,7 @@ impl Engine {
     /// Counts a result as received and turns it into the scheduler's event.
     pub(super) fn result_event(&mut self, r: ResultEvent) -> (RunId, Event, bool) {
         // The zone labels the metric only; an old worker may leave it out.
-        let zone = [r
-            .zone
-            .or_else(|| Zone::from_legacy_id(r.id.0))
-            .map_or("unknown", Zone::as_str)];
+        let zone = r.zone.or_else(|| Zone::from_legacy_id(r.id.0));
         let loaded = r.status == AttemptStatus::Loaded;
         let (info, reason) = if loaded {
             (r.info, String::new())
@@ -35,7 +32,7 @@ impl Engine {
         };
         let event = match r.status {
             AttemptStatus::Loaded => {
-                self.metrics.loaded_received.with_label_values(&zone).inc();
+                self.metrics.count_result(zone, true);
                 Event::Loaded {
                     id: r.id,
                     attempt: r.attempt,
@@ -43,7 +40,7 @@ impl Engine {
                 }
             }
             AttemptStatus::Failed => {
-                self.metrics.failed_received.with_label_values(&zone).inc();
+                self.metrics.count_result(zone, false);
                 Event::Failed {
                     id: r.id,
                     attempt: r.attempt,

@@ -103,16 +103,12 @@ impl Engine {
 /// Dispatch to result, and that time split: the handler's, and the rest (broker hops, waiting
 /// for a free worker).
 fn observe_result(m: &Metrics, zone: Zone, elapsed_ms: u64, task_ms: u64) {
-    let l = [zone.as_str()];
+    let series = m.zone(zone);
     let seconds = |ms: u64| ms as f64 / 1000.0;
-    m.dispatch_to_result
-        .with_label_values(&l)
-        .observe(seconds(elapsed_ms));
-    m.task_seconds
-        .with_label_values(&l)
-        .observe(seconds(task_ms));
-    m.queue_wait
-        .with_label_values(&l)
+    series.dispatch_to_result.observe(seconds(elapsed_ms));
+    series.task_seconds.observe(seconds(task_ms));
+    series
+        .queue_wait
         .observe(seconds(elapsed_ms.saturating_sub(task_ms)));
 }
 
@@ -172,10 +168,7 @@ fn ready_event(
     let node = graph.node(index);
     let header = run.header();
     tracing::info!(run = %header.run_id, object = %node.id, zone = %node.zone, attempt, "ready");
-    metrics
-        .ready_published
-        .with_label_values(&[node.zone.as_str()])
-        .inc();
+    metrics.zone(node.zone).ready_published.inc();
     ReadyEvent {
         event: "ObjectReady".into(),
         id: node.id,
