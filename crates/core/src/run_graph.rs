@@ -106,6 +106,26 @@ pub enum RunGraphError {
 impl RunGraph {
     /// The objects of `selection`; parents outside it (disabled, external) count as loaded.
     pub fn new(graph: &Graph, selection: &Selection) -> RunGraph {
+        let (columns, parent_offsets, parent_list, _) = Self::cut(graph, selection);
+        // The source graph is validated: indices are in range and acyclic.
+        Self::from_columns(columns, parent_offsets, parent_list, None)
+            .unwrap_or_else(|_| RunGraph::empty())
+    }
+
+    /// As [`RunGraph::new`], letting the graph go as soon as it is read: with every object
+    /// selected its index by id is the run's, and is kept rather than built again (35 MB at
+    /// 1,000,000 objects, at the moment a submission holds the most).
+    pub fn from_graph(mut graph: Graph, selection: &Selection) -> RunGraph {
+        let (columns, parent_offsets, parent_list, every) = Self::cut(&graph, selection);
+        let index = every.then(|| std::mem::take(&mut graph.index));
+        drop(graph);
+        Self::from_columns(columns, parent_offsets, parent_list, index)
+            .unwrap_or_else(|_| RunGraph::empty())
+    }
+
+    /// The selected objects' columns and parents (offsets and list: no vector per object), and
+    /// whether every object is selected (then each keeps its index).
+    fn cut(graph: &Graph, selection: &Selection) -> (Columns, Vec<u32>, Vec<u32>, bool) {
         let mut new_index = vec![u32::MAX; graph.len()];
         let mut columns = Columns::with_capacity(graph.len());
         for (i, o) in graph.objects.iter().enumerate() {
@@ -114,7 +134,6 @@ impl RunGraph {
                 columns.push(o.id, o.zone, o.criticality, &o.name, o.raw.clone());
             }
         }
-        // Parents straight into offsets and a list: no vector per object.
         let mut parent_offsets = Vec::with_capacity(columns.len() + 1);
         let mut parent_list = Vec::with_capacity(graph.edge_count());
         parent_offsets.push(0);
@@ -130,10 +149,8 @@ impl RunGraph {
             }
             parent_offsets.push(parent_list.len() as u32);
         }
-        drop(new_index);
-        // The source graph is validated: indices are in range and acyclic.
-        Self::from_columns(columns, parent_offsets, parent_list)
-            .unwrap_or_else(|_| RunGraph::empty())
+        let every = columns.len() == graph.len();
+        (columns, parent_offsets, parent_list, every)
     }
 
     fn empty() -> RunGraph {
@@ -170,23 +187,23 @@ impl RunGraph {
         while parent_offsets.len() < n + 1 {
             parent_offsets.push(parent_list.len() as u32);
         }
-        Self::from_columns(columns, parent_offsets, parent_list)
+        Self::from_columns(columns, parent_offsets, parent_list, None)
     }
 
     /// `parent_offsets` has one entry per node and one more; node `c`'s parents are
     /// `parent_list[parent_offsets[c]..parent_offsets[c + 1]]`.
+    /// `index`, when given, maps each id to its node (one per node).
     fn from_columns(
         columns: Columns,
         parent_offsets: Vec<u32>,
         parent_list: Vec<u32>,
+        index: Option<FxHashMap<ObjectId, u32>>,
     ) -> Result<RunGraph, RunGraphError> {
         let n = columns.len();
-        let mut index = FxHashMap::with_capacity_and_hasher(n, Default::default());
-        for (i, &id) in columns.ids.iter().enumerate() {
-            if index.insert(id, i as u32).is_some() {
-                return Err(RunGraphError::Duplicate(id));
-            }
-        }
+        let index = match index {
+            Some(index) if index.len() == n => index,
+            _ => index_of_ids(&columns.ids)?,
+        };
         let mut child_offsets = vec![0u32; n + 1];
         for c in 0..n {
             for &p in &parent_list[parent_offsets[c] as usize..parent_offsets[c + 1] as usize] {
@@ -318,6 +335,17 @@ impl RunGraph {
     }
 }
 
+/// Each id's node; an id twice is an error.
+fn index_of_ids(ids: &[ObjectId]) -> Result<FxHashMap<ObjectId, u32>, RunGraphError> {
+    let mut index = FxHashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    for (i, &id) in ids.iter().enumerate() {
+        if index.insert(id, i as u32).is_some() {
+            return Err(RunGraphError::Duplicate(id));
+        }
+    }
+    Ok(index)
+}
+
 /// Longest name an event carries (`name` of Ready and failed events, logs); the object's
 /// JSON, which the event also carries, keeps the whole `NomObjet`.
 pub const MAX_EVENT_NAME_BYTES: usize = 1024;
@@ -414,5 +442,33 @@ mod tests {
         assert_eq!(ids_of(&some, some.children(at(&some, 1002))), [2001]);
         assert!(some.children(at(&some, 3001)).is_empty());
         assert_ne!(some.version(), all.version());
+
+        // Taking the graph gives the same run graph, with or without every object selected.
+        for (selection, made) in [(Selection::all(&graph), &all), (targets, &some)] {
+            let again = load_graph(text.to_string(), LoadOptions::default())
+                .graph
+                .unwrap_or_else(|| panic!("it loaded once"));
+            let taken = RunGraph::from_graph(again, &selection);
+            assert_eq!(taken.version(), made.version());
+            for i in 0..made.len() as u32 {
+                let id = made.id(i);
+                assert_eq!(taken.index_of(id), Some(i));
+                assert_eq!(taken.parents(i), made.parents(i));
+                assert_eq!(taken.children(i), made.children(i));
+                assert_eq!(taken.rank(i), made.rank(i));
+            }
+        }
+    }
+
+    #[test]
+    fn every_object_selected_keeps_the_graphs_index() {
+        let text = r#"[{"IdObjet": 1001}, {"IdObjet": 2001, "IdObjet_Parent": 1001}]"#;
+        let graph = load_graph(text.to_string(), LoadOptions::default())
+            .graph
+            .unwrap_or_else(|| panic!("valid"));
+        let selection = Selection::all(&graph);
+        let taken = RunGraph::from_graph(graph, &selection);
+        assert_eq!(taken.index_of(ObjectId(2001)), Some(1));
+        assert_eq!(taken.parents(1), [0]);
     }
 }

@@ -138,14 +138,13 @@ pub fn open_on_graph(
     // From here on the objects live in their compact text alone, shared by the run's graph
     // (for the Ready events) and the store: the submitted text is let go.
     let objects = graph.rebase_on_compact();
-    let run_graph = run_graph(&graph, &header.options)?;
-    drop(graph);
+    let run_graph = run_graph(graph, &header.options)?;
     Ok((Run::new(run_graph, config.clone(), header), objects))
 }
 
-fn run_graph(graph: &Graph, options: &RunOptions) -> Result<Arc<RunGraph>, SelectionError> {
-    let selection = Selection::for_targets(graph, &options.targets, options.zone)?;
-    Ok(Arc::new(RunGraph::new(graph, &selection)))
+fn run_graph(graph: Graph, options: &RunOptions) -> Result<Arc<RunGraph>, SelectionError> {
+    let selection = Selection::for_targets(&graph, &options.targets, options.zone)?;
+    Ok(Arc::new(RunGraph::from_graph(graph, &selection)))
 }
 
 /// Opens a stored run again: its graph rebuilt from the objects stored with it and the options
@@ -175,7 +174,7 @@ pub async fn open_stored(
         run: run_id.clone(),
         why: loaded.report.render(None),
     })?;
-    let graph = run_graph(&graph, &header.options).map_err(|source| OpenError::Selection {
+    let graph = run_graph(graph, &header.options).map_err(|source| OpenError::Selection {
         run: run_id.clone(),
         source,
     })?;

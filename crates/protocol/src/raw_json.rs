@@ -40,6 +40,11 @@ impl RawJson {
     pub fn get(&self) -> &str {
         self.text.get(self.start..self.end).unwrap_or_default()
     }
+
+    /// The shared text and where in it this one is.
+    pub fn parts(&self) -> (&Arc<String>, Range<usize>) {
+        (&self.text, self.start..self.end)
+    }
 }
 
 impl fmt::Debug for RawJson {

@@ -27,8 +27,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // there), so that another process (`serve` on the same Redis) can take it over.
     let objects =
         (args.state_dir.is_some() || args.store.is_some()).then(|| graph.rebase_on_compact());
-    let run_graph = Arc::new(RunGraph::new(&graph, &selection));
-    drop(graph);
+    let run_graph = Arc::new(RunGraph::from_graph(graph, &selection));
     let (workers, config) = match super::run_setup::workers_and_config(&args) {
         Ok(w) => w,
         Err(code) => return Ok(code),
