@@ -495,6 +495,7 @@ mod redb {
 }
 
 mod redis;
+mod redis_archive;
 
 #[test]
 fn unknown_urls_are_refused_clearly() {

@@ -196,6 +196,15 @@ async fn a_finished_runs_keys_expire() {
         .await
         .unwrap();
     assert!(!attempts, "the attempts expire with the run");
+    // The run was archived once finished (in the background): its archive expires too.
+    for archive in ["objects:archive", "attempts:archive"] {
+        let there: bool = ::redis::cmd("EXISTS")
+            .arg(format!("{prefix}:run:run-x:{archive}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(!there, "{archive} expires with the run");
+    }
     // Listing took the expired run's id out of the index.
     let client = ::redis::Client::open(redis.url.as_str()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();

@@ -5,6 +5,7 @@
 mod memory;
 mod redb_store;
 mod redb_write;
+mod redis_archive;
 mod redis_batch;
 mod redis_lua;
 mod redis_store;
@@ -12,6 +13,7 @@ mod redis_text;
 
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
+pub use redis_archive::StagedArchive;
 pub use redis_store::{RedisStore, redact_url};
 
 use async_trait::async_trait;

@@ -32,12 +32,20 @@ impl Keys<'_> {
     pub(crate) fn attempts(self, run: &RunId) -> String {
         format!("{}:run:{}:attempts", self.0, run)
     }
-    /// Each object's latest load, by any run.
+    /// A finished run's object records, archived: buckets of packed lines (`redis_archive.rs`).
+    pub(crate) fn objects_archive(self, run: &RunId) -> String {
+        format!("{}:run:{}:objects:archive", self.0, run)
+    }
+    /// A finished run's attempts, archived likewise.
+    pub(crate) fn attempts_archive(self, run: &RunId) -> String {
+        format!("{}:run:{}:attempts:archive", self.0, run)
+    }
     /// The set in which the old system's Python workers remember the objects whose failure
     /// they published (see `forget_old_workers_failures`).
     pub(crate) fn old_workers_failed(self) -> String {
         format!("{}:failed", self.0)
     }
+    /// Each object's latest load, by any run.
     pub(crate) fn catalog(self) -> String {
         format!("{}:catalog", self.0)
     }
@@ -275,6 +283,8 @@ fn write_run(
             keys.dead(id),
             keys.graph(id),
             keys.attempts(id),
+            keys.objects_archive(id),
+            keys.attempts_archive(id),
         ];
         for k in all {
             out.command(3)

@@ -4,7 +4,8 @@
 //! record), `{prefix}:run:{id}:objects` and `{prefix}:run:{id}:dead` (hashes by object id),
 //! `{prefix}:run:{id}:graph` (the object definitions it was submitted with, LZ4-compressed:
 //! `redis_text.rs`),
-//! `{prefix}:run:{id}:attempts` (ended attempts, by `OBJECT:ATTEMPT`), `{prefix}:catalog` (each
+//! `{prefix}:run:{id}:attempts` (ended attempts, by `OBJECT:ATTEMPT`; a finished run's records
+//! and attempts are archived into packed buckets: `redis_archive.rs`), `{prefix}:catalog` (each
 //! object's latest load, by any run; it does not expire). A finished run's
 //! keys expire after the configured time; its id leaves the index at the next listing.
 //! `{prefix}:writer` holds the writer lease (`HOLDER EPOCH`, with a TTL) and
@@ -12,7 +13,8 @@
 //! runs as one Lua script that first checks the epoch, so a process that lost the lease can write
 //! nothing more.
 
-use super::redis_batch::{self, Keys, Out, write_batch};
+use super::redis_archive::{Archive, StagedArchive};
+use super::redis_batch::{Keys, Out, write_batch};
 use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
 use super::redis_text;
 use super::{
@@ -181,6 +183,31 @@ impl RedisStore {
     fn keys(&self) -> Keys<'_> {
         Keys(&self.prefix)
     }
+
+    fn archive(&self) -> Archive {
+        Archive {
+            con: self.con.clone(),
+            prefix: self.prefix.clone(),
+            finished_ttl: self.finished_ttl,
+            shown_url: self.shown_url.clone(),
+            fence: self.held().map(|h| (self.keys().epoch(), h.epoch)),
+        }
+    }
+
+    /// Archives `run` now if it is finished (the store does it by itself after the batch that
+    /// finishes it): `true` when something moved.
+    pub async fn archive_run(&self, run: &RunId) -> Result<bool, StoreError> {
+        self.archive().archive(run).await
+    }
+
+    /// [`RedisStore::archive_run`] in its two steps, reading and staging then swapping (a test
+    /// starts the run again between them).
+    pub async fn stage_archive(&self, run: &RunId) -> Result<Option<StagedArchive>, StoreError> {
+        self.archive().stage_run(run).await
+    }
+    pub async fn swap_archive(&self, staged: StagedArchive) -> Result<bool, StoreError> {
+        self.archive().swap(staged).await
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
@@ -221,7 +248,9 @@ impl StateStore for RedisStore {
         rest.extend(newer.iter());
         let mut out = Out::new(fence.as_ref());
         write_batch(self.keys(), self.finished_ttl, &rest, &mut out)?;
-        self.send(out, fence.as_ref()).await
+        self.send(out, fence.as_ref()).await?;
+        super::redis_archive::archive_finished(&self.archive(), batch);
+        Ok(())
     }
 
     async fn acquire_writer(&self, holder: &str, ttl_ms: u64) -> Result<WriterLease, StoreError> {
@@ -356,7 +385,7 @@ impl StateStore for RedisStore {
     }
 
     async fn objects(&self, run: &RunId) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
-        self.by_object(self.keys().objects(run)).await
+        self.archive().objects(run).await
     }
 
     async fn dead_letters(&self, run: &RunId) -> Result<Vec<DeadLetter>, StoreError> {
@@ -365,31 +394,7 @@ impl StateStore for RedisStore {
     }
 
     async fn attempts(&self, run: &RunId, id: ObjectId) -> Result<Vec<AttemptRecord>, StoreError> {
-        let mut con = self.con.clone();
-        // The object's record says how many attempts it had; each has its field.
-        let record: Option<String> = redis::cmd("HGET")
-            .arg(self.keys().objects(run))
-            .arg(id.0)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        let Some(record) = record else {
-            return Ok(Vec::new());
-        };
-        let record: ObjectRecord = decode(&record)?;
-        if record.attempt == 0 {
-            return Ok(Vec::new());
-        }
-        let fields: Vec<String> = (1..=record.attempt)
-            .map(|n| redis_batch::attempt_field(id, n))
-            .collect();
-        let values: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(self.keys().attempts(run))
-            .arg(fields)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        values.into_iter().flatten().map(|v| decode(&v)).collect()
+        self.archive().attempts(run, id).await
     }
 
     async fn latest_loads(&self) -> Result<Vec<(ObjectId, CatalogLoad)>, StoreError> {

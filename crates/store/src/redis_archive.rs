@@ -1,0 +1,438 @@
+//! A finished run's objects and attempts, archived: once a run finishes, its two hashes (a field
+//! per object and per attempt, about 370 bytes an object in Redis) are packed into buckets of
+//! LZ4-compressed lines, and reads look there for what the hashes no longer hold.
+
+use super::redis_batch::Keys;
+use super::redis_lua::backend_error;
+use super::redis_text;
+use super::{AttemptRecord, RunHeader, RunStatus, StoreError, Transition};
+use orchestrator_core::scheduler::ObjectRecord;
+use orchestrator_protocol::{ObjectId, RunId};
+use redis::aio::ConnectionManager;
+use std::collections::BTreeMap;
+
+/// Objects per bucket: reading one object's attempts unpacks one bucket.
+const BUCKET: u64 = 256;
+
+/// Fields per HSCAN step, and packed bytes per staging write.
+const SCAN_COUNT: usize = 2000;
+const STAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A staging key left by an archiving that died goes after this long.
+const STAGE_TTL_MS: u64 = 3_600_000;
+
+/// Swaps the staged buckets in, if the writer still holds its epoch (`ARGV[1]`, empty when not
+/// fenced), the run's record is still the finished one read (`ARGV[2]`: a run started again
+/// meanwhile keeps its hashes) and every staged key is there; all or nothing. `ARGV[3]`: the
+/// archive's time to live (empty: none); then per hash its staged key, archive and live hash.
+const SWAP: &str = r"
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED writer epoch is now ' .. tostring(redis.call('GET', KEYS[1])))
+end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+for i = 4, #ARGV, 3 do
+  if redis.call('EXISTS', ARGV[i]) == 0 then return 0 end
+end
+for i = 4, #ARGV, 3 do
+  redis.call('RENAME', ARGV[i], ARGV[i + 1])
+  redis.call('DEL', ARGV[i + 2])
+  if ARGV[3] ~= '' then redis.call('EXPIRE', ARGV[i + 1], ARGV[3]) end
+end
+return 1
+";
+
+/// Tells one archiving's staging keys from another's (two may run at once: a run finished
+/// twice in a row, or two processes).
+fn staging_name() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("staged:{}:{nanos}:{n}", std::process::id())
+}
+
+/// The bucket of a field of either hash (`OBJECT` or `OBJECT:ATTEMPT`): one object's record and
+/// attempts share it.
+fn bucket_of(field: &str) -> u64 {
+    field
+        .split(':')
+        .next()
+        .and_then(|id| id.parse::<u64>().ok())
+        .map_or(0, |id| id / BUCKET)
+}
+
+/// Lines `field TAB value`, compressed (fields are numbers and colons, values compact JSON:
+/// neither holds a tab or a newline).
+fn pack(entries: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut text = String::new();
+    for (field, value) in entries {
+        text.push_str(field);
+        text.push('\t');
+        text.push_str(value);
+        text.push('\n');
+    }
+    redis_text::pack(&text)
+}
+
+fn unpack(stored: Vec<u8>, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let text = redis_text::unpack(stored, key)?;
+    text.lines()
+        .map(|line| {
+            line.split_once('\t')
+                .map(|(f, v)| (f.to_string(), v.to_string()))
+                .ok_or_else(|| StoreError::Decode(format!("{key}: a line without a field")))
+        })
+        .collect()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str, key: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Decode(format!("{key}: {e}")))
+}
+
+/// Archives, in the background, each run `batch` finished; one that fails stays in its hashes,
+/// read as before.
+pub(crate) fn archive_finished(archive: &Archive, batch: &[Transition]) {
+    for t in batch {
+        if let Transition::Run(h) = t
+            && h.status == RunStatus::Finished
+        {
+            let (archive, run) = (archive.clone(), h.run_id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = archive.archive(&run).await {
+                    tracing::warn!(run = %run, error = %e, "archiving the finished run failed: its records stay as they are");
+                }
+            });
+        }
+    }
+}
+
+/// A finished run's records and attempts staged, waiting to be swapped in.
+pub struct StagedArchive {
+    run_key: String,
+    /// The run's record as read: the swap happens only if it is still that.
+    header: String,
+    /// Per hash: its staged key, archive and live hash.
+    swap: Vec<String>,
+}
+
+/// A live hash's fields and values, and an archive's buckets, as read in one transaction.
+type LiveAndArchived = (Vec<(String, String)>, Vec<(u64, Vec<u8>)>);
+
+/// What archiving and the archive's reads need of the store; cloned into the task that archives.
+#[derive(Clone)]
+pub(crate) struct Archive {
+    pub(crate) con: ConnectionManager,
+    pub(crate) prefix: String,
+    pub(crate) finished_ttl: Option<u64>,
+    pub(crate) shown_url: String,
+    /// The epoch key and this writer's epoch, when it holds the lease.
+    pub(crate) fence: Option<(String, u64)>,
+}
+
+impl Archive {
+    fn err(&self, e: redis::RedisError) -> StoreError {
+        backend_error(&self.shown_url, e)
+    }
+
+    /// Archives `run` if it is finished: `true` when something moved.
+    pub(crate) async fn archive(&self, run: &RunId) -> Result<bool, StoreError> {
+        match self.stage_run(run).await? {
+            Some(staged) => self.swap(staged).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The first step: the finished run's hashes read and merged with its archive under
+    /// staging keys. `None`: not finished, or nothing to move.
+    pub(crate) async fn stage_run(&self, run: &RunId) -> Result<Option<StagedArchive>, StoreError> {
+        let keys = Keys(&self.prefix);
+        let mut con = self.con.clone();
+        let run_key = keys.run(run);
+        let header: Option<String> = redis::cmd("GET")
+            .arg(&run_key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(header) = header else {
+            return Ok(None);
+        };
+        if decode::<RunHeader>(&header, &run_key)?.status != RunStatus::Finished {
+            return Ok(None);
+        }
+        let mut swap: Vec<String> = Vec::new();
+        let staging = staging_name();
+        for (live, archived) in [
+            (keys.objects(run), keys.objects_archive(run)),
+            (keys.attempts(run), keys.attempts_archive(run)),
+        ] {
+            let fields = self.scan(&live).await?;
+            if fields.is_empty() {
+                continue;
+            }
+            let mut buckets: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+            for (field, value) in self.read_all(&archived).await?.into_iter().chain(fields) {
+                buckets
+                    .entry(bucket_of(&field))
+                    .or_default()
+                    .insert(field, value);
+            }
+            let staged = format!("{archived}:{staging}");
+            self.stage(&staged, &buckets).await?;
+            swap.extend([staged, archived, live]);
+        }
+        Ok((!swap.is_empty()).then_some(StagedArchive {
+            run_key,
+            header,
+            swap,
+        }))
+    }
+
+    /// The second step: the staged archive swapped in for the hashes, all or nothing (see
+    /// [`SWAP`]). `false`: the run was started again (or another archiving swapped first).
+    pub(crate) async fn swap(&self, staged: StagedArchive) -> Result<bool, StoreError> {
+        let StagedArchive {
+            run_key,
+            header,
+            swap,
+        } = staged;
+        let mut con = self.con.clone();
+        let keys = Keys(&self.prefix);
+        let (epoch_key, epoch) = match &self.fence {
+            Some((key, epoch)) => (key.clone(), epoch.to_string()),
+            None => (keys.epoch(), String::new()),
+        };
+        let script = redis::Script::new(SWAP);
+        let mut call = script.prepare_invoke();
+        let ttl = self.finished_ttl.map(|t| t.to_string()).unwrap_or_default();
+        call.key(epoch_key)
+            .key(run_key)
+            .arg(epoch)
+            .arg(header)
+            .arg(ttl)
+            .arg(swap);
+        let done: i64 = call
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| match &self.fence {
+                Some((_, ours)) if e.to_string().contains("FENCED") => {
+                    StoreError::Fenced { ours: *ours }
+                }
+                _ => self.err(e),
+            })?;
+        Ok(done == 1)
+    }
+
+    /// Every field and value of a live hash, a step at a time (never one long reply).
+    async fn scan(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut con = self.con.clone();
+        let mut all = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.err(e))?;
+            all.extend(page);
+            if next == 0 {
+                return Ok(all);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The packed buckets under a staging key, a few megabytes per write, expiring.
+    async fn stage(
+        &self,
+        staged: &str,
+        buckets: &BTreeMap<u64, BTreeMap<String, String>>,
+    ) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(staged).ignore();
+        let mut pending = 0;
+        for (bucket, entries) in buckets {
+            let packed = pack(entries);
+            pending += packed.len();
+            pipe.cmd("HSET")
+                .arg(staged)
+                .arg(bucket)
+                .arg(packed)
+                .ignore();
+            if pending >= STAGE_BYTES {
+                pipe.query_async::<()>(&mut con)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                pipe = redis::pipe();
+                pending = 0;
+            }
+        }
+        pipe.cmd("PEXPIRE").arg(staged).arg(STAGE_TTL_MS).ignore();
+        pipe.query_async::<()>(&mut con)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every field and value an archive holds.
+    async fn read_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut con = self.con.clone();
+        let buckets: Vec<(u64, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut all = Vec::new();
+        for (_, packed) in buckets {
+            all.extend(unpack(packed, key)?);
+        }
+        Ok(all)
+    }
+
+    /// A run's object records: its live hash read with its archive in one transaction (one or
+    /// the other holds each object; the live one wins, written since), by object id.
+    pub(crate) async fn objects(
+        &self,
+        run: &RunId,
+    ) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
+        let keys = Keys(&self.prefix);
+        let (live_key, archive_key) = (keys.objects(run), keys.objects_archive(run));
+        let mut con = self.con.clone();
+        let (live, archived): LiveAndArchived = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(&live_key)
+            .cmd("HGETALL")
+            .arg(&archive_key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut all: BTreeMap<u64, String> = BTreeMap::new();
+        for (_, packed) in archived {
+            for (field, value) in unpack(packed, &archive_key)? {
+                all.insert(parse_id(&field, &archive_key)?, value);
+            }
+        }
+        for (field, value) in live {
+            all.insert(parse_id(&field, &live_key)?, value);
+        }
+        all.into_iter()
+            .map(|(id, v)| Ok((ObjectId(id), decode(&v, &live_key)?)))
+            .collect()
+    }
+
+    /// One object's ended attempts, from the live hashes or the archive (live first: archiving
+    /// moves fields from one to the other, never back).
+    pub(crate) async fn attempts(
+        &self,
+        run: &RunId,
+        id: ObjectId,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let keys = Keys(&self.prefix);
+        let mut con = self.con.clone();
+        let field = id.0.to_string();
+        let live: Option<String> = redis::cmd("HGET")
+            .arg(keys.objects(run))
+            .arg(&field)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let record = match live {
+            Some(r) => Some(r),
+            None => self
+                .bucket(&keys.objects_archive(run), &field)
+                .await?
+                .remove(&field),
+        };
+        let Some(record) = record else {
+            return Ok(Vec::new());
+        };
+        let record: ObjectRecord = decode(&record, &keys.objects(run))?;
+        if record.attempt == 0 {
+            return Ok(Vec::new());
+        }
+        // The object's record says how many attempts it had; each has its field.
+        let fields: Vec<String> = (1..=record.attempt)
+            .map(|n| super::redis_batch::attempt_field(id, n))
+            .collect();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(keys.attempts(run))
+            .arg(&fields)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let archive_key = keys.attempts_archive(run);
+        let mut bucket: Option<BTreeMap<String, String>> = None;
+        let mut attempts = Vec::with_capacity(values.len());
+        for (field, value) in fields.iter().zip(values) {
+            let value = match value {
+                Some(v) => Some(v),
+                None => {
+                    if bucket.is_none() {
+                        bucket = Some(self.bucket(&archive_key, field).await?);
+                    }
+                    bucket.as_ref().and_then(|b| b.get(field).cloned())
+                }
+            };
+            if let Some(v) = value {
+                attempts.push(decode(&v, &archive_key)?);
+            }
+        }
+        Ok(attempts)
+    }
+
+    /// The whole bucket of `field` in an archive (empty when absent).
+    async fn bucket(&self, key: &str, field: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut con = self.con.clone();
+        let packed: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(key)
+            .arg(bucket_of(field))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(match packed {
+            Some(p) => unpack(p, key)?.into_iter().collect(),
+            None => BTreeMap::new(),
+        })
+    }
+}
+
+fn parse_id(field: &str, key: &str) -> Result<u64, StoreError> {
+    field
+        .parse()
+        .map_err(|_| StoreError::Decode(format!("{key}: field {field:?} is not an object id")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_objects_record_and_attempts_share_a_bucket() {
+        assert_eq!(bucket_of("1001"), bucket_of("1001:1"));
+        assert_eq!(bucket_of("1001:12"), 1001 / BUCKET);
+        assert_ne!(bucket_of("1001"), bucket_of("3001"));
+    }
+
+    #[test]
+    fn a_bucket_unpacks_as_it_was_packed() {
+        let entries: BTreeMap<String, String> = [
+            (
+                "1001:1".to_string(),
+                r#"{"attempt":1,"info":"a\tb\nc"}"#.to_string(),
+            ),
+            ("1001:2".to_string(), "{}".to_string()),
+        ]
+        .into();
+        // serde_json escapes tabs and newlines inside strings: the values above are as stored.
+        let back: BTreeMap<String, String> = unpack(pack(&entries), "k")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .collect();
+        assert_eq!(back, entries);
+        assert!(unpack(redis_text::pack("no tab here\n"), "k").is_err());
+    }
+}
