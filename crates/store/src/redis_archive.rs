@@ -62,11 +62,23 @@ fn bucket_of(field: &str) -> u64 {
         .map_or(0, |id| id / BUCKET)
 }
 
-/// Lines `field TAB value`, compressed (fields are numbers and colons, values compact JSON:
-/// neither holds a tab or a newline).
-fn pack(entries: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut text = String::new();
-    for (field, value) in entries {
+/// Each bucket's lines `field TAB value` as read (fields are numbers and colons, values compact
+/// JSON: neither holds a tab or a newline); a field read again later wins.
+type Lines = BTreeMap<u64, String>;
+
+fn push_line(lines: &mut Lines, field: &str, value: &str) {
+    let text = lines.entry(bucket_of(field)).or_default();
+    text.push_str(field);
+    text.push('\t');
+    text.push_str(value);
+    text.push('\n');
+}
+
+/// One bucket's lines, each field once (its last line) in field order, compressed.
+fn pack(lines: &str) -> Vec<u8> {
+    let latest: BTreeMap<&str, &str> = lines.lines().filter_map(|l| l.split_once('\t')).collect();
+    let mut text = String::with_capacity(lines.len());
+    for (field, value) in latest {
         text.push_str(field);
         text.push('\t');
         text.push_str(value);
@@ -166,16 +178,15 @@ impl Archive {
             (keys.objects(run), keys.objects_archive(run)),
             (keys.attempts(run), keys.attempts_archive(run)),
         ] {
-            let fields = self.scan(&live).await?;
-            if fields.is_empty() {
+            // Held as lines, a bucket's in one text: at 1,000,000 objects a map of the fields
+            // took 135 MiB more of serve's memory.
+            let fresh = self.scan(&live).await?;
+            if fresh.is_empty() {
                 continue;
             }
-            let mut buckets: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
-            for (field, value) in self.read_all(&archived).await?.into_iter().chain(fields) {
-                buckets
-                    .entry(bucket_of(&field))
-                    .or_default()
-                    .insert(field, value);
+            let mut buckets = self.read_all(&archived).await?;
+            for (bucket, text) in fresh {
+                buckets.entry(bucket).or_default().push_str(&text);
             }
             let staged = format!("{archived}:{staging}");
             self.stage(&staged, &buckets).await?;
@@ -224,9 +235,9 @@ impl Archive {
     }
 
     /// Every field and value of a live hash, a step at a time (never one long reply).
-    async fn scan(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+    async fn scan(&self, key: &str) -> Result<Lines, StoreError> {
         let mut con = self.con.clone();
-        let mut all = Vec::new();
+        let mut all = Lines::new();
         let mut cursor = 0u64;
         loop {
             let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
@@ -237,7 +248,9 @@ impl Archive {
                 .query_async(&mut con)
                 .await
                 .map_err(|e| self.err(e))?;
-            all.extend(page);
+            for (field, value) in page {
+                push_line(&mut all, &field, &value);
+            }
             if next == 0 {
                 return Ok(all);
             }
@@ -246,17 +259,13 @@ impl Archive {
     }
 
     /// The packed buckets under a staging key, a few megabytes per write, expiring.
-    async fn stage(
-        &self,
-        staged: &str,
-        buckets: &BTreeMap<u64, BTreeMap<String, String>>,
-    ) -> Result<(), StoreError> {
+    async fn stage(&self, staged: &str, buckets: &Lines) -> Result<(), StoreError> {
         let mut con = self.con.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(staged).ignore();
         let mut pending = 0;
-        for (bucket, entries) in buckets {
-            let packed = pack(entries);
+        for (bucket, lines) in buckets {
+            let packed = pack(lines);
             pending += packed.len();
             pipe.cmd("HSET")
                 .arg(staged)
@@ -278,16 +287,16 @@ impl Archive {
     }
 
     /// Every field and value an archive holds.
-    async fn read_all(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+    async fn read_all(&self, key: &str) -> Result<Lines, StoreError> {
         let mut con = self.con.clone();
         let buckets: Vec<(u64, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(key)
             .query_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
-        let mut all = Vec::new();
-        for (_, packed) in buckets {
-            all.extend(unpack(packed, key)?);
+        let mut all = Lines::new();
+        for (bucket, packed) in buckets {
+            all.insert(bucket, redis_text::unpack(packed, key)?);
         }
         Ok(all)
     }
@@ -418,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_unpacks_as_it_was_packed() {
+    fn a_bucket_unpacks_as_it_was_packed_each_field_at_its_latest() {
         let entries: BTreeMap<String, String> = [
             (
                 "1001:1".to_string(),
@@ -428,7 +437,13 @@ mod tests {
         ]
         .into();
         // serde_json escapes tabs and newlines inside strings: the values above are as stored.
-        let back: BTreeMap<String, String> = unpack(pack(&entries), "k")
+        let mut lines = Lines::new();
+        push_line(&mut lines, "1001:2", "{\"old\":true}");
+        for (field, value) in &entries {
+            push_line(&mut lines, field, value);
+        }
+        assert_eq!(lines.len(), 1, "one bucket");
+        let back: BTreeMap<String, String> = unpack(pack(&lines[&(1001 / BUCKET)]), "k")
             .unwrap_or_else(|e| panic!("{e}"))
             .into_iter()
             .collect();
