@@ -229,3 +229,54 @@ async fn a_run_started_again_between_staging_and_swap_keeps_its_records() {
     assert!(!exists(&redis.url, &format!("{prefix}:run:run-r:objects")).await);
     assert_eq!(store.attempts(&run, ObjectId(1001)).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_clean_stop_archives_first_and_the_next_writer_archives_what_was_left() {
+    let redis = services::redis();
+    let prefix = services::unique_prefix("archive-writers");
+    // A finished run left in its hashes (as by a writer killed before archiving): its record
+    // written by hand, so that nothing archives it.
+    let first = RedisStore::connect(&redis.url, &prefix, None)
+        .await
+        .unwrap();
+    let mut left = meta("run-left", 1);
+    left.status = RunStatus::Finished;
+    first.apply(&run_batch(&left, 1)[1..]).await.unwrap();
+    let mut con = ::redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("{prefix}:run:run-left"))
+        .arg(serde_json::to_string(&left).unwrap())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("ZADD")
+        .arg(format!("{prefix}:runs"))
+        .arg(1)
+        .arg("run-left")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let before = everything(&first, &left.run_id).await;
+
+    // A writer finishes a run and stops at once: its archiving is done when the lease goes.
+    let writer = RedisStore::connect(&redis.url, &prefix, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        writer.acquire_writer("a", 10_000).await.unwrap(),
+        WriterLease::Acquired { .. }
+    ));
+    let mut header = meta("run-w", 2);
+    header.status = RunStatus::Finished;
+    writer.apply(&run_batch(&header, 2)).await.unwrap();
+    writer.release_writer().await.unwrap();
+    assert!(!exists(&redis.url, &format!("{prefix}:run:run-w:objects")).await);
+    assert!(exists(&redis.url, &format!("{prefix}:run:run-w:objects:archive")).await);
+    // Taking the lease swept the run left behind too.
+    assert!(!exists(&redis.url, &format!("{prefix}:run:run-left:objects")).await);
+    assert_eq!(everything(&first, &left.run_id).await, before);
+}

@@ -14,7 +14,8 @@ mod redis_text;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 pub use redis_archive::StagedArchive;
-pub use redis_store::{RedisStore, redact_url};
+pub use redis_lua::redact_url;
+pub use redis_store::RedisStore;
 
 use async_trait::async_trait;
 pub use orchestrator_core::schedule::ScheduleState;

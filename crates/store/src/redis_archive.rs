@@ -104,19 +104,47 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str, key: &str) -> Result<T, St
 
 /// Archives, in the background, each run `batch` finished; one that fails stays in its hashes,
 /// read as before.
-pub(crate) fn archive_finished(archive: &Archive, batch: &[Transition]) {
+pub(crate) fn archive_finished(
+    archive: &Archive,
+    batch: &[Transition],
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut started = Vec::new();
     for t in batch {
         if let Transition::Run(h) = t
             && h.status == RunStatus::Finished
         {
             let (archive, run) = (archive.clone(), h.run_id.clone());
-            tokio::spawn(async move {
-                if let Err(e) = archive.archive(&run).await {
-                    tracing::warn!(run = %run, error = %e, "archiving the finished run failed: its records stay as they are");
-                }
-            });
+            started.push(tokio::spawn(
+                async move { archive.archive_or_warn(&run).await },
+            ));
         }
     }
+    started
+}
+
+/// Archives, in the background, every finished run still in its hashes (a writer that died
+/// before archiving, or a `run` that exited).
+pub(crate) fn sweep(archive: Archive) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut con = archive.con.clone();
+        let runs: Result<Vec<String>, _> = redis::cmd("ZRANGE")
+            .arg(Keys(&archive.prefix).runs())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await;
+        for run in runs.unwrap_or_default() {
+            let run = RunId::new(run.as_str());
+            let live: bool = redis::cmd("EXISTS")
+                .arg(Keys(&archive.prefix).objects(&run))
+                .query_async(&mut con)
+                .await
+                .unwrap_or(false);
+            if live {
+                archive.archive_or_warn(&run).await;
+            }
+        }
+    })
 }
 
 /// A finished run's records and attempts staged, waiting to be swapped in.
@@ -145,6 +173,12 @@ pub(crate) struct Archive {
 impl Archive {
     fn err(&self, e: redis::RedisError) -> StoreError {
         backend_error(&self.shown_url, e)
+    }
+
+    async fn archive_or_warn(&self, run: &RunId) {
+        if let Err(e) = self.archive(run).await {
+            tracing::warn!(run = %run, error = %e, "archiving the finished run failed: its records stay as they are");
+        }
     }
 
     /// Archives `run` if it is finished: `true` when something moved.

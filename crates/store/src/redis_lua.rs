@@ -1,5 +1,6 @@
 //! What the Redis store sends besides plain commands: the writer lease's Lua scripts (take,
-//! renew, give up, and a batch fenced by the writer's epoch), and how a Redis error is reported.
+//! renew, give up, and a batch fenced by the writer's epoch), and how a Redis error and URL are
+//! reported.
 
 use super::StoreError;
 
@@ -53,5 +54,43 @@ pub(crate) fn backend_error(url: &str, e: redis::RedisError) -> StoreError {
         store: url.to_string(),
         message: e.to_string(),
         transient,
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let shown = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{}{}{}", &url[..scheme + 3], shown, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://app:s3cret@cache:6380"),
+            "rediss://app:***@cache:6380"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

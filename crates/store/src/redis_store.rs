@@ -15,6 +15,7 @@
 
 use super::redis_archive::{Archive, StagedArchive};
 use super::redis_batch::{Keys, Out, write_batch};
+use super::redis_lua::redact_url;
 use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
 use super::redis_text;
 use super::{
@@ -27,6 +28,9 @@ use orchestrator_protocol::{ObjectId, RunId};
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+/// How long a clean stop waits for the archivings under way.
+const ARCHIVING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The object definitions are written this much at a time.
 const GRAPH_PIECE_BYTES: usize = 4 * 1024 * 1024;
@@ -47,23 +51,8 @@ pub struct RedisStore {
     shown_url: String,
     /// Set once this handle took the writer lease: its writes are fenced from then on.
     writer: Mutex<Option<Held>>,
-}
-
-/// The URL with its password (if any) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let shown = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_string()
-            };
-            format!("{}{}{}", &url[..scheme + 3], shown, &url[at..])
-        }
-        _ => url.to_string(),
-    }
+    /// Archivings under way (see `redis_archive.rs`): a clean stop waits for them.
+    archiving: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl RedisStore {
@@ -90,6 +79,7 @@ impl RedisStore {
             finished_ttl,
             shown_url,
             writer: Mutex::new(None),
+            archiving: Mutex::new(Vec::new()),
         })
     }
 
@@ -184,6 +174,13 @@ impl RedisStore {
         Keys(&self.prefix)
     }
 
+    fn track(&self, started: Vec<tokio::task::JoinHandle<()>>) {
+        if let Ok(mut archiving) = self.archiving.lock() {
+            archiving.retain(|t| !t.is_finished());
+            archiving.extend(started);
+        }
+    }
+
     fn archive(&self) -> Archive {
         Archive {
             con: self.con.clone(),
@@ -249,7 +246,8 @@ impl StateStore for RedisStore {
         let mut out = Out::new(fence.as_ref());
         write_batch(self.keys(), self.finished_ttl, &rest, &mut out)?;
         self.send(out, fence.as_ref()).await?;
-        super::redis_archive::archive_finished(&self.archive(), batch);
+        let started = super::redis_archive::archive_finished(&self.archive(), batch);
+        self.track(started);
         Ok(())
     }
 
@@ -282,6 +280,8 @@ impl StateStore for RedisStore {
                 epoch,
             });
         }
+        // The finished runs a writer that died (or a `run` that exited) left unarchived.
+        self.track(vec![super::redis_archive::sweep(self.archive())]);
         Ok(WriterLease::Acquired { epoch })
     }
 
@@ -319,6 +319,23 @@ impl StateStore for RedisStore {
         let Some(held) = self.held() else {
             return Ok(());
         };
+        // A clean stop lets its archivings finish first (a killed writer's are done again by
+        // the next one).
+        let archiving = self
+            .archiving
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default();
+        let waited = tokio::time::timeout(ARCHIVING_WAIT, async {
+            for task in archiving {
+                let _ = task.await;
+            }
+        });
+        if waited.await.is_err() {
+            tracing::warn!(
+                "archiving finished runs took over {ARCHIVING_WAIT:?}: the next writer archives them"
+            );
+        }
         let mut con = self.con.clone();
         redis::Script::new(RELEASE)
             .key(self.keys().writer())
@@ -474,26 +491,5 @@ impl StateStore for RedisStore {
                 self.shown_url
             ))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact_url("redis://:s3cret@cache:6379/0"),
-            "redis://:***@cache:6379/0"
-        );
-        assert_eq!(
-            redact_url("rediss://app:s3cret@cache:6380"),
-            "rediss://app:***@cache:6380"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
     }
 }
