@@ -127,13 +127,20 @@ pub(crate) fn archive_finished(
 pub(crate) fn sweep(archive: Archive) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut con = archive.con.clone();
-        let runs: Result<Vec<String>, _> = redis::cmd("ZRANGE")
+        let runs: Vec<String> = match redis::cmd("ZRANGE")
             .arg(Keys(&archive.prefix).runs())
             .arg(0)
             .arg(-1)
             .query_async(&mut con)
-            .await;
-        for run in runs.unwrap_or_default() {
+            .await
+        {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!(error = %archive.err(e), "listing the runs to archive failed: finished runs left in their hashes stay there until the next writer");
+                return;
+            }
+        };
+        for run in runs {
             let run = RunId::new(run.as_str());
             let live: bool = redis::cmd("EXISTS")
                 .arg(Keys(&archive.prefix).objects(&run))
