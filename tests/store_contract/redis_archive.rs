@@ -19,6 +19,15 @@ async fn exists(url: &str, key: &str) -> bool {
         .unwrap()
 }
 
+/// Waits for `key` to go (the background archiving), failing with `what` after 10 s.
+async fn gone_within_10_s(url: &str, key: &str, what: &str) {
+    let started = std::time::Instant::now();
+    while exists(url, key).await {
+        assert!(started.elapsed().as_secs() < 10, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Three objects in three buckets (ids 256 apart and far apart), a few attempts each.
 fn run_batch(header: &RunHeader, attempts: u32) -> Vec<Transition> {
     let run = header.run_id.clone();
@@ -84,14 +93,7 @@ async fn a_finished_run_is_archived_reads_the_same_and_runs_again_through_both()
         .apply(&[Transition::Run(Box::new(header.clone()))])
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    while exists(&redis.url, &live_objects).await {
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "the run was never archived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gone_within_10_s(&redis.url, &live_objects, "the run was never archived").await;
     assert!(!exists(&redis.url, &live_attempts).await);
     assert!(exists(&redis.url, &format!("{live_objects}:archive")).await);
     assert!(exists(&redis.url, &format!("{live_attempts}:archive")).await);
@@ -136,14 +138,7 @@ async fn a_finished_run_is_archived_reads_the_same_and_runs_again_through_both()
         .apply(&[Transition::Run(Box::new(header.clone()))])
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    while exists(&redis.url, &live_objects).await {
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "the rerun was never archived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gone_within_10_s(&redis.url, &live_objects, "the rerun was never archived").await;
     assert_eq!(
         everything(&store, &run).await,
         rerun,

@@ -7,22 +7,39 @@ use orchestrator_protocol::RawJson;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Appends `json` (valid JSON text) to `out` without the whitespace outside its strings.
-pub fn push_compact(json: &str, out: &mut String) {
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut kept_from = 0;
-    for (i, b) in json.bytes().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
+/// Where a scan of valid JSON text is: in a string (after a backslash) or between tokens.
+#[derive(Default)]
+struct Tokens {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Tokens {
+    /// Takes the next byte: whether it is whitespace outside any string.
+    fn is_space_between_tokens(&mut self, b: u8) -> bool {
+        if self.in_string {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.in_string = false,
                 _ => {}
             }
+            false
         } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            self.in_string = true;
+            false
+        } else {
+            matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+        }
+    }
+}
+
+/// Appends `json` (valid JSON text) to `out` without the whitespace outside its strings.
+pub fn push_compact(json: &str, out: &mut String) {
+    let mut scan = Tokens::default();
+    let mut kept_from = 0;
+    for (i, b) in json.bytes().enumerate() {
+        if scan.is_space_between_tokens(b) {
             // Whitespace is ASCII, so `i` is a character boundary.
             out.push_str(&json[kept_from..i]);
             kept_from = i + 1;
@@ -120,20 +137,10 @@ fn compact_in_place(text: String, ranges: &[Range<usize>]) -> (String, Vec<Range
         bytes[w] = if i == 0 { b'[' } else { b',' };
         w += 1;
         let start = w;
-        let (mut in_string, mut escaped) = (false, false);
+        let mut scan = Tokens::default();
         let mut kept_from = range.start;
         for k in range.clone() {
-            let b = bytes[k];
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_string = false,
-                    _ => {}
-                }
-            } else if b == b'"' {
-                in_string = true;
-            } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            if scan.is_space_between_tokens(bytes[k]) {
                 bytes.copy_within(kept_from..k, w);
                 w += k - kept_from;
                 kept_from = k + 1;
