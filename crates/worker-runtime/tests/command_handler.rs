@@ -49,8 +49,10 @@ async fn a_handler_sees_only_path_home_lang_tz_and_its_attempt() {
 
 #[tokio::test]
 async fn huge_output_keeps_its_head_and_tail_and_the_last_line_is_the_info() {
-    // 10 MiB on stdout and on stderr, between a first and a last line.
-    let ran = sh("echo first-line; head -c 10485760 /dev/zero | tr '\\0' x; head -c 10485760 /dev/zero >&2; echo; echo all-done")
+    // 10 MiB on stderr and then on stdout, between a first and a last line. (stderr goes first:
+    // the two pipes are read at once, and the end of a stderr block written just before the
+    // last line could be read after it.)
+    let ran = sh("echo first-line; sleep 0.05; head -c 10485760 /dev/zero >&2; head -c 10485760 /dev/zero | tr '\\0' x; echo; echo all-done")
         .handle(&task())
         .await;
     assert_eq!(
@@ -61,7 +63,8 @@ async fn huge_output_keeps_its_head_and_tail_and_the_last_line_is_the_info() {
     );
     let output = &ran.output;
     assert!(output.len() <= 64 * 1024 + 100, "{}", output.len());
-    assert!(output.starts_with("first-line\nxxx"), "{}", &output[..20]);
+    assert!(output.starts_with("first-line\n\0\0\0"), "{:?}", &output[..20]);
+    assert!(output.ends_with("xxx\nall-done\n"), "{:?}", &output[output.len() - 20..]);
     assert!(
         output.ends_with("\nall-done\n"),
         "{}",
