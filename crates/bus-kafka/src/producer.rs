@@ -57,11 +57,18 @@ struct Wave {
     failed: Option<KafkaError>,
 }
 
+/// Reports of the wave in flight, answered together when its last one comes: each answer wakes
+/// the send that waits for it, and one wake for a wave (not one per message, the waiter going
+/// back to sleep in between) spares both threads a context switch per message. Sends made
+/// meanwhile are held for the next wave, so every wave ends.
+type Answers = Arc<Mutex<Vec<(oneshot::Sender<Delivered>, Delivered)>>>;
+
 /// Hands each delivery report to the send that waits for it and, with the last of a wave, sends
 /// the held ones (from the report thread, inside its poll).
 pub(crate) struct Reports {
     wave: Arc<Mutex<Wave>>,
     producer: OnceLock<Weak<BaseProducer<Reports>>>,
+    answers: Answers,
 }
 
 impl ClientContext for Reports {}
@@ -74,7 +81,7 @@ impl ProducerContext for Reports {
             Ok(_) => Ok(()),
             Err((e, message)) => Err((e.clone(), message.payload().map_or(0, <[u8]>::len))),
         };
-        let ended = {
+        let (over, ended) = {
             let mut wave = lock(&self.wave);
             wave.unacknowledged = wave.unacknowledged.saturating_sub(1);
             if let Err((e, _)) = &delivered
@@ -85,13 +92,29 @@ impl ProducerContext for Reports {
             if wave.unacknowledged == 0 && wave.held.is_empty() {
                 wave.failed = None; // the wave is over and nobody waits on it
             }
-            wave.unacknowledged == 0 && !wave.held.is_empty()
+            let over = wave.unacknowledged == 0;
+            (over, over && !wave.held.is_empty())
         };
         // The report thread holds a handle while it polls: this one is never the last.
         if ended && let Some(producer) = self.producer.get().and_then(Weak::upgrade) {
             send_held(&producer, &self.wave);
         }
-        // The send that waited may be gone (a dropped publish): nothing to tell.
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.push((*reply, delivered));
+        }
+        if over {
+            answer(&self.answers);
+        }
+    }
+}
+
+/// Answers the reports taken so far; a send that waited may be gone (a dropped publish).
+fn answer(answers: &Answers) {
+    let taken = answers
+        .lock()
+        .map(|mut a| std::mem::take(&mut *a))
+        .unwrap_or_default();
+    for (reply, delivered) in taken {
         let _ = reply.send(delivered);
     }
 }
@@ -111,9 +134,11 @@ pub struct Producer {
 impl Producer {
     pub(crate) fn create(config: &ClientConfig) -> KafkaResult<Producer> {
         let wave = Arc::new(Mutex::new(Wave::default()));
+        let answers = Answers::default();
         let reports = Reports {
             wave: wave.clone(),
             producer: OnceLock::new(),
+            answers: answers.clone(),
         };
         let base = Arc::new(BaseProducer::from_config_and_context(config, reports)?);
         let reported: Weak<BaseProducer<Reports>> = Arc::downgrade(&base);
@@ -124,10 +149,12 @@ impl Producer {
             .name("bus delivery reports".into())
             .spawn(move || {
                 // Ends once every handle is gone; the producer then goes with this thread's
-                // last reference (purging and reporting what it still held).
+                // last reference (purging and reporting what it still held), or with another
+                // thread's: either way what it reported is answered.
                 while let Some(producer) = reported.upgrade() {
                     producer.poll(POLL);
                 }
+                answer(&answers);
             })
             .map_err(|e| KafkaError::ClientCreation(format!("delivery report thread: {e}")))?;
         Ok(Producer { base, wave })

@@ -63,8 +63,16 @@ async fn huge_output_keeps_its_head_and_tail_and_the_last_line_is_the_info() {
     );
     let output = &ran.output;
     assert!(output.len() <= 64 * 1024 + 100, "{}", output.len());
-    assert!(output.starts_with("first-line\n\0\0\0"), "{:?}", &output[..20]);
-    assert!(output.ends_with("xxx\nall-done\n"), "{:?}", &output[output.len() - 20..]);
+    assert!(
+        output.starts_with("first-line\n\0\0\0"),
+        "{:?}",
+        &output[..20]
+    );
+    assert!(
+        output.ends_with("xxx\nall-done\n"),
+        "{:?}",
+        &output[output.len() - 20..]
+    );
     assert!(
         output.ends_with("\nall-done\n"),
         "{}",
