@@ -22,7 +22,7 @@ pub(crate) use errors::{backend, classify};
 use errors::{is_permanent, is_too_large, too_large_reason};
 use orchestrator_bus::{Bus, BusError, Consumer, Published, Unsent};
 use orchestrator_protocol::{
-    ControlEvent, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone,
+    ControlEvent, EventJson, FailedEvent, ProgressEvent, ReadyEvent, ResultEvent, Traced, Zone,
 };
 use producer::Delivery;
 pub use producer::Producer;
@@ -31,7 +31,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -206,7 +205,7 @@ impl KafkaBus {
     /// local queue is back-pressure: the send waits for room. On failure, hands back the events
     /// with a send that failed (an event sent to two topics goes back whole), and apart from
     /// them the events too large to ever be sent, which do not stop the others.
-    async fn send_all<'t, T: Serialize + Traced>(
+    async fn send_all<'t, T: EventJson + Traced>(
         &self,
         events: Vec<T>,
         topics_of: impl Fn(&T) -> &'t [&'t str],
@@ -216,7 +215,7 @@ impl KafkaBus {
         let mut fates: Vec<Fate> = (0..events.len()).map(|_| Fate::Sent).collect();
         let mut error = None;
         'events: for (i, value) in events.iter().enumerate() {
-            let payload = match serde_json::to_vec(value) {
+            let payload = match value.to_json() {
                 Ok(p) => p,
                 Err(e) => return Err(Unsent::fatal(backend(e))),
             };
