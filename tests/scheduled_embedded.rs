@@ -88,13 +88,17 @@ fn a_kill_at_a_tick_neither_loses_nor_doubles_its_run() {
             .unwrap()
     };
     let mut first = start("first.log");
-    // Never loaded: the current minute's tick runs at once (catch-up), all three objects.
-    wait_until("the catch-up run", Duration::from_secs(30), || {
-        lines(&log).len() >= 6
+    // Never loaded: the current minute's tick runs at once (catch-up), all three objects. (Its
+    // ends are waited for by run: near a minute's end the next tick's run starts meanwhile, and
+    // its lines come between.)
+    wait_until("the catch-up run to start", Duration::from_secs(30), || {
+        !lines(&log).is_empty()
     });
     let caught_up = lines(&log)[0].0.clone();
     assert!(caught_up.starts_with("tick-"), "{caught_up}");
-    assert_eq!(ended(&log, &caught_up).len(), 3);
+    wait_until("the catch-up run", Duration::from_secs(30), || {
+        ended(&log, &caught_up).len() == 3
+    });
     // The next minute's run: killed as soon as its first object starts (its batch is stored
     // before the Ready event goes out).
     wait_until("the next tick", Duration::from_secs(75), || {
