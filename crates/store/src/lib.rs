@@ -6,6 +6,7 @@ mod memory;
 mod redb_store;
 mod redb_write;
 mod redis_archive;
+mod redis_archived_reads;
 mod redis_batch;
 mod redis_lua;
 mod redis_store;

@@ -1,13 +1,13 @@
 //! A finished run's objects and attempts, archived: once a run finishes, its two hashes (a field
 //! per object and per attempt, about 370 bytes an object in Redis) are packed into buckets of
-//! LZ4-compressed lines, and reads look there for what the hashes no longer hold.
+//! LZ4-compressed lines, and reads look there for what the hashes no longer hold
+//! (`redis_archived_reads.rs`).
 
 use super::redis_batch::Keys;
-use super::redis_lua::backend_error;
+use super::redis_lua::{backend_error, write_error};
 use super::redis_text;
-use super::{AttemptRecord, RunHeader, RunStatus, StoreError, Transition};
-use orchestrator_core::scheduler::ObjectRecord;
-use orchestrator_protocol::{ObjectId, RunId};
+use super::{RunHeader, RunStatus, StoreError, Transition};
+use orchestrator_protocol::RunId;
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 
@@ -54,7 +54,7 @@ fn staging_name() -> String {
 
 /// The bucket of a field of either hash (`OBJECT` or `OBJECT:ATTEMPT`): one object's record and
 /// attempts share it.
-fn bucket_of(field: &str) -> u64 {
+pub(crate) fn bucket_of(field: &str) -> u64 {
     field
         .split(':')
         .next()
@@ -67,7 +67,10 @@ fn bucket_of(field: &str) -> u64 {
 type Lines = BTreeMap<u64, String>;
 
 fn push_line(lines: &mut Lines, field: &str, value: &str) {
-    let text = lines.entry(bucket_of(field)).or_default();
+    write_line(lines.entry(bucket_of(field)).or_default(), field, value);
+}
+
+fn write_line(text: &mut String, field: &str, value: &str) {
     text.push_str(field);
     text.push('\t');
     text.push_str(value);
@@ -79,15 +82,12 @@ fn pack(lines: &str) -> Vec<u8> {
     let latest: BTreeMap<&str, &str> = lines.lines().filter_map(|l| l.split_once('\t')).collect();
     let mut text = String::with_capacity(lines.len());
     for (field, value) in latest {
-        text.push_str(field);
-        text.push('\t');
-        text.push_str(value);
-        text.push('\n');
+        write_line(&mut text, field, value);
     }
     redis_text::pack(&text)
 }
 
-fn unpack(stored: Vec<u8>, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub(crate) fn unpack(stored: Vec<u8>, key: &str) -> Result<Vec<(String, String)>, StoreError> {
     let text = redis_text::unpack(stored, key)?;
     text.lines()
         .map(|line| {
@@ -98,22 +98,26 @@ fn unpack(stored: Vec<u8>, key: &str) -> Result<Vec<(String, String)>, StoreErro
         .collect()
 }
 
-fn decode<T: serde::de::DeserializeOwned>(text: &str, key: &str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    text: &str,
+    key: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Decode(format!("{key}: {e}")))
 }
 
 /// Archives, in the background, each run `batch` finished; one that fails stays in its hashes,
-/// read as before.
+/// read as before. `archive` is called only for a batch that finishes a run (most do not).
 pub(crate) fn archive_finished(
-    archive: &Archive,
     batch: &[Transition],
+    archive: impl FnOnce() -> Archive,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let archive = std::cell::LazyCell::new(archive);
     let mut started = Vec::new();
     for t in batch {
         if let Transition::Run(h) = t
             && h.status == RunStatus::Finished
         {
-            let (archive, run) = (archive.clone(), h.run_id.clone());
+            let (archive, run) = ((*archive).clone(), h.run_id.clone());
             started.push(tokio::spawn(
                 async move { archive.archive_or_warn(&run).await },
             ));
@@ -154,6 +158,23 @@ pub(crate) fn sweep(archive: Archive) -> tokio::task::JoinHandle<()> {
     })
 }
 
+impl super::RedisStore {
+    /// Archives `run` now if it is finished (the store does it by itself after the batch that
+    /// finishes it): `true` when something moved.
+    pub async fn archive_run(&self, run: &RunId) -> Result<bool, StoreError> {
+        self.archive().archive(run).await
+    }
+
+    /// [`RedisStore::archive_run`] in its two steps, reading and staging then swapping (a test
+    /// starts the run again between them).
+    pub async fn stage_archive(&self, run: &RunId) -> Result<Option<StagedArchive>, StoreError> {
+        self.archive().stage_run(run).await
+    }
+    pub async fn swap_archive(&self, staged: StagedArchive) -> Result<bool, StoreError> {
+        self.archive().swap(staged).await
+    }
+}
+
 /// A finished run's records and attempts staged, waiting to be swapped in.
 pub struct StagedArchive {
     run_key: String,
@@ -162,9 +183,6 @@ pub struct StagedArchive {
     /// Per hash: its staged key, archive and live hash.
     swap: Vec<String>,
 }
-
-/// A live hash's fields and values, and an archive's buckets, as read in one transaction.
-type LiveAndArchived = (Vec<(String, String)>, Vec<(u64, Vec<u8>)>);
 
 /// What archiving and the archive's reads need of the store; cloned into the task that archives.
 #[derive(Clone)]
@@ -178,7 +196,7 @@ pub(crate) struct Archive {
 }
 
 impl Archive {
-    fn err(&self, e: redis::RedisError) -> StoreError {
+    pub(crate) fn err(&self, e: redis::RedisError) -> StoreError {
         backend_error(&self.shown_url, e)
     }
 
@@ -266,12 +284,7 @@ impl Archive {
         let done: i64 = call
             .invoke_async(&mut con)
             .await
-            .map_err(|e| match &self.fence {
-                Some((_, ours)) if e.to_string().contains("FENCED") => {
-                    StoreError::Fenced { ours: *ours }
-                }
-                _ => self.err(e),
-            })?;
+            .map_err(|e| write_error(&self.shown_url, self.fence.as_ref().map(|f| f.1), e))?;
         Ok(done == 1)
     }
 
@@ -341,119 +354,6 @@ impl Archive {
         }
         Ok(all)
     }
-
-    /// A run's object records: its live hash read with its archive in one transaction (one or
-    /// the other holds each object; the live one wins, written since), by object id.
-    pub(crate) async fn objects(
-        &self,
-        run: &RunId,
-    ) -> Result<Vec<(ObjectId, ObjectRecord)>, StoreError> {
-        let keys = Keys(&self.prefix);
-        let (live_key, archive_key) = (keys.objects(run), keys.objects_archive(run));
-        let mut con = self.con.clone();
-        let (live, archived): LiveAndArchived = redis::pipe()
-            .atomic()
-            .cmd("HGETALL")
-            .arg(&live_key)
-            .cmd("HGETALL")
-            .arg(&archive_key)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut all: BTreeMap<u64, String> = BTreeMap::new();
-        for (_, packed) in archived {
-            for (field, value) in unpack(packed, &archive_key)? {
-                all.insert(parse_id(&field, &archive_key)?, value);
-            }
-        }
-        for (field, value) in live {
-            all.insert(parse_id(&field, &live_key)?, value);
-        }
-        all.into_iter()
-            .map(|(id, v)| Ok((ObjectId(id), decode(&v, &live_key)?)))
-            .collect()
-    }
-
-    /// One object's ended attempts, from the live hashes or the archive (live first: archiving
-    /// moves fields from one to the other, never back).
-    pub(crate) async fn attempts(
-        &self,
-        run: &RunId,
-        id: ObjectId,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let keys = Keys(&self.prefix);
-        let mut con = self.con.clone();
-        let field = id.0.to_string();
-        let live: Option<String> = redis::cmd("HGET")
-            .arg(keys.objects(run))
-            .arg(&field)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        let record = match live {
-            Some(r) => Some(r),
-            None => self
-                .bucket(&keys.objects_archive(run), &field)
-                .await?
-                .remove(&field),
-        };
-        let Some(record) = record else {
-            return Ok(Vec::new());
-        };
-        let record: ObjectRecord = decode(&record, &keys.objects(run))?;
-        if record.attempt == 0 {
-            return Ok(Vec::new());
-        }
-        // The object's record says how many attempts it had; each has its field.
-        let fields: Vec<String> = (1..=record.attempt)
-            .map(|n| super::redis_batch::attempt_field(id, n))
-            .collect();
-        let values: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(keys.attempts(run))
-            .arg(&fields)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        let archive_key = keys.attempts_archive(run);
-        let mut bucket: Option<BTreeMap<String, String>> = None;
-        let mut attempts = Vec::with_capacity(values.len());
-        for (field, value) in fields.iter().zip(values) {
-            let value = match value {
-                Some(v) => Some(v),
-                None => {
-                    if bucket.is_none() {
-                        bucket = Some(self.bucket(&archive_key, field).await?);
-                    }
-                    bucket.as_ref().and_then(|b| b.get(field).cloned())
-                }
-            };
-            if let Some(v) = value {
-                attempts.push(decode(&v, &archive_key)?);
-            }
-        }
-        Ok(attempts)
-    }
-
-    /// The whole bucket of `field` in an archive (empty when absent).
-    async fn bucket(&self, key: &str, field: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        let mut con = self.con.clone();
-        let packed: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(key)
-            .arg(bucket_of(field))
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(match packed {
-            Some(p) => unpack(p, key)?.into_iter().collect(),
-            None => BTreeMap::new(),
-        })
-    }
-}
-
-fn parse_id(field: &str, key: &str) -> Result<u64, StoreError> {
-    field
-        .parse()
-        .map_err(|_| StoreError::Decode(format!("{key}: field {field:?} is not an object id")))
 }
 
 #[cfg(test)]

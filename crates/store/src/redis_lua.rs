@@ -57,6 +57,15 @@ pub(crate) fn backend_error(url: &str, e: redis::RedisError) -> StoreError {
     }
 }
 
+/// A Redis error of a write fenced by this writer's epoch (`fence`): `Fenced` when a script
+/// refused it for a newer writer's, else as [`backend_error`].
+pub(crate) fn write_error(url: &str, fence: Option<u64>, e: redis::RedisError) -> StoreError {
+    match fence {
+        Some(ours) if e.to_string().contains("FENCED") => StoreError::Fenced { ours },
+        _ => backend_error(url, e),
+    }
+}
+
 /// The URL with its password (if any) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

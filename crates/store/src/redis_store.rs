@@ -13,10 +13,10 @@
 //! runs as one Lua script that first checks the epoch, so a process that lost the lease can write
 //! nothing more.
 
-use super::redis_archive::{Archive, StagedArchive};
+use super::redis_archive::Archive;
 use super::redis_batch::{Keys, Out, write_batch};
 use super::redis_lua::redact_url;
-use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error};
+use super::redis_lua::{ACQUIRE, RELEASE, RENEW, backend_error, write_error};
 use super::redis_text;
 use super::{
     AttemptRecord, CatalogLoad, DeadLetter, RunHeader, ScheduleState, StateStore, StoreError,
@@ -87,6 +87,11 @@ impl RedisStore {
         self.writer.lock().ok().and_then(|w| w.clone())
     }
 
+    /// The epoch key and this handle's epoch, once it holds the writer lease.
+    fn fence(&self) -> Option<(String, u64)> {
+        self.held().map(|h| (self.keys().epoch(), h.epoch))
+    }
+
     fn err(&self, e: redis::RedisError) -> StoreError {
         backend_error(&self.shown_url, e)
     }
@@ -94,12 +99,9 @@ impl RedisStore {
     /// Sends commands all or nothing (fenced by the writer's epoch when it holds the lease).
     async fn send(&self, out: Out, fence: Option<&(String, u64)>) -> Result<(), StoreError> {
         let mut con = self.con.clone();
-        out.send(&mut con).await.map_err(|e| match fence {
-            Some((_, ours)) if e.to_string().contains("FENCED") => {
-                StoreError::Fenced { ours: *ours }
-            }
-            _ => self.err(e),
-        })
+        out.send(&mut con)
+            .await
+            .map_err(|e| write_error(&self.shown_url, fence.map(|f| f.1), e))
     }
 
     /// A hash keyed by object id, each value decoded, in object order.
@@ -175,35 +177,23 @@ impl RedisStore {
     }
 
     fn track(&self, started: Vec<tokio::task::JoinHandle<()>>) {
+        if started.is_empty() {
+            return;
+        }
         if let Ok(mut archiving) = self.archiving.lock() {
             archiving.retain(|t| !t.is_finished());
             archiving.extend(started);
         }
     }
 
-    fn archive(&self) -> Archive {
+    pub(crate) fn archive(&self) -> Archive {
         Archive {
             con: self.con.clone(),
             prefix: self.prefix.clone(),
             finished_ttl: self.finished_ttl,
             shown_url: self.shown_url.clone(),
-            fence: self.held().map(|h| (self.keys().epoch(), h.epoch)),
+            fence: self.fence(),
         }
-    }
-
-    /// Archives `run` now if it is finished (the store does it by itself after the batch that
-    /// finishes it): `true` when something moved.
-    pub async fn archive_run(&self, run: &RunId) -> Result<bool, StoreError> {
-        self.archive().archive(run).await
-    }
-
-    /// [`RedisStore::archive_run`] in its two steps, reading and staging then swapping (a test
-    /// starts the run again between them).
-    pub async fn stage_archive(&self, run: &RunId) -> Result<Option<StagedArchive>, StoreError> {
-        self.archive().stage_run(run).await
-    }
-    pub async fn swap_archive(&self, staged: StagedArchive) -> Result<bool, StoreError> {
-        self.archive().swap(staged).await
     }
 }
 
@@ -221,7 +211,7 @@ impl StateStore for RedisStore {
         // A run's object definitions go first, on their own and in pieces: the client copies
         // each command two or three times on its way out, which for a million objects' 110 MB
         // must not happen at once. No header is written without its definitions.
-        let fence = self.held().map(|h| (self.keys().epoch(), h.epoch));
+        let fence = self.fence();
         let mut rest = Vec::with_capacity(batch.len());
         let mut newer = Vec::new();
         for t in batch {
@@ -246,8 +236,9 @@ impl StateStore for RedisStore {
         let mut out = Out::new(fence.as_ref());
         write_batch(self.keys(), self.finished_ttl, &rest, &mut out)?;
         self.send(out, fence.as_ref()).await?;
-        let started = super::redis_archive::archive_finished(&self.archive(), batch);
-        self.track(started);
+        self.track(super::redis_archive::archive_finished(batch, || {
+            self.archive()
+        }));
         Ok(())
     }
 
